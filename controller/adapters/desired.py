@@ -1,0 +1,272 @@
+"""Reads a desired-state directory into `spec.Loaded`: every error of the run, each at its file, line and field.
+
+One broken document never stops the others: it is held back (not reconciled, never orphaned or pruned) and reported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.adapters import envfile, yamlpos
+from controller.core import checks, interpolate, spec
+from controller.core.diagnostics import Diagnostic, field_path
+from controller.core.errors import DesiredStateError
+
+DEFAULT_ENV_FILE = ".workspace/.env"
+SUFFIXES = (".yaml", ".yml")
+
+_UNION_TAGS = ("function-", "str", "is-")  # pydantic's names for union members in error locations
+_FRIENDLY = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+@dataclass
+class _Doc:
+    file: str
+    parsed: yamlpos.ParsedDocument
+    kind: str | None
+    name: str | None
+    resource: spec.Resource | None = None
+
+
+def find_files(directory: Path) -> list[Path]:
+    """Every *.yaml / *.yml below `directory`, recursively, hidden files and folders skipped, in a stable order."""
+    out: list[Path] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.extend(Path(root, f) for f in sorted(files) if f.endswith(SUFFIXES) and not f.startswith("."))
+    return out
+
+
+def load_variables(
+    env_file: Path | None, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[Diagnostic], str | None]:
+    """Variables from the env file first, then the environment. `env_file=None` means the default, if present."""
+    explicit = env_file is not None
+    path = env_file if env_file is not None else Path(DEFAULT_ENV_FILE)
+    variables = dict(os.environ if environ is None else environ)
+    if not path.exists():
+        if explicit:
+            raise DesiredStateError(f"env file {path} does not exist")
+        return variables, [], None
+    try:
+        from_file, problems = envfile.read(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise DesiredStateError(f"env file {path} cannot be read: {type(e).__name__}") from None
+    variables.update(from_file)
+    return variables, problems, str(path)
+
+
+def load(
+    directory: Path,
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> spec.Loaded:
+    if not directory.is_dir():
+        raise DesiredStateError(f"desired-state directory {directory} does not exist (use --dir)")
+    variables, diagnostics, used_env = load_variables(env_file, environ)
+    files = find_files(directory)
+    docs: list[_Doc] = []
+    for path in files:
+        docs.extend(_read_file(path, variables, diagnostics))
+    state, sources = _assemble(docs, diagnostics)
+    diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
+    return spec.Loaded(state, tuple(diagnostics), tuple(str(f) for f in files), sources, used_env)
+
+
+def load_text(text: str, file: str = "<text>", variables: Mapping[str, str] | None = None) -> spec.Loaded:
+    """Load one file's text (tests and tools); the same rules as a directory of one file."""
+    diagnostics: list[Diagnostic] = []
+    docs = _read_text(text, file, dict(variables or {}), diagnostics)
+    state, sources = _assemble(docs, diagnostics)
+    diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
+    return spec.Loaded(state, tuple(diagnostics), (file,), sources)
+
+
+def _read_file(path: Path, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc]:
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        diagnostics.append(Diagnostic(file, 1, 1, f"cannot be read: {e.strerror or type(e).__name__}"))
+        return []
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        diagnostics.append(Diagnostic(file, line, column, "not valid UTF-8 text"))
+        return []
+    return _read_text(text, file, variables, diagnostics)
+
+
+def _read_text(text: str, file: str, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc]:
+    try:
+        parsed = yamlpos.parse(text)
+    except yamlpos.YamlSyntaxError as e:
+        diagnostics.append(Diagnostic(file, e.position.line, e.position.column, e.message))
+        return []
+    if not parsed:
+        diagnostics.append(Diagnostic(file, 1, 1, "empty file: no document (delete it, or declare a resource)"))
+        return []
+    out = []
+    for doc in parsed:
+        d = _validate(doc, file, variables, diagnostics)
+        if d is not None:
+            out.append(d)
+    return out
+
+
+def _validate(
+    doc: yamlpos.ParsedDocument, file: str, variables: Mapping[str, str], diagnostics: list[Diagnostic]
+) -> _Doc | None:
+    data = doc.data
+    if not isinstance(data, dict):
+        found = type(data).__name__ if data is not None else "nothing"
+        diagnostics.append(
+            Diagnostic(
+                file,
+                doc.start.line,
+                doc.start.column,
+                f"a document must be a mapping (apiVersion, kind, metadata, spec), not {found}",
+            )
+        )
+        return None
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else None
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+    d = _Doc(file, doc, kind, name)
+
+    def report(path: tuple[str | int, ...], message: str, at: yamlpos.Position | None = None) -> None:
+        pos = at or doc.locate(path)
+        diagnostics.append(Diagnostic(file, pos.line, pos.column, message, kind, name, field_path(path) or None))
+
+    for path, message, at in doc.problems:
+        report(path, message, at)
+    model = spec.KINDS.get(kind or "")
+    if model is None:
+        if "kind" not in data:
+            report(("kind",), f"required field is missing: one of {', '.join(spec.KINDS)}")
+        else:
+            report(("kind",), f"unknown kind: use one of {', '.join(spec.KINDS)}")
+        return d
+    resolved = dict(data)
+    issues: list[interpolate.Issue] = []
+    if "spec" in data:
+        resolved["spec"], issues = interpolate.resolve_spec(data["spec"], variables)
+    for issue in issues:
+        report(issue.path, issue.message)
+    try:
+        resource = model.model_validate(resolved)
+    except ValidationError as e:
+        seen: set[tuple[str | int, ...]] = set()
+        for err in e.errors(include_url=False, include_input=False, include_context=False):
+            path = _data_path(data, err["loc"])
+            if path in seen or any(i.path == path for i in issues):
+                continue  # a union reports once per member; an interpolation issue already explains it
+            seen.add(path)
+            report(path, _FRIENDLY.get(err["type"], err["msg"]))
+        return d
+    if issues or doc.problems:
+        return d
+    d.resource = resource
+    return d
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The part of a pydantic error location that names real places in the data (union member tags dropped)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(_UNION_TAGS):
+            out.append(part)  # a missing or unknown key: name it, it is what the user must add or remove
+            break
+        else:
+            break
+        out.append(part)
+    return tuple(out)
+
+
+def _assemble(
+    docs: list[_Doc], diagnostics: list[Diagnostic]
+) -> tuple[spec.DesiredState, dict[tuple[str, str], spec.SourceLocation]]:
+    broken: set[tuple[str, str]] = set()
+    broken_containers: set[str] = set()
+    sources: dict[tuple[str, str], spec.SourceLocation] = {}
+    good: list[_Doc] = []
+    for d in docs:
+        if d.kind and d.name:
+            sources.setdefault((d.kind, d.name), spec.SourceLocation(d.file, d.parsed.start.line))
+        if d.resource is None:
+            _hold_back(d, broken, broken_containers)
+            continue
+        if isinstance(d.resource, spec.DatabaseInstance):
+            problems = checks.check_instance(d.resource)
+            _report(d, problems, diagnostics)
+            if any(p.severity == "error" for p in problems):
+                _hold_back(d, broken, broken_containers)
+                continue
+        good.append(d)
+    # Cross-resource checks until nothing more is held back: holding one back can leave another dangling.
+    while True:
+        by_kind: dict[str, list[_Doc]] = {k: [d for d in good if d.kind == k] for k in spec.KINDS}
+        problems = checks.check_all(
+            [d.resource for d in by_kind["DatabaseInstance"]],  # type: ignore[misc]
+            [d.resource for d in by_kind["Network"]],  # type: ignore[misc]
+            [d.resource for d in by_kind["Volume"]],  # type: ignore[misc]
+            [d.resource for d in by_kind["Consumer"]],  # type: ignore[misc]
+            broken,
+        )
+        failing = {id(by_kind[p.kind][p.index]) for p in problems if p.severity == "error"}
+        if not failing:
+            for p in problems:
+                _report(by_kind[p.kind][p.index], [p], diagnostics)
+            break
+        for p in problems:
+            doc = by_kind[p.kind][p.index]
+            if id(doc) in failing and p.severity == "error":
+                _report(doc, [p], diagnostics)
+        for d in [d for d in good if id(d) in failing]:
+            _hold_back(d, broken, broken_containers)
+        good = [d for d in good if id(d) not in failing]
+    state = spec.DesiredState(
+        instances=tuple(d.resource for d in good if isinstance(d.resource, spec.DatabaseInstance)),
+        networks=tuple(d.resource for d in good if isinstance(d.resource, spec.Network)),
+        volumes=tuple(d.resource for d in good if isinstance(d.resource, spec.Volume)),
+        consumers=tuple(d.resource for d in good if isinstance(d.resource, spec.Consumer)),
+        held_back=frozenset(broken),
+        held_back_containers=frozenset(broken_containers),
+        complete=not any(d.severity == "error" for d in diagnostics),
+    )
+    return state, sources
+
+
+def _hold_back(d: _Doc, broken: set[tuple[str, str]], containers: set[str]) -> None:
+    if d.kind and d.name:
+        broken.add((d.kind, d.name))
+    data = d.parsed.data
+    s = data.get("spec") if isinstance(data, dict) else None
+    if isinstance(s, dict) and isinstance(s.get("containerName"), str):
+        containers.add(s["containerName"])
+    elif d.kind == "DatabaseInstance" and d.name:
+        containers.add(d.name)
+
+
+def _report(d: _Doc, problems: list[checks.Problem], diagnostics: list[Diagnostic]) -> None:
+    for p in problems:
+        pos = d.parsed.locate(p.path)
+        diagnostics.append(
+            Diagnostic(d.file, pos.line, pos.column, p.message, p.kind, p.name, field_path(p.path) or None, p.severity)
+        )

@@ -1,0 +1,173 @@
+"""The `dbstate` command line: parse arguments, wire adapters, print. No logic of its own lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller import __version__
+from controller.core import spec
+from controller.core.errors import DbstateError
+
+DESCRIPTION = """\
+dbstate runs the databases of a self-hosted platform from git.
+
+A directory of YAML declarations (DatabaseInstance, Network, Volume, Consumer) is the desired state; dbstate
+compares it with the live Docker engine and shows (plan) or converges (apply, run) the difference.
+
+commands:
+  validate   check the desired state: every error with its file, line and field; nothing live is touched
+  schema     print the JSON Schema of a desired-state document, for editors
+  plan       the dry run: what would change on the engine, and what needs a human (findings)
+
+exit codes: 0 ok, 1 error, 2 changes pending (plan), 3 findings with --fail-on-findings (plan)
+"""
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def _add_desired_state_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("desired-state"),
+        metavar="DIR",
+        help="the desired-state directory (default: ./desired-state)",
+    )
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where ${VAR} references resolve first, then the environment (default: .workspace/.env when it exists)",
+    )
+    p.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbstate", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"dbstate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "validate",
+        help="check the desired state and list what it declares",
+        description="Load every *.yaml/*.yml below --dir and report every error as "
+        "FILE:LINE:COLUMN: Kind/name: field: message. Exit 0 when valid, 1 otherwise. "
+        "Secret values are never printed.",
+    )
+    _add_desired_state_args(p)
+    p.add_argument("--strict", action="store_true", help="treat warnings (naming conventions, ...) as errors")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of a desired-state document",
+        description="Print the JSON Schema (draft 2020-12) of one desired-state document. Save it "
+        "and point editors at it with a first line "
+        "`# yaml-language-server: $schema=PATH` in each YAML file.",
+    )
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller.adapters import desired
+
+    loaded = desired.load(args.dir, args.env_file)
+    failed = bool(loaded.errors) or (args.strict and bool(loaded.warnings))
+    s = loaded.state
+    resources = {
+        "DatabaseInstance": [r.metadata.name for r in s.instances],
+        "Network": [r.metadata.name for r in s.networks],
+        "Volume": [r.metadata.name for r in s.volumes],
+        "Consumer": [r.metadata.name for r in s.consumers],
+    }
+    if args.output == "json":
+        doc = {
+            "valid": not failed,
+            "directory": str(args.dir),
+            "env_file": loaded.variables_from,
+            "files": list(loaded.files),
+            "resources": resources,
+            "held_back": sorted(f"{k}/{n}" for k, n in s.held_back),
+            "errors": [d.to_json() for d in loaded.errors],
+            "warnings": [d.to_json() for d in loaded.warnings],
+        }
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return EXIT_ERROR if failed else EXIT_OK
+    for d in loaded.diagnostics:
+        print(d, file=err)
+    n_err, n_warn = len(loaded.errors), len(loaded.warnings)
+    if loaded.errors:
+        print(
+            f"{args.dir}: {n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)} "
+            f"in {len(loaded.files)} files; held back: {len(s.held_back)} resources",
+            file=err,
+        )
+        return EXIT_ERROR
+    total = sum(len(v) for v in resources.values())
+    print(
+        f"{args.dir}: valid, {total} resources in {len(loaded.files)} files"
+        + (f", {n_warn} warning{'s' * (n_warn != 1)}" if n_warn else ""),
+        file=out,
+    )
+    for kind, names in resources.items():
+        print(f"  {kind} ({len(names)}): {', '.join(names) if names else '-'}", file=out)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def document_schema() -> dict[str, Any]:
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(spec.Document).json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://dbstate.io/schemas/v1/desired-state.schema.json",
+        "title": "dbstate desired-state document (dbstate.io/v1)",
+        **schema,
+    }
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    json.dump(document_schema(), out, indent=2, sort_keys=False)
+    out.write("\n")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace, TextIO, TextIO], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(err)
+        return EXIT_ERROR
+    try:
+        return func(args, out, err)
+    except DbstateError as e:
+        print(f"dbstate: error: {e}", file=err)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("dbstate: interrupted", file=err)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a bug: say so in one line, never dump locals that may hold secrets
+        if os.environ.get("DBSTATE_DEBUG"):
+            raise
+        print(f"dbstate: internal error: {type(e).__name__} (set DBSTATE_DEBUG=1 for a traceback)", file=err)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

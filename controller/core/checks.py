@@ -1,0 +1,266 @@
+"""Checks of the desired state beyond field types: pinned images, references, uniqueness, the seed's conventions.
+
+Each check returns `Finding`-free `Problem`s: an error holds the resource back from reconciliation, a warning is
+reported and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from controller.core import spec
+
+Path = tuple[str | int, ...]
+Severity = Literal["error", "warning"]
+
+_DIGITS = re.compile(r"^(\d+(?:\.\d+)*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str
+    name: str
+    path: Path
+    message: str
+    severity: Severity = "error"
+    index: int = 0  # which of the resources of this kind passed to the check (duplicates share a name)
+
+
+def split_image(image: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of an image reference; a registry port is not a tag."""
+    digest = None
+    if "@" in image:
+        image, digest = image.split("@", 1)
+    repo, tag = image, None
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        repo, tag = image[:colon], image[colon + 1 :]
+    return repo, tag, digest
+
+
+def tag_version(tag: str) -> str | None:
+    """The version a tag reveals (`16-alpine` -> `16`, `15.1.0.147` -> `15.1.0.147`), or None."""
+    m = _DIGITS.match(tag)
+    return m.group(1) if m else None
+
+
+def versions_agree(declared: str, revealed: str) -> bool:
+    """`16` agrees with `16.2`, and `15` with `15.1.0.147`: the shorter is a prefix of the longer."""
+    a, b = declared.split("."), revealed.split(".")
+    n = min(len(a), len(b))
+    return [int(x) for x in a[:n]] == [int(x) for x in b[:n]]
+
+
+def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
+    out: list[Problem] = []
+    kind, name = inst.kind, inst.metadata.name
+
+    def err(path: Path, message: str, severity: Severity = "error") -> None:
+        out.append(Problem(kind, name, path, message, severity))
+
+    s = inst.spec
+    _repo, tag, digest = split_image(s.image)
+    if digest is None:
+        if tag is None:
+            err(("spec", "image"), f"image {s.image!r} is not pinned: name a tag (not `latest`) or a digest")
+        elif tag == "latest":
+            err(("spec", "image"), f"image {s.image!r} is not pinned: `latest` moves; name a version tag or a digest")
+        else:
+            revealed = tag_version(tag)
+            if revealed is not None and not versions_agree(s.version, revealed):
+                err(
+                    ("spec", "version"),
+                    f"version {s.version!r} disagrees with the image tag {tag!r}, which says {revealed}",
+                )
+    allowed = spec.AUTH_METHODS[s.engine]
+    if s.auth.method not in allowed:
+        err(
+            ("spec", "auth", "method"),
+            f"{s.auth.method!r} does not fit engine {s.engine.value}: use {' or '.join(sorted(allowed))}",
+        )
+    if s.auth.method != "none" and s.auth.password is None:
+        err(("spec", "auth", "password"), f"required with method {s.auth.method}")
+    if s.engine in (spec.Engine.POSTGRES, spec.Engine.MARIADB, spec.Engine.MYSQL) and s.auth.user is None:
+        err(("spec", "auth", "user"), f"required for engine {s.engine.value}")
+    sources = [v.source for v in s.volumes]
+    for i, v in enumerate(s.volumes):
+        if sources.count(v.source) > 1 and sources.index(v.source) != i:
+            err(("spec", "volumes", i, "source"), f"volume {v.source} is mounted twice")
+    for i, p in enumerate(s.ports):
+        if spec.parse_port(p).public:
+            err(("spec", "ports", i), f"{p!r} publishes the database on every interface; bind 127.0.0.1", "warning")
+    if s.container_name is None:
+        err(
+            ("spec", "containerName"),
+            f"no explicit containerName: the container will be named {name!r}; the seed asks for explicit names",
+            "warning",
+        )
+    else:
+        conv = naming_convention(name, s.engine, s.container_name)
+        if conv is not None:
+            err(("spec", "containerName"), conv, "warning")
+    return out
+
+
+def naming_convention(name: str, engine: spec.Engine, container: str) -> str | None:
+    """The seed's patterns: `<service>-<service>-1`, `<service>-<dbtype>-1`, `<service>-db`."""
+    types = ("db", engine.value, "postgres", "mariadb", "mysql", "redis")
+    ok = re.fullmatch(rf"{re.escape(name)}-{re.escape(name)}-1", container) or re.fullmatch(
+        rf"[a-z0-9][a-z0-9-]*-({'|'.join(types)})(-1)?", container
+    )
+    if ok:
+        return None
+    return (
+        f"container name {container!r} follows none of the seed's patterns "
+        "(<service>-<service>-1, <service>-<dbtype>-1, <service>-db)"
+    )
+
+
+def check_all(
+    instances: Sequence[spec.DatabaseInstance],
+    networks: Sequence[spec.Network],
+    volumes: Sequence[spec.Volume],
+    consumers: Sequence[spec.Consumer],
+    broken: Iterable[tuple[str, str]] = (),
+) -> list[Problem]:
+    """References, uniqueness and isolation across every resource that validated on its own.
+
+    `broken` are (kind, name) pairs declared by documents that did not validate: a reference to one of them is
+    reported as depending on a broken resource, not as dangling.
+    """
+    out: list[Problem] = []
+    broken_set = set(broken)
+    net_by_name = {n.metadata.name: n for n in networks}
+    vol_names = {v.metadata.name for v in volumes}
+    inst_by_name = {i.metadata.name: i for i in instances}
+
+    def ref(res: tuple[str, str, int], path: Path, target_kind: str, target: str, known: Iterable[str]) -> None:
+        kind, name, idx = res
+        if target in known:
+            return
+        if (target_kind, target) in broken_set:
+            out.append(Problem(kind, name, path, f"depends on {target_kind}/{target}, which has errors", index=idx))
+        else:
+            out.append(Problem(kind, name, path, f"{target_kind} {target!r} is not declared", index=idx))
+
+    for idx, inst in enumerate(instances):
+        n = inst.metadata.name
+        me: tuple[str, str, int] = (inst.kind, n, idx)
+        for i, att in enumerate(inst.spec.networks):
+            ref(me, ("spec", "networks", i, "name"), "Network", att.name, net_by_name)
+        for i, vm in enumerate(inst.spec.volumes):
+            ref(me, ("spec", "volumes", i, "source"), "Volume", vm.source, vol_names)
+        _dup_attachments(out, me, inst.spec.networks)
+        isolated = [a.name for a in inst.spec.networks if a.name in net_by_name and net_by_name[a.name].spec.isolated]
+        shared = [a.name for a in inst.spec.networks if a.name in net_by_name and not net_by_name[a.name].spec.isolated]
+        if isolated and shared:
+            out.append(
+                Problem(
+                    inst.kind,
+                    n,
+                    ("spec", "networks"),
+                    f"sits on isolated {', '.join(isolated)} and on shared {', '.join(shared)}: "
+                    "it bridges the isolation",
+                    "warning",
+                    idx,
+                )
+            )
+
+    for idx, con in enumerate(consumers):
+        n = con.metadata.name
+        me = (str(con.kind), n, idx)
+        for i, att in enumerate(con.spec.networks):
+            ref(me, ("spec", "networks", i, "name"), "Network", att.name, net_by_name)
+        _dup_attachments(out, me, con.spec.networks)
+        if con.spec.image is None and con.spec.env:
+            out.append(
+                Problem(
+                    con.kind,
+                    n,
+                    ("spec", "env"),
+                    "env has no effect on a consumer managed elsewhere (image: null)",
+                    "warning",
+                    idx,
+                )
+            )
+        if con.spec.image is not None and con.spec.image.endswith(":latest"):
+            out.append(Problem(con.kind, n, ("spec", "image"), "`latest` is not pinned", "warning", idx))
+        con_nets = {a.name for a in con.spec.networks}
+        for i, use in enumerate(con.spec.uses):
+            before = len(out)
+            ref(me, ("spec", "uses", i, "instance"), "DatabaseInstance", use.instance, inst_by_name)
+            if len(out) > before:
+                continue
+            target = inst_by_name[use.instance]
+            inst_nets = {a.name for a in target.spec.networks}
+            if not con_nets & inst_nets:
+                out.append(
+                    Problem(
+                        con.kind,
+                        n,
+                        ("spec", "uses", i, "instance"),
+                        f"shares no network with {use.instance} ({', '.join(sorted(inst_nets))}): it cannot reach it",
+                        index=idx,
+                    )
+                )
+            if use.host_env and con.spec.image is not None and use.host_env not in con.spec.env:
+                out.append(
+                    Problem(
+                        con.kind,
+                        n,
+                        ("spec", "uses", i, "hostEnv"),
+                        f"{use.host_env} is not in spec.env of this managed consumer",
+                        index=idx,
+                    )
+                )
+
+    _unique(out, "DatabaseInstance", [i.metadata.name for i in instances])
+    _unique(out, "Consumer", [c.metadata.name for c in consumers])
+    _unique(out, "Network", [x.metadata.name for x in networks])
+    _unique(out, "Volume", [x.metadata.name for x in volumes])
+
+    claims: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for idx, inst in enumerate(instances):
+        claims[inst.container_name].append((inst.kind, inst.metadata.name, idx))
+    for idx, con in enumerate(consumers):
+        claims[con.container_name].append((con.kind, con.metadata.name, idx))
+    for container, owners in claims.items():
+        if len(owners) > 1:
+            names = ", ".join(f"{k}/{nm}" for k, nm, _ in owners)
+            for k, nm, idx in owners:
+                out.append(
+                    Problem(
+                        k,
+                        nm,
+                        ("spec", "containerName"),
+                        f"container name {container!r} is claimed by {len(owners)} resources: {names}",
+                        index=idx,
+                    )
+                )
+    return out
+
+
+def _unique(out: list[Problem], kind: str, names: Sequence[str]) -> None:
+    for idx, name in enumerate(names):
+        if names.count(name) > 1:
+            out.append(
+                Problem(
+                    kind, name, ("metadata", "name"), f"{kind}/{name} is declared {names.count(name)} times", index=idx
+                )
+            )
+
+
+def _dup_attachments(out: list[Problem], me: tuple[str, str, int], atts: Sequence[spec.NetworkAttachment]) -> None:
+    kind, name, idx = me
+    seen: set[str] = set()
+    for i, a in enumerate(atts):
+        if a.name in seen:
+            out.append(
+                Problem(kind, name, ("spec", "networks", i, "name"), f"network {a.name} is listed twice", index=idx)
+            )
+        seen.add(a.name)

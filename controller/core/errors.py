@@ -1,0 +1,52 @@
+"""One error tree for dbstate, so that callers decide by type whether to retry, stop or report.
+
+    DbstateError
+    ├── DesiredStateError        the desired state could not be read at all (no directory, unreadable env file)
+    ├── EngineError              the Docker engine
+    │   ├── EngineUnavailable    cannot be reached, or timed out            retryable
+    │   ├── EngineTransient      a 5xx, a reset connection                  retryable
+    │   └── EnginePermanent      4xx: invalid configuration, conflict, not found; retrying will not help
+    │       └── ImageNotFound    the image is not present and cannot be pulled
+    └── ProbeError               a database server did not answer as declared
+
+`retryable(exc)` is the only place that decides what a retry policy may retry.
+"""
+
+from __future__ import annotations
+
+
+class DbstateError(Exception):
+    """Base of every error dbstate raises on purpose; its message is safe to print (no secret values)."""
+
+
+class DesiredStateError(DbstateError):
+    """The desired state cannot be read at all (as opposed to a file with errors, which is a diagnostic)."""
+
+
+class EngineError(DbstateError):
+    """Something went wrong talking to the Docker engine."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached (socket missing, connection refused, timeout)."""
+
+
+class EngineTransient(EngineError):
+    """The engine answered with a transient failure (5xx); the same call may succeed later."""
+
+
+class EnginePermanent(EngineError):
+    """The engine refused the request for a reason that retrying will not change."""
+
+
+class ImageNotFound(EnginePermanent):
+    """The image is not present on the engine and cannot be pulled."""
+
+
+class ProbeError(DbstateError):
+    """A database server could not be probed."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a short transport-level retry may help."""
+    return isinstance(exc, EngineUnavailable | EngineTransient)

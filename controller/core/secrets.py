@@ -1,0 +1,75 @@
+"""A string type for secret values that never prints itself: repr, str and every serialisation redact it."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+REDACTED = "***"
+
+
+class Secret:
+    """A resolved secret value. `reveal()` is the only way to read it; `ref` is the `${VAR}` it came from."""
+
+    __slots__ = ("_value", "ref")
+
+    def __init__(self, value: str, ref: str = "") -> None:
+        self._value = value
+        self.ref = ref
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.ref or REDACTED})"
+
+    def __str__(self) -> str:
+        return REDACTED
+
+    def __format__(self, spec: str) -> str:
+        return REDACTED
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:  # pickling would be a way to print it
+        raise TypeError("a Secret cannot be pickled")
+
+    @classmethod
+    def _validate(cls, value: Any) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise ValueError("a secret must be a string")
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda _v: REDACTED),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$",
+            "description": "a secret: a ${VAR} reference, resolved from the env file or the environment",
+        }
+
+
+def reveal(value: str | Secret) -> str:
+    """The plain value of a string or a secret, for the few places (the engine call) that need it."""
+    return value.reveal() if isinstance(value, Secret) else value

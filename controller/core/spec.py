@@ -1,0 +1,315 @@
+"""Desired-state models (format v1): what the YAML documents declare, validated, frozen, unknown fields rejected.
+
+Field names are the YAML's camelCase through aliases; Python code uses snake_case. Values arrive here already
+interpolated (see `core.interpolate`): secret values are `Secret`, never plain strings.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+from controller.core.secrets import Secret
+
+API_VERSION = "dbstate.io/v1"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Docker object names: volumes and networks allow underscores and dots (the seed's `postgres_data`).
+DOCKER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+VERSION_PATTERN = r"^\d+(\.\d+)*$"
+PORT_PATTERN = r"^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{1,5}:)?\d{1,5}(/(tcp|udp|sctp))?$"
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
+
+ResourceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+DockerName = Annotated[str, StringConstraints(pattern=DOCKER_NAME_PATTERN, max_length=128)]
+EnvMap = dict[str, str | Secret]
+
+
+def is_secret_key(key: str) -> bool:
+    """Keys whose values are secrets by the format's rule (`*PASSWORD*`, `*SECRET*`, `*TOKEN*`, `*KEY*`)."""
+    return bool(SECRET_KEY.search(key))
+
+
+@dataclass(frozen=True, slots=True)
+class PortPublish:
+    """A parsed `ports` entry: `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`."""
+
+    host_ip: str  # "" means every interface
+    host_port: int | None  # None: the engine picks one
+    container_port: int
+    proto: str
+
+    @property
+    def public(self) -> bool:
+        return self.host_ip in ("", "0.0.0.0", "::", "[::]")  # noqa: S104 - detecting, not binding
+
+
+def parse_port(text: str) -> PortPublish:
+    """Parse a port entry that already matched PORT_PATTERN."""
+    body, _, proto = text.partition("/")
+    host_ip = ""
+    if body.startswith("["):
+        end = body.index("]")
+        host_ip, body = body[1:end], body[end + 2 :]
+    parts = body.split(":")
+    if len(parts) == 3:
+        host_ip, parts = parts[0], parts[1:]
+    if len(parts) == 2:
+        return PortPublish(host_ip, int(parts[0]), int(parts[1]), proto or "tcp")
+    return PortPublish(host_ip, None, int(parts[0]), proto or "tcp")
+
+
+class Model(BaseModel):
+    """Frozen, unknown fields rejected, camelCase in YAML."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+        hide_input_in_errors=True,  # an error must never echo a value: it may be a secret
+    )
+
+
+class Engine(enum.StrEnum):
+    POSTGRES = "postgres"
+    MARIADB = "mariadb"
+    MYSQL = "mysql"
+    REDIS = "redis"
+
+
+class DriftPolicy(enum.StrEnum):
+    ENFORCE = "enforce"  # repair
+    WARN = "warn"  # report only
+    IGNORE = "ignore"  # neither
+
+
+class UpgradePolicy(enum.StrEnum):
+    MANUAL = "manual"  # an image change is a finding
+    RECREATE = "recreate"  # recreate the container, keeping its volumes
+
+
+class RestartPolicy(enum.StrEnum):
+    NO = "no"
+    ALWAYS = "always"
+    UNLESS_STOPPED = "unless-stopped"
+    ON_FAILURE = "on-failure"
+
+
+class Metadata(Model):
+    name: ResourceName
+    labels: dict[str, str] = Field(default_factory=dict, description="copied onto the container")
+
+
+class VolumeMetadata(Model):
+    """Volumes and networks keep Docker's naming (the seed's `postgres_data`, `supabase-network`)."""
+
+    name: DockerName
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class NetworkAttachment(Model):
+    name: DockerName
+    aliases: tuple[str, ...] = Field(default=(), description="the host names consumers use")
+
+
+class VolumeMount(Model):
+    source: DockerName = Field(description="a declared Volume")
+    target: Annotated[str, StringConstraints(pattern=r"^/")]
+
+
+class Auth(Model):
+    """What the health probe logs in with, and what it verifies."""
+
+    method: Literal["scram-sha-256", "md5", "password", "none"]
+    user: str | None = None
+    password: Secret | None = None
+    database: str | None = None
+
+
+class InstancePolicy(Model):
+    drift: DriftPolicy = DriftPolicy.ENFORCE
+    upgrade: UpgradePolicy = UpgradePolicy.MANUAL
+    deletion_protection: bool = True
+
+
+AUTH_METHODS: dict[Engine, frozenset[str]] = {
+    Engine.POSTGRES: frozenset({"scram-sha-256", "md5"}),
+    Engine.MARIADB: frozenset({"password"}),
+    Engine.MYSQL: frozenset({"password"}),
+    Engine.REDIS: frozenset({"password", "none"}),
+}
+
+
+class DatabaseInstanceSpec(Model):
+    engine: Engine
+    version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] = Field(
+        description="the major version the live server must report, e.g. '16' or '10.11'"
+    )
+    image: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="pinned: a tag other than `latest`, or a digest"
+    )
+    container_name: DockerName | None = Field(
+        default=None, description="the container's name; defaults to metadata.name (the seed asks for explicit names)"
+    )
+    networks: tuple[NetworkAttachment, ...] = Field(min_length=1)
+    volumes: tuple[VolumeMount, ...] = ()
+    env: EnvMap = Field(default_factory=dict)
+    command: tuple[str, ...] = Field(default=(), description="replaces the image's command when not empty")
+    ports: tuple[Annotated[str, StringConstraints(pattern=PORT_PATTERN)], ...] = Field(
+        default=(), description='"127.0.0.1:5432:5432"; a publish on 0.0.0.0 is a finding'
+    )
+    restart_policy: RestartPolicy = RestartPolicy.UNLESS_STOPPED
+    auth: Auth
+    policy: InstancePolicy = Field(default_factory=InstancePolicy)
+
+
+class NetworkSpec(Model):
+    driver: str = "bridge"
+    internal: bool = False
+    isolated: bool = Field(default=False, description="only declared members may be attached")
+
+
+class VolumeSpec(Model):
+    driver: str = "local"
+
+
+class Use(Model):
+    instance: ResourceName = Field(description="a DatabaseInstance")
+    host_env: str | None = Field(
+        default=None, description="the consumer's env var that must name one of the instance's aliases"
+    )
+
+
+class ConsumerSpec(Model):
+    container_name: DockerName = Field(description="the application's container")
+    image: str | None = Field(
+        default=None,
+        description="null: managed elsewhere, dbstate only checks and reconnects it; set: dbstate manages it too",
+    )
+    networks: tuple[NetworkAttachment, ...] = ()
+    env: EnvMap = Field(default_factory=dict, description="the container's env when dbstate manages it (image set)")
+    uses: tuple[Use, ...] = ()
+
+
+class _Document(Model):
+    api_version: Literal["dbstate.io/v1"]
+
+
+class DatabaseInstance(_Document):
+    kind: Literal["DatabaseInstance"]
+    metadata: Metadata
+    spec: DatabaseInstanceSpec
+
+    @property
+    def container_name(self) -> str:
+        return self.spec.container_name or self.metadata.name
+
+
+class Network(_Document):
+    kind: Literal["Network"]
+    metadata: VolumeMetadata
+    spec: NetworkSpec = Field(default_factory=NetworkSpec)
+
+
+class Volume(_Document):
+    kind: Literal["Volume"]
+    metadata: VolumeMetadata
+    spec: VolumeSpec = Field(default_factory=VolumeSpec)
+
+
+class Consumer(_Document):
+    kind: Literal["Consumer"]
+    metadata: Metadata
+    spec: ConsumerSpec
+
+    @property
+    def container_name(self) -> str:
+        return self.spec.container_name
+
+
+Resource = DatabaseInstance | Network | Volume | Consumer
+Document = Annotated[Resource, Field(discriminator="kind")]
+KINDS: dict[str, type[Resource]] = {
+    "DatabaseInstance": DatabaseInstance,
+    "Network": Network,
+    "Volume": Volume,
+    "Consumer": Consumer,
+}
+
+
+class DesiredState(Model):
+    """Everything that loaded cleanly, plus what must be left alone because its declaration is broken."""
+
+    instances: tuple[DatabaseInstance, ...] = ()
+    networks: tuple[Network, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    consumers: tuple[Consumer, ...] = ()
+    # (kind, name) and container names claimed by documents that failed to load: never orphaned or pruned.
+    held_back: frozenset[tuple[str, str]] = frozenset()
+    held_back_containers: frozenset[str] = frozenset()
+    complete: bool = Field(default=True, description="false when any file or resource had errors: no prune")
+
+    @field_validator("instances", "networks", "volumes", "consumers")
+    @classmethod
+    def _sorted(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(sorted(value, key=lambda r: r.metadata.name))
+
+
+def _plain(value: Any) -> Any:
+    """The normalised, fully resolved form of a value, for hashing only."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def spec_hash(resource: DatabaseInstance | Consumer) -> str:
+    """A hash of the normalised spec with resolved values (a changed secret counts as a change) and labels.
+
+    The policy and the auth block do not change the container, so they are left out: changing them never recreates.
+    """
+    spec = _plain(resource.spec)
+    spec.pop("policy", None)
+    spec.pop("auth", None)
+    body = {"spec": spec, "labels": _plain(resource.metadata.labels)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The result of reading a desired-state directory: what is valid, and everything that was said about it."""
+
+    state: DesiredState
+    diagnostics: tuple[Any, ...]  # core.diagnostics.Diagnostic
+    files: tuple[str, ...]
+    sources: dict[tuple[str, str], SourceLocation]
+    variables_from: str | None = None  # the env file used, if any
+
+    @property
+    def errors(self) -> tuple[Any, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Any, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == "warning")

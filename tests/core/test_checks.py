@@ -1,0 +1,92 @@
+"""Image pinning, version agreement and the seed's naming conventions, table-driven."""
+
+import pytest
+
+from controller.core import checks, spec
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("postgres:16-alpine", ("postgres", "16-alpine", None)),
+        ("postgres", ("postgres", None, None)),
+        ("localhost:5000/pg", ("localhost:5000/pg", None, None)),
+        ("localhost:5000/pg:15", ("localhost:5000/pg", "15", None)),
+        ("pg@sha256:abc", ("pg", None, "sha256:abc")),
+        ("supabase/postgres:15.1.0.147", ("supabase/postgres", "15.1.0.147", None)),
+    ],
+)
+def test_split_image(image, expected):
+    assert checks.split_image(image) == expected
+
+
+@pytest.mark.parametrize(
+    ("declared", "tag", "agree"),
+    [
+        ("16", "16-alpine", True),
+        ("16", "15-alpine", False),
+        ("15", "15.1.0.147", True),
+        ("10.11", "10.11", True),
+        ("10.11", "10.6", False),
+        ("7", "7.2-alpine", True),
+        ("16.2", "16", True),
+    ],
+)
+def test_version_agreement(declared, tag, agree):
+    revealed = checks.tag_version(tag)
+    assert revealed is not None
+    assert checks.versions_agree(declared, revealed) is agree
+
+
+def _inst(**over):
+    body = {
+        "engine": "postgres",
+        "version": "16",
+        "image": "postgres:16-alpine",
+        "containerName": "pg-db",
+        "networks": [{"name": "edge"}],
+        "auth": {"method": "scram-sha-256", "user": "u", "password": "x"},
+    }
+    body.update(over)
+    return spec.DatabaseInstance.model_validate(
+        {"apiVersion": "dbstate.io/v1", "kind": "DatabaseInstance", "metadata": {"name": "pg"}, "spec": body}
+    )
+
+
+@pytest.mark.parametrize(
+    ("over", "path", "fragment", "severity"),
+    [
+        ({"image": "postgres"}, ("spec", "image"), "not pinned", "error"),
+        ({"image": "postgres:latest"}, ("spec", "image"), "`latest`", "error"),
+        ({"image": "postgres:15"}, ("spec", "version"), "disagrees", "error"),
+        (
+            {"auth": {"method": "password", "user": "u", "password": "x"}},
+            ("spec", "auth", "method"),
+            "does not fit",
+            "error",
+        ),
+        ({"auth": {"method": "md5", "user": "u"}}, ("spec", "auth", "password"), "required", "error"),
+        ({"ports": ["5432:5432"]}, ("spec", "ports", 0), "every interface", "warning"),
+        ({"containerName": None}, ("spec", "containerName"), "explicit", "warning"),
+        ({"containerName": "weird_name"}, ("spec", "containerName"), "patterns", "warning"),
+    ],
+)
+def test_check_instance(over, path, fragment, severity):
+    problems = checks.check_instance(_inst(**over))
+    assert len(problems) == 1, problems
+    assert problems[0].path == path
+    assert fragment in problems[0].message
+    assert problems[0].severity == severity
+
+
+@pytest.mark.parametrize(
+    ("over",),
+    [
+        ({"image": "postgres@sha256:" + "a" * 64},),
+        ({"ports": ["127.0.0.1:5432:5432"]},),
+        ({"containerName": "pg-pg-1"},),
+        ({"containerName": "app-postgres-1"},),
+    ],
+)
+def test_check_instance_clean(over):
+    assert checks.check_instance(_inst(**over)) == []

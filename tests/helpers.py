@@ -1,0 +1,72 @@
+"""Small builders shared by tests: desired-state documents as YAML text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SECRET = "s3cr3t-value-that-must-not-leak"
+
+
+def instance_yaml(
+    name: str = "pg",
+    container: str = "pg-db",
+    extra: str = "",
+    version: str = "16",
+    image: str = "postgres:16-alpine",
+    network: str = "edge",
+    volume: str | None = "pg_data",
+) -> str:
+    vol = f"  volumes:\n    - source: {volume}\n      target: /var/lib/postgresql/data\n" if volume else ""
+    return f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata:
+  name: {name}
+spec:
+  engine: postgres
+  version: "{version}"
+  image: {image}
+  containerName: {container}
+  networks:
+    - name: {network}
+      aliases: [{name}]
+{vol}  env:
+    POSTGRES_USER: app
+    POSTGRES_PASSWORD: ${{PG_PASSWORD}}
+  auth:
+    method: scram-sha-256
+    user: app
+    password: ${{PG_PASSWORD}}
+{extra}"""
+
+
+NETWORK = """apiVersion: dbstate.io/v1
+kind: Network
+metadata: {name: edge}
+"""
+
+VOLUME = """apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {name: pg_data}
+"""
+
+
+def consumer_yaml(name: str = "app", instance: str = "pg", network: str = "edge") -> str:
+    return f"""apiVersion: dbstate.io/v1
+kind: Consumer
+metadata: {{name: {name}}}
+spec:
+  containerName: {name}
+  networks: [{{name: {network}}}]
+  uses: [{{instance: {instance}, hostEnv: DB_HOST}}]
+"""
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+BASE_FILES = {"net.yaml": NETWORK, "vol.yaml": VOLUME}
