@@ -28,7 +28,7 @@ commands:
 exit codes: 0 ok, 1 error, 2 changes pending (plan), 3 findings with --fail-on-findings (plan)
 """
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
 
 
 def _add_desired_state_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +75,97 @@ def build_parser() -> argparse.ArgumentParser:
         "`# yaml-language-server: $schema=PATH` in each YAML file.",
     )
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser(
+        "plan",
+        help="the dry run: what would change on the engine, and the findings",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare the desired state with the live Docker engine and print the changes that would "
+        "converge it, each with its reason, and the findings that need a human. Changes nothing: "
+        "not one mutating API call.\n\n"
+        "exit codes: 0 in sync; 2 changes pending; 1 error (an unreachable engine, or errors in the "
+        "desired state);\n3 findings with --fail-on-findings. When several apply: 1, then 2, then 3.",
+    )
+    _add_desired_state_args(p)
+    _add_engine_args(p)
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="plan the removal of orphan containers (dbstate's labels, no longer declared, no "
+        "deletion protection); never volumes; nothing while any file is invalid",
+    )
+    p.add_argument("--fail-on-findings", action="store_true", help="exit 3 when there are findings")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text output (default: auto, only on a terminal; NO_COLOR is honoured)",
+    )
+    p.set_defaults(func=cmd_plan)
     return parser
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--docker-host",
+        default=None,
+        metavar="URL",
+        help="the Docker engine (default: $DOCKER_HOST, then unix:///var/run/docker.sock)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="dbstate's local state database (default: $DBSTATE_STATE, then .dbstate/state.db)",
+    )
+
+
+def _colour(mode: str, stream: TextIO) -> bool:
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty()
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller import report
+    from controller.adapters import desired, git, store
+    from controller.adapters.docker import DockerEngine
+    from controller.core import diff, secrets
+
+    loaded = desired.load(args.dir, args.env_file)
+    state = loaded.state
+    names = [i.container_name for i in state.instances] + [c.container_name for c in state.consumers]
+    local = store.open_optional(args.state or store.default_path())
+    try:
+        with DockerEngine(args.docker_host, known_aliases=local.endpoint_aliases() if local else None) as engine:
+            observed = engine.observe(inspect=names)
+            if local is not None:
+                local.save_endpoint_aliases(engine.current_aliases)
+    finally:
+        if local is not None:
+            local.close()
+    rev = git.revision(args.dir)
+    the_plan = diff.diff(state, observed, prune=args.prune, revision=rev.commit)
+    known = secrets.collect(state)
+    if args.output == "json":
+        text = report.dumps(report.to_json(the_plan, loaded.errors, observed.engine, rev.commit, rev.dirty))
+    else:
+        text = report.to_text(
+            the_plan, loaded.errors, observed.engine, rev.short, str(args.dir), _colour(args.color, out)
+        )
+        for w in loaded.warnings:
+            print(secrets.scrub(str(w), known), file=err)
+    out.write(secrets.scrub(text, known))
+    if loaded.errors:
+        return EXIT_ERROR
+    if the_plan.changes:
+        return EXIT_CHANGES
+    if args.fail_on_findings and the_plan.findings:
+        return EXIT_FINDINGS
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -75,9 +75,14 @@ def load(
     variables, diagnostics, used_env = load_variables(env_file, environ)
     files = find_files(directory)
     docs: list[_Doc] = []
+    unreadable: list[str] = []
     for path in files:
-        docs.extend(_read_file(path, variables, diagnostics))
-    state, sources = _assemble(docs, diagnostics)
+        got = _read_file(path, variables, diagnostics)
+        if got is None:
+            unreadable.append(str(path))
+        else:
+            docs.extend(got)
+    state, sources = _assemble(docs, diagnostics, unreadable)
     diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
     return spec.Loaded(state, tuple(diagnostics), tuple(str(f) for f in files), sources, used_env)
 
@@ -86,34 +91,35 @@ def load_text(text: str, file: str = "<text>", variables: Mapping[str, str] | No
     """Load one file's text (tests and tools); the same rules as a directory of one file."""
     diagnostics: list[Diagnostic] = []
     docs = _read_text(text, file, dict(variables or {}), diagnostics)
-    state, sources = _assemble(docs, diagnostics)
+    state, sources = _assemble(docs or [], diagnostics, [] if docs is not None else [file])
     diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
     return spec.Loaded(state, tuple(diagnostics), (file,), sources)
 
 
-def _read_file(path: Path, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc]:
+def _read_file(path: Path, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc] | None:
+    """The documents of one file, or None when the file could not be read or parsed at all."""
     file = str(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         diagnostics.append(Diagnostic(file, 1, 1, f"cannot be read: {e.strerror or type(e).__name__}"))
-        return []
+        return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         diagnostics.append(Diagnostic(file, line, column, "not valid UTF-8 text"))
-        return []
+        return None
     return _read_text(text, file, variables, diagnostics)
 
 
-def _read_text(text: str, file: str, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc]:
+def _read_text(text: str, file: str, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc] | None:
     try:
         parsed = yamlpos.parse(text)
     except yamlpos.YamlSyntaxError as e:
         diagnostics.append(Diagnostic(file, e.position.line, e.position.column, e.message))
-        return []
+        return None
     if not parsed:
         diagnostics.append(Diagnostic(file, 1, 1, "empty file: no document (delete it, or declare a resource)"))
         return []
@@ -200,7 +206,7 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
 
 
 def _assemble(
-    docs: list[_Doc], diagnostics: list[Diagnostic]
+    docs: list[_Doc], diagnostics: list[Diagnostic], unreadable: list[str]
 ) -> tuple[spec.DesiredState, dict[tuple[str, str], spec.SourceLocation]]:
     broken: set[tuple[str, str]] = set()
     broken_containers: set[str] = set()
@@ -228,6 +234,7 @@ def _assemble(
             [d.resource for d in by_kind["Volume"]],  # type: ignore[misc]
             [d.resource for d in by_kind["Consumer"]],  # type: ignore[misc]
             broken,
+            unreadable,
         )
         failing = {id(by_kind[p.kind][p.index]) for p in problems if p.severity == "error"}
         if not failing:
@@ -249,6 +256,7 @@ def _assemble(
         held_back=frozenset(broken),
         held_back_containers=frozenset(broken_containers),
         complete=not any(d.severity == "error" for d in diagnostics),
+        unreadable_files=tuple(unreadable),
     )
     return state, sources
 

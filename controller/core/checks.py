@@ -127,6 +127,7 @@ def check_all(
     volumes: Sequence[spec.Volume],
     consumers: Sequence[spec.Consumer],
     broken: Iterable[tuple[str, str]] = (),
+    unreadable: Sequence[str] = (),
 ) -> list[Problem]:
     """References, uniqueness and isolation across every resource that validated on its own.
 
@@ -145,6 +146,17 @@ def check_all(
             return
         if (target_kind, target) in broken_set:
             out.append(Problem(kind, name, path, f"depends on {target_kind}/{target}, which has errors", index=idx))
+        elif unreadable:
+            out.append(
+                Problem(
+                    kind,
+                    name,
+                    path,
+                    f"{target_kind} {target!r} is not declared in any readable file "
+                    f"({', '.join(unreadable)} could not be read)",
+                    index=idx,
+                )
+            )
         else:
             out.append(Problem(kind, name, path, f"{target_kind} {target!r} is not declared", index=idx))
 

@@ -73,3 +73,32 @@ class Secret:
 def reveal(value: str | Secret) -> str:
     """The plain value of a string or a secret, for the few places (the engine call) that need it."""
     return value.reveal() if isinstance(value, Secret) else value
+
+
+def collect(value: Any) -> set[str]:
+    """Every revealed secret value inside a model, for the output scrubber."""
+    out: set[str] = set()
+    if isinstance(value, Secret):
+        out.add(value.reveal())
+    elif isinstance(value, dict):
+        for v in value.values():
+            out |= collect(v)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            out |= collect(v)
+    elif hasattr(value, "__pydantic_fields__"):
+        for name in type(value).__pydantic_fields__:
+            out |= collect(getattr(value, name))
+    return out
+
+
+def scrub(text: str, values: set[str], min_length: int = 4) -> str:
+    """A last safety net before anything is printed: every known secret value becomes `***`.
+
+    Values shorter than `min_length` are left alone (scrubbing "ab" would mangle every word); they are still never
+    printed by design, since secrets are a type that redacts itself.
+    """
+    for v in sorted(values, key=len, reverse=True):
+        if len(v) >= min_length:
+            text = text.replace(v, REDACTED)
+    return text

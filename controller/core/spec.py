@@ -256,6 +256,8 @@ class DesiredState(Model):
     held_back: frozenset[tuple[str, str]] = frozenset()
     held_back_containers: frozenset[str] = frozenset()
     complete: bool = Field(default=True, description="false when any file or resource had errors: no prune")
+    # Files that could not be parsed at all: what they declare is unknown, so nothing may look deleted.
+    unreadable_files: tuple[str, ...] = ()
 
     @field_validator("instances", "networks", "volumes", "consumers")
     @classmethod

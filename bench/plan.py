@@ -1,0 +1,207 @@
+"""Benchmark of `dbstate plan` with 50 and 500 declared instances, all in sync, against the floor measured in the same
+run: raw docker-py listing containers, networks and volumes once (the fewest API calls that observe them).
+
+    .venv/bin/python -m bench.plan [--sizes 50 500] [--repeat 15]
+
+It starts its own private engine ("bench"), creates the instances (redis stand-ins running `sleep`, one volume each,
+on one network), measures, and removes everything it created. Printed:
+  floor            3 list calls through docker.APIClient
+  observe+diff     in-process: DockerEngine.observe (version, 3 lists, the inspects) + diff, a new engine each time
+                   (cold alias cache: one inspect per declared container, as a one-shot `dbstate plan` does)
+  ... warm         the same with the EndpointID->aliases cache filled, as in the long-running loop
+  whole process    `dbstate plan --output json` as a subprocess, from exec to exit: cold (a new state database each
+                   time, so every declared container is inspected) and warm (the state database of the previous run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+
+from controller.adapters import desired
+from controller.adapters.docker import DockerEngine
+from controller.core import diff, spec
+from controller.core.secrets import reveal
+from devtools import engine as devengine
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-only-password"
+
+
+def write_state(root: Path, n: int) -> None:
+    docs = [
+        f"apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {{name: bench-net, labels: "
+        f"{{{devengine.TEST_LABEL}: '1'}}}}\n"
+    ]
+    for i in range(n):
+        docs.append(f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: bench-vol-{i}}}\n")
+        docs.append(f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {{name: kv-{i}}}
+spec:
+  engine: redis
+  version: "7"
+  image: dbstate-local/redis:7.0
+  containerName: kv-{i}-redis-1
+  networks: [{{name: bench-net, aliases: [kv-{i}]}}]
+  volumes: [{{source: bench-vol-{i}, target: /data}}]
+  env: {{REDIS_PASSWORD: "${{BENCH_PASSWORD}}"}}
+  command: [sleep, infinity]
+  auth: {{method: password, password: "${{BENCH_PASSWORD}}"}}
+""")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "bench.yaml").write_text("---\n".join(docs))
+
+
+def realise(client: docker.DockerClient, state: spec.DesiredState) -> None:
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.215.64.0/20")])  # 500 > a /24
+    for net in state.networks:
+        client.networks.create(net.metadata.name, labels=diff.object_labels(net), ipam=ipam)
+    api = client.api
+
+    def one(inst: spec.DatabaseInstance) -> None:
+        client.volumes.create(
+            inst.spec.volumes[0].source,
+            labels=diff.object_labels(next(v for v in state.volumes if v.metadata.name == inst.spec.volumes[0].source)),
+        )
+        att = inst.spec.networks[0]
+        c = api.create_container(
+            inst.spec.image,
+            name=inst.container_name,
+            command=list(inst.spec.command),
+            environment={k: reveal(v) for k, v in inst.spec.env.items()},
+            labels=diff.container_labels(inst, None),
+            host_config=api.create_host_config(
+                binds={inst.spec.volumes[0].source: {"bind": "/data", "mode": "rw"}},
+                restart_policy={"Name": "unless-stopped"},
+            ),
+            networking_config=api.create_networking_config(
+                {att.name: api.create_endpoint_config(aliases=list(att.aliases))}
+            ),
+        )
+        api.start(c["Id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, state.instances))
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def fmt(xs: list[float]) -> str:
+    return f"median {statistics.median(xs) * 1000:7.1f} ms   p95 {sorted(xs)[int(len(xs) * 0.95) - 1] * 1000:7.1f} ms"
+
+
+def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "desired"
+        write_state(root, n)
+        env = {"BENCH_PASSWORD": PASSWORD}
+        loaded = desired.load(root, environ=env)
+        assert not loaded.errors, loaded.errors[:3]
+        state = loaded.state
+        t0 = time.perf_counter()
+        realise(client, state)
+        print(f"\n{n} instances: created and started in {time.perf_counter() - t0:.1f}s")
+        names = [i.container_name for i in state.instances]
+
+        floor_api = docker.APIClient(base_url=host, version="1.41")
+
+        def floor() -> None:
+            floor_api.containers(all=True)
+            floor_api.networks()
+            floor_api.volumes()
+
+        def cold() -> None:
+            with DockerEngine(host) as engine:
+                p = diff.diff(state, engine.observe(inspect=names))
+            assert p.in_sync, p.changes[:3]
+
+        warm_engine = DockerEngine(host)
+        warm_engine.observe(inspect=names)
+
+        def warm() -> None:
+            p = diff.diff(state, warm_engine.observe(inspect=names))
+            assert p.in_sync, p.changes[:3]
+
+        proc_env = {**os.environ, **env, "DOCKER_HOST": host, "PYTHONPATH": str(REPO)}
+        warm_state = Path(tmp) / "warm.db"
+
+        def whole(state: Path | None) -> None:
+            with tempfile.TemporaryDirectory() as fresh:
+                run_env = {**proc_env, "DBSTATE_STATE": str(state or Path(fresh) / "state.db")}
+                r = subprocess.run(
+                    [sys.executable, "-m", "controller.cli", "plan", "--dir", str(root), "--output", "json"],
+                    env=run_env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            assert r.returncode == 0, r.stderr[-500:] + r.stdout[-500:]
+
+        floor(), cold(), warm(), whole(warm_state)  # warm up the engine, the page cache and the warm state
+        results = {
+            "floor": timed(floor, repeat),
+            "cold": timed(cold, repeat),
+            "warm": timed(warm, repeat),
+            "whole_cold": timed(lambda: whole(None), max(5, repeat // 3)),
+            "whole": timed(lambda: whole(warm_state), max(5, repeat // 3)),
+        }
+        warm_engine.close()
+        floor_api.close()
+        f = statistics.median(results["floor"])
+        print(f"  floor (3 lists)                 {fmt(results['floor'])}")
+        for key, label in (("cold", "observe+diff, cold cache"), ("warm", "observe+diff, warm cache")):
+            ratio = statistics.median(results[key]) / f
+            print(f"  {label:<31} {fmt(results[key])}   {ratio:5.1f}x floor")
+        print(f"  whole process, cold state       {fmt(results['whole_cold'])}")
+        print(f"  whole process, warm state       {fmt(results['whole'])}")
+        devengine.cleanup(client)
+        return {k: statistics.median(v) for k, v in results.items()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[50, 500])
+    p.add_argument("--repeat", type=int, default=15)
+    args = p.parse_args()
+    eng = devengine.start("bench")
+    client = eng.client(timeout=600)
+    try:
+        devengine.ensure_images(client, log=lambda m: print(m, file=sys.stderr))
+        devengine.cleanup(client)
+        print(f"engine: {eng.host}   cores: {os.cpu_count()}")
+        summary = {n: run_size(client, eng.host, n, args.repeat) for n in args.sizes}
+        print("\nsummary (medians)       floor  in-process cold/warm   x floor      whole process cold/warm")
+        for n, r in summary.items():
+            print(
+                f"  {n:4d} instances  {r['floor'] * 1000:7.1f}ms   "
+                f"{r['cold'] * 1000:6.0f}ms {r['warm'] * 1000:5.0f}ms   "
+                f"{r['cold'] / r['floor']:5.1f}x {r['warm'] / r['floor']:4.1f}x   "
+                f"{r['whole_cold'] * 1000:6.0f}ms {r['whole'] * 1000:5.0f}ms"
+            )
+    finally:
+        devengine.cleanup(client)
+        client.close()
+        eng.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

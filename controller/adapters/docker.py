@@ -1,0 +1,257 @@
+"""A typed wrapper over docker-py's low-level API: observes the engine into a `live.LiveState`.
+
+It uses the low-level `APIClient` on purpose: the high-level `containers.list()` inspects every container, one API call
+each. Observation costs one call for the engine's version, one list per kind, and one inspect per declared container
+whose network aliases or environment the diff needs (the list endpoint reports aliases as null). Inspects run
+concurrently and are skipped when every endpoint of the container is already in the alias cache: Docker cannot change
+an endpoint's aliases in place, so an EndpointID always has the aliases it was created with.
+
+docker-py's exceptions are translated into `core.errors` here, once (`translate`), and re-raised `from` the original.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from controller.core import errors, live
+
+API_VERSION = "1.41"  # Docker Engine 20.10 and newer
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+T = TypeVar("T")
+
+
+def resolve_host(host: str | None) -> str:
+    """--docker-host, then DOCKER_HOST, then the default socket."""
+    return host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def translate(exc: BaseException, doing: str, host: str) -> errors.EngineError:
+    """The one place where docker-py's and requests' exceptions become ours."""
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return errors.ImageNotFound(f"{doing}: image not found: {_explain(exc)}")
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 0
+        if status >= 500:
+            return errors.EngineTransient(f"{doing}: engine error {status}: {_explain(exc)}")
+        if status == 400 and "too new" in _explain(exc):
+            return errors.EnginePermanent(
+                f"the engine at {host} is older than Docker 20.10 (API {API_VERSION}): {_explain(exc)}"
+            )
+        return errors.EnginePermanent(f"{doing}: {_explain(exc)}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return errors.EngineUnavailable(f"{doing}: the Docker engine at {host} did not answer in time")
+    if isinstance(
+        exc, requests.exceptions.ConnectionError | docker.errors.DockerException | ConnectionError | FileNotFoundError
+    ):
+        return errors.EngineUnavailable(
+            f"cannot reach the Docker engine at {host} ({_reason(exc)}): is it running? "
+            "Start a private one with `bash scripts/local-engine` and export the DOCKER_HOST it prints, "
+            "or pass --docker-host"
+        )
+    return errors.EngineError(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc).strip()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for hint in ("No such file or directory", "Connection refused", "Permission denied", "Connection reset"):
+        if hint in text:
+            return hint.lower()
+    return type(exc).__name__
+
+
+class DockerEngine:
+    """The Docker engine as dbstate sees it. Not thread-safe for mutation; observation is."""
+
+    def __init__(
+        self, host: str | None = None, timeout: int = 30, known_aliases: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
+        self.host = resolve_host(host)
+        try:
+            self.api = docker.APIClient(base_url=self.host, version=API_VERSION, timeout=timeout)
+        except docker.errors.DockerException as e:
+            raise translate(e, "connecting", self.host) from e
+        self._aliases: dict[str, tuple[str, ...]] = dict(known_aliases or {})  # EndpointID -> aliases
+        self.current_aliases: dict[str, tuple[str, ...]] = {}  # the endpoints of the last observation
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        self.api.close()
+
+    def __enter__(self) -> DockerEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _calling(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except errors.DbstateError:
+            raise
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+            raise translate(e, doing, self.host) from e
+
+    def call(self, doing: str, fn: Callable[[], T]) -> T:
+        with self._calling(doing):
+            return fn()
+
+    def preflight(self) -> None:
+        """Fail fast, and cleanly, when a unix socket has no engine behind it.
+
+        docker-py's UnixHTTPConnection leaks its socket when connect() fails; connecting once ourselves first means
+        an absent engine never reaches that code path.
+        """
+        if not self.host.startswith("unix://"):
+            return
+        path = self.host.removeprefix("unix://")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(3)
+            try:
+                probe.connect(path)
+            except OSError as e:
+                raise translate(ConnectionError(e.strerror or str(e)), "connecting", self.host) from e
+
+    def info(self) -> live.EngineInfo:
+        self.preflight()
+        v = self.call("asking the engine's version", self.api.version)
+        return live.EngineInfo(self.host, str(v.get("Version", "?")), str(v.get("ApiVersion", "?")))
+
+    def observe(self, inspect: Collection[str] = ()) -> live.LiveState:
+        """A snapshot of every container, network and volume; `inspect` names the containers whose aliases and
+        environment the diff needs (the declared ones)."""
+        engine = self.info()
+        raw_containers = self.call("listing containers", lambda: self.api.containers(all=True))
+        raw_networks = self.call("listing networks", self.api.networks)
+        raw_volumes = self.call("listing volumes", self.api.volumes).get("Volumes") or []
+        wanted = set(inspect)
+        details = self._inspect_many([c for c in raw_containers if _name(c) in wanted])
+        containers = tuple(_container(c, details.get(c["Id"]), self._aliases) for c in raw_containers)
+        with self._lock:
+            endpoints = {
+                n.get("EndpointID")
+                for c in raw_containers
+                for n in ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
+            }
+            self.current_aliases = {e: a for e, a in self._aliases.items() if e in endpoints}
+        networks = tuple(
+            live.Network(n["Id"], n["Name"], n.get("Driver") or "", bool(n.get("Internal")), n.get("Labels") or {})
+            for n in raw_networks
+        )
+        volumes = tuple(live.Volume(v["Name"], v.get("Driver") or "", v.get("Labels") or {}) for v in raw_volumes)
+        return live.LiveState(engine, containers, networks, volumes)
+
+    def _inspect_many(self, raw: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        todo = [c for c in raw if not self._endpoints_known(c) or _wants_env(c)]
+        if not todo:
+            return {}
+        if len(todo) == 1:
+            results = [self._inspect(todo[0]["Id"])]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dbstate-inspect")
+            results = list(self._pool.map(self._inspect, [c["Id"] for c in todo]))
+        out = {}
+        for r in results:
+            if r is None:
+                continue  # removed between the list and the inspect: the next pass sees it gone
+            out[r["Id"]] = r
+            with self._lock:
+                for net in ((r.get("NetworkSettings") or {}).get("Networks") or {}).values():
+                    if net.get("EndpointID"):
+                        self._aliases[net["EndpointID"]] = _clean_aliases(net.get("Aliases"), r["Id"])
+        return out
+
+    def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            detail: dict[str, Any] = self.call(
+                "inspecting a container", lambda: self.api.inspect_container(container_id)
+            )
+            return detail
+        except errors.EnginePermanent:
+            return None
+
+    def _endpoints_known(self, c: Mapping[str, Any]) -> bool:
+        nets = ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
+        with self._lock:
+            # A stopped container has no endpoint: its configured aliases are only in the inspect.
+            return all(n.get("EndpointID") and n["EndpointID"] in self._aliases for n in nets)
+
+
+def _wants_env(c: Mapping[str, Any]) -> bool:
+    """Containers dbstate does not manage (the consumers) may change their environment at any time."""
+    return (c.get("Labels") or {}).get(live.MANAGED) != "true"
+
+
+def _name(c: Mapping[str, Any]) -> str:
+    names = c.get("Names") or ["/" + c["Id"][:12]]
+    return str(names[0]).lstrip("/")
+
+
+def _clean_aliases(aliases: list[str] | None, container_id: str) -> tuple[str, ...]:
+    """Docker adds the short container ID as an alias on user networks; it is not one anybody declared."""
+    return tuple(a for a in (aliases or []) if a != container_id[:12])
+
+
+def _health(status: str) -> str | None:
+    for h in ("unhealthy", "healthy", "health: starting"):
+        if f"({h})" in status:
+            return h.replace("health: ", "")
+    return None
+
+
+def _container(
+    c: Mapping[str, Any], detail: Mapping[str, Any] | None, aliases: Mapping[str, tuple[str, ...]]
+) -> live.Container:
+    inspected = ((detail or {}).get("NetworkSettings") or {}).get("Networks") or {}
+    nets = []
+    for net_name, n in sorted(((c.get("NetworkSettings") or {}).get("Networks") or {}).items()):
+        if net_name in inspected:
+            known = _clean_aliases(inspected[net_name].get("Aliases"), c["Id"])
+        else:
+            known = aliases.get(n.get("EndpointID") or "", ())
+        nets.append(live.Attachment(net_name, known, n.get("IPAddress") or None))
+    mounts = tuple(
+        live.Mount(m.get("Type", ""), m.get("Name") or m.get("Source") or "", m.get("Destination", ""))
+        for m in c.get("Mounts") or []
+    )
+    ports = tuple(
+        live.Port(int(p["PrivatePort"]), p.get("Type", "tcp"), p.get("IP"), p.get("PublicPort"))
+        for p in c.get("Ports") or []
+        if "PrivatePort" in p
+    )
+    env = None
+    if detail is not None:
+        env = {}
+        for item in (detail.get("Config") or {}).get("Env") or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+    return live.Container(
+        id=c["Id"],
+        name=_name(c),
+        image=c.get("Image", ""),
+        state=c.get("State", ""),
+        labels=c.get("Labels") or {},
+        networks=tuple(nets),
+        mounts=mounts,
+        ports=ports,
+        health=_health(c.get("Status", "")),
+        env=env,
+    )

@@ -1,0 +1,553 @@
+"""diff(desired, live) -> Plan: what would converge the engine, and what a machine must not decide alone.
+
+Pure and level-triggered: every call computes the whole answer from the two snapshots. Rules, in short:
+
+- Networks and volumes: created when missing; one that exists without dbstate's labels is adopted as it is (a note),
+  and a driver or flag that differs from the declaration is `config-drift`. Nothing is ever recreated.
+- Instances: created when missing; started when stopped; reconnected when an attachment or alias is missing;
+  recreated when the spec hash differs and `policy.upgrade: recreate` (else `image-drift` / `config-drift`).
+  `policy.drift: warn` turns each change into a `drift` finding; `ignore` drops it.
+- A declared container name held by a container dbstate did not create is `name-conflict`: never touched.
+- Consumers with `image: null` are checked and reconnected, never created or restarted (`missing-consumer`,
+  `host-mismatch`); with an image they are managed like instances (recreate allowed).
+- Isolated networks: a declared container attached without declaring it is disconnected; anything else attached is
+  `isolation-breach`.
+- Containers carrying dbstate's labels that nothing declares are orphans; removed only with prune, only when the
+  whole desired state is valid, and never when deletion-protected. Volumes are never removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from controller.core import live, spec
+from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
+from controller.core.secrets import REDACTED, Secret
+
+DATABASE_PORTS = {5432: "postgres", 3306: "mariadb/mysql", 6379: "redis"}
+DATABASE_IMAGE_WORDS = ("postgres", "mariadb", "mysql", "redis", "valkey", "keydb", "percona", "timescale")
+STOPPED = frozenset({"created", "exited", "dead"})
+
+
+def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, str]:
+    """The labels dbstate puts on a container it creates (the declaration's own labels first)."""
+    labels = dict(resource.metadata.labels)
+    labels.update(
+        {
+            live.MANAGED: "true",
+            live.KIND: resource.kind,
+            live.NAME: resource.metadata.name,
+            live.SPEC_HASH: spec.spec_hash(resource),
+            live.REVISION: revision or "unknown",
+        }
+    )
+    if isinstance(resource, spec.DatabaseInstance) and resource.spec.policy.deletion_protection:
+        labels[live.PROTECTED] = "true"
+    return labels
+
+
+def object_labels(resource: spec.Network | spec.Volume) -> dict[str, str]:
+    labels = dict(resource.metadata.labels)
+    labels.update({live.MANAGED: "true", live.KIND: resource.kind, live.NAME: resource.metadata.name})
+    return labels
+
+
+def redact_env(env: dict[str, str | Secret]) -> dict[str, str]:
+    return {k: (REDACTED if isinstance(v, Secret) else v) for k, v in sorted(env.items())}
+
+
+def host_of(value: str) -> str:
+    """The host a connection setting names: `postgres`, `postgres:5432`, or a URL's host."""
+    if "://" in value:
+        try:
+            return urlsplit(value).hostname or ""
+        except ValueError:
+            return ""
+    host = value.split("/", 1)[0]
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@dataclass
+class _Builder:
+    changes: list[Change]
+    findings: list[Finding]
+    notes: list[Note]
+
+    def change(self, policy: spec.DriftPolicy, c: Change) -> None:
+        if policy is spec.DriftPolicy.ENFORCE:
+            self.changes.append(c)
+        elif policy is spec.DriftPolicy.WARN:
+            self.findings.append(
+                Finding(
+                    FindingType.DRIFT,
+                    c.kind,
+                    c.name,
+                    f"would {c.action.value} {c.target}: {c.reason} (policy.drift: warn)",
+                )
+            )
+
+    def finding(self, type_: FindingType, kind: str, name: str, message: str) -> None:
+        self.findings.append(Finding(type_, kind, name, message))
+
+
+def diff(
+    desired: spec.DesiredState, observed: live.LiveState, *, prune: bool = False, revision: str | None = None
+) -> Plan:
+    b = _Builder([], [], [])
+    _networks(b, desired, observed)
+    _volumes(b, desired, observed)
+    for inst in desired.instances:
+        _workload(
+            b,
+            inst,
+            inst.spec.policy.drift,
+            inst.spec.image,
+            inst.spec.networks,
+            observed,
+            revision,
+            recreate_allowed=inst.spec.policy.upgrade is spec.UpgradePolicy.RECREATE,
+        )
+    for con in desired.consumers:
+        _consumer(b, con, desired, observed, revision)
+    _isolation(b, desired, observed)
+    _orphans_and_strangers(b, desired, observed, prune)
+    for kind, name in sorted(desired.held_back):
+        b.notes.append(
+            Note(NoteType.HELD_BACK, kind, name, "its declaration has errors: left alone, never orphaned or pruned")
+        )
+    order = {
+        Action.CREATE: 0,
+        Action.RECREATE: 1,
+        Action.START: 2,
+        Action.CONNECT: 3,
+        Action.DISCONNECT: 4,
+        Action.REMOVE: 5,
+    }
+    kinds = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
+    changes = sorted(b.changes, key=lambda c: (kinds.get(c.kind, 9), order[c.action], c.name, c.target))
+    findings = sorted(b.findings, key=lambda f: (f.type.value, f.kind, f.name, f.message))
+    return Plan(tuple(changes), tuple(findings), tuple(b.notes))
+
+
+def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:
+    for net in desired.networks:
+        name = net.metadata.name
+        found = observed.network(name)
+        if found is None:
+            b.changes.append(
+                Change(
+                    Action.CREATE,
+                    net.kind,
+                    name,
+                    name,
+                    "declared, not on the engine",
+                    {"driver": net.spec.driver, "internal": net.spec.internal, "labels": object_labels(net)},
+                )
+            )
+            continue
+        if not found.managed:
+            b.notes.append(
+                Note(
+                    NoteType.ADOPTED,
+                    net.kind,
+                    name,
+                    f"exists without dbstate's labels (driver {found.driver}): adopted as it is",
+                )
+            )
+        diffs = []
+        if found.driver != net.spec.driver:
+            diffs.append(f"driver is {found.driver}, declared {net.spec.driver}")
+        if found.internal != net.spec.internal:
+            diffs.append(f"internal is {str(found.internal).lower()}, declared {str(net.spec.internal).lower()}")
+        if diffs:
+            b.finding(
+                FindingType.CONFIG_DRIFT,
+                net.kind,
+                name,
+                "; ".join(diffs) + ": a network is never recreated on its own (it would cut every container "
+                "off); recreate it by hand in a maintenance window",
+            )
+
+
+def _volumes(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:
+    for vol in desired.volumes:
+        name = vol.metadata.name
+        found = observed.volume(name)
+        if found is None:
+            b.changes.append(
+                Change(
+                    Action.CREATE,
+                    vol.kind,
+                    name,
+                    name,
+                    "declared, not on the engine",
+                    {"driver": vol.spec.driver, "labels": object_labels(vol)},
+                )
+            )
+            continue
+        if not found.managed:
+            b.notes.append(
+                Note(
+                    NoteType.ADOPTED,
+                    vol.kind,
+                    name,
+                    f"exists without dbstate's labels (driver {found.driver}): adopted as it is",
+                )
+            )
+        if found.driver != vol.spec.driver:
+            b.finding(
+                FindingType.CONFIG_DRIFT,
+                vol.kind,
+                name,
+                f"driver is {found.driver}, declared {vol.spec.driver}: a volume is never recreated",
+            )
+
+
+def _create_details(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, Any]:
+    s = resource.spec
+    details: dict[str, Any] = {
+        "image": s.image,
+        "networks": {a.name: list(a.aliases) for a in s.networks},
+        "env": redact_env(s.env),
+        "labels": container_labels(resource, revision),
+    }
+    if isinstance(resource, spec.DatabaseInstance):
+        details.update(
+            {
+                "volumes": {v.source: v.target for v in resource.spec.volumes},
+                "command": list(resource.spec.command),
+                "ports": list(resource.spec.ports),
+                "restart_policy": resource.spec.restart_policy.value,
+            }
+        )
+    return details
+
+
+def _workload(
+    b: _Builder,
+    resource: spec.DatabaseInstance | spec.Consumer,
+    policy: spec.DriftPolicy,
+    image: str | None,
+    networks: Iterable[spec.NetworkAttachment],
+    observed: live.LiveState,
+    revision: str | None,
+    *,
+    recreate_allowed: bool,
+) -> None:
+    """A container dbstate creates and owns: an instance, or a consumer with an image."""
+    kind, name, cname = resource.kind, resource.metadata.name, resource.container_name
+    c = observed.container(cname)
+    if c is None:
+        b.change(
+            policy,
+            Change(Action.CREATE, kind, name, cname, "declared, no container", _create_details(resource, revision)),
+        )
+        return
+    if c.owner != (kind, name):
+        who = f"{c.owner[0]}/{c.owner[1]}" if c.owner else "something other than dbstate"
+        b.finding(
+            FindingType.NAME_CONFLICT,
+            kind,
+            name,
+            f"container {cname} exists but was created by {who}: it is left alone; rename or remove it, "
+            "or change containerName",
+        )
+        return
+    want_hash = spec.spec_hash(resource)
+    if c.labels.get(live.SPEC_HASH) != want_hash:
+        if recreate_allowed:
+            b.change(
+                policy,
+                Change(
+                    Action.RECREATE,
+                    kind,
+                    name,
+                    cname,
+                    "the declaration changed (spec hash differs); volumes are kept",
+                    {
+                        **_create_details(resource, revision),
+                        "from_hash": c.labels.get(live.SPEC_HASH),
+                        "to_hash": want_hash,
+                    },
+                ),
+            )
+            return
+        if image is not None and c.image != image:
+            b.finding(
+                FindingType.IMAGE_DRIFT,
+                kind,
+                name,
+                f"runs {c.image}, declared {image}; policy.upgrade is manual: upgrade by hand "
+                "(back up first), or set policy.upgrade: recreate",
+            )
+        else:
+            b.finding(
+                FindingType.CONFIG_DRIFT,
+                kind,
+                name,
+                "the declaration changed since the container was created (spec hash differs); "
+                "policy.upgrade is manual: recreate by hand, or set policy.upgrade: recreate",
+            )
+    if c.state in STOPPED:
+        b.change(policy, Change(Action.START, kind, name, cname, f"container is {c.state}"))
+    elif c.state == "paused":
+        b.finding(FindingType.CONFIG_DRIFT, kind, name, f"container {cname} is paused: unpause it by hand")
+    _attachments(b, resource, policy, networks, c)
+
+
+def _attachments(
+    b: _Builder,
+    resource: spec.DatabaseInstance | spec.Consumer,
+    policy: spec.DriftPolicy,
+    networks: Iterable[spec.NetworkAttachment],
+    c: live.Container,
+) -> None:
+    for att in networks:
+        have = c.attachment(att.name)
+        if have is None:
+            b.change(
+                policy,
+                Change(
+                    Action.CONNECT,
+                    resource.kind,
+                    resource.metadata.name,
+                    c.name,
+                    f"not attached to {att.name}",
+                    {"network": att.name, "aliases": list(att.aliases)},
+                ),
+            )
+            continue
+        missing = [a for a in att.aliases if a not in have.aliases]
+        if missing:
+            b.change(
+                policy,
+                Change(
+                    Action.CONNECT,
+                    resource.kind,
+                    resource.metadata.name,
+                    c.name,
+                    f"alias {', '.join(missing)} missing on {att.name}",
+                    {"network": att.name, "aliases": list(att.aliases), "reconnect": True},
+                ),
+            )
+
+
+def _consumer(
+    b: _Builder, con: spec.Consumer, desired: spec.DesiredState, observed: live.LiveState, revision: str | None
+) -> None:
+    if con.spec.image is not None:
+        _workload(
+            b,
+            con,
+            spec.DriftPolicy.ENFORCE,
+            con.spec.image,
+            con.spec.networks,
+            observed,
+            revision,
+            recreate_allowed=True,
+        )
+        c = observed.container(con.container_name)
+        if c is not None and c.owner == (con.kind, con.metadata.name):
+            _host_checks(b, con, desired, c)
+        return
+    c = observed.container(con.container_name)
+    if c is None:
+        b.finding(
+            FindingType.MISSING_CONSUMER,
+            con.kind,
+            con.metadata.name,
+            f"container {con.container_name} does not exist (it is managed elsewhere: image is null)",
+        )
+        return
+    _attachments(b, con, spec.DriftPolicy.ENFORCE, con.spec.networks, c)
+    _host_checks(b, con, desired, c)
+
+
+def _host_checks(b: _Builder, con: spec.Consumer, desired: spec.DesiredState, c: live.Container) -> None:
+    instances = {i.metadata.name: i for i in desired.instances}
+    for use in con.spec.uses:
+        inst = instances.get(use.instance)
+        if inst is None or use.host_env is None or c.env is None:
+            continue
+        shared = {a.name for a in con.spec.networks} & {a.name for a in inst.spec.networks}
+        aliases = sorted(
+            {al for a in inst.spec.networks if a.name in shared for al in a.aliases} | {inst.container_name}
+        )
+        value = c.env.get(use.host_env)
+        if value is None:
+            b.finding(
+                FindingType.HOST_MISMATCH,
+                con.kind,
+                con.metadata.name,
+                f"{use.host_env} is not set in container {c.name}; it should name {use.instance} "
+                f"({', '.join(aliases)})",
+            )
+            continue
+        host = host_of(value)
+        if host not in aliases:
+            b.finding(
+                FindingType.HOST_MISMATCH,
+                con.kind,
+                con.metadata.name,
+                f"{use.host_env} names host {host or '(none)'!r}, which is not {use.instance} "
+                f"(expected one of {', '.join(aliases)})",
+            )
+
+
+def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:
+    isolated = {n.metadata.name for n in desired.networks if n.spec.isolated}
+    if not isolated:
+        return
+    declared: dict[str, tuple[spec.DatabaseInstance | spec.Consumer, spec.DriftPolicy]] = {}
+    for inst in desired.instances:
+        declared[inst.container_name] = (inst, inst.spec.policy.drift)
+    for con in desired.consumers:
+        declared[con.container_name] = (con, spec.DriftPolicy.ENFORCE)
+    for c in observed.containers:
+        if c.name in desired.held_back_containers:
+            continue
+        for att in c.networks:
+            if att.network not in isolated:
+                continue
+            owner = declared.get(c.name)
+            if owner is not None:
+                resource, policy = owner
+                if any(a.name == att.network for a in resource.spec.networks):
+                    continue
+                if c.owner is None and isinstance(resource, spec.DatabaseInstance):
+                    continue  # a name conflict: reported already, never touched
+                b.change(
+                    policy,
+                    Change(
+                        Action.DISCONNECT,
+                        resource.kind,
+                        resource.metadata.name,
+                        c.name,
+                        f"attached to isolated {att.network} without declaring it",
+                        {"network": att.network},
+                    ),
+                )
+            else:
+                b.finding(
+                    FindingType.ISOLATION_BREACH,
+                    "Network",
+                    att.network,
+                    f"container {c.name} is attached to isolated {att.network} but is not declared on it: "
+                    f"disconnect it (docker network disconnect {att.network} {c.name}) or declare it",
+                )
+
+
+def _looks_like_database(c: live.Container) -> str | None:
+    image = c.image.lower().rsplit("/", 1)[-1]
+    for word in DATABASE_IMAGE_WORDS:
+        if word in image:
+            return word
+    for p in c.ports:
+        if p.container_port in DATABASE_PORTS:
+            return DATABASE_PORTS[p.container_port]
+    return None
+
+
+def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: live.LiveState, prune: bool) -> None:
+    opaque = desired.unreadable_files
+    if opaque:
+        b.notes.append(
+            Note(
+                NoteType.HELD_BACK,
+                "File",
+                ", ".join(opaque),
+                "could not be read, so what it declares is unknown: no orphan is reported or pruned",
+            )
+        )
+    declared_names = {i.container_name for i in desired.instances} | {c.container_name for c in desired.consumers}
+    declared_keys = {(i.kind, i.metadata.name) for i in desired.instances} | {
+        (c.kind, c.metadata.name) for c in desired.consumers
+    }
+    db_names = {i.container_name for i in desired.instances}
+    for c in observed.containers:
+        engine = _looks_like_database(c)
+        if engine is not None:
+            for p in c.ports:
+                if p.public and (c.name in db_names or p.container_port in DATABASE_PORTS or c.managed):
+                    b.finding(
+                        FindingType.PUBLIC_PORT,
+                        "Container",
+                        c.name,
+                        f"{engine} port {p.container_port}/{p.proto} is published on every interface "
+                        f"(host port {p.host_port}); bind it to 127.0.0.1",
+                    )
+        if c.name in desired.held_back_containers:
+            continue
+        if c.managed and opaque:
+            continue
+        if c.managed:
+            owner = c.owner
+            if owner in declared_keys or owner in desired.held_back:
+                continue
+            kind, name = owner or ("", "")
+            protected = c.labels.get(live.PROTECTED) == "true"
+            if not prune:
+                b.finding(
+                    FindingType.ORPHAN,
+                    kind or "Container",
+                    name or c.name,
+                    f"container {c.name} carries dbstate's labels but is no longer declared "
+                    "(run with --prune to remove it"
+                    + (", after lifting its deletion protection)" if protected else ")"),
+                )
+            elif not desired.complete:
+                b.finding(
+                    FindingType.ORPHAN,
+                    kind or "Container",
+                    name or c.name,
+                    f"container {c.name} is no longer declared; not pruned while the desired state has errors",
+                )
+            elif protected:
+                b.finding(
+                    FindingType.ORPHAN,
+                    kind or "Container",
+                    name or c.name,
+                    f"container {c.name} is no longer declared; deletion protection keeps it: remove it by hand",
+                )
+            else:
+                b.changes.append(
+                    Change(
+                        Action.REMOVE,
+                        kind or "Container",
+                        name or c.name,
+                        c.name,
+                        "no longer declared (--prune); its volumes are kept",
+                    )
+                )
+            continue
+        if c.name in declared_names:
+            continue
+        if engine is not None:
+            b.finding(
+                FindingType.UNMANAGED_DATABASE,
+                "Container",
+                c.name,
+                f"{engine} container ({c.image}) that no declaration names: declare it, or retire it",
+            )
+    declared_vols = {("Volume", v.metadata.name) for v in desired.volumes}
+    for vol in observed.volumes:
+        key = (vol.labels.get(live.KIND, ""), vol.labels.get(live.NAME, ""))
+        if vol.managed and not opaque and key not in declared_vols and key not in desired.held_back:
+            b.finding(
+                FindingType.ORPHAN,
+                "Volume",
+                vol.name,
+                "volume carries dbstate's labels but is no longer declared; dbstate never removes a volume",
+            )
+    declared_nets = {("Network", n.metadata.name) for n in desired.networks}
+    for net in observed.networks:
+        key = (net.labels.get(live.KIND, ""), net.labels.get(live.NAME, ""))
+        if net.managed and not opaque and key not in declared_nets and key not in desired.held_back:
+            b.finding(
+                FindingType.ORPHAN, "Network", net.name, "network carries dbstate's labels but is no longer declared"
+            )

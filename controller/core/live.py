@@ -1,0 +1,130 @@
+"""The observed state of a Docker engine: a frozen snapshot filled in by the Docker adapter, read by the diff."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+MANAGED = "io.dbstate.managed"
+KIND = "io.dbstate.kind"
+NAME = "io.dbstate.name"
+SPEC_HASH = "io.dbstate.spec-hash"
+REVISION = "io.dbstate.revision"
+PROTECTED = "io.dbstate.deletion-protection"
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    network: str
+    aliases: tuple[str, ...] = ()
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    type: str  # volume | bind | tmpfs
+    source: str  # the volume name for type=volume, the host path for bind
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    container_port: int
+    proto: str = "tcp"
+    host_ip: str | None = None  # None: exposed, not published
+    host_port: int | None = None
+
+    @property
+    def public(self) -> bool:
+        return self.host_port is not None and self.host_ip in ("", "0.0.0.0", "::")  # noqa: S104 - detecting
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str
+    name: str
+    image: str
+    state: str  # created | running | paused | restarting | exited | removing | dead
+    labels: Mapping[str, str] = field(default_factory=dict)
+    networks: tuple[Attachment, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    ports: tuple[Port, ...] = ()
+    health: str | None = None  # starting | healthy | unhealthy, when the image has a HEALTHCHECK
+    # Only for containers that were inspected (the consumers). May hold secrets: never printed, never in repr.
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED) == "true"
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """(kind, name) of the declaration that created it, when dbstate did."""
+        if not self.managed:
+            return None
+        return self.labels.get(KIND, ""), self.labels.get(NAME, "")
+
+    def attachment(self, network: str) -> Attachment | None:
+        for a in self.networks:
+            if a.network == network:
+                return a
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    id: str
+    name: str
+    driver: str
+    internal: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED) == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    name: str
+    driver: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED) == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    host: str
+    version: str
+    api_version: str
+
+
+@dataclass(frozen=True)
+class LiveState:
+    engine: EngineInfo
+    containers: tuple[Container, ...] = ()
+    networks: tuple[Network, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    _by_name: Mapping[str, Container] = field(default_factory=dict, repr=False, compare=False)
+    _nets: Mapping[str, Network] = field(default_factory=dict, repr=False, compare=False)
+    _vols: Mapping[str, Volume] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", MappingProxyType({c.name: c for c in self.containers}))
+        object.__setattr__(self, "_nets", MappingProxyType({n.name: n for n in self.networks}))
+        object.__setattr__(self, "_vols", MappingProxyType({v.name: v for v in self.volumes}))
+
+    def container(self, name: str) -> Container | None:
+        return self._by_name.get(name)
+
+    def network(self, name: str) -> Network | None:
+        return self._nets.get(name)
+
+    def volume(self, name: str) -> Volume | None:
+        return self._vols.get(name)

@@ -1,0 +1,101 @@
+"""A plan is plain data: the changes that would converge the engine, each with its reason, and the findings that
+need a human. `plan` prints it; `apply` executes it and never re-decides."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Action(enum.StrEnum):
+    CREATE = "create"  # a network, volume or container
+    START = "start"  # a stopped container
+    CONNECT = "connect"  # a missing network attachment or alias
+    RECREATE = "recreate"  # the spec changed and the upgrade policy allows replacing the container
+    DISCONNECT = "disconnect"  # an undeclared attachment to an isolated network
+    REMOVE = "remove"  # an orphan container, only with --prune
+
+
+SYMBOLS = {
+    Action.CREATE: "+",
+    Action.START: ">",
+    Action.CONNECT: "~",
+    Action.RECREATE: "-/+",
+    Action.DISCONNECT: "~",
+    Action.REMOVE: "-",
+}
+
+
+class FindingType(enum.StrEnum):
+    ORPHAN = "orphan"  # carries dbstate's labels, no longer declared
+    NAME_CONFLICT = "name-conflict"  # a declared container name held by a container dbstate does not manage
+    IMAGE_DRIFT = "image-drift"  # the image differs and policy.upgrade is manual
+    CONFIG_DRIFT = "config-drift"  # other differences dbstate will not repair on its own
+    ISOLATION_BREACH = "isolation-breach"  # an undeclared container on an isolated network
+    PUBLIC_PORT = "public-port"  # a database port published on every interface
+    MISSING_CONSUMER = "missing-consumer"  # a declared consumer's container does not exist
+    HOST_MISMATCH = "host-mismatch"  # a consumer's host variable names no alias of its instance
+    UNMANAGED_DATABASE = "unmanaged-database"  # a database container nobody declared
+    DRIFT = "drift"  # a change held back by policy.drift: warn
+
+
+class NoteType(enum.StrEnum):
+    ADOPTED = "adopted"  # a declared network or volume that exists without dbstate's labels, taken as it is
+    HELD_BACK = "held-back"  # a declaration with errors: left alone, never orphaned
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: Action
+    kind: str  # DatabaseInstance | Consumer | Network | Volume
+    name: str  # the declaration's name (the container's name for an orphan)
+    target: str  # what the engine call acts on: a container, network or volume name
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)  # JSON-ready, secrets already redacted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "kind": self.kind,
+            "name": self.name,
+            "target": self.target,
+            "reason": self.reason,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    type: FindingType
+    kind: str
+    name: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type.value, "kind": self.kind, "name": self.name, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    type: NoteType
+    kind: str
+    name: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type.value, "kind": self.kind, "name": self.name, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action is action)

@@ -1,0 +1,302 @@
+"""A private Docker engine and the stand-in database images, for tests, benchmarks and trying dbstate out.
+
+A private engine has its own data root, exec root, pidfile and socket, no default bridge and its own address pool,
+so it never touches the machine's default engine and several can run side by side. Its data root persists between
+runs: that is the image cache. Images are tagged with a hash of their recipe and rebuilt only when it changes.
+
+    python -m devtools.engine start [--name NAME]     # prints the DOCKER_HOST to use
+    python -m devtools.engine stop  [--name NAME]
+    python -m devtools.engine images [--host URL]     # build the stand-in images into an engine
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+HERE = Path(__file__).resolve().parent
+IMAGES = HERE / "images"
+STATE_ROOT = Path(os.environ.get("DBSTATE_DEV_STATE", "/var/lib/dbstate-dev"))
+RUN_ROOT = Path("/tmp")  # sockets need short paths (about 100 characters at most)
+TEST_LABEL = "io.dbstate.test"
+
+# The rootfs every stand-in image is built on: Debian's packages, fetched with mmdebstrap (no Docker Hub here).
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("postgresql-15", "mariadb-server", "redis-server", "ca-certificates")
+
+# name -> (image reference the examples and tests use, build args). Versions are what bookworm ships.
+STAND_INS: dict[str, tuple[str, dict[str, str]]] = {
+    "postgres": ("dbstate-local/postgres:15", {"PG_MAJOR": "15"}),
+    "mariadb": ("dbstate-local/mariadb:10.11", {}),
+    "redis": ("dbstate-local/redis:7.0", {}),
+    "app": ("dbstate-local/app:1", {}),
+}
+POOLS = {"test": "10.213.0.0/16", "local": "10.214.0.0/16", "bench": "10.215.0.0/16", "test2": "10.216.0.0/16"}
+
+
+class EngineStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Engine:
+    name: str
+    host: str
+    run_dir: Path
+    data_root: Path
+    pid: int | None
+    started_here: bool
+
+    def client(self, timeout: int = 120) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.host, version="auto", timeout=timeout)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.pid is None or not self.started_here:
+            return
+        _terminate(self.pid, timeout)
+        self.pid = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def paths(name: str) -> tuple[Path, Path]:
+    return RUN_ROOT / f"dbs-{name}", STATE_ROOT / f"{name}-engine"
+
+
+def _ping(host: str) -> bool:
+    try:
+        client = docker.DockerClient(base_url=host, version="auto", timeout=3)
+    except docker.errors.DockerException:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine:
+    """Start (or, with reuse, find already running) the private engine called `name`."""
+    if shutil.which("dockerd") is None:
+        raise EngineStartError("dockerd is not installed: run `bash scripts/setup` (installs Debian's docker.io)")
+    if os.geteuid() != 0:
+        raise EngineStartError("a private dockerd must run as root")
+    run_dir, data_root = paths(name)
+    host = f"unix://{run_dir}/docker.sock"
+    pidfile = run_dir / "docker.pid"
+    if pidfile.exists():
+        try:
+            old = int(pidfile.read_text().strip())
+        except ValueError:
+            old = 0
+        if old and _alive(old):
+            if reuse and _ping(host):
+                return Engine(name, host, run_dir, data_root, old, started_here=False)
+            _terminate(old, 20)
+        pidfile.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_root.mkdir(parents=True, exist_ok=True)
+    (run_dir / "docker.sock").unlink(missing_ok=True)
+    pool = POOLS.get(name, "10.219.0.0/16")
+    log = open(run_dir / "dockerd.log", "ab")  # noqa: SIM115 - handed to the child process
+    cmd = [
+        "dockerd",
+        f"--data-root={data_root}",
+        f"--exec-root={run_dir}/exec",
+        f"--pidfile={pidfile}",
+        f"--host={host}",
+        "--bridge=none",
+        f"--default-address-pool=base={pool},size=24",
+        "--log-level=warn",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EngineStartError(f"dockerd exited with {proc.returncode}: {_tail(run_dir / 'dockerd.log')}")
+        if _ping(host):
+            return Engine(name, host, run_dir, data_root, proc.pid, started_here=True)
+        time.sleep(0.2)
+    _terminate(proc.pid, 5)
+    raise EngineStartError(f"dockerd did not answer within {timeout:.0f}s: {_tail(run_dir / 'dockerd.log')}")
+
+
+def stop(name: str) -> bool:
+    run_dir, _ = paths(name)
+    pidfile = run_dir / "docker.pid"
+    if not pidfile.exists():
+        return False
+    pid = int(pidfile.read_text().strip() or 0)
+    if pid and _alive(pid):
+        _terminate(pid, 20)
+        return True
+    return False
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _hash(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:12]
+
+
+def _dir_bytes(path: Path) -> bytes:
+    return b"".join(p.name.encode() + p.read_bytes() for p in sorted(path.iterdir()) if p.is_file())
+
+
+def _image_label(client: docker.DockerClient, ref: str, label: str) -> str | None:
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    labels = image.labels or {}
+    return labels.get(label)
+
+
+def ensure_base(client: docker.DockerClient, log=print) -> str:  # type: ignore[no-untyped-def]
+    recipe = _hash(BASE_SUITE.encode(), " ".join(BASE_PACKAGES).encode(), b"--variant=apt")
+    ref = f"dbstate-dev/base:{BASE_SUITE}-{recipe}"
+    try:
+        client.images.get(ref)
+        return ref
+    except docker.errors.ImageNotFound:
+        pass
+    if shutil.which("mmdebstrap") is None:
+        raise EngineStartError("mmdebstrap is not installed: run `bash scripts/setup`")
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=STATE_ROOT) as tmp:
+        tar = Path(tmp) / "rootfs.tar"
+        log(f"devtools: building the {BASE_SUITE} rootfs with mmdebstrap ({', '.join(BASE_PACKAGES)}), ~1 min")
+        t0 = time.monotonic()
+        subprocess.run(
+            ["mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(BASE_PACKAGES)}", BASE_SUITE, str(tar)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        log(f"devtools: rootfs built in {time.monotonic() - t0:.0f}s; importing")
+        repo, tag = ref.split(":")
+        client.api.import_image_from_file(str(tar), repository=repo, tag=tag)
+    return ref
+
+
+def ensure_images(client: docker.DockerClient, log=print) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Build the stand-in images into the engine behind `client` unless their recipe is unchanged."""
+    base = ensure_base(client, log)
+    out: dict[str, str] = {}
+    for name, (ref, args) in STAND_INS.items():
+        recipe = _hash(base.encode(), _dir_bytes(IMAGES / name), repr(sorted(args.items())).encode())
+        if _image_label(client, ref, "io.dbstate.recipe") != recipe:
+            log(f"devtools: building {ref}")
+            client.images.build(
+                path=str(IMAGES / name),
+                tag=ref,
+                buildargs={"BASE_IMAGE": base, **args},
+                labels={"io.dbstate.recipe": recipe},
+                rm=True,
+                forcerm=True,
+            )
+        out[name] = ref
+    return out
+
+
+def cleanup(client: docker.DockerClient, labels: tuple[str, ...] = (TEST_LABEL, "io.dbstate.managed")) -> None:
+    """Remove every container, network and volume carrying one of `labels` (never anything else)."""
+    for label in labels:
+        for c in client.containers.list(all=True, filters={"label": label}):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True, v=False)
+    for label in labels:
+        for n in client.networks.list(filters={"label": label}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                n.remove()
+        for v in client.volumes.list(filters={"label": label}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                v.remove(force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("start", help="start a private engine and build the stand-in images into it")
+    s.add_argument("--name", default="local")
+    s.add_argument("--no-images", action="store_true")
+    s = sub.add_parser("stop", help="stop a private engine (its images stay cached)")
+    s.add_argument("--name", default="local")
+    s = sub.add_parser("images", help="build the stand-in images into an engine")
+    s.add_argument("--host", default=os.environ.get("DOCKER_HOST"))
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "start":
+            engine = start(args.name)
+            if not args.no_images:
+                client = engine.client()
+                try:
+                    ensure_images(client, log=lambda m: print(m, file=sys.stderr))
+                finally:
+                    client.close()
+            state = "started" if engine.started_here else "already running"
+            print(f"devtools: engine {args.name!r} {state}; use it with:", file=sys.stderr)
+            print(f"export DOCKER_HOST={engine.host}")
+            return 0
+        if args.cmd == "stop":
+            print("stopped" if stop(args.name) else "not running", file=sys.stderr)
+            return 0
+        client = docker.DockerClient(base_url=args.host, version="auto", timeout=300)
+        try:
+            for name, ref in ensure_images(client, log=lambda m: print(m, file=sys.stderr)).items():
+                print(f"{name}: {ref}")
+        finally:
+            client.close()
+        return 0
+    except (EngineStartError, subprocess.CalledProcessError, docker.errors.DockerException) as e:
+        print(f"devtools: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

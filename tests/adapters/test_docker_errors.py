@@ -1,0 +1,54 @@
+"""docker-py's and requests' exceptions become dbstate's error types in exactly one place."""
+
+from __future__ import annotations
+
+import docker.errors
+import pytest
+import requests
+
+from controller.adapters.docker import DockerEngine, translate
+from controller.core import errors
+
+
+def api_error(status: int, explanation: str) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError("boom", response=response, explanation=explanation)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected", "retryable"),
+    [
+        (api_error(500, "driver failed"), errors.EngineTransient, True),
+        (api_error(503, "busy"), errors.EngineTransient, True),
+        (api_error(409, "Conflict. The container name is already in use"), errors.EnginePermanent, False),
+        (api_error(400, "invalid reference format"), errors.EnginePermanent, False),
+        (docker.errors.ImageNotFound("no such image"), errors.ImageNotFound, False),
+        (requests.exceptions.ConnectionError("Connection refused"), errors.EngineUnavailable, True),
+        (requests.exceptions.ReadTimeout("timed out"), errors.EngineUnavailable, True),
+        (
+            docker.errors.DockerException("Error while fetching server API version: No such file or directory"),
+            errors.EngineUnavailable,
+            True,
+        ),
+    ],
+)
+def test_translate(exc, expected, retryable):
+    out = translate(exc, "doing a thing", "unix:///x.sock")
+    assert type(out) is expected
+    assert errors.retryable(out) is retryable
+    assert "\n" not in str(out)
+
+
+def test_old_engine_is_named():
+    out = translate(
+        api_error(400, "client version 1.41 is too new. Maximum supported API version is 1.40"), "listing", "unix:///x"
+    )
+    assert "older than Docker 20.10" in str(out)
+
+
+def test_unreachable_engine_raises_our_error(tmp_path):
+    with DockerEngine(f"unix://{tmp_path}/none.sock") as engine, pytest.raises(errors.EngineUnavailable) as info:
+        engine.observe()
+    assert "cannot reach the Docker engine" in str(info.value)
+    assert info.value.__cause__ is not None  # raised `from` the original

@@ -1,0 +1,180 @@
+"""The diff on synthetic snapshots: pure and table-driven. The same rules are shown against a real engine in
+tests/test_plan_engine.py; these pin the corner cases cheaply."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.adapters import desired
+from controller.core import diff, live, spec
+from controller.core.plan import Action, FindingType
+from tests.engine_helpers import ENV, consumer, network, redis_instance
+
+ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")
+TEXT = "---\n".join(
+    [network("net-a"), network("iso", isolated=True), redis_instance("kv-a", "kv-a-db"), consumer("app", "kv-a")]
+)
+
+
+def state(text: str = TEXT) -> spec.DesiredState:
+    loaded = desired.load_text(text, "t.yaml", ENV)
+    assert loaded.errors == (), [str(e) for e in loaded.errors]
+    return loaded.state
+
+
+def managed(s: spec.DesiredState, name: str = "kv-a", **over: object) -> live.Container:
+    inst = next(i for i in s.instances if i.metadata.name == name)
+    fields: dict[str, object] = {
+        "id": name * 4,
+        "name": inst.container_name,
+        "image": inst.spec.image,
+        "state": "running",
+        "labels": diff.container_labels(inst, None),
+        "networks": tuple(live.Attachment(a.name, a.aliases) for a in inst.spec.networks),
+    }
+    fields.update(over)
+    return live.Container(**fields)  # type: ignore[arg-type]
+
+
+def net(name: str, managed_: bool = True, **over: object) -> live.Network:
+    labels = {live.MANAGED: "true", live.KIND: "Network", live.NAME: name} if managed_ else {}
+    return live.Network(**{"id": name, "name": name, "driver": "bridge", "internal": False, "labels": labels, **over})  # type: ignore[arg-type]
+
+
+APP = live.Container("app1", "app", "app:1", "running", networks=(live.Attachment("net-a"),), env={"DB_HOST": "kv-a"})
+
+
+def world(*containers: live.Container, networks: tuple[live.Network, ...] | None = None) -> live.LiveState:
+    return live.LiveState(ENGINE, containers, networks if networks is not None else (net("net-a"), net("iso")))
+
+
+def summary(p) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    return ([(c.action.value, c.name) for c in p.changes], [(f.type.value, f.name) for f in p.findings])
+
+
+S = state()
+CASES = [
+    ("in sync", world(managed(S), APP), False, ([], [])),
+    ("stopped", world(managed(S, state="exited"), APP), False, ([("start", "kv-a")], [])),
+    ("created only", world(managed(S, state="created"), APP), False, ([("start", "kv-a")], [])),
+    ("restarting is left to the engine", world(managed(S, state="restarting"), APP), False, ([], [])),
+    ("paused", world(managed(S, state="paused"), APP), False, ([], [("config-drift", "kv-a")])),
+    ("alias gone", world(managed(S, networks=(live.Attachment("net-a"),)), APP), False, ([("connect", "kv-a")], [])),
+    (
+        "extra alias is fine",
+        world(managed(S, networks=(live.Attachment("net-a", ("kv-a", "x")),)), APP),
+        False,
+        ([], []),
+    ),
+    (
+        "orphan",
+        world(
+            managed(S), APP, managed(state("---\n".join([network("net-a"), redis_instance("kv-z", "z-db")])), "kv-z")
+        ),
+        False,
+        ([], [("orphan", "kv-z")]),
+    ),
+    # made for a Consumer/kv-a nobody declares any more: an orphan, and in the way of the instance
+    (
+        "label of another kind is a conflict",
+        world(managed(S, labels={**diff.container_labels(S.instances[0], None), live.KIND: "Consumer"}), APP),
+        False,
+        ([], [("name-conflict", "kv-a"), ("orphan", "kv-a")]),
+    ),
+    (
+        "consumer host wrong",
+        world(
+            managed(S),
+            live.Container("a", "app", "app:1", "running", networks=(live.Attachment("net-a"),), env={"DB_HOST": "x"}),
+        ),
+        False,
+        ([], [("host-mismatch", "app")]),
+    ),
+    (
+        "consumer not inspected: no host check",
+        world(managed(S), live.Container("a", "app", "app:1", "running", networks=(live.Attachment("net-a"),))),
+        False,
+        ([], []),
+    ),
+    ("network missing", world(managed(S), APP, networks=(net("net-a"),)), False, ([("create", "iso")], [])),
+    (
+        "public port on a managed db",
+        world(managed(S, ports=(live.Port(6379, "tcp", "0.0.0.0", 6379),)), APP),
+        False,
+        ([], [("public-port", "kv-a-db")]),
+    ),
+    (
+        "loopback port is fine",
+        world(managed(S, ports=(live.Port(6379, "tcp", "127.0.0.1", 6379),)), APP),
+        False,
+        ([], []),
+    ),
+    ("exposed, unpublished port is fine", world(managed(S, ports=(live.Port(6379),)), APP), False, ([], [])),
+]
+
+
+@pytest.mark.parametrize(("case", "observed", "prune", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_diff(case, observed, prune, expected):
+    assert summary(diff.diff(S, observed, prune=prune)) == expected
+
+
+def test_unreadable_file_suppresses_orphans_and_prune():
+    s = S.model_copy(update={"unreadable_files": ("broken.yaml",), "complete": False})
+    orphan = managed(
+        state(
+            "---\n".join(
+                [network("net-a"), redis_instance("kv-z", "z-db", extra="  policy: {deletionProtection: false}\n")]
+            )
+        ),
+        "kv-z",
+    )
+    p = diff.diff(s, world(managed(S), APP, orphan), prune=True)
+    assert summary(p) == ([], [])
+    assert any(n.name == "broken.yaml" for n in p.notes)
+
+
+def test_prune_respects_protection_and_completeness():
+    z = state(
+        "---\n".join(
+            [network("net-a"), redis_instance("kv-z", "z-db", extra="  policy: {deletionProtection: false}\n")]
+        )
+    )
+    observed = world(managed(S), APP, managed(z, "kv-z"))
+    assert summary(diff.diff(S, observed, prune=True)) == ([("remove", "kv-z")], [])
+    incomplete = S.model_copy(update={"complete": False})
+    assert summary(diff.diff(incomplete, observed, prune=True)) == ([], [("orphan", "kv-z")])
+
+
+def test_recreate_carries_no_secret_and_a_reason():
+    text = TEXT.replace("aliases: [kv-a]}]", "aliases: [kv-a]}]\n  policy: {upgrade: recreate}")
+    s = state(text)
+    old = managed(s, labels={**diff.container_labels(s.instances[0], None), live.SPEC_HASH: "old"})
+    p = diff.diff(s, world(old, APP))
+    [change] = p.changes
+    assert change.action is Action.RECREATE and "spec hash" in change.reason
+    assert change.details["env"] == {"REDIS_PASSWORD": "***"}
+    assert "s3cr3t" not in repr(p)
+
+
+def test_warn_policy_turns_changes_into_drift_findings():
+    s = state(TEXT.replace("aliases: [kv-a]}]", "aliases: [kv-a]}]\n  policy: {drift: warn}"))
+    p = diff.diff(s, world(managed(s, state="exited", networks=()), APP))
+    assert p.changes == ()
+    assert [f.type for f in p.findings] == [FindingType.DRIFT, FindingType.DRIFT]
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [
+        ("postgres", "postgres"),
+        ("postgres:5432", "postgres"),
+        ("postgres://u:p@db:5432/x", "db"),
+        ("redis://:pw@redis:6379/0", "redis"),
+        ("[::1]:5432", "::1"),
+        ("db/name", "db"),
+        ("", ""),
+        ("mysql://u:p@[::1]:3306/db", "::1"),
+    ],
+)
+def test_host_of(value, host):
+    assert diff.host_of(value) == host
