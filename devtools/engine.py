@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ class Engine:
     data_root: Path
     pid: int | None
     started_here: bool
+    process: subprocess.Popen[bytes] | None = None
 
     def client(self, timeout: int = 120) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.host, version="auto", timeout=timeout)
@@ -67,6 +69,12 @@ class Engine:
         if self.pid is None or not self.started_here:
             return
         _terminate(self.pid, timeout)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.pid = None
 
 
@@ -98,6 +106,14 @@ def paths(name: str) -> tuple[Path, Path]:
 
 
 def _ping(host: str) -> bool:
+    # docker-py leaks its socket when connect() fails: check that something listens before handing it over.
+    if host.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(host.removeprefix("unix://"))
+            except OSError:
+                return False
     try:
         client = docker.DockerClient(base_url=host, version="auto", timeout=3)
     except docker.errors.DockerException:
@@ -149,11 +165,13 @@ def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            proc.wait()
             raise EngineStartError(f"dockerd exited with {proc.returncode}: {_tail(run_dir / 'dockerd.log')}")
         if _ping(host):
-            return Engine(name, host, run_dir, data_root, proc.pid, started_here=True)
+            return Engine(name, host, run_dir, data_root, proc.pid, started_here=True, process=proc)
         time.sleep(0.2)
     _terminate(proc.pid, 5)
+    proc.wait()
     raise EngineStartError(f"dockerd did not answer within {timeout:.0f}s: {_tail(run_dir / 'dockerd.log')}")
 
 
