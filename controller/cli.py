@@ -24,8 +24,11 @@ commands:
   validate   check the desired state: every error with its file, line and field; nothing live is touched
   schema     print the JSON Schema of a desired-state document, for editors
   plan       the dry run: what would change on the engine, and what needs a human (findings)
+  apply      converge the engine to the desired state (asks first; --yes for automation)
+  ack        acknowledge a finding that needs a human decision (volume-lost)
 
 exit codes: 0 ok, 1 error, 2 changes pending (plan), 3 findings with --fail-on-findings (plan)
+see `dbstate COMMAND --help` for each command
 """
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
@@ -102,6 +105,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour the text output (default: auto, only on a terminal; NO_COLOR is honoured)",
     )
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "apply",
+        help="converge the engine: compute the plan, show it, and execute it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute "
+        "it: networks and volumes first, instances before the consumers that use them, independent "
+        "changes in parallel. Transient engine errors are retried within --retry-budget; a failed "
+        "change blocks only what depends on it. Volumes are never removed.\n\n"
+        "exit codes: 0 converged; 1 a change failed or the desired state has errors (every outcome is "
+        "still reported).",
+    )
+    _add_desired_state_args(p)
+    _add_engine_args(p)
+    p.add_argument("--yes", action="store_true", help="apply without asking (for automation)")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also remove orphan containers without deletion protection (never volumes; nothing while "
+        "any file is invalid)",
+    )
+    p.add_argument("--parallel", type=int, default=4, metavar="N", help="changes run at once (default: 4)")
+    p.add_argument(
+        "--retry-budget",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long one engine call may retry transient errors (default: 30)",
+    )
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="as for plan")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser(
+        "ack",
+        help="acknowledge a finding that needs a human decision",
+        description="`dbstate ack volume-lost NAME`: accept that a lost volume is gone; the next apply "
+        "creates it empty and starts the instance that uses it. Recorded in the state "
+        "database.",
+    )
+    p.add_argument("type", choices=("volume-lost",))
+    p.add_argument("name")
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="dbstate's state database (default: $DBSTATE_STATE, then .dbstate/state.db)",
+    )
+    p.set_defaults(func=cmd_ack)
     return parser
 
 
@@ -129,42 +181,139 @@ def _colour(mode: str, stream: TextIO) -> bool:
     return stream.isatty()
 
 
-def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _render_plan(args: argparse.Namespace, result: Any, out: TextIO, err: TextIO) -> str:
     from controller import report
-    from controller.adapters import desired, git, store
-    from controller.adapters.docker import DockerEngine
-    from controller.core import diff, secrets
 
-    loaded = desired.load(args.dir, args.env_file)
-    state = loaded.state
-    names = [i.container_name for i in state.instances] + [c.container_name for c in state.consumers]
-    local = store.open_optional(args.state or store.default_path())
-    try:
-        with DockerEngine(args.docker_host, known_aliases=local.endpoint_aliases() if local else None) as engine:
-            observed = engine.observe(inspect=names)
-            if local is not None:
-                local.save_endpoint_aliases(engine.current_aliases)
-    finally:
-        if local is not None:
-            local.close()
-    rev = git.revision(args.dir)
-    the_plan = diff.diff(state, observed, prune=args.prune, revision=rev.commit)
-    known = secrets.collect(state)
     if args.output == "json":
-        text = report.dumps(report.to_json(the_plan, loaded.errors, observed.engine, rev.commit, rev.dirty))
-    else:
-        text = report.to_text(
-            the_plan, loaded.errors, observed.engine, rev.short, str(args.dir), _colour(args.color, out)
+        return report.dumps(
+            report.to_json(
+                result.plan, result.loaded.errors, result.observed.engine, result.revision.commit, result.revision.dirty
+            )
         )
-        for w in loaded.warnings:
-            print(secrets.scrub(str(w), known), file=err)
-    out.write(secrets.scrub(text, known))
-    if loaded.errors:
+    for w in result.loaded.warnings:
+        print(_scrub(str(w), result.secrets), file=err)
+    return report.to_text(
+        result.plan,
+        result.loaded.errors,
+        result.observed.engine,
+        result.revision.short,
+        str(args.dir),
+        _colour(args.color, out),
+    )
+
+
+def _scrub(text: str, known: frozenset[str]) -> str:
+    from controller.core import secrets
+
+    return secrets.scrub(text, set(known))
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller.wiring import Session
+
+    with Session(args.docker_host, args.state) as session:
+        result = session.plan(args.dir, args.env_file, prune=args.prune, command="plan")
+        session.finish(result)
+    out.write(_scrub(_render_plan(args, result, out, err), result.secrets))
+    if result.loaded.errors:
         return EXIT_ERROR
-    if the_plan.changes:
+    if result.plan.changes:
         return EXIT_CHANGES
-    if args.fail_on_findings and the_plan.findings:
+    if args.fail_on_findings and result.plan.findings:
         return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _confirm(count: int, out: TextIO, err: TextIO) -> bool | None:
+    """True/False from a person at a terminal; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    out.write(f"\nApply these {count} change{'s' * (count != 1)}? Only 'yes' is accepted: ")
+    out.flush()
+    try:
+        return sys.stdin.readline().strip() == "yes"
+    except (EOFError, KeyboardInterrupt):
+        return False
+
+
+def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller import report
+    from controller.wiring import Session
+
+    json_out = args.output == "json"
+
+    def progress(message: str) -> None:
+        print(f"  .. {message}", file=err)
+
+    with Session(
+        args.docker_host, args.state, require_store=True, retry_budget=args.retry_budget, progress=progress
+    ) as session:
+        result = session.plan(args.dir, args.env_file, prune=args.prune, command="apply")
+        changes = result.plan.changes
+        if not json_out:
+            out.write(_scrub(_render_plan(args, result, out, err), result.secrets))
+        if changes and not args.yes:
+            answer = _confirm(len(changes), out, err)
+            if answer is None:
+                session.finish(result)
+                print(
+                    "dbstate: error: refusing to change the engine without confirmation: there is no terminal to "
+                    "ask on; review `dbstate plan`, then run `dbstate apply --yes`",
+                    file=err,
+                )
+                return EXIT_ERROR
+            if not answer:
+                session.finish(result)
+                print("Apply cancelled; nothing was changed.", file=out)
+                return EXIT_ERROR
+
+        def line(o: Any) -> None:
+            if json_out:
+                return
+            mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[o.status]
+            detail = "" if o.status == "ok" else f": {o.message}"
+            out.write(
+                _scrub(
+                    f"  {mark:<7} {o.change.action.value} {o.change.kind}/{o.change.name} "
+                    f"({o.change.target}) in {o.seconds:.1f}s{detail}\n",
+                    result.secrets,
+                )
+            )
+            out.flush()
+
+        if changes and not json_out:
+            out.write("\nApplying:\n")
+        outcomes = session.apply(result, parallel=args.parallel, on_outcome=line) if changes else ()
+        session.finish(result, outcomes)
+    failed = [o for o in outcomes if o.status != "ok"]
+    converged = not failed and not result.loaded.errors
+    if json_out:
+        doc = {
+            "plan": report.to_json(
+                result.plan, result.loaded.errors, result.observed.engine, result.revision.commit, result.revision.dirty
+            ),
+            "outcomes": [o.to_json() for o in outcomes],
+            "converged": converged,
+        }
+        out.write(_scrub(report.dumps(doc), result.secrets))
+    elif changes:
+        ok = len(outcomes) - len(failed)
+        skipped = sum(1 for o in failed if o.status == "skipped")
+        out.write(f"\nApply: {ok} done, {len(failed) - skipped} failed, {skipped} skipped.\n")
+    return EXIT_OK if converged else EXIT_ERROR
+
+
+def cmd_ack(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller.adapters import store
+
+    path = args.state or store.default_path()
+    with store.Store(path) as db:
+        db.ack(args.type, args.name)
+    print(
+        f"acknowledged {args.type} {args.name}: the next apply creates an empty volume {args.name} and starts "
+        "what uses it",
+        file=out,
+    )
     return EXIT_OK
 
 

@@ -17,22 +17,50 @@ import pytest
 from devtools import engine as devengine
 
 
+class EngineHandle:
+    """The session's engine; a test may stop and start it again (only one that the suite started itself)."""
+
+    def __init__(self) -> None:
+        self.external = os.environ.get("DBSTATE_TEST_DOCKER_HOST")
+        self.engine: devengine.Engine | None = None
+        self.host = self.external or ""
+        if not self.external:
+            self.engine = devengine.start("test")
+            self.host = self.engine.host
+
+    def stop(self) -> None:
+        if self.engine is None:
+            raise RuntimeError("cannot stop an engine the suite did not start (DBSTATE_TEST_DOCKER_HOST)")
+        self.engine.stop()
+
+    def start(self) -> None:
+        if self.engine is None:
+            raise RuntimeError("cannot start an engine the suite did not start")
+        self.engine = devengine.start("test")
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+
 @pytest.fixture(scope="session")
-def engine_host() -> Iterator[str]:
-    host = os.environ.get("DBSTATE_TEST_DOCKER_HOST")
-    started = None
-    if not host:
-        started = devengine.start("test")
-        host = started.host
-    client = docker.DockerClient(base_url=host, version="auto", timeout=300)
+def engine() -> Iterator[EngineHandle]:
+    handle = EngineHandle()
+    client = docker.DockerClient(base_url=handle.host, version="auto", timeout=300)
     try:
         devengine.cleanup(client)  # leftovers of a run that was killed
-        yield host
+        yield handle
+        client.close()
+        client = docker.DockerClient(base_url=handle.host, version="auto", timeout=300)
         devengine.cleanup(client)
     finally:
         client.close()
-        if started is not None:
-            started.stop()
+        handle.close()
+
+
+@pytest.fixture(scope="session")
+def engine_host(engine: EngineHandle) -> str:
+    return engine.host
 
 
 @pytest.fixture(scope="session")

@@ -14,16 +14,18 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
-from controller.core import errors, live
+from controller.adapters import retry
+from controller.core import errors, live, spec
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -77,9 +79,16 @@ class DockerEngine:
     """The Docker engine as dbstate sees it. Not thread-safe for mutation; observation is."""
 
     def __init__(
-        self, host: str | None = None, timeout: int = 30, known_aliases: Mapping[str, tuple[str, ...]] | None = None
+        self,
+        host: str | None = None,
+        timeout: int = 30,
+        known_aliases: Mapping[str, tuple[str, ...]] | None = None,
+        retry_budget: float = retry.DEFAULT_BUDGET,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.host = resolve_host(host)
+        self.retry_budget = retry_budget
+        self.progress = progress or (lambda _msg: None)
         try:
             self.api = docker.APIClient(base_url=self.host, version=API_VERSION, timeout=timeout)
         except docker.errors.DockerException as e:
@@ -255,3 +264,193 @@ def _container(
         health=_health(c.get("Status", "")),
         env=env,
     )
+
+
+class _Already(Exception):
+    """The engine says the thing is already as asked (a retry after a lost answer): success."""
+
+
+def _is(exc: BaseException, status: int, *fragments: str) -> bool:
+    if not isinstance(exc, docker.errors.APIError) or exc.status_code != status:
+        return False
+    text = _explain(exc).lower()
+    return any(f in text for f in fragments)
+
+
+class DockerRuntime(DockerEngine):
+    """The mutating half: implements `engine.ports.Runtime`. Each call is retried on transient errors within the
+    retry budget, and is idempotent: a retry whose first attempt did reach the engine counts as done."""
+
+    def _do(self, doing: str, fn: Callable[[], Any], already: Callable[[BaseException], bool] = lambda e: False) -> Any:
+        def attempt() -> Any:
+            try:
+                return fn()
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+                if already(e):
+                    return None
+                raise translate(e, doing, self.host) from e
+
+        # an engine that is down or restarting is waited for within the same budget
+        retry.call(self.preflight, self.retry_budget)
+        return retry.call(attempt, self.retry_budget)
+
+    def create_network(self, name: str, driver: str, internal: bool, labels: Mapping[str, str]) -> None:
+        self._do(
+            f"creating network {name}",
+            lambda: self.api.create_network(
+                name, driver=driver, internal=internal, labels=dict(labels), check_duplicate=True
+            ),
+            lambda e: _is(e, 409, "already exists"),
+        )
+
+    def create_volume(self, name: str, driver: str, labels: Mapping[str, str]) -> None:
+        self._do(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=dict(labels)))
+
+    def ensure_image(self, image: str) -> None:
+        try:
+            self.call(f"looking up image {image}", lambda: self.api.inspect_image(image))  # type: ignore[no-untyped-call]
+            return
+        except errors.EnginePermanent:
+            pass
+        repo, tag, digest = _split(image)
+        self.progress(f"pulling {image}")
+        try:
+            last = ""
+            for event in self.api.pull(repo, tag=digest or tag or "latest", stream=True, decode=True):
+                if "error" in event:
+                    raise errors.ImageNotFound(
+                        f"image {image} is not on the engine and cannot be pulled: {event['error']}"
+                    )
+                status = event.get("status", "")
+                if status and status != last and "Download" not in status:
+                    self.progress(f"pulling {image}: {status}")
+                    last = status
+        except errors.ImageNotFound:
+            raise
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise errors.ImageNotFound(
+                f"image {image} is not on the engine and cannot be pulled: "
+                f"{_explain(e) if isinstance(e, docker.errors.APIError) else e}"
+            ) from e
+
+    def create_container(
+        self,
+        name: str,
+        image: str,
+        env: Mapping[str, str],
+        command: Sequence[str],
+        labels: Mapping[str, str],
+        networks: Mapping[str, Sequence[str]],
+        volumes: Mapping[str, str],
+        ports: Sequence[str],
+        restart_policy: str,
+    ) -> None:
+        self.ensure_image(image)
+        port_bindings: dict[int | str, Any] = {}
+        exposed: list[tuple[int, str]] = []
+        for p in ports:
+            pp = spec.parse_port(p)
+            key = f"{pp.container_port}/{pp.proto}"
+            exposed.append((pp.container_port, pp.proto))
+            port_bindings[key] = (pp.host_ip, pp.host_port) if pp.host_ip else pp.host_port
+        host_config = self.api.create_host_config(
+            mounts=[docker.types.Mount(target=t, source=s, type="volume") for s, t in volumes.items()],
+            port_bindings=port_bindings or None,
+            restart_policy={"Name": restart_policy} if restart_policy != "no" else None,
+        )
+        nets = list(networks.items())
+        networking = None
+        if nets:
+            first, aliases = nets[0]
+            networking = self.api.create_networking_config(  # the stub says EndpointConfig; docker-py takes a dict
+                {first: self.api.create_endpoint_config(aliases=list(aliases) or None)}  # type: ignore[arg-type]
+            )
+
+        def create() -> Any:
+            return self.api.create_container(
+                image,
+                name=name,
+                command=list(command) or None,
+                environment=dict(env),
+                labels=dict(labels),
+                host_config=host_config,
+                networking_config=networking,
+                ports=exposed or None,
+                detach=True,
+            )
+
+        self._do(f"creating container {name}", create, lambda e: self._is_ours(e, name, labels))
+        for net, aliases in nets[1:]:
+            self.connect(name, net, aliases, reconnect=False)
+
+    def _is_ours(self, exc: BaseException, name: str, labels: Mapping[str, str]) -> bool:
+        """A 409 on create after a lost answer: the container is there already, made by this very call."""
+        if not _is(exc, 409, "already in use"):
+            return False
+        try:
+            found = self.api.inspect_container(name)
+        except docker.errors.DockerException:
+            return False
+        have = (found.get("Config") or {}).get("Labels") or {}
+        return have.get(live.SPEC_HASH) == labels.get(live.SPEC_HASH) and have.get(live.MANAGED) == "true"
+
+    def start(self, name: str) -> None:
+        self._do(f"starting {name}", lambda: self.api.start(name))
+
+    def stop(self, name: str, timeout: int) -> None:
+        self._do(f"stopping {name}", lambda: self.api.stop(name, timeout=timeout))
+
+    def wait_stopped(self, name: str, timeout: float) -> None:
+        self._do(
+            f"waiting for {name} to stop",
+            lambda: self.api.wait(name, timeout=int(timeout) + 5, condition="not-running"),
+        )
+
+    def rename(self, name: str, new_name: str) -> None:
+        self._do(
+            f"renaming {name} to {new_name}",
+            lambda: self.api.rename(name, new_name),
+            lambda e: _is(e, 404, "no such container") and self._exists(new_name),
+        )
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.api.inspect_container(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    def remove_container(self, name: str) -> None:
+        self._do(
+            f"removing container {name}",
+            lambda: self.api.remove_container(name, v=False, force=True),
+            lambda e: isinstance(e, docker.errors.NotFound),
+        )
+
+    def connect(self, container: str, network: str, aliases: Sequence[str], reconnect: bool) -> None:
+        if reconnect:
+            self.disconnect(container, network)
+        self._do(
+            f"connecting {container} to {network}",
+            lambda: self.api.connect_container_to_network(container, network, aliases=list(aliases) or None),
+            lambda e: _is(e, 403, "already exists") or _is(e, 409, "already exists"),
+        )
+
+    def disconnect(self, container: str, network: str) -> None:
+        self._do(
+            f"disconnecting {container} from {network}",
+            lambda: self.api.disconnect_container_from_network(container, network),
+            lambda e: (
+                _is(e, 500, "is not connected") or _is(e, 404, "is not connected") or _is(e, 403, "is not connected")
+            ),
+        )
+
+
+def _split(image: str) -> tuple[str, str | None, str | None]:
+    digest = None
+    if "@" in image:
+        image, digest = image.split("@", 1)
+    slash, colon = image.rfind("/"), image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :], digest
+    return image, None, digest

@@ -1,8 +1,12 @@
-"""dbstate's local state (SQLite, default `.dbstate/state.db`): what it has learned from the engine.
+"""dbstate's local state (SQLite, default `.dbstate/state.db`): the history of passes, and what it has learned.
 
-For now it keeps the EndpointID -> aliases cache of the Docker adapter, so that a one-shot `dbstate plan` does not
-have to inspect every container: an endpoint's aliases never change (a new alias means a new endpoint), so a cached
-entry is never stale, only unused. Later it records passes, changes, findings and the volumes seen.
+- passes: each plan/apply with its revision, and each change with its outcome, each finding (all already redacted:
+  nothing secret is ever written here);
+- volumes_seen: the declared volumes dbstate has seen on the engine; one that disappears afterwards is `volume-lost`;
+- acks: an operator's acknowledgement of a lost volume (`dbstate ack volume-lost NAME`), consumed when the volume is
+  seen again;
+- endpoint_aliases: the Docker adapter's EndpointID -> aliases cache. An endpoint's aliases never change (a new alias
+  means a new endpoint), so a cached entry is never stale, only unused.
 """
 
 from __future__ import annotations
@@ -10,14 +14,57 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PATH = Path(".dbstate/state.db")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_aliases (
     endpoint_id TEXT PRIMARY KEY,
     aliases     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS passes (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    command   TEXT NOT NULL,
+    started   REAL NOT NULL,
+    finished  REAL,
+    revision  TEXT,
+    dirty     INTEGER,
+    changes   INTEGER,
+    failed    INTEGER,
+    findings  INTEGER,
+    errors    INTEGER
+);
+CREATE TABLE IF NOT EXISTS changes (
+    pass_id   INTEGER NOT NULL REFERENCES passes(id),
+    action    TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    message   TEXT NOT NULL,
+    seconds   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS findings (
+    pass_id   INTEGER NOT NULL REFERENCES passes(id),
+    type      TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    message   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volumes_seen (
+    name       TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acks (
+    type  TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    at    REAL NOT NULL,
+    PRIMARY KEY (type, name)
 );
 """
 
@@ -56,6 +103,81 @@ class Store:
             self.db.executemany(
                 "INSERT INTO endpoint_aliases VALUES (?, ?)", [(e, json.dumps(list(a))) for e, a in current.items()]
             )
+
+    # -- passes -------------------------------------------------------------------------------------------------
+
+    def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO passes (command, started, revision, dirty) VALUES (?, ?, ?, ?)",
+            (command, time.time(), revision, None if dirty is None else int(dirty)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def record_findings(self, pass_id: int, findings: Iterable[Any]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO findings VALUES (?, ?, ?, ?, ?)",
+                [(pass_id, f.type.value, f.kind, f.name, f.message) for f in findings],
+            )
+
+    def record_outcome(self, pass_id: int, outcome: Any) -> None:
+        """One change with its outcome, as soon as it is known (a crash loses nothing already done)."""
+        c = outcome.change
+        self.db.execute(
+            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                pass_id,
+                c.action.value,
+                c.kind,
+                c.name,
+                c.target,
+                c.reason,
+                outcome.status,
+                outcome.message,
+                outcome.seconds,
+            ),
+        )
+
+    def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None:
+        self.db.execute(
+            "UPDATE passes SET finished = ?, changes = ?, failed = ?, findings = ?, errors = ? WHERE id = ?",
+            (time.time(), changes, failed, findings, errors, pass_id),
+        )
+
+    def passes(self, limit: int = 20) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM passes ORDER BY id DESC LIMIT ?", (limit,))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def changes_of(self, pass_id: int) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM changes WHERE pass_id = ?", (pass_id,))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    # -- volumes ------------------------------------------------------------------------------------------------
+
+    def seen_volumes(self) -> frozenset[str]:
+        return frozenset(r[0] for r in self.db.execute("SELECT name FROM volumes_seen"))
+
+    def mark_volumes_seen(self, names: Iterable[str]) -> None:
+        """Declared volumes present on the engine now; seeing one again consumes its volume-lost acknowledgement."""
+        now = time.time()
+        rows = [(n, now, now) for n in names]
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO volumes_seen VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
+                rows,
+            )
+            self.db.executemany("DELETE FROM acks WHERE type = 'volume-lost' AND name = ?", [(n,) for n, _, _ in rows])
+
+    def acknowledged(self, type_: str) -> frozenset[str]:
+        return frozenset(r[0] for r in self.db.execute("SELECT name FROM acks WHERE type = ?", (type_,)))
+
+    def ack(self, type_: str, name: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (type_, name, time.time()))
 
 
 def open_optional(path: Path) -> Store | None:

@@ -30,6 +30,7 @@ from controller.core.secrets import REDACTED, Secret
 DATABASE_PORTS = {5432: "postgres", 3306: "mariadb/mysql", 6379: "redis"}
 DATABASE_IMAGE_WORDS = ("postgres", "mariadb", "mysql", "redis", "valkey", "keydb", "percona", "timescale")
 STOPPED = frozenset({"created", "exited", "dead"})
+OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
 
 
 def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, str]:
@@ -95,13 +96,57 @@ class _Builder:
         self.findings.append(Finding(type_, kind, name, message))
 
 
+def requirements(resource: spec.DatabaseInstance | spec.Consumer) -> tuple[str, ...]:
+    """What must exist before this container's changes: its networks, volumes, and the instances it uses."""
+    out = [f"Network/{a.name}" for a in resource.spec.networks]
+    if isinstance(resource, spec.DatabaseInstance):
+        out += [f"Volume/{v.source}" for v in resource.spec.volumes]
+    else:
+        out += [f"DatabaseInstance/{u.instance}" for u in resource.spec.uses]
+    return tuple(out)
+
+
+ORDER = {
+    Action.CREATE: 0,
+    Action.RECREATE: 1,
+    Action.START: 2,
+    Action.CONNECT: 3,
+    Action.DISCONNECT: 4,
+    Action.REMOVE: 5,
+}
+KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
+
+
+def _rank(c: Change) -> tuple[int, int, str, str]:
+    step = -1 if c.details.get("leftover") else ORDER[c.action]  # a leftover goes before its successor
+    return KIND_ORDER.get(c.kind, 9), step, c.name, c.target
+
+
 def diff(
-    desired: spec.DesiredState, observed: live.LiveState, *, prune: bool = False, revision: str | None = None
+    desired: spec.DesiredState,
+    observed: live.LiveState,
+    *,
+    prune: bool = False,
+    revision: str | None = None,
+    seen_volumes: frozenset[str] = frozenset(),
+    acknowledged_lost: frozenset[str] = frozenset(),
 ) -> Plan:
+    """`seen_volumes`: declared volumes dbstate has seen on the engine before (from the state store);
+    `acknowledged_lost`: lost volumes an operator has acknowledged (`dbstate ack volume-lost NAME`)."""
     b = _Builder([], [], [])
     _networks(b, desired, observed)
-    _volumes(b, desired, observed)
+    lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
     for inst in desired.instances:
+        blocked = sorted({v.source for v in inst.spec.volumes} & lost)
+        if blocked:
+            b.finding(
+                FindingType.VOLUME_LOST,
+                inst.kind,
+                inst.metadata.name,
+                f"not created or started on a new, empty {', '.join(blocked)}: restore the data, or accept an "
+                f"empty volume with `dbstate ack volume-lost {blocked[0]}`",
+            )
+            continue
         _workload(
             b,
             inst,
@@ -120,16 +165,7 @@ def diff(
         b.notes.append(
             Note(NoteType.HELD_BACK, kind, name, "its declaration has errors: left alone, never orphaned or pruned")
         )
-    order = {
-        Action.CREATE: 0,
-        Action.RECREATE: 1,
-        Action.START: 2,
-        Action.CONNECT: 3,
-        Action.DISCONNECT: 4,
-        Action.REMOVE: 5,
-    }
-    kinds = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
-    changes = sorted(b.changes, key=lambda c: (kinds.get(c.kind, 9), order[c.action], c.name, c.target))
+    changes = sorted(b.changes, key=_rank)
     findings = sorted(b.findings, key=lambda f: (f.type.value, f.kind, f.name, f.message))
     return Plan(tuple(changes), tuple(findings), tuple(b.notes))
 
@@ -174,21 +210,28 @@ def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState)
             )
 
 
-def _volumes(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:
+def _volumes(
+    b: _Builder, desired: spec.DesiredState, observed: live.LiveState, seen: frozenset[str], acked: frozenset[str]
+) -> set[str]:
+    """Create what is missing, except a volume seen before: that one is lost, and is never recreated empty."""
+    lost: set[str] = set()
     for vol in desired.volumes:
         name = vol.metadata.name
         found = observed.volume(name)
-        if found is None:
-            b.changes.append(
-                Change(
-                    Action.CREATE,
-                    vol.kind,
-                    name,
-                    name,
-                    "declared, not on the engine",
-                    {"driver": vol.spec.driver, "labels": object_labels(vol)},
-                )
+        if found is None and name in seen and name not in acked:
+            lost.add(name)
+            b.finding(
+                FindingType.VOLUME_LOST,
+                vol.kind,
+                name,
+                "was on the engine before and has disappeared: it is not recreated empty; restore it, or accept "
+                f"an empty one with `dbstate ack volume-lost {name}`",
             )
+            continue
+        if found is None:
+            reason = "declared, not on the engine" + (" (its loss was acknowledged)" if name in acked else "")
+            details = {"driver": vol.spec.driver, "labels": object_labels(vol)}
+            b.changes.append(Change(Action.CREATE, vol.kind, name, name, reason, details))
             continue
         if not found.managed:
             b.notes.append(
@@ -206,6 +249,7 @@ def _volumes(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) 
                 name,
                 f"driver is {found.driver}, declared {vol.spec.driver}: a volume is never recreated",
             )
+    return lost
 
 
 def _create_details(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, Any]:
@@ -241,12 +285,26 @@ def _workload(
 ) -> None:
     """A container dbstate creates and owns: an instance, or a consumer with an image."""
     kind, name, cname = resource.kind, resource.metadata.name, resource.container_name
+    needs = requirements(resource)
+    for other in observed.containers:
+        if other.owner != (kind, name) or other.name == cname:
+            continue
+        if other.name == cname + OLD_SUFFIX:
+            leftover = "left over from an interrupted recreate; its volumes are kept"
+            b.change(policy, Change(Action.REMOVE, kind, name, other.name, leftover, {"leftover": True}, needs))
+        else:
+            b.finding(
+                FindingType.CONFIG_DRIFT,
+                kind,
+                name,
+                f"container {other.name} carries this declaration's labels but the declared name is {cname}: "
+                "rename or remove it by hand (two servers must never share a volume)",
+            )
+            return
     c = observed.container(cname)
     if c is None:
-        b.change(
-            policy,
-            Change(Action.CREATE, kind, name, cname, "declared, no container", _create_details(resource, revision)),
-        )
+        details = _create_details(resource, revision)
+        b.change(policy, Change(Action.CREATE, kind, name, cname, "declared, no container", details, needs, resource))
         return
     if c.owner != (kind, name):
         who = f"{c.owner[0]}/{c.owner[1]}" if c.owner else "something other than dbstate"
@@ -274,6 +332,8 @@ def _workload(
                         "from_hash": c.labels.get(live.SPEC_HASH),
                         "to_hash": want_hash,
                     },
+                    needs,
+                    resource,
                 ),
             )
             return
@@ -294,7 +354,7 @@ def _workload(
                 "policy.upgrade is manual: recreate by hand, or set policy.upgrade: recreate",
             )
     if c.state in STOPPED:
-        b.change(policy, Change(Action.START, kind, name, cname, f"container is {c.state}"))
+        b.change(policy, Change(Action.START, kind, name, cname, f"container is {c.state}", {}, needs))
     elif c.state == "paused":
         b.finding(FindingType.CONFIG_DRIFT, kind, name, f"container {cname} is paused: unpause it by hand")
     _attachments(b, resource, policy, networks, c)
@@ -319,6 +379,7 @@ def _attachments(
                     c.name,
                     f"not attached to {att.name}",
                     {"network": att.name, "aliases": list(att.aliases)},
+                    requirements(resource),
                 ),
             )
             continue
@@ -333,6 +394,7 @@ def _attachments(
                     c.name,
                     f"alias {', '.join(missing)} missing on {att.name}",
                     {"network": att.name, "aliases": list(att.aliases), "reconnect": True},
+                    requirements(resource),
                 ),
             )
 

@@ -38,6 +38,7 @@ class FindingType(enum.StrEnum):
     HOST_MISMATCH = "host-mismatch"  # a consumer's host variable names no alias of its instance
     UNMANAGED_DATABASE = "unmanaged-database"  # a database container nobody declared
     DRIFT = "drift"  # a change held back by policy.drift: warn
+    VOLUME_LOST = "volume-lost"  # a declared volume seen before has vanished: nothing starts on a new empty one
 
 
 class NoteType(enum.StrEnum):
@@ -53,6 +54,14 @@ class Change:
     target: str  # what the engine call acts on: a container, network or volume name
     reason: str
     details: dict[str, Any] = field(default_factory=dict)  # JSON-ready, secrets already redacted
+    # "Kind/name" of the resources whose changes must succeed first (networks, volumes, the instances a consumer uses)
+    requires: tuple[str, ...] = ()
+    # The declaration the change comes from (with resolved secrets): for apply only, never printed or serialised.
+    resource: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
 
     def to_json(self) -> dict[str, Any]:
         return {

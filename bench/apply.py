@@ -1,0 +1,159 @@
+"""Benchmark of a cold `dbstate apply` of N instances against the floor measured in the same run: docker-py creating
+the same network, volumes and containers (same image, env, labels, alias, mount) and starting them on a thread pool
+of the same width.
+
+    .venv/bin/python -m bench.apply [--instances 50] [--rounds 3] [--parallel 4]
+
+Each round runs the floor and dbstate alternately on a clean engine (everything removed in between), so that both
+see the same engine state. dbstate is timed twice: in-process (Session.plan + Session.apply: load, observe, diff,
+apply) and as a whole `dbstate apply --yes` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+
+from controller.adapters import desired
+from controller.core import diff, spec
+from controller.core.secrets import reveal
+from controller.wiring import Session
+from devtools import engine as devengine
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {"BENCH_PASSWORD": "bench-only-password"}
+
+
+def write_state(root: Path, n: int) -> None:
+    docs = ["apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {name: bench-net}\n"]
+    for i in range(n):
+        docs.append(f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: bench-vol-{i}}}\n")
+        docs.append(f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {{name: kv-{i}}}
+spec:
+  engine: redis
+  version: "7"
+  image: dbstate-local/redis:7.0
+  containerName: kv-{i}-redis-1
+  networks: [{{name: bench-net, aliases: [kv-{i}]}}]
+  volumes: [{{source: bench-vol-{i}, target: /data}}]
+  env: {{REDIS_PASSWORD: "${{BENCH_PASSWORD}}"}}
+  command: ["sh", "-c", "exec redis-server --requirepass \\"$$REDIS_PASSWORD\\""]
+  auth: {{method: password, password: "${{BENCH_PASSWORD}}"}}
+""")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "bench.yaml").write_text("---\n".join(docs))
+
+
+def floor(client: docker.DockerClient, state: spec.DesiredState, parallel: int) -> float:
+    """The fewest calls: create network; per instance create volume, create container (network and alias in the
+    create call), start."""
+    api = client.api
+    t0 = time.perf_counter()
+    for net in state.networks:
+        api.create_network(net.metadata.name, driver="bridge", labels=diff.object_labels(net))
+    vols = {v.metadata.name: v for v in state.volumes}
+
+    def one(inst: spec.DatabaseInstance) -> None:
+        mount = inst.spec.volumes[0]
+        api.create_volume(mount.source, driver="local", labels=diff.object_labels(vols[mount.source]))
+        att = inst.spec.networks[0]
+        c = api.create_container(
+            inst.spec.image,
+            name=inst.container_name,
+            command=list(inst.spec.command),
+            environment={k: reveal(v) for k, v in inst.spec.env.items()},
+            labels=diff.container_labels(inst, None),
+            host_config=api.create_host_config(
+                mounts=[docker.types.Mount(mount.target, mount.source)], restart_policy={"Name": "unless-stopped"}
+            ),
+            networking_config=api.create_networking_config(
+                {att.name: api.create_endpoint_config(aliases=list(att.aliases))}
+            ),
+        )
+        api.start(c["Id"])
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(one, state.instances))
+    return time.perf_counter() - t0
+
+
+def in_process(host: str, root: Path, state_db: Path, parallel: int) -> float:
+    os.environ.update(ENV)
+    t0 = time.perf_counter()
+    with Session(host, state_db) as session:
+        result = session.plan(root, None, prune=False, command="bench")
+        outcomes = session.apply(result, parallel=parallel)
+    elapsed = time.perf_counter() - t0
+    assert all(o.status == "ok" for o in outcomes), [o.message for o in outcomes if o.status != "ok"][:3]
+    return elapsed
+
+
+def whole(host: str, root: Path, state_db: Path, parallel: int) -> float:
+    env = {**os.environ, **ENV, "DOCKER_HOST": host, "DBSTATE_STATE": str(state_db), "PYTHONPATH": str(REPO)}
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "apply", "--dir", str(root), "--yes", "--parallel", str(parallel)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0, r.stdout[-800:] + r.stderr[-800:]
+    return elapsed
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--instances", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--parallel", type=int, default=4)
+    args = p.parse_args()
+    eng = devengine.start("bench")
+    client = eng.client(timeout=600)
+    try:
+        devengine.ensure_images(client, log=lambda m: print(m, file=sys.stderr))
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "desired"
+            write_state(root, args.instances)
+            loaded = desired.load(root, environ=ENV)
+            assert not loaded.errors
+            results: dict[str, list[float]] = {"floor": [], "in-process": [], "whole": []}
+            for r in range(args.rounds):
+                for label in ("floor", "in-process", "whole"):
+                    devengine.cleanup(client, labels=("io.dbstate.managed",))
+                    db = Path(tmp) / f"state-{r}-{label}.db"
+                    if label == "floor":
+                        t = floor(client, loaded.state, args.parallel)
+                    elif label == "in-process":
+                        t = in_process(eng.host, root, db, args.parallel)
+                    else:
+                        t = whole(eng.host, root, db, args.parallel)
+                    results[label].append(t)
+                    print(f"round {r + 1}: {label:<10} {t:6.2f}s")
+        f = statistics.median(results["floor"])
+        print(f"\ncold apply of {args.instances} instances, parallel {args.parallel}, {os.cpu_count()} cores (medians)")
+        print(f"  floor (docker-py, fewest calls)   {f:6.2f}s")
+        for label in ("in-process", "whole"):
+            m = statistics.median(results[label])
+            print(f"  dbstate apply, {label:<18} {m:6.2f}s   {m / f:4.2f}x floor")
+    finally:
+        devengine.cleanup(client, labels=("io.dbstate.managed",))
+        client.close()
+        eng.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

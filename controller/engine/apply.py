@@ -1,0 +1,180 @@
+"""Executes a plan: dependency order, bounded concurrency, one outcome per change even after failures.
+
+apply never re-decides: it runs exactly the changes it is given. Order comes from the data: a change waits for every
+change of the resources it `requires` (networks and volumes before containers, instances before the consumers that
+use them) and for the earlier changes of its own resource. A failed change blocks only what depends on it.
+
+Recreating is crash-safe by construction: the old container is stopped (and waited for) before anything else, then
+renamed `<name>.dbstate-old`, the new one created and started under the declared name, and the old one removed. Killed
+at any step, the next pass sees a stopped old container (recreate again), a leftover `.dbstate-old` (removed first),
+or a new container not yet started (started): the data volume is never mounted by two running servers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from controller.core import errors, plan, spec
+from controller.core.diff import OLD_SUFFIX
+from controller.core.secrets import reveal
+from controller.engine.ports import Runtime
+
+Status = Literal["ok", "failed", "skipped"]
+STOP_TIMEOUT = 30  # seconds a database gets to shut down cleanly before a recreate goes on
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    change: plan.Change
+    status: Status
+    message: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.change.action.value,
+            "kind": self.change.kind,
+            "name": self.change.name,
+            "target": self.change.target,
+            "status": self.status,
+            "message": self.message,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def dependencies(changes: Sequence[plan.Change]) -> list[set[int]]:
+    """For each change, the indexes of the changes it must wait for."""
+    by_key: dict[str, list[int]] = {}
+    for i, c in enumerate(changes):
+        by_key.setdefault(c.key, []).append(i)
+    deps: list[set[int]] = []
+    for i, c in enumerate(changes):
+        mine = {j for j in by_key[c.key] if j < i}  # earlier steps of the same resource, in plan order
+        for key in c.requires:
+            mine.update(by_key.get(key, ()))
+        mine.discard(i)
+        deps.append(mine)
+    return deps
+
+
+def apply(
+    the_plan: plan.Plan,
+    runtime: Runtime,
+    *,
+    parallel: int = 4,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_start: Callable[[plan.Change], None] | None = None,
+) -> tuple[Outcome, ...]:
+    changes = list(the_plan.changes)
+    deps = dependencies(changes)
+    outcomes: dict[int, Outcome] = {}
+    running: dict[Future[None], int] = {}
+    started: dict[int, float] = {}
+
+    def settle(i: int, outcome: Outcome) -> None:
+        outcomes[i] = outcome
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="dbstate-apply") as pool:
+        while len(outcomes) < len(changes):
+            for i, c in enumerate(changes):
+                if i in outcomes or i in started:
+                    continue
+                failed = [j for j in deps[i] if j in outcomes and outcomes[j].status != "ok"]
+                if failed:
+                    first = changes[failed[0]]
+                    settle(
+                        i, Outcome(c, "skipped", f"blocked: {first.action.value} {first.target} did not succeed", 0.0)
+                    )
+                    continue
+                if all(j in outcomes for j in deps[i]):
+                    if on_start is not None:
+                        on_start(c)
+                    started[i] = time.monotonic()
+                    running[pool.submit(execute, c, runtime)] = i
+            if not running:
+                continue  # everything left was settled as skipped in this round
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = running.pop(fut)
+                seconds = time.monotonic() - started[i]
+                exc = fut.exception()
+                if exc is None:
+                    settle(i, Outcome(changes[i], "ok", "done", seconds))
+                else:
+                    settle(i, Outcome(changes[i], "failed", describe(exc), seconds))
+    return tuple(outcomes[i] for i in range(len(changes)))
+
+
+def describe(exc: BaseException) -> str:
+    """A failure as one line that says what to do; never a traceback, never a secret (our messages carry none)."""
+    if isinstance(exc, errors.ImageNotFound):
+        return f"{exc} (build or load the image on this engine, or fix spec.image)"
+    if isinstance(exc, errors.EngineUnavailable | errors.EngineTransient):
+        return f"{exc} (gave up after the retry budget; the next pass will try again)"
+    if isinstance(exc, errors.EnginePermanent):
+        return f"{exc} (the engine refused; retrying will not help until the cause is fixed)"
+    if isinstance(exc, errors.DbstateError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}"
+
+
+def execute(c: plan.Change, runtime: Runtime) -> None:
+    """One change, as engine calls."""
+    d = c.details
+    if c.kind == "Network" and c.action is plan.Action.CREATE:
+        runtime.create_network(c.target, d["driver"], d["internal"], d["labels"])
+    elif c.kind == "Volume" and c.action is plan.Action.CREATE:
+        runtime.create_volume(c.target, d["driver"], d["labels"])
+    elif c.action is plan.Action.CREATE:
+        _create(c, runtime)
+        runtime.start(c.target)
+    elif c.action is plan.Action.START:
+        runtime.start(c.target)
+    elif c.action is plan.Action.CONNECT:
+        runtime.connect(c.target, d["network"], d.get("aliases", ()), bool(d.get("reconnect")))
+    elif c.action is plan.Action.DISCONNECT:
+        runtime.disconnect(c.target, d["network"])
+    elif c.action is plan.Action.REMOVE:
+        runtime.remove_container(c.target)
+    elif c.action is plan.Action.RECREATE:
+        old = c.target + OLD_SUFFIX
+        runtime.stop(c.target, STOP_TIMEOUT)  # first: no second server may ever start on the volume
+        runtime.rename(c.target, old)
+        _create(c, runtime)
+        runtime.start(c.target)
+        runtime.remove_container(old)
+    else:  # pragma: no cover - the action set is closed
+        raise errors.DbstateError(f"cannot {c.action.value} a {c.kind}")
+
+
+def _create(c: plan.Change, runtime: Runtime) -> None:
+    resource = c.resource
+    if isinstance(resource, spec.DatabaseInstance):
+        s = resource.spec
+        command, volumes, ports, restart = (
+            list(s.command),
+            {v.source: v.target for v in s.volumes},
+            list(s.ports),
+            (s.restart_policy.value),
+        )
+    elif isinstance(resource, spec.Consumer):
+        command, volumes, ports, restart = [], {}, [], spec.RestartPolicy.UNLESS_STOPPED.value
+    else:
+        raise errors.DbstateError(f"{c.key}: the plan carries no declaration to create from")
+    runtime.create_container(
+        name=c.target,
+        image=resource.spec.image or "",
+        env={k: reveal(v) for k, v in resource.spec.env.items()},
+        command=command,
+        labels=c.details["labels"],
+        networks={a.name: list(a.aliases) for a in resource.spec.networks},
+        volumes=volumes,
+        ports=ports,
+        restart_policy=restart,
+    )
