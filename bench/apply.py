@@ -23,6 +23,7 @@ from pathlib import Path
 
 import docker
 
+from bench.common import ENV, write_state
 from controller.adapters import desired
 from controller.core import diff, spec
 from controller.core.secrets import reveal
@@ -30,29 +31,6 @@ from controller.wiring import Session
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {"BENCH_PASSWORD": "bench-only-password"}
-
-
-def write_state(root: Path, n: int) -> None:
-    docs = ["apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {name: bench-net}\n"]
-    for i in range(n):
-        docs.append(f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: bench-vol-{i}}}\n")
-        docs.append(f"""apiVersion: dbstate.io/v1
-kind: DatabaseInstance
-metadata: {{name: kv-{i}}}
-spec:
-  engine: redis
-  version: "7"
-  image: dbstate-local/redis:7.0
-  containerName: kv-{i}-redis-1
-  networks: [{{name: bench-net, aliases: [kv-{i}]}}]
-  volumes: [{{source: bench-vol-{i}, target: /data}}]
-  env: {{REDIS_PASSWORD: "${{BENCH_PASSWORD}}"}}
-  command: ["sh", "-c", "exec redis-server --requirepass \\"$$REDIS_PASSWORD\\""]
-  auth: {{method: password, password: "${{BENCH_PASSWORD}}"}}
-""")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "bench.yaml").write_text("---\n".join(docs))
 
 
 def floor(client: docker.DockerClient, state: spec.DesiredState, parallel: int) -> float:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import docker
 
+from bench.common import ENV, SLEEP, write_state
 from controller.adapters import desired
 from controller.adapters.docker import DockerEngine
 from controller.core import diff, spec
@@ -35,32 +36,6 @@ from controller.core.secrets import reveal
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
-PASSWORD = "bench-only-password"
-
-
-def write_state(root: Path, n: int) -> None:
-    docs = [
-        f"apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {{name: bench-net, labels: "
-        f"{{{devengine.TEST_LABEL}: '1'}}}}\n"
-    ]
-    for i in range(n):
-        docs.append(f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: bench-vol-{i}}}\n")
-        docs.append(f"""apiVersion: dbstate.io/v1
-kind: DatabaseInstance
-metadata: {{name: kv-{i}}}
-spec:
-  engine: redis
-  version: "7"
-  image: dbstate-local/redis:7.0
-  containerName: kv-{i}-redis-1
-  networks: [{{name: bench-net, aliases: [kv-{i}]}}]
-  volumes: [{{source: bench-vol-{i}, target: /data}}]
-  env: {{REDIS_PASSWORD: "${{BENCH_PASSWORD}}"}}
-  command: [sleep, infinity]
-  auth: {{method: password, password: "${{BENCH_PASSWORD}}"}}
-""")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "bench.yaml").write_text("---\n".join(docs))
 
 
 def realise(client: docker.DockerClient, state: spec.DesiredState) -> None:
@@ -111,8 +86,8 @@ def fmt(xs: list[float]) -> str:
 def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "desired"
-        write_state(root, n)
-        env = {"BENCH_PASSWORD": PASSWORD}
+        write_state(root, n, SLEEP)
+        env = ENV
         loaded = desired.load(root, environ=env)
         assert not loaded.errors, loaded.errors[:3]
         state = loaded.state

@@ -131,33 +131,24 @@ def test_cold_apply_of_the_example_converges_and_servers_answer(docker_client, e
     assert "Apply: 20 done, 0 failed, 0 skipped." in r.stdout
     assert len(managed_names(docker_client)) == 12
     # real servers answer with the declared credentials
-    conn = wait_for(
-        lambda: _try(
-            lambda: psycopg.connect(
-                host=ip_of(docker_client, "postgres-postgres-1"),
-                user="platform",
-                password=demo["POSTGRES_PASSWORD"],
-                dbname="platform",
-                connect_timeout=2,
-            )
-        ),
-        timeout=60,
+    conn = _eventually(
+        psycopg.connect,
+        host=ip_of(docker_client, "postgres-postgres-1"),
+        user="platform",
+        password=demo["POSTGRES_PASSWORD"],
+        dbname="platform",
+        connect_timeout=2,
     )
     assert conn.execute("select current_database()").fetchone() == ("platform",)
     conn.close()
-    my = wait_for(
-        lambda: _try(
-            lambda: pymysql.connect(
-                host=ip_of(docker_client, "mariadb-mariadb-1"),
-                user="platform",
-                password=demo["MARIADB_PASSWORD"],
-                database="platform",
-                connect_timeout=2,
-            )
-        ),
-        timeout=60,
-    )
-    my.close()
+    _eventually(
+        pymysql.connect,
+        host=ip_of(docker_client, "mariadb-mariadb-1"),
+        user="platform",
+        password=demo["MARIADB_PASSWORD"],
+        database="platform",
+        connect_timeout=2,
+    ).close()
     kv = redis.Redis(host=ip_of(docker_client, "redis-redis-1"), password=demo["REDIS_PASSWORD"], socket_timeout=3)
     assert wait_for(lambda: _try(kv.ping), timeout=30) is True
     kv.close()
@@ -168,6 +159,11 @@ def test_cold_apply_of_the_example_converges_and_servers_answer(docker_client, e
     assert r.code == 0, r.stdout
     r = dbstate("apply", *args, "--yes", host=engine_host, state=state, secrets=secrets)
     assert r.code == 0 and "In sync: no changes." in r.stdout
+
+
+def _eventually(connect: Any, **kwargs: Any) -> Any:
+    """A connection, once the server has finished initialising (up to a minute)."""
+    return wait_for(lambda: _try(lambda: connect(**kwargs)), timeout=60)
 
 
 def _try(fn: Any) -> Any:

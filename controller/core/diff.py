@@ -369,34 +369,19 @@ def _attachments(
 ) -> None:
     for att in networks:
         have = c.attachment(att.name)
-        if have is None:
-            b.change(
-                policy,
-                Change(
-                    Action.CONNECT,
-                    resource.kind,
-                    resource.metadata.name,
-                    c.name,
-                    f"not attached to {att.name}",
-                    {"network": att.name, "aliases": list(att.aliases)},
-                    requirements(resource),
-                ),
-            )
+        missing = [a for a in att.aliases if have is not None and a not in have.aliases]
+        if have is not None and not missing:
             continue
-        missing = [a for a in att.aliases if a not in have.aliases]
-        if missing:
-            b.change(
-                policy,
-                Change(
-                    Action.CONNECT,
-                    resource.kind,
-                    resource.metadata.name,
-                    c.name,
-                    f"alias {', '.join(missing)} missing on {att.name}",
-                    {"network": att.name, "aliases": list(att.aliases), "reconnect": True},
-                    requirements(resource),
-                ),
-            )
+        details: dict[str, Any] = {"network": att.name, "aliases": list(att.aliases)}
+        if have is None:
+            reason = f"not attached to {att.name}"
+        else:
+            reason = f"alias {', '.join(missing)} missing on {att.name}"
+            details["reconnect"] = True  # an endpoint's aliases cannot change: disconnect, then connect
+        change = Change(
+            Action.CONNECT, resource.kind, resource.metadata.name, c.name, reason, details, requirements(resource)
+        )
+        b.change(policy, change)
 
 
 def _consumer(
