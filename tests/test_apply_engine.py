@@ -19,6 +19,7 @@ import pymysql
 import pytest
 import redis
 
+from tests.engine_helpers import ENV as HELPER_ENV
 from tests.engine_helpers import REPO, dbstate, network, redis_instance, volume, wait_for
 from tests.helpers import SECRET, write_tree
 
@@ -224,7 +225,7 @@ def test_recreate_keeps_the_data(docker_client, engine_host, tmp_path, state):
 
 def _killed_apply(root: Path, host: str, state: Path, delay: float) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
-    env.update(ENV, DOCKER_HOST=host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
+    env.update(HELPER_ENV, **ENV, DOCKER_HOST=host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "apply", "--dir", str(root), "--yes"],
         env=env,
@@ -278,7 +279,7 @@ def test_engine_going_away_mid_apply(docker_client, engine, tmp_path, state):
         files[f"more{i}.yaml"] = redis_instance(f"kv-m{i}", f"kv-m{i}-db")
     root = write_tree(tmp_path / "d", files)
     env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
-    env.update(ENV, DOCKER_HOST=engine.host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
+    env.update(HELPER_ENV, **ENV, DOCKER_HOST=engine.host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -299,14 +300,15 @@ def test_engine_going_away_mid_apply(docker_client, engine, tmp_path, state):
         text=True,
     )
     assert proc.stdout is not None
-    for line in proc.stdout:  # wait until the apply is under way
-        if line.startswith("  ok"):
+    for line in proc.stdout:  # wait until the apply is creating containers
+        if line.startswith("  ok") and "DatabaseInstance/" in line:
             break
     t0 = time.monotonic()
     engine.stop()
     rest, err = proc.communicate(timeout=120)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 1
+    assert "Errors in the desired state" not in rest
     assert "FAILED" in rest and "cannot reach the Docker engine" in rest
     assert "skipped" in rest or rest.count("FAILED") >= 1
     assert elapsed < 60, f"gave up after {elapsed:.0f}s; the budget is 3s per call"
@@ -415,3 +417,53 @@ def test_no_secret_in_the_state_database(docker_client, engine_host, tmp_path, s
     with sqlite3.connect(state) as db:
         rows = db.execute("select action, status from changes").fetchall()
     assert ("start", "ok") in rows and len(rows) >= 6
+
+
+def _apply_on_a_terminal(root: Path, host: str, state: Path, answer: str) -> tuple[int, str]:
+    """Run `dbstate apply` (no --yes) with a pseudo-terminal as stdin and stdout, and answer its question."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
+    env.update(HELPER_ENV, **ENV, DOCKER_HOST=host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO), NO_COLOR="1")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "apply", "--dir", str(root)],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"Only 'yes' is accepted" not in seen and time.monotonic() < deadline:
+        try:
+            seen += os.read(leader, 4096)
+        except OSError:
+            break
+    os.write(leader, answer.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=60)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    os.close(leader)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_asks_on_a_terminal(docker_client, engine_host, tmp_path, state):
+    root = write_tree(tmp_path / "d", SMALL)
+    code, text = _apply_on_a_terminal(root, engine_host, state, "no")
+    assert code == 1 and "Apply cancelled; nothing was changed." in text
+    assert managed_names(docker_client) == []
+    code, text = _apply_on_a_terminal(root, engine_host, state, "yes")
+    assert code == 0, text
+    assert "Apply: 5 done, 0 failed, 0 skipped." in text
+    assert managed_names(docker_client) == ["kv-a-db", "kv-b-db"]
+    assert SECRET not in text
