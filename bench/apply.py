@@ -18,15 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 
-from bench.common import ENV, write_state
+from bench.common import ENV, realise, write_state
 from controller.adapters import desired
-from controller.core import diff, spec
-from controller.core.secrets import reveal
+from controller.core import spec
 from controller.wiring import Session
 from devtools import engine as devengine
 
@@ -34,35 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def floor(client: docker.DockerClient, state: spec.DesiredState, parallel: int) -> float:
-    """The fewest calls: create network; per instance create volume, create container (network and alias in the
-    create call), start."""
-    api = client.api
     t0 = time.perf_counter()
-    for net in state.networks:
-        api.create_network(net.metadata.name, driver="bridge", labels=diff.object_labels(net))
-    vols = {v.metadata.name: v for v in state.volumes}
-
-    def one(inst: spec.DatabaseInstance) -> None:
-        mount = inst.spec.volumes[0]
-        api.create_volume(mount.source, driver="local", labels=diff.object_labels(vols[mount.source]))
-        att = inst.spec.networks[0]
-        c = api.create_container(
-            inst.spec.image,
-            name=inst.container_name,
-            command=list(inst.spec.command),
-            environment={k: reveal(v) for k, v in inst.spec.env.items()},
-            labels=diff.container_labels(inst, None),
-            host_config=api.create_host_config(
-                mounts=[docker.types.Mount(mount.target, mount.source)], restart_policy={"Name": "unless-stopped"}
-            ),
-            networking_config=api.create_networking_config(
-                {att.name: api.create_endpoint_config(aliases=list(att.aliases))}
-            ),
-        )
-        api.start(c["Id"])
-
-    with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(one, state.instances))
+    realise(client, state, parallel)
     return time.perf_counter() - t0
 
 

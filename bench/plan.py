@@ -23,51 +23,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 
-from bench.common import ENV, SLEEP, write_state
+from bench.common import ENV, SLEEP, realise, write_state
 from controller.adapters import desired
 from controller.adapters.docker import DockerEngine
-from controller.core import diff, spec
-from controller.core.secrets import reveal
+from controller.core import diff
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def realise(client: docker.DockerClient, state: spec.DesiredState) -> None:
-    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.215.64.0/20")])  # 500 > a /24
-    for net in state.networks:
-        client.networks.create(net.metadata.name, labels=diff.object_labels(net), ipam=ipam)
-    api = client.api
-
-    def one(inst: spec.DatabaseInstance) -> None:
-        client.volumes.create(
-            inst.spec.volumes[0].source,
-            labels=diff.object_labels(next(v for v in state.volumes if v.metadata.name == inst.spec.volumes[0].source)),
-        )
-        att = inst.spec.networks[0]
-        c = api.create_container(
-            inst.spec.image,
-            name=inst.container_name,
-            command=list(inst.spec.command),
-            environment={k: reveal(v) for k, v in inst.spec.env.items()},
-            labels=diff.container_labels(inst, None),
-            host_config=api.create_host_config(
-                binds={inst.spec.volumes[0].source: {"bind": "/data", "mode": "rw"}},
-                restart_policy={"Name": "unless-stopped"},
-            ),
-            networking_config=api.create_networking_config(
-                {att.name: api.create_endpoint_config(aliases=list(att.aliases))}
-            ),
-        )
-        api.start(c["Id"])
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, state.instances))
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -92,7 +58,7 @@ def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dic
         assert not loaded.errors, loaded.errors[:3]
         state = loaded.state
         t0 = time.perf_counter()
-        realise(client, state)
+        realise(client, state, 8, subnet="10.215.64.0/20")  # 500 containers need more than a /24
         print(f"\n{n} instances: created and started in {time.perf_counter() - t0:.1f}s")
         names = [i.container_name for i in state.instances]
 
