@@ -25,6 +25,8 @@ commands:
   schema     print the JSON Schema of a desired-state document, for editors
   plan       the dry run: what would change on the engine, and what needs a human (findings)
   apply      converge the engine to the desired state (asks first; --yes for automation)
+  run        the controller: watch git, the files and Docker, and repair drift on its own
+  status     per resource: in sync, drifted, failing, or with findings; the last pass
   ack        acknowledge a finding that needs a human decision (volume-lost)
 
 exit codes: 0 ok, 1 error, 2 changes pending (plan), 3 findings with --fail-on-findings (plan)
@@ -138,6 +140,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser(
+        "run",
+        help="the controller: watch git, the files and Docker, and repair drift on its own",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reconcile continuously: a pass on every desired-state edit (--source worktree) or new commit, "
+        "on Docker events that can mean drift (a container died or was stopped, a network attachment changed, "
+        "a volume vanished), on retries after backoff (1 s growing to 5 min per resource), and every --resync "
+        "seconds. One controller per engine: a second one waits, not acting, until the first stops or its lease "
+        "expires. SIGTERM finishes the change in flight, writes the state database and exits 0.",
+    )
+    _add_desired_state_args(p)
+    _add_engine_args(p)
+    p.add_argument(
+        "--source",
+        choices=("worktree", "commit"),
+        default="worktree",
+        help="worktree (default): the files on disk; commit: only what is committed at HEAD (uncommitted edits are "
+        "reported and ignored)",
+    )
+    p.add_argument(
+        "--git-pull",
+        nargs=2,
+        metavar=("REMOTE", "BRANCH"),
+        help="fast-forward the checkout from REMOTE BRANCH every --pull-interval; a diverged history is an error "
+        "and nothing is applied from it",
+    )
+    p.add_argument("--pull-interval", type=float, default=60.0, metavar="SECONDS", help="default: 60")
+    p.add_argument(
+        "--resync",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a full pass at least this often, whatever the events (default: 60)",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9464",
+        metavar="HOST:PORT",
+        help="/metrics, /healthz, /readyz (default: 127.0.0.1:9464; empty to disable)",
+    )
+    p.add_argument("--log-format", choices=("json", "text"), default="text", help="default: text")
+    p.add_argument("--prune", action="store_true", help="remove orphan containers, as apply --prune")
+    p.add_argument("--parallel", type=int, default=4, metavar="N", help="changes run at once (default: 4)")
+    p.add_argument(
+        "--retry-budget",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long one engine call may retry transient errors before the pass gives up and the queue's "
+        "backoff takes over (default: 10)",
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the one-writer lease lasts without renewal (default: 30)",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "status",
+        help="per resource: in sync, drifted, failing, or with findings; the last pass",
+        description="Read the state database: the last pass (its revision, when, its counts) and, per resource, "
+        "in-sync, drifted, failing (last error, attempts, next retry), findings or invalid.",
+    )
+    _add_state_arg(p)
+    p.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
         "ack",
         help="acknowledge a finding that needs a human decision",
         description="`dbstate ack volume-lost NAME`: accept that a lost volume is gone; the next apply "
@@ -146,13 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("type", choices=("volume-lost",))
     p.add_argument("name")
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="dbstate's state database (default: $DBSTATE_STATE, then .dbstate/state.db)",
-    )
+    _add_state_arg(p)
     p.set_defaults(func=cmd_ack)
     return parser
 
@@ -164,6 +230,10 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the Docker engine (default: $DOCKER_HOST, then unix:///var/run/docker.sock)",
     )
+    _add_state_arg(p)
+
+
+def _add_state_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state",
         type=Path,
@@ -301,6 +371,50 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         skipped = sum(1 for o in failed if o.status == "skipped")
         out.write(f"\nApply: {ok} done, {len(failed) - skipped} failed, {skipped} skipped.\n")
     return EXIT_OK if converged else EXIT_ERROR
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller.run import run
+
+    return run(args)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import time
+
+    from controller.adapters import store
+
+    path = args.state or store.default_path()
+    if not path.exists():
+        raise DbstateError(f"no state database at {path}: run `dbstate plan`, `apply` or `run` first (or --state)")
+    with store.Store(path) as db:
+        passes = db.passes(limit=1)
+        resources = db.resources()
+    last = passes[0] if passes else None
+    if args.output == "json":
+        json.dump({"last_pass": last, "resources": resources}, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    if last is None:
+        print("no pass recorded yet", file=out)
+        return EXIT_OK
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last["started"]))
+    rev = (last["revision"] or "(not a git checkout)")[:12] + (" (dirty)" if last["dirty"] else "")
+    print(
+        f"last pass: {last['command']} at {when}Z, revision {rev}: {last['changes'] or 0} changes, "
+        f"{last['failed'] or 0} failed, {last['findings'] or 0} findings, {last['errors'] or 0} errors",
+        file=out,
+    )
+    width = max((len(r["key"]) for r in resources), default=10)
+    for r in resources:
+        line = f"  {r['status']:<9} {r['key']:<{width}}"
+        if r["status"] == "failing":
+            retry = time.strftime("%H:%M:%S", time.gmtime(r["next_retry"])) + "Z" if r["next_retry"] else "-"
+            line += f"  attempts {r['attempts']}, next retry {retry}: {r['message']}"
+        elif r["message"]:
+            line += f"  {r['message']}"
+        print(line, file=out)
+    return EXIT_OK
 
 
 def cmd_ack(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

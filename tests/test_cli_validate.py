@@ -139,7 +139,7 @@ def test_version_and_help():
     assert r.returncode == 0 and r.stdout.startswith("dbstate ")
     r = run("--help")
     assert r.returncode == 0
-    for command in ("validate", "schema", "plan", "apply", "ack"):
+    for command in ("validate", "schema", "plan", "apply", "run", "status", "ack"):
         assert command in r.stdout
     r = run("validate", "--help")
     assert "--env-file" in r.stdout and "--output" in r.stdout

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,9 @@ def load(
     directory: Path,
     env_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    display: Path | None = None,
 ) -> spec.Loaded:
+    """`display`: the directory to name in messages, when `directory` is a copy (a commit exported from git)."""
     if not directory.is_dir():
         raise DesiredStateError(f"desired-state directory {directory} does not exist (use --dir)")
     variables, diagnostics, used_env = load_variables(env_file, environ)
@@ -83,6 +85,10 @@ def load(
         else:
             docs.extend(got)
     state, sources = _assemble(docs, diagnostics, unreadable)
+    if display is not None:
+        old, new = str(directory), str(display)
+        diagnostics = [replace(d, file=new + d.file[len(old) :]) if d.file.startswith(old) else d for d in diagnostics]
+        files = [Path(new + str(f)[len(old) :]) for f in files]
     diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
     return spec.Loaded(state, tuple(diagnostics), tuple(str(f) for f in files), sources, used_env)
 

@@ -11,6 +11,7 @@ docker-py's exceptions are translated into `core.errors` here, once (`translate`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -264,6 +265,61 @@ def _container(
         health=_health(c.get("Status", "")),
         env=env,
     )
+
+
+EVENT_ACTIONS = {
+    "container": {"die", "stop", "kill", "oom", "destroy", "pause"},
+    "network": {"connect", "disconnect", "destroy"},
+    "volume": {"destroy"},
+}
+
+
+def follow_events(
+    host: str,
+    on_event: Callable[[str], None],
+    on_connection: Callable[[bool], None],
+    stop: threading.Event,
+) -> None:
+    """Block until `stop`, calling `on_event(reason)` for the events that can mean drift. When the engine goes away
+    it reconnects with backoff (0.5 s growing to 10 s) and reports the connection state through `on_connection`."""
+    delay = 0.5
+    holder: dict[str, Any] = {}
+
+    def closer() -> None:
+        stop.wait()
+        stream = holder.get("stream")
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    threading.Thread(target=closer, name="dbstate-events-closer", daemon=True).start()
+    while not stop.is_set():
+        engine = None
+        try:
+            engine = DockerEngine(host, timeout=60)
+            engine.preflight()
+            stream = engine.api.events(decode=True, filters={"type": list(EVENT_ACTIONS)})
+            holder["stream"] = stream
+            on_connection(True)
+            delay = 0.5
+            for event in stream:
+                if stop.is_set():
+                    break
+                kind, action = event.get("Type", ""), str(event.get("Action", "")).split(":")[0]
+                if action in EVENT_ACTIONS.get(kind, ()):
+                    name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name", "")
+                    on_event(f"docker {kind} {action} {name}".strip())
+        except Exception:  # noqa: S110 - any failure of the stream means: reconnect
+            pass
+        finally:
+            holder.pop("stream", None)
+            if engine is not None:
+                engine.close()
+        if stop.is_set():
+            break
+        on_connection(False)
+        stop.wait(delay)
+        delay = min(10.0, delay * 2)
 
 
 class _Already(Exception):

@@ -7,6 +7,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.core.errors import DbstateError
+
+
+class GitError(DbstateError):
+    """git could not do what was asked (not a repository, a diverged history)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Revision:
@@ -38,3 +44,50 @@ def revision(directory: Path) -> Revision:
         return Revision(None, None)
     status = _git(directory, "status", "--porcelain", "--untracked-files=normal", "--", ".")
     return Revision(commit, None if status is None else bool(status))
+
+
+def git_dir(directory: Path) -> Path | None:
+    out = _git(directory, "rev-parse", "--absolute-git-dir")
+    return Path(out) if out else None
+
+
+def export(directory: Path, commit: str, into: Path) -> Path:
+    """The committed content of `directory` at `commit`, written below `into`; returns the exported directory."""
+    prefix = _git(directory, "rev-parse", "--show-prefix")
+    if prefix is None:
+        raise GitError(f"{directory} is not in a git repository (--source commit needs one)")
+    tree = f"{commit}:{prefix}" if prefix else commit
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(directory), "archive", "--format=tar", tree], capture_output=True, timeout=60, check=False
+    )
+    if archive.returncode != 0:
+        raise GitError(f"cannot read {directory} at {commit[:12]}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True, timeout=60)
+    return into
+
+
+def pull(directory: Path, remote: str, branch: str) -> str:
+    """Fast-forward the checkout from REMOTE BRANCH. Raises GitError when it cannot (diverged history)."""
+    fetch = subprocess.run(
+        ["git", "-C", str(directory), "fetch", "--quiet", remote, branch],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if fetch.returncode != 0:
+        raise GitError(f"git fetch {remote} {branch} failed: {fetch.stderr.strip()}")
+    merge = subprocess.run(
+        ["git", "-C", str(directory), "merge", "--ff-only", "--quiet", "FETCH_HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if merge.returncode != 0:
+        raise GitError(
+            f"{remote}/{branch} has diverged from the local history: nothing is applied from it until "
+            "the histories are reconciled by hand"
+        )
+    return _git(directory, "rev-parse", "HEAD") or ""

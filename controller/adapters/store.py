@@ -60,6 +60,15 @@ CREATE TABLE IF NOT EXISTS volumes_seen (
     first_seen REAL NOT NULL,
     last_seen  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS resources (
+    key        TEXT PRIMARY KEY,
+    status     TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    attempts   INTEGER NOT NULL,
+    next_retry REAL,
+    revision   TEXT,
+    updated    REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS acks (
     type  TEXT NOT NULL,
     name  TEXT NOT NULL,
@@ -152,6 +161,19 @@ class Store:
 
     def changes_of(self, pass_id: int) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT * FROM changes WHERE pass_id = ?", (pass_id,))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def set_resources(self, rows: Iterable[tuple[str, str, str, int, float | None, str | None]]) -> None:
+        """The state of every resource after a pass: (key, status, message, attempts, next_retry, revision)."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM resources")
+            self.db.executemany("INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows])
+
+    def resources(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM resources ORDER BY key")
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 

@@ -68,6 +68,7 @@ def apply(
     parallel: int = 4,
     on_outcome: Callable[[Outcome], None] | None = None,
     on_start: Callable[[plan.Change], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> tuple[Outcome, ...]:
     changes = list(the_plan.changes)
     deps = dependencies(changes)
@@ -93,6 +94,9 @@ def apply(
                     )
                     continue
                 if all(j in outcomes for j in deps[i]):
+                    if should_stop():  # shutting down: what runs finishes, nothing new starts
+                        settle(i, Outcome(c, "skipped", "shutting down", 0.0))
+                        continue
                     if on_start is not None:
                         on_start(c)
                     started[i] = time.monotonic()

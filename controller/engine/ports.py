@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -44,3 +45,32 @@ class Store(Protocol):
     """Where apply records what it did."""
 
     def record_outcome(self, pass_id: int, outcome: Any) -> None: ...
+
+
+class Reconciler(Protocol):
+    """One level-triggered pass: re-read both sides, apply what is not waiting for a retry, report."""
+
+    def run_pass(
+        self, trigger: str, deferred: Callable[[str], bool], should_stop: Callable[[], bool]
+    ) -> PassReport: ...
+
+    def record_status(self, report: PassReport, backoffs: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What a pass did, for the loop's queue, metrics, logs and the status table."""
+
+    reconcile_id: str
+    trigger: str
+    revision: str | None
+    dirty: bool | None
+    duration: float
+    outcomes: tuple[Any, ...]  # engine.apply.Outcome
+    pending: tuple[str, ...]  # keys with changes that were deferred (waiting for a retry)
+    drifted: frozenset[str]  # keys the plan had changes for
+    findings: Mapping[str, int]  # type -> count
+    finding_keys: frozenset[str]
+    errors: int
+    health: Mapping[str, int]  # instance name -> 1 running / 0 not, when known
+    in_sync_keys: frozenset[str] = field(default_factory=frozenset)

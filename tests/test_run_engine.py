@@ -1,0 +1,315 @@
+"""`dbstate run` against a real engine and real git: commits are converged, drift is repaired with nobody running a
+command, an invalid commit tears nothing down, the engine restarting is survived, one writer per engine, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.engine_helpers import ENV, REPO, network, redis_instance, wait_for
+from tests.helpers import SECRET, write_tree
+
+pytestmark = pytest.mark.engine
+
+NO_RESTART = '  restartPolicy: "no"\n'  # so that only dbstate can bring a killed container back
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def commit(root: Path, message: str) -> str:
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Controller:
+    def __init__(self, root: Path, host: str, state: Path, log: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.log_path = log
+        env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
+        env.update(ENV, DOCKER_HOST=host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
+        self.log_file = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controller.cli",
+                "run",
+                "--dir",
+                str(root),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--log-format",
+                "json",
+                "--resync",
+                "5",
+                "--lease-ttl",
+                "6",
+                "--retry-budget",
+                "2",
+                *extra,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_file,
+        )
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                out.append({"raw": line})
+        return out
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=3) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def ready(self) -> bool:
+        return self.get("/readyz")[0] == 200
+
+    def stop(self) -> tuple[int, float]:
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log_file.close()
+        text = self.log_path.read_text()
+        assert SECRET not in text, "a secret leaked into the controller's log"
+        return code, time.monotonic() - t0
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = write_tree(
+        tmp_path / "repo",
+        {
+            "net.yaml": network("net-a"),
+            "kv.yaml": redis_instance("kv-a", "kv-a-db", extra=NO_RESTART),
+        },
+    )
+    git(root, "init", "-q")
+    commit(root, "initial desired state")
+    return root
+
+
+@pytest.fixture
+def controller(
+    repo: Path, engine_host: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> Iterator[Controller]:
+    c = Controller(repo, engine_host, tmp_path / "state.db", tmp_path / "run.log")
+    try:
+        wait_for(c.ready, timeout=30)
+        yield c
+    finally:
+        code, seconds = c.stop()
+        assert code == 0, f"exit {code}: {c.log_path.read_text()[-2000:]}"
+        assert seconds < 10
+
+
+def running(client: docker.DockerClient, name: str) -> bool:
+    try:
+        return bool(client.containers.get(name).status == "running")
+    except docker.errors.NotFound:
+        return False
+
+
+def test_repairs_stop_kill_and_disconnect_on_its_own(controller, docker_client):
+    wait_for(lambda: running(docker_client, "kv-a-db"))
+    c = docker_client.containers.get("kv-a-db")
+    c.stop(timeout=1)
+    wait_for(lambda: running(docker_client, "kv-a-db"), timeout=15)
+    docker_client.containers.get("kv-a-db").kill()
+    wait_for(lambda: running(docker_client, "kv-a-db"), timeout=15)
+    docker_client.networks.get("net-a").disconnect("kv-a-db")
+
+    def attached() -> bool:
+        nets = docker_client.containers.get("kv-a-db").attrs["NetworkSettings"]["Networks"]
+        return "net-a" in nets and "kv-a" in (nets["net-a"].get("Aliases") or [])
+
+    wait_for(attached, timeout=15)
+    triggers = " ".join(str(r.get("trigger", "")) for r in controller.logs())
+    assert "docker container" in triggers and "docker network disconnect" in triggers
+    status, body = controller.get("/metrics")
+    assert status == 200
+    assert 'dbstate_changes_total{action="start",outcome="ok"}' in body
+    assert 'dbstate_changes_total{action="connect",outcome="ok"}' in body
+    assert 'dbstate_instance_up{name="kv-a"} 1' in body
+    assert "dbstate_last_successful_pass_timestamp_seconds" in body
+    assert controller.get("/healthz") == (200, "ok\n")
+
+
+def test_commits_converge_and_an_invalid_commit_tears_nothing_down(
+    controller, repo, docker_client, engine_host, tmp_path
+):
+    wait_for(lambda: running(docker_client, "kv-a-db"))
+    (repo / "kv2.yaml").write_text(redis_instance("kv-b", "kv-b-db"))
+    rev = commit(repo, "add kv-b")
+    wait_for(lambda: running(docker_client, "kv-b-db"), timeout=15)
+    containers = docker_client.containers.get("kv-b-db").labels
+    assert containers["io.dbstate.revision"] == rev
+    # an invalid commit: everything stays, the error names the file and line
+    (repo / "kv2.yaml").write_text(redis_instance("kv-b", "kv-b-db", extra="  colour: red\n"))
+    (repo / "kv.yaml").write_text("kind: [\n")
+    bad = commit(repo, "broken")
+    wait_for(lambda: any(r.get("revision") == bad for r in controller.logs()), timeout=15)
+    time.sleep(1)
+    assert running(docker_client, "kv-a-db") and running(docker_client, "kv-b-db")
+    status = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "status", "--state", str(tmp_path / "state.db"), "--output", "json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    rows = {r["key"]: r for r in json.loads(status.stdout)["resources"]}
+    assert rows["DatabaseInstance/kv-b"]["status"] == "invalid"
+    plan = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "plan", "--dir", str(repo), "--output", "json"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            **ENV,
+            "DOCKER_HOST": engine_host,
+            "PYTHONPATH": str(REPO),
+            "DBSTATE_STATE": str(tmp_path / "plan.db"),
+        },
+    )
+    errors = json.loads(plan.stdout)["errors"]
+    colour_line = (repo / "kv2.yaml").read_text().splitlines().index("  colour: red") + 1
+    found = {(Path(e["file"]).name, e["line"]) for e in errors}
+    assert ("kv2.yaml", colour_line) in found and any(name == "kv.yaml" for name, _ in found), found
+    # revert: converges again (and a stopped container is started)
+    git(repo, "revert", "--no-edit", "HEAD")
+    docker_client.containers.get("kv-a-db").stop(timeout=1)
+    wait_for(lambda: running(docker_client, "kv-a-db"), timeout=20)
+
+
+def test_source_commit_ignores_uncommitted_edits(repo, engine_host, docker_client, tmp_path):
+    c = Controller(repo, engine_host, tmp_path / "state.db", tmp_path / "run.log", "--source", "commit")
+    try:
+        wait_for(c.ready, timeout=30)
+        wait_for(lambda: running(docker_client, "kv-a-db"))
+        (repo / "kv2.yaml").write_text(redis_instance("kv-b", "kv-b-db"))  # not committed
+        wait_for(lambda: any("uncommitted edits are ignored" in str(r.get("msg")) for r in c.logs()), timeout=10)
+        time.sleep(2)
+        assert not running(docker_client, "kv-b-db")
+        commit(repo, "now committed")
+        wait_for(lambda: running(docker_client, "kv-b-db"), timeout=15)
+    finally:
+        code, _ = c.stop()
+        assert code == 0
+
+
+def test_git_pull_fast_forwards_and_refuses_a_diverged_history(repo, engine_host, docker_client, tmp_path):
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(remote)], check=True)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    c = Controller(
+        clone,
+        engine_host,
+        tmp_path / "state.db",
+        tmp_path / "run.log",
+        "--git-pull",
+        "origin",
+        branch,
+        "--pull-interval",
+        "1",
+    )
+    try:
+        wait_for(c.ready, timeout=30)
+        (repo / "kv2.yaml").write_text(redis_instance("kv-b", "kv-b-db"))
+        commit(repo, "add kv-b upstream")
+        git(repo, "push", "-q", str(remote), f"HEAD:{branch}")
+        wait_for(lambda: running(docker_client, "kv-b-db"), timeout=20)
+        # diverge: a local commit in the controller's checkout, another upstream
+        (clone / "local.yaml").write_text(network("net-local"))
+        commit(clone, "local change")
+        (repo / "kv3.yaml").write_text(redis_instance("kv-c", "kv-c-db"))
+        commit(repo, "add kv-c upstream")
+        git(repo, "push", "-q", str(remote), f"HEAD:{branch}")
+        wait_for(lambda: any("diverged" in str(r.get("error", "")) for r in c.logs()), timeout=15)
+        assert not running(docker_client, "kv-c-db")
+    finally:
+        code, _ = c.stop()
+        assert code == 0
+
+
+def test_second_controller_refuses_until_the_first_stops(controller, repo, engine_host, tmp_path, docker_client):
+    second = Controller(repo, engine_host, tmp_path / "state2.db", tmp_path / "run2.log")
+    try:
+        wait_for(
+            lambda: any("another dbstate run holds the engine lease" in str(r.get("msg")) for r in second.logs()),
+            timeout=15,
+        )
+        assert second.get("/readyz")[0] == 503
+        assert not any(r.get("msg") == "pass" for r in second.logs())
+        code, seconds = controller.stop()
+        assert code == 0 and seconds < 10
+        wait_for(second.ready, timeout=20)  # the lease was released on SIGTERM
+        docker_client.containers.get("kv-a-db").stop(timeout=1)
+        wait_for(lambda: running(docker_client, "kv-a-db"), timeout=15)
+    finally:
+        code, _ = second.stop()
+        assert code == 0
+        controller.proc.poll()
+
+
+def test_engine_restart_under_a_running_controller(engine, repo, tmp_path, docker_client):
+    c = Controller(repo, engine.host, tmp_path / "state.db", tmp_path / "run.log")
+    try:
+        wait_for(c.ready, timeout=30)
+        wait_for(lambda: running(docker_client, "kv-a-db"))
+        engine.stop()
+        wait_for(lambda: not c.ready(), timeout=20)
+        assert c.get("/healthz")[0] == 200  # the process stays up
+        engine.start()
+        client = docker.DockerClient(base_url=engine.host, version="auto", timeout=60)
+        try:
+            # restartPolicy "no": the engine did not bring it back; dbstate must
+            wait_for(lambda: running(client, "kv-a-db"), timeout=40)
+            wait_for(c.ready, timeout=20)
+        finally:
+            client.close()
+    finally:
+        code, _ = c.stop()
+        assert code == 0
