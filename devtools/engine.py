@@ -36,7 +36,8 @@ TEST_LABEL = "io.dbstate.test"
 
 # The rootfs every stand-in image is built on: Debian's packages, fetched with mmdebstrap (no Docker Hub here).
 BASE_SUITE = "bookworm"
-BASE_PACKAGES = ("postgresql-15", "mariadb-server", "redis-server", "ca-certificates")
+# python3, python3-venv and git make it a base for dbstate's own image too (the Dockerfile's BASE_IMAGE).
+BASE_PACKAGES = ("postgresql-15", "mariadb-server", "redis-server", "ca-certificates", "python3", "python3-venv", "git")
 
 # name -> (image reference the examples and tests use, build args). Versions are what bookworm ships.
 STAND_INS: dict[str, tuple[str, dict[str, str]]] = {

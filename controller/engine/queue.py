@@ -99,7 +99,7 @@ class WorkQueue:
                 wake = min([deadline, *self._due.values()])
                 if now >= deadline:
                     return set()
-                self._cond.wait(max(0.0, min(wake - now, 1.0)))
+                self._cond.wait(max(0.0, wake - now))  # add, supersede and close all notify
             return set()
 
     def close(self) -> None:
