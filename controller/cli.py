@@ -387,7 +387,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = args.state or store.default_path()
     if not path.exists():
         raise DbstateError(f"no state database at {path}: run `dbstate plan`, `apply` or `run` first (or --state)")
-    with store.Store(path) as db:
+    with store.Store(path, readonly=True) as db:
         passes = db.passes(limit=1)
         resources = db.resources()
     last = passes[0] if passes else None

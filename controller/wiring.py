@@ -223,6 +223,7 @@ class Reconciler:
             errors=len(result.loaded.errors),
             health=health,
             in_sync_keys=frozenset(declared_keys(state)) - drifted - finding_keys,
+            problems=result.loaded.errors,
         )
 
     def record_status(self, report: PassReport, backoffs: Mapping[str, Any]) -> None:

@@ -261,8 +261,11 @@ def ensure_images(client: docker.DockerClient, log=print) -> dict[str, str]:  # 
     return out
 
 
-def cleanup(client: docker.DockerClient, labels: tuple[str, ...] = (TEST_LABEL, "io.dbstate.managed")) -> None:
-    """Remove every container, network and volume carrying one of `labels` (never anything else)."""
+def cleanup(
+    client: docker.DockerClient, labels: tuple[str, ...] = (TEST_LABEL, "io.dbstate.managed", "io.dbstate.lease")
+) -> None:
+    """Remove every container, network and volume carrying one of `labels` (never anything else): what tests made,
+    what dbstate made for them, and the lease markers of their controllers."""
     for label in labels:
         for c in client.containers.list(all=True, filters={"label": label}):
             with contextlib.suppress(docker.errors.NotFound):

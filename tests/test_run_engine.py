@@ -190,6 +190,9 @@ def test_commits_converge_and_an_invalid_commit_tears_nothing_down(
     (repo / "kv.yaml").write_text("kind: [\n")
     bad = commit(repo, "broken")
     wait_for(lambda: any(r.get("revision") == bad for r in controller.logs()), timeout=15)
+    logged = [r for r in controller.logs() if r.get("msg", "").startswith("desired state error")]
+    assert {(Path(r["file"]).name, r["field"]) for r in logged} >= {("kv2.yaml", "spec.colour")}
+    assert any(Path(r["file"]).name == "kv.yaml" and r["line"] >= 1 for r in logged)
     time.sleep(1)
     assert running(docker_client, "kv-a-db") and running(docker_client, "kv-b-db")
     status = subprocess.run(
@@ -198,6 +201,7 @@ def test_commits_converge_and_an_invalid_commit_tears_nothing_down(
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    assert status.returncode == 0, status.stderr
     rows = {r["key"]: r for r in json.loads(status.stdout)["resources"]}
     assert rows["DatabaseInstance/kv-b"]["status"] == "invalid"
     plan = subprocess.run(
@@ -212,6 +216,7 @@ def test_commits_converge_and_an_invalid_commit_tears_nothing_down(
             "DBSTATE_STATE": str(tmp_path / "plan.db"),
         },
     )
+    assert plan.returncode == 1, plan.stderr
     errors = json.loads(plan.stdout)["errors"]
     colour_line = (repo / "kv2.yaml").read_text().splitlines().index("  colour: red") + 1
     found = {(Path(e["file"]).name, e["line"]) for e in errors}

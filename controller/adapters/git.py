@@ -26,10 +26,16 @@ class Revision:
         return self.commit[:12] + (" (dirty)" if self.dirty else "")
 
 
+# Every call passes --no-optional-locks: dbstate reads the repository in the background, and `git status` would
+# otherwise refresh the index under .git/index.lock and make a person's concurrent `git commit` fail.
 def _git(directory: Path, *args: str) -> str | None:
     try:
         r = subprocess.run(
-            ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10, check=False
+            ["git", "--no-optional-locks", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -54,12 +60,17 @@ def git_dir(directory: Path) -> Path | None:
 def export(directory: Path, commit: str, into: Path) -> Path:
     """The committed content of `directory` at `commit`, written below `into`; returns the exported directory."""
     prefix = _git(directory, "rev-parse", "--show-prefix")
-    if prefix is None:
+    top = _git(directory, "rev-parse", "--show-toplevel")
+    if prefix is None or top is None:
         raise GitError(f"{directory} is not in a git repository (--source commit needs one)")
     tree = f"{commit}:{prefix}" if prefix else commit
     into.mkdir(parents=True, exist_ok=True)
+    # from the top level: run in a subdirectory, git archive would limit itself to that path inside `tree`
     archive = subprocess.run(
-        ["git", "-C", str(directory), "archive", "--format=tar", tree], capture_output=True, timeout=60, check=False
+        ["git", "--no-optional-locks", "-C", top, "archive", "--format=tar", tree],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     if archive.returncode != 0:
         raise GitError(f"cannot read {directory} at {commit[:12]}: {archive.stderr.decode(errors='replace').strip()}")
@@ -70,7 +81,7 @@ def export(directory: Path, commit: str, into: Path) -> Path:
 def pull(directory: Path, remote: str, branch: str) -> str:
     """Fast-forward the checkout from REMOTE BRANCH. Raises GitError when it cannot (diverged history)."""
     fetch = subprocess.run(
-        ["git", "-C", str(directory), "fetch", "--quiet", remote, branch],
+        ["git", "--no-optional-locks", "-C", str(directory), "fetch", "--quiet", remote, branch],
         capture_output=True,
         text=True,
         timeout=120,
@@ -79,7 +90,7 @@ def pull(directory: Path, remote: str, branch: str) -> str:
     if fetch.returncode != 0:
         raise GitError(f"git fetch {remote} {branch} failed: {fetch.stderr.strip()}")
     merge = subprocess.run(
-        ["git", "-C", str(directory), "merge", "--ff-only", "--quiet", "FETCH_HEAD"],
+        ["git", "--no-optional-locks", "-C", str(directory), "merge", "--ff-only", "--quiet", "FETCH_HEAD"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -43,6 +43,7 @@ class Loop:
         self._lock = threading.Lock()
         self.last_report: PassReport | None = None
         self.ready = False
+        self._logged_problems: tuple[str, ...] = ()
 
     # -- sources --------------------------------------------------------------------------------------------------
 
@@ -134,4 +135,20 @@ class Loop:
         )
         for f in failed:
             self.log(level="warning", msg="change failed", reconcile_id=report.reconcile_id, **f)
+        problems = tuple(str(p) for p in report.problems)
+        if problems != self._logged_problems:  # once per change, not once per pass
+            self._logged_problems = problems
+            for p in report.problems:
+                self.log(
+                    level="error",
+                    msg="desired state error: held back, nothing torn down",
+                    reconcile_id=report.reconcile_id,
+                    revision=report.revision,
+                    file=p.file,
+                    line=p.line,
+                    column=p.column,
+                    resource=f"{p.kind}/{p.name}" if p.kind else None,
+                    field=p.field,
+                    error=p.message,
+                )
         return report

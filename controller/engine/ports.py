@@ -74,3 +74,4 @@ class PassReport:
     errors: int
     health: Mapping[str, int]  # instance name -> 1 running / 0 not, when known
     in_sync_keys: frozenset[str] = field(default_factory=frozenset)
+    problems: tuple[Any, ...] = ()  # core.diagnostics.Diagnostic: the desired state's errors, with file and line
