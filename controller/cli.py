@@ -122,20 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_desired_state_args(p)
     _add_engine_args(p)
     p.add_argument("--yes", action="store_true", help="apply without asking (for automation)")
-    p.add_argument(
-        "--prune",
-        action="store_true",
-        help="also remove orphan containers without deletion protection (never volumes; nothing while "
-        "any file is invalid)",
-    )
-    p.add_argument("--parallel", type=int, default=4, metavar="N", help="changes run at once (default: 4)")
-    p.add_argument(
-        "--retry-budget",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long one engine call may retry transient errors (default: 30)",
-    )
+    _add_converge_args(p, retry_budget=30.0)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="as for plan")
     p.set_defaults(func=cmd_apply)
 
@@ -180,16 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="/metrics, /healthz, /readyz (default: 127.0.0.1:9464; empty to disable)",
     )
     p.add_argument("--log-format", choices=("json", "text"), default="text", help="default: text")
-    p.add_argument("--prune", action="store_true", help="remove orphan containers, as apply --prune")
-    p.add_argument("--parallel", type=int, default=4, metavar="N", help="changes run at once (default: 4)")
-    p.add_argument(
-        "--retry-budget",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="how long one engine call may retry transient errors before the pass gives up and the queue's "
-        "backoff takes over (default: 10)",
-    )
+    _add_converge_args(p, retry_budget=10.0)
     p.add_argument(
         "--lease-ttl",
         type=float,
@@ -221,6 +199,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_state_arg(p)
     p.set_defaults(func=cmd_ack)
     return parser
+
+
+def _add_converge_args(p: argparse.ArgumentParser, retry_budget: float) -> None:
+    """What apply and run share: prune, parallelism, and the retry budget of one engine call."""
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also remove orphan containers without deletion protection (never volumes; nothing while any file is "
+        "invalid)",
+    )
+    p.add_argument("--parallel", type=int, default=4, metavar="N", help="changes run at once (default: 4)")
+    p.add_argument(
+        "--retry-budget",
+        type=float,
+        default=retry_budget,
+        metavar="SECONDS",
+        help=f"how long one engine call may retry transient errors before its change fails (default: {retry_budget:g})",
+    )
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:

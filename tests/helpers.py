@@ -70,3 +70,15 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
 
 
 BASE_FILES = {"net.yaml": NETWORK, "vol.yaml": VOLUME}
+
+
+def git(root: Path, *args: str) -> str:
+    """Real git in a test repository, with an identity."""
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()

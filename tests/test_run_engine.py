@@ -20,20 +20,11 @@ import docker
 import pytest
 
 from tests.engine_helpers import ENV, REPO, network, redis_instance, wait_for
-from tests.helpers import SECRET, write_tree
+from tests.helpers import SECRET, git, write_tree
 
 pytestmark = pytest.mark.engine
 
 NO_RESTART = '  restartPolicy: "no"\n'  # so that only dbstate can bring a killed container back
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def commit(root: Path, message: str) -> str:

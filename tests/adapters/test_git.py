@@ -3,22 +3,13 @@ committing while dbstate reads the repository in the background."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 from controller.adapters import git
-
-
-def run(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+from tests.helpers import git as git_
 
 
 @pytest.fixture
@@ -26,14 +17,14 @@ def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / "ds").mkdir(parents=True)
     (root / "ds" / "a.yaml").write_text("a: 1\n")
-    run(root, "init", "-q")
-    run(root, "add", "-A")
-    run(root, "commit", "-qm", "one")
+    git_(root, "init", "-q")
+    git_(root, "add", "-A")
+    git_(root, "commit", "-qm", "one")
     return root
 
 
 def test_revision_and_dirty(repo: Path):
-    head = run(repo, "rev-parse", "HEAD")
+    head = git_(repo, "rev-parse", "HEAD")
     assert git.revision(repo / "ds") == git.Revision(head, False)
     (repo / "ds" / "a.yaml").write_text("a: 2\n")
     assert git.revision(repo / "ds") == git.Revision(head, True)
@@ -42,7 +33,7 @@ def test_revision_and_dirty(repo: Path):
 
 def test_export_is_the_committed_content(repo: Path, tmp_path: Path):
     (repo / "ds" / "a.yaml").write_text("a: uncommitted\n")
-    out = git.export(repo / "ds", run(repo, "rev-parse", "HEAD"), tmp_path / "out")
+    out = git.export(repo / "ds", git_(repo, "rev-parse", "HEAD"), tmp_path / "out")
     assert (out / "a.yaml").read_text() == "a: 1\n"
 
 
@@ -59,8 +50,8 @@ def test_background_reads_never_break_a_commit(repo: Path):
     try:
         for i in range(40):
             (repo / "ds" / "a.yaml").write_text(f"a: {i}\n")
-            run(repo, "add", "-A")
-            run(repo, "commit", "-qm", f"change {i}")  # raises if .git/index.lock was held by a reader
+            git_(repo, "add", "-A")
+            git_(repo, "commit", "-qm", f"change {i}")  # raises if .git/index.lock was held by a reader
     finally:
         stop.set()
         for t in threads:
