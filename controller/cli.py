@@ -36,7 +36,7 @@ see `dbstate COMMAND --help` for each command
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
 
 
-def _add_desired_state_args(p: argparse.ArgumentParser) -> None:
+def _add_desired_state_args(p: argparse.ArgumentParser, output: bool = True) -> None:
     p.add_argument(
         "--dir",
         type=Path,
@@ -51,7 +51,8 @@ def _add_desired_state_args(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="where ${VAR} references resolve first, then the environment (default: .workspace/.env when it exists)",
     )
-    p.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    if output:
+        p.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds. One controller per engine: a second one waits, not acting, until the first stops or its lease "
         "expires. SIGTERM finishes the change in flight, writes the state database and exits 0.",
     )
-    _add_desired_state_args(p)
+    _add_desired_state_args(p, output=False)  # run logs; --log-format chooses how
     _add_engine_args(p)
     p.add_argument(
         "--source",
