@@ -1,0 +1,62 @@
+"""PostgreSQL through psycopg: version, password_encryption, and the host rules in force (pg_hba_file_rules)."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from controller.adapters.probes import ProbeResult, safe_error
+from controller.core import spec
+from controller.core.secrets import reveal
+
+# weakest first: a rule whose method comes before the declared one is weaker
+STRENGTH = ["trust", "password", "md5", "scram-sha-256"]
+
+
+def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> ProbeResult:
+    auth = instance.spec.auth
+    password = reveal(auth.password) if auth.password else ""
+    name = instance.metadata.name
+    t0 = time.perf_counter()
+    try:
+        conn = psycopg.connect(
+            host=address,
+            port=5432,
+            user=auth.user or "postgres",
+            password=password,
+            dbname=auth.database or auth.user or "postgres",
+            connect_timeout=max(1, int(timeout)),
+            autocommit=True,
+        )
+    except psycopg.Error as e:
+        return ProbeResult(
+            name, address, False, rtt_ms=(time.perf_counter() - t0) * 1000, error=safe_error(e, (password,))
+        )
+    with conn:
+        conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+        version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+        rtt = (time.perf_counter() - t0) * 1000
+        encryption = str(conn.execute("SHOW password_encryption").fetchone()[0])  # type: ignore[index]
+        weak: list[str] = []
+        declared = auth.method
+        if declared in STRENGTH and encryption in STRENGTH and STRENGTH.index(encryption) < STRENGTH.index(declared):
+            weak.append(f"password_encryption is {encryption}, weaker than the declared {declared}")
+        try:
+            rules = conn.execute(
+                "SELECT line_number, type, auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY line_number"
+            ).fetchall()
+        except psycopg.Error as e:
+            rules = []
+            weak.append(f"cannot read pg_hba_file_rules ({type(e).__name__}): the probe user needs superuser")
+        for line, kind, method in rules:
+            # local rules are unix-socket connections inside the container, which the official image trusts
+            if kind == "local" or method not in STRENGTH or declared not in STRENGTH:
+                continue
+            if STRENGTH.index(method) < STRENGTH.index(declared):
+                weak.append(
+                    f"pg_hba.conf line {line}: {kind} connections use {method}, weaker than the declared {declared}"
+                )
+    return ProbeResult(
+        name, address, True, version, rtt, auth_weak=tuple(weak), facts={"password_encryption": encryption}
+    )
