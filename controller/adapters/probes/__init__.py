@@ -56,6 +56,19 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float = 2.0) -
         )
 
 
+def unreachable(
+    instance: spec.DatabaseInstance, address: str, started: float, exc: BaseException, secret: str
+) -> ProbeResult:
+    """The result of a probe that could not connect or log in, its error scrubbed of `secret`."""
+    return ProbeResult(
+        instance.metadata.name,
+        address,
+        False,
+        rtt_ms=(time.perf_counter() - started) * 1000,
+        error=safe_error(exc, (secret,)),
+    )
+
+
 def safe_error(exc: BaseException, secrets: tuple[str, ...]) -> str:
     """An exception's text, one line, with every secret value replaced (servers may echo what they were sent)."""
     text = " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -7,7 +7,7 @@ import time
 
 import pymysql
 
-from controller.adapters.probes import ProbeResult, safe_error
+from controller.adapters.probes import ProbeResult, unreachable
 from controller.core import spec
 from controller.core.secrets import reveal
 
@@ -28,9 +28,7 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> Prob
             read_timeout=timeout,
         )
     except pymysql.MySQLError as e:
-        return ProbeResult(
-            name, address, False, rtt_ms=(time.perf_counter() - t0) * 1000, error=safe_error(e, (password,))
-        )
+        return unreachable(instance, address, t0, e, password)
     weak: list[str] = []
     with conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")

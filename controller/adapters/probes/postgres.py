@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from controller.adapters.probes import ProbeResult, safe_error
+from controller.adapters.probes import ProbeResult, unreachable
 from controller.core import spec
 from controller.core.secrets import reveal
 
@@ -30,9 +30,7 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> Prob
             autocommit=True,
         )
     except psycopg.Error as e:
-        return ProbeResult(
-            name, address, False, rtt_ms=(time.perf_counter() - t0) * 1000, error=safe_error(e, (password,))
-        )
+        return unreachable(instance, address, t0, e, password)
     with conn:
         conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
         version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from controller.adapters.probes import ProbeResult, safe_error
+from controller.adapters.probes import ProbeResult, unreachable
 from controller.core import spec
 from controller.core.secrets import reveal
 
@@ -35,9 +35,7 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> Prob
         rtt = (time.perf_counter() - t0) * 1000
         version = str(client.info("server").get("redis_version", ""))
     except redis.RedisError as e:
-        return ProbeResult(
-            name, address, False, rtt_ms=(time.perf_counter() - t0) * 1000, error=safe_error(e, (secret,))
-        )
+        return unreachable(instance, address, t0, e, secret)
     finally:
         client.close()
     if password:
