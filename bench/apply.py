@@ -22,7 +22,7 @@ from pathlib import Path
 
 import docker
 
-from bench.common import ENV, realise, write_state
+from bench.common import ENV, bench_engine, realise, write_state
 from controller.adapters import desired
 from controller.core import spec
 from controller.wiring import Session
@@ -69,10 +69,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--parallel", type=int, default=4)
     args = p.parse_args()
-    eng = devengine.start("bench")
-    client = eng.client(timeout=600)
-    try:
-        devengine.ensure_images(client, log=lambda m: print(m, file=sys.stderr))
+    with bench_engine() as (eng, client):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "desired"
             write_state(root, args.instances)
@@ -97,10 +94,6 @@ def main() -> int:
         for label in ("in-process", "whole"):
             m = statistics.median(results[label])
             print(f"  dbstate apply, {label:<18} {m:6.2f}s   {m / f:4.2f}x floor")
-    finally:
-        devengine.cleanup(client, labels=("io.dbstate.managed",))
-        client.close()
-        eng.stop()
     return 0
 
 

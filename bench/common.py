@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +72,21 @@ def realise(client: Any, state: Any, parallel: int, subnet: str | None = None) -
 
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, state.instances))
+
+
+@contextmanager
+def bench_engine() -> Iterator[tuple[Any, Any]]:
+    """The benchmarks' private engine ("bench") with the stand-in images, and a client; everything dbstate made there
+    is removed before and after, and the engine is stopped."""
+    from devtools import engine as devengine
+
+    eng = devengine.start("bench")
+    client = eng.client(timeout=600)
+    try:
+        devengine.ensure_images(client, log=lambda m: print(m, file=sys.stderr))
+        devengine.cleanup(client)
+        yield eng, client
+    finally:
+        devengine.cleanup(client)
+        client.close()
+        eng.stop()

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import docker
 
-from bench.common import ENV, write_state
-from devtools import engine as devengine
+from bench.common import ENV, bench_engine, write_state
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = {"repair_p50": 0.6, "commit_p50": 1.0, "idle_cpu": 1.0, "idle_rss_mb": 100.0}
@@ -98,105 +97,103 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--idle", type=float, default=60.0)
     args = p.parse_args()
-    eng = devengine.start("bench")
-    client = eng.client(timeout=600)
-    env = {**os.environ, **ENV, "DOCKER_HOST": eng.host, "PYTHONPATH": str(REPO)}
     controller = None
-    try:
-        devengine.ensure_images(client, log=lambda m: print(m, file=sys.stderr))
-        devengine.cleanup(client, labels=("io.dbstate.managed",))
-        with tempfile.TemporaryDirectory() as tmp:
-            repo = Path(tmp) / "repo"
-            write_state(repo / "ds", args.instances, "[sleep, infinity]")
-            text = (repo / "ds" / "bench.yaml").read_text()
-            (repo / "ds" / "bench.yaml").write_text(text.replace("  auth:", '  restartPolicy: "no"\n  auth:'))
-            git(repo, "init", "-q")
-            git(repo, "add", "-A")
-            git(repo, "commit", "-qm", "bench")
-            env["DBSTATE_STATE"] = str(Path(tmp) / "state.db")
-            subprocess.run(
-                [sys.executable, "-m", "controller.cli", "apply", "--dir", str(repo / "ds"), "--yes"],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-            names = [f"kv-{i}-redis-1" for i in range(args.instances)]
-
-            stop = threading.Event()
-            t = threading.Thread(target=bare_restarter, args=(eng.host, stop), daemon=True)
-            t.start()
-            time.sleep(0.5)
-            floor = kill_trials(client, names, args.trials)
-            stop.set()
-            t.join(5)
-
-            log = open(Path(tmp) / "run.log", "w")  # noqa: SIM115 - closed below
-            controller = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "controller.cli",
-                    "run",
-                    "--dir",
-                    str(repo / "ds"),
-                    "--listen",
-                    "",
-                    "--resync",
-                    "60",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-            deadline = time.monotonic() + 60
-            while "msg=pass " not in (Path(tmp) / "run.log").read_text() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            repair = kill_trials(client, names, args.trials)
-
-            commit = []
-            for i in range(min(10, args.trials)):
-                name = f"kv-new-{i}"
-                (repo / "ds" / f"{name}.yaml").write_text(
-                    text.split("---\n")[2].replace("kv-0", name).replace("bench-vol-0", "bench-vol-0")
-                )
+    with bench_engine() as (eng, client):
+        env = {**os.environ, **ENV, "DOCKER_HOST": eng.host, "PYTHONPATH": str(REPO)}
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                repo = Path(tmp) / "repo"
+                write_state(repo / "ds", args.instances, "[sleep, infinity]")
+                text = (repo / "ds" / "bench.yaml").read_text()
+                (repo / "ds" / "bench.yaml").write_text(text.replace("  auth:", '  restartPolicy: "no"\n  auth:'))
+                git(repo, "init", "-q")
                 git(repo, "add", "-A")
-                t0 = time.perf_counter()
-                git(repo, "commit", "-qm", f"add {name}")
-                commit.append(wait_running(client.api, f"{name}-redis-1") - t0)
+                git(repo, "commit", "-qm", "bench")
+                env["DBSTATE_STATE"] = str(Path(tmp) / "state.db")
+                subprocess.run(
+                    [sys.executable, "-m", "controller.cli", "apply", "--dir", str(repo / "ds"), "--yes"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
+                names = [f"kv-{i}-redis-1" for i in range(args.instances)]
 
-            time.sleep(2)
-            cpu0, _ = proc_stats(controller.pid)
-            t0 = time.monotonic()
-            time.sleep(args.idle)
-            cpu1, rss = proc_stats(controller.pid)
-            idle_cpu = 100 * (cpu1 - cpu0) / (time.monotonic() - t0)
+                stop = threading.Event()
+                t = threading.Thread(target=bare_restarter, args=(eng.host, stop), daemon=True)
+                t.start()
+                time.sleep(0.5)
+                floor = kill_trials(client, names, args.trials)
+                stop.set()
+                t.join(5)
 
-            controller.send_signal(signal.SIGTERM)
-            controller.wait(timeout=30)
-            log.close()
-            controller = None
+                log = open(Path(tmp) / "run.log", "w")  # noqa: SIM115 - closed below
+                controller = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "controller.cli",
+                        "run",
+                        "--dir",
+                        str(repo / "ds"),
+                        "--listen",
+                        "",
+                        "--resync",
+                        "60",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+                deadline = time.monotonic() + 60
+                while "msg=pass " not in (Path(tmp) / "run.log").read_text() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                repair = kill_trials(client, names, args.trials)
 
-        print(f"\n{args.instances} instances, {args.trials} trials, {os.cpu_count()} cores")
-        print(f"  floor: bare event-driven restart   p50 {statistics.median(floor):.3f}s  p95 {pct(floor, 0.95):.3f}s")
-        print(
-            f"  dbstate run: kill -> running       p50 {statistics.median(repair):.3f}s  p95 {pct(repair, 0.95):.3f}s"
-            f"   ({statistics.median(repair) / statistics.median(floor):.1f}x floor; target p50 <= "
-            f"{TARGETS['repair_p50']}s)"
-        )
-        print(
-            f"  dbstate run: commit -> running     p50 {statistics.median(commit):.3f}s  p95 {pct(commit, 0.95):.3f}s"
-            f"   (target p50 < {TARGETS['commit_p50']}s)"
-        )
-        print(
-            f"  idle over {args.idle:.0f}s: CPU {idle_cpu:.2f}% of one core (target < {TARGETS['idle_cpu']}%), "
-            f"RSS {rss:.0f} MB (target < {TARGETS['idle_rss_mb']:.0f} MB)"
-        )
-    finally:
-        if controller is not None:
-            controller.kill()
-        devengine.cleanup(client, labels=("io.dbstate.managed",))
-        client.close()
-        eng.stop()
+                commit = []
+                for i in range(min(10, args.trials)):
+                    name = f"kv-new-{i}"
+                    (repo / "ds" / f"{name}.yaml").write_text(
+                        text.split("---\n")[2].replace("kv-0", name).replace("bench-vol-0", "bench-vol-0")
+                    )
+                    git(repo, "add", "-A")
+                    t0 = time.perf_counter()
+                    git(repo, "commit", "-qm", f"add {name}")
+                    commit.append(wait_running(client.api, f"{name}-redis-1") - t0)
+
+                time.sleep(2)
+                cpu0, _ = proc_stats(controller.pid)
+                t0 = time.monotonic()
+                time.sleep(args.idle)
+                cpu1, rss = proc_stats(controller.pid)
+                idle_cpu = 100 * (cpu1 - cpu0) / (time.monotonic() - t0)
+
+                controller.send_signal(signal.SIGTERM)
+                controller.wait(timeout=30)
+                log.close()
+                controller = None
+
+            print(f"\n{args.instances} instances, {args.trials} trials, {os.cpu_count()} cores")
+            print(
+                f"  floor: bare event-driven restart   p50 {statistics.median(floor):.3f}s  p95 {pct(floor, 0.95):.3f}s"
+            )
+            print(
+                f"  dbstate run: kill -> running       p50 {statistics.median(repair):.3f}s"
+                f"  p95 {pct(repair, 0.95):.3f}s"
+                f"   ({statistics.median(repair) / statistics.median(floor):.1f}x floor; target p50 <= "
+                f"{TARGETS['repair_p50']}s)"
+            )
+            print(
+                f"  dbstate run: commit -> running     p50 {statistics.median(commit):.3f}s"
+                f"  p95 {pct(commit, 0.95):.3f}s"
+                f"   (target p50 < {TARGETS['commit_p50']}s)"
+            )
+            print(
+                f"  idle over {args.idle:.0f}s: CPU {idle_cpu:.2f}% of one core (target < {TARGETS['idle_cpu']}%), "
+                f"RSS {rss:.0f} MB (target < {TARGETS['idle_rss_mb']:.0f} MB)"
+            )
+        finally:
+            if controller is not None:
+                controller.kill()
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import docker
 
-from bench.common import ENV, SLEEP, realise, write_state
+from bench.common import ENV, SLEEP, bench_engine, realise, write_state
 from controller.adapters import desired
 from controller.adapters.docker import DockerEngine
 from controller.core import diff
@@ -122,11 +122,7 @@ def main() -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 500])
     p.add_argument("--repeat", type=int, default=15)
     args = p.parse_args()
-    eng = devengine.start("bench")
-    client = eng.client(timeout=600)
-    try:
-        devengine.ensure_images(client, log=lambda m: print(m, file=sys.stderr))
-        devengine.cleanup(client)
+    with bench_engine() as (eng, client):
         print(f"engine: {eng.host}   cores: {os.cpu_count()}")
         summary = {n: run_size(client, eng.host, n, args.repeat) for n in args.sizes}
         print("\nsummary (medians)       floor  in-process cold/warm   x floor      whole process cold/warm")
@@ -137,10 +133,6 @@ def main() -> int:
                 f"{r['cold'] / r['floor']:5.1f}x {r['warm'] / r['floor']:4.1f}x   "
                 f"{r['whole_cold'] * 1000:6.0f}ms {r['whole'] * 1000:5.0f}ms"
             )
-    finally:
-        devengine.cleanup(client)
-        client.close()
-        eng.stop()
     return 0
 
 
