@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deletion protection); never volumes; nothing while any file is invalid",
     )
     p.add_argument("--fail-on-findings", action="store_true", help="exit 3 when there are findings")
+    _add_probe_args(p, unhealthy_after=1)
     p.add_argument(
         "--color",
         choices=("auto", "always", "never"),
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(p)
     p.add_argument("--yes", action="store_true", help="apply without asking (for automation)")
     _add_converge_args(p, retry_budget=30.0)
+    _add_probe_args(p, unhealthy_after=1)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="as for plan")
     p.set_defaults(func=cmd_apply)
 
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", choices=("json", "text"), default="text", help="default: text")
     _add_converge_args(p, retry_budget=10.0)
+    _add_probe_args(p, unhealthy_after=3, controller=True)
     p.add_argument(
         "--lease-ttl",
         type=float,
@@ -177,6 +180,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the one-writer lease lasts without renewal (default: 30)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "audit",
+        help="every database container on the engine: versions, health, consumers, orphans, connections",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The seed's audit script in one read-only command. Lists every database container on the "
+        "engine, managed or not (recognised by image and ports): its engine, the version the server itself "
+        "reports, networks, volumes, health, and the consumers that reference it (declared `uses`, and the host "
+        "settings in the containers' own env). Flags the seed's four orphan criteria (no service references it; in "
+        "no desired state and no compose project; in no service-to-database mapping; a version that does not meet "
+        "what is declared or what its consumers require), naming-convention violations, weak authentication, "
+        "isolation breaches, and verifies every declared connection (a shared network, the env's host is an alias "
+        "there, the instance answers there).\n\n"
+        "Declared instances are probed with their declared auth; undeclared ones with the credentials their env "
+        "was started with (POSTGRES_*, MARIADB_ROOT_PASSWORD, REDIS_PASSWORD), never printed. Changes nothing.\n\n"
+        "exit codes: 0 done (and, with --strict, nothing wrong); 3 something is wrong (--strict); 1 an error (an "
+        "unreachable engine, or errors in the desired state: the rest is still audited).",
+    )
+    _add_desired_state_args(p)
+    _add_engine_args(p)
+    p.add_argument("--strict", action="store_true", help="exit 3 when anything is wrong")
+    p.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long one probe may take to connect and log in (default: 2)",
+    )
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="as for plan")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
         "status",
@@ -220,6 +253,52 @@ def _add_converge_args(p: argparse.ArgumentParser, retry_budget: float) -> None:
     )
 
 
+def _add_probe_args(p: argparse.ArgumentParser, *, unhealthy_after: int, controller: bool = False) -> None:
+    """How the database servers themselves are probed: plan/apply with --probe, run on an interval."""
+    if controller:
+        p.add_argument(
+            "--probe-interval",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="probe every instance this often: log in with its declared auth, read its version and security "
+            "facts (default: 30; 0 turns probing off)",
+        )
+    else:
+        p.add_argument(
+            "--probe",
+            action="store_true",
+            help="also log in to every instance with its declared auth: findings unhealthy, version-mismatch, "
+            "auth-weak, version-inconsistent (from the servers' own answers), and restarts where "
+            "policy.restartAfterFailedProbes asks",
+        )
+    p.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long one probe may take to connect and log in (default: 2)",
+    )
+    p.add_argument(
+        "--unhealthy-after",
+        type=int,
+        default=unhealthy_after,
+        metavar="N",
+        help=f"an instance is unhealthy after N consecutive failed probes, counted in the state database "
+        f"(default: {unhealthy_after})",
+    )
+
+
+def _probe_options(args: argparse.Namespace) -> Any:
+    from controller.wiring import ProbeOptions
+
+    if args.unhealthy_after < 1 or args.probe_timeout <= 0:
+        raise DbstateError("--unhealthy-after must be at least 1 and --probe-timeout more than 0")
+    enabled = args.probe_interval > 0 if hasattr(args, "probe_interval") else args.probe
+    interval = getattr(args, "probe_interval", 0.0)
+    return ProbeOptions(args.probe_timeout, args.unhealthy_after, interval) if enabled else None
+
+
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--docker-host",
@@ -254,7 +333,12 @@ def _render_plan(args: argparse.Namespace, result: Any, out: TextIO, err: TextIO
     if args.output == "json":
         return report.dumps(
             report.to_json(
-                result.plan, result.loaded.errors, result.observed.engine, result.revision.commit, result.revision.dirty
+                result.plan,
+                result.loaded.errors,
+                result.observed.engine,
+                result.revision.commit,
+                result.revision.dirty,
+                result.probes if getattr(args, "probe", False) else None,
             )
         )
     for w in result.loaded.warnings:
@@ -266,6 +350,7 @@ def _render_plan(args: argparse.Namespace, result: Any, out: TextIO, err: TextIO
         result.revision.short,
         str(args.dir),
         _colour(args.color, out),
+        result.probes if getattr(args, "probe", False) else None,
     )
 
 
@@ -279,7 +364,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from controller.wiring import Session
 
     with Session(args.docker_host, args.state) as session:
-        result = session.plan(args.dir, args.env_file, prune=args.prune, command="plan")
+        result = session.plan(args.dir, args.env_file, prune=args.prune, command="plan", probe=_probe_options(args))
         session.finish(result)
     out.write(_scrub(_render_plan(args, result, out, err), result.secrets))
     if result.loaded.errors:
@@ -315,7 +400,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with Session(
         args.docker_host, args.state, require_store=True, retry_budget=args.retry_budget, progress=progress
     ) as session:
-        result = session.plan(args.dir, args.env_file, prune=args.prune, command="apply")
+        result = session.plan(args.dir, args.env_file, prune=args.prune, command="apply", probe=_probe_options(args))
         changes = result.plan.changes
         if not json_out:
             out.write(_scrub(_render_plan(args, result, out, err), result.secrets))
@@ -373,7 +458,36 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from controller.run import run
 
-    return run(args)
+    return run(args, _probe_options(args))
+
+
+def cmd_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from controller import report
+    from controller.wiring import Session
+
+    if args.probe_timeout <= 0:
+        raise DbstateError("--probe-timeout must be more than 0")
+    with Session(args.docker_host, args.state) as session:
+        result = session.audit(args.dir, args.env_file, timeout=args.probe_timeout)
+    errs = result.loaded.errors
+    if args.output == "json":
+        text = report.dumps(
+            report.audit_json(
+                result.report, result.observed.engine, result.revision.commit, result.revision.dirty, errs
+            )
+        )
+    else:
+        for w in result.loaded.warnings:
+            print(_scrub(str(w), result.secrets), file=err)
+        text = report.audit_text(
+            result.report, result.observed.engine, result.revision.short, str(args.dir), errs, _colour(args.color, out)
+        )
+    out.write(_scrub(text, result.secrets))
+    if errs:
+        return EXIT_ERROR
+    if args.strict and result.report.wrong:
+        return EXIT_FINDINGS
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -387,9 +501,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with store.Store(path, readonly=True) as db:
         passes = db.passes(limit=1)
         resources = db.resources()
+        probed = db.health()
     last = passes[0] if passes else None
     if args.output == "json":
-        json.dump({"last_pass": last, "resources": resources}, out, indent=2)
+        json.dump({"last_pass": last, "resources": resources, "health": probed}, out, indent=2)
         out.write("\n")
         return EXIT_OK
     if last is None:
@@ -411,6 +526,24 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         elif r["message"]:
             line += f"  {r['message']}"
         print(line, file=out)
+    if probed:
+        print("health (last probe of each instance):", file=out)
+        width = max(len(h["instance"]) for h in probed)
+        for h in probed:
+            at = time.strftime("%H:%M:%S", time.gmtime(h["probed"])) + "Z"
+            if h["reachable"]:
+                rtt = f"{h['rtt_ms']:.0f} ms" if h["rtt_ms"] is not None else "-"
+                print(f"  up        {h['instance']:<{width}}  {h['version'] or '?'}  {rtt}  at {at}", file=out)
+            else:
+                since = (
+                    "never up"
+                    if h["last_ok"] is None
+                    else "up last at " + time.strftime("%H:%M:%S", time.gmtime(h["last_ok"])) + "Z"
+                )
+                print(
+                    f"  down      {h['instance']:<{width}}  {h['failures']} failed in a row ({since}): {h['error']}",
+                    file=out,
+                )
     return EXIT_OK
 
 

@@ -17,10 +17,11 @@ from controller.adapters.docker import follow_events
 from controller.core import errors
 from controller.engine.loop import Loop
 from controller.engine.metrics import Metrics
-from controller.wiring import Reconciler, Session
+from controller.wiring import ProbeOptions, Reconciler, Session
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, probe: ProbeOptions | None = None) -> int:
+    """`probe`: probe every instance every --probe-interval seconds (None: never)."""
     reconciler: Reconciler | None = None
 
     def known_secrets() -> set[str]:  # every secret of the desired state last loaded, for the log scrubber
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         source=args.source,
         progress=lambda m: log(level="info", msg=m),
     )
-    reconciler = Reconciler(session, directory, args.env_file, prune=args.prune, parallel=args.parallel)
+    reconciler = Reconciler(session, directory, args.env_file, prune=args.prune, parallel=args.parallel, probe=probe)
     holder = lease.EngineLease(session.runtime, ttl=args.lease_ttl)
     leading = threading.Event()
 
@@ -112,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
             ),
         ),
     ]
+    if probe is not None:
+
+        def probe_periodically() -> None:
+            while not stop.wait(args.probe_interval):
+                loop.trigger(reason="probe")
+
+        threads.append(threading.Thread(target=probe_periodically, name="dbstate-probe", daemon=True))
     if args.source == "worktree":
         on_files = loop.new_desired_state
     else:

@@ -39,12 +39,18 @@ BASE_SUITE = "bookworm"
 # python3, python3-venv and git make it a base for dbstate's own image too (the Dockerfile's BASE_IMAGE).
 BASE_PACKAGES = ("postgresql-15", "mariadb-server", "redis-server", "ca-certificates", "python3", "python3-venv", "git")
 
-# name -> (image reference the examples and tests use, build args). Versions are what bookworm ships.
-STAND_INS: dict[str, tuple[str, dict[str, str]]] = {
-    "postgres": ("dbstate-local/postgres:15", {"PG_MAJOR": "15"}),
-    "mariadb": ("dbstate-local/mariadb:10.11", {}),
-    "redis": ("dbstate-local/redis:7.0", {}),
-    "app": ("dbstate-local/app:1", {}),
+# A second, small rootfs for a second PostgreSQL major (shared instances on different majors are a finding).
+SECOND_SUITE = "trixie"
+SECOND_PACKAGES = ("postgresql-17",)
+
+# name -> (image reference the examples and tests use, recipe directory, build args, suite of its rootfs).
+# Versions are what the suites ship: bookworm PostgreSQL 15, MariaDB 10.11, Redis 7.0; trixie PostgreSQL 17.
+STAND_INS: dict[str, tuple[str, str, dict[str, str], str]] = {
+    "postgres": ("dbstate-local/postgres:15", "postgres", {"PG_MAJOR": "15"}, BASE_SUITE),
+    "postgres17": ("dbstate-local/postgres:17", "postgres", {"PG_MAJOR": "17"}, SECOND_SUITE),
+    "mariadb": ("dbstate-local/mariadb:10.11", "mariadb", {}, BASE_SUITE),
+    "redis": ("dbstate-local/redis:7.0", "redis", {}, BASE_SUITE),
+    "app": ("dbstate-local/app:1", "app", {}, BASE_SUITE),
 }
 POOLS = {"test": "10.213.0.0/16", "local": "10.214.0.0/16", "bench": "10.215.0.0/16", "test2": "10.216.0.0/16"}
 
@@ -215,9 +221,12 @@ def _image_label(client: docker.DockerClient, ref: str, label: str) -> str | Non
     return labels.get(label)
 
 
-def ensure_base(client: docker.DockerClient, log=print) -> str:  # type: ignore[no-untyped-def]
-    recipe = _hash(BASE_SUITE.encode(), " ".join(BASE_PACKAGES).encode(), b"--variant=apt")
-    ref = f"dbstate-dev/base:{BASE_SUITE}-{recipe}"
+def ensure_base(  # type: ignore[no-untyped-def]
+    client: docker.DockerClient, log=print, suite: str = BASE_SUITE, packages: tuple[str, ...] = BASE_PACKAGES
+) -> str:
+    """A Debian rootfs with `packages`, imported as an image, unless one with the same recipe is there."""
+    recipe = _hash(suite.encode(), " ".join(packages).encode(), b"--variant=apt")
+    ref = f"dbstate-dev/base:{suite}-{recipe}"
     try:
         client.images.get(ref)
         return ref
@@ -228,10 +237,10 @@ def ensure_base(client: docker.DockerClient, log=print) -> str:  # type: ignore[
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=STATE_ROOT) as tmp:
         tar = Path(tmp) / "rootfs.tar"
-        log(f"devtools: building the {BASE_SUITE} rootfs with mmdebstrap ({', '.join(BASE_PACKAGES)}), ~1 min")
+        log(f"devtools: building the {suite} rootfs with mmdebstrap ({', '.join(packages)}), ~1 min")
         t0 = time.monotonic()
         subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(BASE_PACKAGES)}", BASE_SUITE, str(tar)],
+            ["mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(packages)}", suite, str(tar)],
             check=True,
             stdin=subprocess.DEVNULL,
         )
@@ -243,14 +252,18 @@ def ensure_base(client: docker.DockerClient, log=print) -> str:  # type: ignore[
 
 def ensure_images(client: docker.DockerClient, log=print) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Build the stand-in images into the engine behind `client` unless their recipe is unchanged."""
-    base = ensure_base(client, log)
+    bases = {
+        BASE_SUITE: ensure_base(client, log),
+        SECOND_SUITE: ensure_base(client, log, SECOND_SUITE, SECOND_PACKAGES),
+    }
     out: dict[str, str] = {}
-    for name, (ref, args) in STAND_INS.items():
-        recipe = _hash(base.encode(), _dir_bytes(IMAGES / name), repr(sorted(args.items())).encode())
+    for name, (ref, directory, args, suite) in STAND_INS.items():
+        base = bases[suite]
+        recipe = _hash(base.encode(), _dir_bytes(IMAGES / directory), repr(sorted(args.items())).encode())
         if _image_label(client, ref, "io.dbstate.recipe") != recipe:
             log(f"devtools: building {ref}")
             client.images.build(
-                path=str(IMAGES / name),
+                path=str(IMAGES / directory),
                 tag=ref,
                 buildargs={"BASE_IMAGE": base, **args},
                 labels={"io.dbstate.recipe": recipe},

@@ -144,15 +144,17 @@ class DockerEngine:
         v = self.call("asking the engine's version", self.api.version)
         return live.EngineInfo(self.host, str(v.get("Version", "?")), str(v.get("ApiVersion", "?")))
 
-    def observe(self, inspect: Collection[str] = ()) -> live.LiveState:
+    def observe(self, inspect: Collection[str] = (), *, inspect_all: bool = False) -> live.LiveState:
         """A snapshot of every container, network and volume; `inspect` names the containers whose aliases and
-        environment the diff needs (the declared ones)."""
+        environment the diff needs (the declared ones); `inspect_all` inspects every container (audit)."""
         engine = self.info()
         raw_containers = self.call("listing containers", lambda: self.api.containers(all=True))
         raw_networks = self.call("listing networks", self.api.networks)
         raw_volumes = self.call("listing volumes", self.api.volumes).get("Volumes") or []
         wanted = set(inspect)
-        details = self._inspect_many([c for c in raw_containers if _name(c) in wanted])
+        details = self._inspect_many(
+            [c for c in raw_containers if inspect_all or _name(c) in wanted], force=inspect_all
+        )
         containers = tuple(_container(c, details.get(c["Id"]), self._aliases) for c in raw_containers)
         with self._lock:
             endpoints = {
@@ -168,8 +170,8 @@ class DockerEngine:
         volumes = tuple(live.Volume(v["Name"], v.get("Driver") or "", v.get("Labels") or {}) for v in raw_volumes)
         return live.LiveState(engine, containers, networks, volumes)
 
-    def _inspect_many(self, raw: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        todo = [c for c in raw if not self._endpoints_known(c) or _wants_env(c)]
+    def _inspect_many(self, raw: list[dict[str, Any]], force: bool = False) -> dict[str, dict[str, Any]]:
+        todo = [c for c in raw if force or not self._endpoints_known(c) or _wants_env(c)]
         if not todo:
             return {}
         if len(todo) == 1:

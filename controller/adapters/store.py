@@ -5,6 +5,8 @@
 - volumes_seen: the declared volumes dbstate has seen on the engine; one that disappears afterwards is `volume-lost`;
 - acks: an operator's acknowledgement of a lost volume (`dbstate ack volume-lost NAME`), consumed when the volume is
   seen again;
+- health: the last probe of each instance (reachable, version, round trip, error, all already redacted) and its count
+  of consecutive failures, which `unhealthy` and `policy.restartAfterFailedProbes` count against;
 - endpoint_aliases: the Docker adapter's EndpointID -> aliases cache. An endpoint's aliases never change (a new alias
   means a new endpoint), so a cached entry is never stale, only unused.
 """
@@ -68,6 +70,16 @@ CREATE TABLE IF NOT EXISTS resources (
     next_retry REAL,
     revision   TEXT,
     updated    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health (
+    instance   TEXT PRIMARY KEY,
+    reachable  INTEGER NOT NULL,
+    failures   INTEGER NOT NULL,
+    version    TEXT,
+    rtt_ms     REAL,
+    error      TEXT,
+    probed     REAL NOT NULL,
+    last_ok    REAL
 );
 CREATE TABLE IF NOT EXISTS acks (
     type  TEXT NOT NULL,
@@ -205,6 +217,50 @@ class Store:
 
     def ack(self, type_: str, name: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (type_, name, time.time()))
+
+    # -- health -------------------------------------------------------------------------------------------------
+
+    def record_probes(self, results: Iterable[Any], keep: Iterable[str]) -> dict[str, int]:
+        """Each probe result (core.health.ProbeResult) of this pass; returns the consecutive failures per instance,
+        this probe included. Instances not in `keep` (no longer declared) are forgotten."""
+        now = time.time()
+        results = list(results)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            before = dict(self.db.execute("SELECT instance, failures FROM health").fetchall())
+            counts = {r.instance: 0 if r.reachable else int(before.get(r.instance, 0)) + 1 for r in results}
+            self.db.executemany(
+                "INSERT INTO health VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO UPDATE SET "
+                "reachable = excluded.reachable, failures = excluded.failures, version = COALESCE(excluded.version, "
+                "health.version), rtt_ms = excluded.rtt_ms, error = excluded.error, probed = excluded.probed, "
+                "last_ok = COALESCE(excluded.last_ok, health.last_ok)",
+                [
+                    (
+                        r.instance,
+                        int(r.reachable),
+                        counts[r.instance],
+                        r.version,
+                        r.rtt_ms,
+                        r.error,
+                        now,
+                        now if r.reachable else None,
+                    )
+                    for r in results
+                ],
+            )
+            keep = set(keep)
+            self.db.executemany(
+                "DELETE FROM health WHERE instance = ?", [(n,) for n in before if n not in keep and n not in counts]
+            )
+        return counts
+
+    def health(self) -> list[dict[str, Any]]:
+        try:
+            cur = self.db.execute("SELECT * FROM health ORDER BY instance")
+        except sqlite3.OperationalError:  # a database written before probes existed, opened read-only
+            return []
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
 def open_optional(path: Path) -> Store | None:

@@ -121,6 +121,13 @@ def naming_convention(name: str, engine: spec.Engine, container: str) -> str | N
     )
 
 
+def _at_least(declared: str, minimum: str) -> bool:
+    """Whether a declared version (`16`, `10.11`) can satisfy a minimum: compared on the components both name."""
+    a, b = [int(x) for x in declared.split(".")], [int(x) for x in minimum.split(".")]
+    n = min(len(a), len(b))
+    return a[:n] >= b[:n]
+
+
 def check_all(
     instances: Sequence[spec.DatabaseInstance],
     networks: Sequence[spec.Network],
@@ -217,6 +224,17 @@ def check_all(
                         n,
                         ("spec", "uses", i, "instance"),
                         f"shares no network with {use.instance} ({', '.join(sorted(inst_nets))}): it cannot reach it",
+                        index=idx,
+                    )
+                )
+            if use.min_version and not _at_least(target.spec.version, use.min_version):
+                out.append(
+                    Problem(
+                        con.kind,
+                        n,
+                        ("spec", "uses", i, "minVersion"),
+                        f"needs {use.instance} {use.min_version} or later, which is declared as version "
+                        f"{target.spec.version}",
                         index=idx,
                     )
                 )

@@ -113,6 +113,7 @@ ORDER = {
     Action.CONNECT: 3,
     Action.DISCONNECT: 4,
     Action.REMOVE: 5,
+    Action.RESTART: 6,
 }
 KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
 
@@ -489,7 +490,8 @@ def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState
                 )
 
 
-def _looks_like_database(c: live.Container) -> str | None:
+def looks_like_database(c: live.Container) -> str | None:
+    """The kind of database a container looks like, by its image's name or the ports it exposes, or None."""
     image = c.image.lower().rsplit("/", 1)[-1]
     for word in DATABASE_IMAGE_WORDS:
         if word in image:
@@ -517,7 +519,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
     }
     db_names = {i.container_name for i in desired.instances}
     for c in observed.containers:
-        engine = _looks_like_database(c)
+        engine = looks_like_database(c)
         if engine is not None:
             for p in c.ports:
                 if p.public and (c.name in db_names or p.container_port in DATABASE_PORTS or c.managed):

@@ -15,6 +15,7 @@ class Action(enum.StrEnum):
     RECREATE = "recreate"  # the spec changed and the upgrade policy allows replacing the container
     DISCONNECT = "disconnect"  # an undeclared attachment to an isolated network
     REMOVE = "remove"  # an orphan container, only with --prune
+    RESTART = "restart"  # an instance whose probes keep failing, only with policy.restartAfterFailedProbes
 
 
 SYMBOLS = {
@@ -24,6 +25,7 @@ SYMBOLS = {
     Action.RECREATE: "-/+",
     Action.DISCONNECT: "~",
     Action.REMOVE: "-",
+    Action.RESTART: "!",
 }
 
 
@@ -39,6 +41,11 @@ class FindingType(enum.StrEnum):
     UNMANAGED_DATABASE = "unmanaged-database"  # a database container nobody declared
     DRIFT = "drift"  # a change held back by policy.drift: warn
     VOLUME_LOST = "volume-lost"  # a declared volume seen before has vanished: nothing starts on a new empty one
+    # from probes of the servers themselves (plan --probe, run, audit)
+    UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)
+    VERSION_MISMATCH = "version-mismatch"  # the server reports another major version than spec.version
+    AUTH_WEAK = "auth-weak"  # the server accepts weaker authentication than declared
+    VERSION_INCONSISTENT = "version-inconsistent"  # shared instances of one engine on different majors
 
 
 class NoteType(enum.StrEnum):

@@ -138,6 +138,12 @@ class InstancePolicy(Model):
     drift: DriftPolicy = DriftPolicy.ENFORCE
     upgrade: UpgradePolicy = UpgradePolicy.MANUAL
     deletion_protection: bool = True
+    restart_after_failed_probes: int | None = Field(
+        default=None,
+        ge=1,
+        description="restart the container after this many consecutive failed probes (then 2x, 4x, ...); "
+        "off when unset",
+    )
 
 
 AUTH_METHODS: dict[Engine, frozenset[str]] = {
@@ -185,6 +191,9 @@ class Use(Model):
     instance: ResourceName = Field(description="a DatabaseInstance")
     host_env: str | None = Field(
         default=None, description="the consumer's env var that must name one of the instance's aliases"
+    )
+    min_version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] | None = Field(
+        default=None, description="the lowest server version the consumer supports, e.g. '14' (audit checks it)"
     )
 
 

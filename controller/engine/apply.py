@@ -146,6 +146,9 @@ def execute(c: plan.Change, runtime: Runtime) -> None:
         runtime.disconnect(c.target, d["network"])
     elif c.action is plan.Action.REMOVE:
         runtime.remove_container(c.target)
+    elif c.action is plan.Action.RESTART:
+        runtime.stop(c.target, STOP_TIMEOUT)
+        runtime.start(c.target)
     elif c.action is plan.Action.RECREATE:
         old = c.target + OLD_SUFFIX
         runtime.stop(c.target, STOP_TIMEOUT)  # first: no second server may ever start on the volume

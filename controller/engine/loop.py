@@ -113,7 +113,9 @@ class Loop:
                 failed.append({"key": key, "error": o.message, "retry_in": round(delay, 1)})
         result = "ok" if not failed else "failed"
         drift = {k: 1 for k in report.drifted} | {k: 0 for k in report.in_sync_keys}
-        self.metrics.observe_pass(result, report.duration, changes, report.findings, drift, report.health)
+        self.metrics.observe_pass(
+            result, report.duration, changes, report.findings, drift, report.health, report.probes
+        )
         self.metrics.engine_up = 1
         self.ready = True
         self.metrics.ready = 1

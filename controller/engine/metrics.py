@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -31,6 +32,7 @@ class Metrics:
         self.findings: dict[str, int] = {}
         self.drift: dict[str, int] = {}
         self.health: dict[str, int] = {}
+        self.probes: dict[str, Any] = {}  # core.health.ProbeResult per instance
         self.last_success = 0.0
         self.engine_up = 0
         self.ready = 0
@@ -44,6 +46,7 @@ class Metrics:
         findings: Mapping[str, int],
         drift: Mapping[str, int],
         health: Mapping[str, int],
+        probes: Mapping[str, Any] | None = None,
     ) -> None:
         with self.lock:
             self.passes[result] += 1
@@ -57,6 +60,8 @@ class Metrics:
             self.findings = dict(findings)
             self.drift = dict(drift)
             self.health = dict(health)
+            if probes is not None:
+                self.probes = dict(probes)
             if result == "ok":
                 self.last_success = time.time()
 
@@ -99,11 +104,32 @@ class Metrics:
                 out.append(f"dbstate_drift{_labels(kind=kind, name=name)} {v}")
             out += [
                 "# HELP dbstate_instance_up 1 when the instance's container is running (and healthy, if it "
-                "has a health check).",
+                "has a health check, and its last probe succeeded, when probing).",
                 "# TYPE dbstate_instance_up gauge",
             ]
             for name, v in sorted(self.health.items()):
                 out.append(f"dbstate_instance_up{_labels(name=name)} {v}")
+            if self.probes:
+                out += [
+                    "# HELP dbstate_instance_probe_success 1 when the last probe logged in with the declared auth.",
+                    "# TYPE dbstate_instance_probe_success gauge",
+                ]
+                for name, r in sorted(self.probes.items()):
+                    out.append(f"dbstate_instance_probe_success{_labels(name=name)} {int(r.reachable)}")
+                out += [
+                    "# HELP dbstate_instance_probe_rtt_seconds How long the last probe took to connect and log in.",
+                    "# TYPE dbstate_instance_probe_rtt_seconds gauge",
+                ]
+                for name, r in sorted(self.probes.items()):
+                    if r.rtt_ms is not None:
+                        out.append(f"dbstate_instance_probe_rtt_seconds{_labels(name=name)} {r.rtt_ms / 1000:.6f}")
+                out += [
+                    "# HELP dbstate_instance_version_info The version the server itself reports.",
+                    "# TYPE dbstate_instance_version_info gauge",
+                ]
+                for name, r in sorted(self.probes.items()):
+                    if r.version:
+                        out.append(f"dbstate_instance_version_info{_labels(name=name, version=r.version)} 1")
             out += [
                 "# HELP dbstate_last_successful_pass_timestamp_seconds When the last pass with no failure ended.",
                 "# TYPE dbstate_last_successful_pass_timestamp_seconds gauge",

@@ -75,3 +75,4 @@ class PassReport:
     health: Mapping[str, int]  # instance name -> 1 running / 0 not, when known
     in_sync_keys: frozenset[str] = field(default_factory=frozenset)
     problems: tuple[Any, ...] = ()  # core.diagnostics.Diagnostic: the desired state's errors, with file and line
+    probes: Mapping[str, Any] = field(default_factory=dict)  # core.health.ProbeResult per instance, when probing

@@ -9,32 +9,29 @@ a password (the client libraries' error texts are reduced to their kind and the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-from controller.core import spec
-from controller.core.checks import versions_agree
+from controller.core import health, live, spec
+from controller.core.health import ProbeResult, ProbeTarget
 
+K = TypeVar("K")
+__all__ = [
+    "ProbeResult",
+    "ProbeTarget",
+    "mariadb_handshake",
+    "probe",
+    "probe_all",
+    "probe_many",
+    "safe_error",
+    "unreachable",
+]
 
-@dataclass(frozen=True)
-class ProbeResult:
-    instance: str
-    address: str
-    reachable: bool
-    version: str | None = None  # as the server reports it, e.g. "15.20", "10.11.19", "7.0.15"
-    rtt_ms: float | None = None
-    error: str | None = None  # why it is not reachable or not authenticated, without secrets
-    auth_weak: tuple[str, ...] = ()  # one message per weakness found
-    facts: dict[str, str] = field(default_factory=dict)
-
-    def version_mismatch(self, declared: str) -> bool:
-        return self.version is not None and not versions_agree(declared, self.version)
-
-
-Prober = Callable[[spec.DatabaseInstance, str, float], ProbeResult]
+Prober = Callable[[ProbeTarget, str, float], ProbeResult]
 
 
-def probe(instance: spec.DatabaseInstance, address: str, timeout: float = 2.0) -> ProbeResult:
+def probe(target: spec.DatabaseInstance | ProbeTarget, address: str, timeout: float = 2.0) -> ProbeResult:
     from controller.adapters.probes import mariadb, postgres, redis
 
     engines: dict[spec.Engine, Prober] = {
@@ -43,12 +40,14 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float = 2.0) -
         spec.Engine.MYSQL: mariadb.probe,
         spec.Engine.REDIS: redis.probe,
     }
+    if isinstance(target, spec.DatabaseInstance):
+        target = ProbeTarget.of(target)
     t0 = time.perf_counter()
     try:
-        return engines[instance.spec.engine](instance, address, timeout)
+        return engines[target.engine](target, address, timeout)
     except Exception as e:  # a probe never raises: an unexpected failure is a result too
         return ProbeResult(
-            instance.metadata.name,
+            target.name,
             address,
             False,
             rtt_ms=(time.perf_counter() - t0) * 1000,
@@ -56,12 +55,10 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float = 2.0) -
         )
 
 
-def unreachable(
-    instance: spec.DatabaseInstance, address: str, started: float, exc: BaseException, secret: str
-) -> ProbeResult:
+def unreachable(target: ProbeTarget, address: str, started: float, exc: BaseException, secret: str) -> ProbeResult:
     """The result of a probe that could not connect or log in, its error scrubbed of `secret`."""
     return ProbeResult(
-        instance.metadata.name,
+        target.name,
         address,
         False,
         rtt_ms=(time.perf_counter() - started) * 1000,
@@ -76,3 +73,49 @@ def safe_error(exc: BaseException, secrets: tuple[str, ...]) -> str:
         if s:
             text = text.replace(s, "***")
     return f"{type(exc).__name__}: {text}"
+
+
+def probe_all(
+    instances: Iterable[spec.DatabaseInstance],
+    observed: live.LiveState,
+    *,
+    timeout: float = 2.0,
+    parallel: int = 8,
+    internal: frozenset[str] = frozenset(),
+) -> dict[str, ProbeResult]:
+    """Probe every instance at once (a dead one costs its timeout, and only its own thread). An instance whose
+    container is missing or not running fails at once, without touching the network."""
+    todo: list[tuple[spec.DatabaseInstance, str]] = []
+    out: dict[str, ProbeResult] = {}
+    for inst in instances:
+        name = inst.metadata.name
+        c = observed.container(inst.container_name)
+        address = health.probe_address(c, internal) if c is not None and c.state == "running" else None
+        if c is None:
+            out[name] = ProbeResult(name, "", False, error=f"no container {inst.container_name}")
+        elif c.state != "running":
+            out[name] = ProbeResult(name, "", False, error=f"container {c.name} is {c.state}")
+        elif address is None:
+            out[name] = ProbeResult(name, "", False, error=f"container {c.name} has no address on any network")
+        else:
+            todo.append((inst, address))
+    found = probe_many([(inst.metadata.name, inst, address) for inst, address in todo], timeout, parallel)
+    return out | found
+
+
+def probe_many(
+    jobs: Sequence[tuple[K, spec.DatabaseInstance | ProbeTarget, str]], timeout: float, parallel: int = 8
+) -> dict[K, ProbeResult]:
+    """(key, target, address) jobs, probed concurrently; results by key."""
+    if not jobs:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(jobs))), thread_name_prefix="probe") as pool:
+        results = list(pool.map(lambda job: probe(job[1], job[2], timeout), jobs))
+    return {key: r for (key, _, _), r in zip(jobs, results, strict=True)}
+
+
+def mariadb_handshake(address: str, timeout: float) -> str | None:
+    """The version a MariaDB/MySQL server announces before any login."""
+    from controller.adapters.probes import mariadb
+
+    return mariadb.handshake_version(address, timeout)

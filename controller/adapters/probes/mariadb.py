@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import pymysql
 
-from controller.adapters.probes import ProbeResult, unreachable
-from controller.core import spec
+from controller.adapters.probes import ProbeResult, ProbeTarget, unreachable
 from controller.core.secrets import reveal
 
 
-def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> ProbeResult:
-    auth = instance.spec.auth
-    password = reveal(auth.password) if auth.password else ""
-    name = instance.metadata.name
+def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
+    password = reveal(target.password) if target.password else ""
+    name = target.name
     t0 = time.perf_counter()
     try:
         conn = pymysql.connect(
             host=address,
             port=3306,
-            user=auth.user or "root",
+            user=target.user or "root",
             password=password,
-            database=auth.database,
+            database=target.database,
             connect_timeout=timeout,
             read_timeout=timeout,
         )
     except pymysql.MySQLError as e:
-        return unreachable(instance, address, t0, e, password)
+        return unreachable(target, address, t0, e, password)
     weak: list[str] = []
     with conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
@@ -56,3 +55,27 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> Prob
     return ProbeResult(
         name, address, True, version, rtt, auth_weak=tuple(weak), facts={"server": raw, "accounts": facts_note}
     )
+
+
+def handshake_version(address: str, timeout: float) -> str | None:
+    """The version a MariaDB/MySQL server announces in its greeting, before any login (for servers whose
+    credentials dbstate does not have)."""
+    try:
+        with socket.create_connection((address, 3306), timeout=timeout) as sock:
+            head = sock.recv(4)
+            if len(head) < 4:
+                return None
+            size = int.from_bytes(head[:3], "little")
+            body = b""
+            while len(body) < size:
+                chunk = sock.recv(size - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    except OSError:
+        return None
+    if not body or body[0] != 10:  # protocol 10; an error packet (0xff) says the host is refused
+        return None
+    raw = body[1 : body.find(b"\0", 1)].decode("ascii", "replace")
+    m = re.match(r"(?:5\.5\.5-)?(\d+(?:\.\d+)*)", raw)  # MariaDB 10 once announced "5.5.5-10.x"
+    return m.group(1) if m else None

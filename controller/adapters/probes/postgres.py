@@ -6,38 +6,36 @@ import time
 
 import psycopg
 
-from controller.adapters.probes import ProbeResult, unreachable
-from controller.core import spec
+from controller.adapters.probes import ProbeResult, ProbeTarget, unreachable
 from controller.core.secrets import reveal
 
 # weakest first: a rule whose method comes before the declared one is weaker
 STRENGTH = ["trust", "password", "md5", "scram-sha-256"]
 
 
-def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> ProbeResult:
-    auth = instance.spec.auth
-    password = reveal(auth.password) if auth.password else ""
-    name = instance.metadata.name
+def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
+    password = reveal(target.password) if target.password else ""
+    name = target.name
     t0 = time.perf_counter()
     try:
         conn = psycopg.connect(
             host=address,
             port=5432,
-            user=auth.user or "postgres",
+            user=target.user or "postgres",
             password=password,
-            dbname=auth.database or auth.user or "postgres",
+            dbname=target.database or target.user or "postgres",
             connect_timeout=max(1, int(timeout)),
             autocommit=True,
         )
     except psycopg.Error as e:
-        return unreachable(instance, address, t0, e, password)
+        return unreachable(target, address, t0, e, password)
     with conn:
         conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
         version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
         rtt = (time.perf_counter() - t0) * 1000
         encryption = str(conn.execute("SHOW password_encryption").fetchone()[0])  # type: ignore[index]
         weak: list[str] = []
-        declared = auth.method
+        declared = target.method
         if declared in STRENGTH and encryption in STRENGTH and STRENGTH.index(encryption) < STRENGTH.index(declared):
             weak.append(f"password_encryption is {encryption}, weaker than the declared {declared}")
         try:

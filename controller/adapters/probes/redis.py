@@ -5,21 +5,31 @@ from __future__ import annotations
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from controller.adapters.probes import ProbeResult, unreachable
-from controller.core import spec
+from controller.adapters.probes import ProbeResult, ProbeTarget, unreachable
 from controller.core.secrets import reveal
 
 
-def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> ProbeResult:
-    auth = instance.spec.auth
-    password = reveal(auth.password) if auth.password else None
-    secret = password or ""  # what every error text is scrubbed of
-    name = instance.metadata.name
-    t0 = time.perf_counter()
-    client = redis.Redis(
-        host=address, port=6379, password=password, socket_timeout=timeout, socket_connect_timeout=timeout
+def _client(address: str, timeout: float, password: str | None = None) -> redis.Redis:
+    # redis-py retries a refused login with backoff by default (seconds per probe): a probe asks once
+    return redis.Redis(
+        host=address,
+        port=6379,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
     )
+
+
+def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
+    password = reveal(target.password) if target.password else None
+    secret = password or ""  # what every error text is scrubbed of
+    name = target.name
+    t0 = time.perf_counter()
+    client = _client(address, timeout, password)
     weak: list[str] = []
     try:
         try:
@@ -28,18 +38,18 @@ def probe(instance: spec.DatabaseInstance, address: str, timeout: float) -> Prob
             if not password or "without any password configured" not in str(e):
                 raise
             client.close()  # a password is declared, the server has none: reachable, and weak
-            client = redis.Redis(host=address, port=6379, socket_timeout=timeout, socket_connect_timeout=timeout)
+            client = _client(address, timeout)
             client.ping()
             weak.append("a password is declared but the server has none (no requirepass)")
             password = None
         rtt = (time.perf_counter() - t0) * 1000
         version = str(client.info("server").get("redis_version", ""))
     except redis.RedisError as e:
-        return unreachable(instance, address, t0, e, secret)
+        return unreachable(target, address, t0, e, secret)
     finally:
         client.close()
     if password:
-        anonymous = redis.Redis(host=address, port=6379, socket_timeout=timeout, socket_connect_timeout=timeout)
+        anonymous = _client(address, timeout)
         try:
             anonymous.ping()
             weak.append("a password is declared but the server answers without one (no requirepass)")
