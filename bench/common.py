@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,21 @@ from typing import Any
 ENV = {"BENCH_PASSWORD": "bench-only-password"}
 SLEEP = "[sleep, infinity]"  # the plan benchmark needs containers, not servers
 REDIS = '["sh", "-c", "exec redis-server --requirepass \\"$$REDIS_PASSWORD\\""]'
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    """Seconds per call of `fn`, `repeat` times."""
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def fmt(xs: list[float]) -> str:
+    p95 = sorted(xs)[max(0, int(len(xs) * 0.95) - 1)]
+    return f"median {statistics.median(xs) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms"
 
 
 def write_state(root: Path, n: int, command: str = REDIS) -> None:

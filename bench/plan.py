@@ -22,31 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import docker
 
-from bench.common import ENV, SLEEP, bench_engine, realise, write_state
+from bench.common import ENV, SLEEP, bench_engine, fmt, realise, timed, write_state
 from controller.adapters import desired
 from controller.adapters.docker import DockerEngine
 from controller.core import diff
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def fmt(xs: list[float]) -> str:
-    return f"median {statistics.median(xs) * 1000:7.1f} ms   p95 {sorted(xs)[int(len(xs) * 0.95) - 1] * 1000:7.1f} ms"
 
 
 def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dict[str, float]:

@@ -23,16 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pymysql
 import redis
 
-from bench.common import bench_engine
+from bench.common import bench_engine, fmt, timed
 from controller.adapters import desired, probes
 from controller.adapters.docker import DockerEngine
 from controller.core import health, spec
@@ -60,20 +58,6 @@ def floor_one(inst: spec.DatabaseInstance, address: str, timeout: float) -> str:
         return str(client.info("server")["redis_version"])
     finally:
         client.close()
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def fmt(xs: list[float]) -> str:
-    p95 = sorted(xs)[max(0, int(len(xs) * 0.95) - 1)]
-    return f"median {statistics.median(xs) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -201,13 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_desired_state_args(p)
     _add_engine_args(p)
     p.add_argument("--strict", action="store_true", help="exit 3 when anything is wrong")
-    p.add_argument(
-        "--probe-timeout",
-        type=float,
-        default=2.0,
-        metavar="SECONDS",
-        help="how long one probe may take to connect and log in (default: 2)",
-    )
+    _add_probe_timeout(p)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="as for plan")
     p.set_defaults(func=cmd_audit)
 
@@ -253,6 +247,16 @@ def _add_converge_args(p: argparse.ArgumentParser, retry_budget: float) -> None:
     )
 
 
+def _add_probe_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long one probe may take to connect and log in (default: 2)",
+    )
+
+
 def _add_probe_args(p: argparse.ArgumentParser, *, unhealthy_after: int, controller: bool = False) -> None:
     """How the database servers themselves are probed: plan/apply with --probe, run on an interval."""
     if controller:
@@ -272,13 +276,7 @@ def _add_probe_args(p: argparse.ArgumentParser, *, unhealthy_after: int, control
             "auth-weak, version-inconsistent (from the servers' own answers), and restarts where "
             "policy.restartAfterFailedProbes asks",
         )
-    p.add_argument(
-        "--probe-timeout",
-        type=float,
-        default=2.0,
-        metavar="SECONDS",
-        help="how long one probe may take to connect and log in (default: 2)",
-    )
+    _add_probe_timeout(p)
     p.add_argument(
         "--unhealthy-after",
         type=int,

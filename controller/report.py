@@ -103,6 +103,19 @@ def _verb(c: plan.Change) -> str:
     return f"{c.action.value} {noun} {c.target}"
 
 
+def _header(paint: Painter, title: str, directory: str, revision: str, engine: live.EngineInfo) -> list[str]:
+    return [
+        paint(title, "bold"),
+        f"  desired state  {directory} @ {revision}",
+        f"  engine         {engine.host} (Docker {engine.version}, API {engine.api_version})",
+        "",
+    ]
+
+
+def _finding_line(paint: Painter, f: plan.Finding) -> str:
+    return f"  {paint('!', 'yellow')} {paint(f.type.value, 'yellow')} {f.kind}/{f.name}: {f.message}"
+
+
 def probe_lines(probes: Mapping[str, ProbeResult], paint: Painter) -> list[str]:
     """One line per instance: up or down, the version the server reports, the round trip, or why it failed."""
     lines = []
@@ -130,12 +143,7 @@ def to_text(
     probes: Mapping[str, ProbeResult] | None = None,
 ) -> str:
     paint = Painter(colour)
-    lines = [
-        paint("dbstate plan", "bold"),
-        f"  desired state  {directory} @ {revision}",
-        f"  engine         {engine.host} (Docker {engine.version}, API {engine.api_version})",
-        "",
-    ]
+    lines = _header(paint, "dbstate plan", directory, revision, engine)
     if p.changes:
         lines.append(paint("Changes:", "bold"))
         width = max(len(f"{c.kind}/{c.name}") for c in p.changes)
@@ -154,7 +162,7 @@ def to_text(
     if p.findings:
         lines.append(paint("Findings (need a human; dbstate does not act on them):", "bold"))
         for f in p.findings:
-            lines.append(f"  {paint('!', 'yellow')} {paint(f.type.value, 'yellow')} {f.kind}/{f.name}: {f.message}")
+            lines.append(_finding_line(paint, f))
         lines.append("")
     if p.notes:
         lines.append(paint("Notes:", "bold"))
@@ -232,13 +240,7 @@ def audit_text(
     from controller.core.audit import CRITERIA
 
     paint = Painter(colour)
-    lines = [
-        paint("dbstate audit", "bold"),
-        f"  desired state  {directory} @ {revision}",
-        f"  engine         {engine.host} (Docker {engine.version}, API {engine.api_version})",
-        "",
-        paint("Databases:", "bold"),
-    ]
+    lines = [*_header(paint, "dbstate audit", directory, revision, engine), paint("Databases:", "bold")]
     rows = [["CONTAINER", "ENGINE", "VERSION", "HEALTH", "DECLARED AS", "NETWORKS", "VOLUMES", "CONSUMERS"]]
     for d in report.databases:
         version = f"{d.version} ({d.version_source})" if d.version else "?"
@@ -289,7 +291,7 @@ def audit_text(
     if report.findings:
         lines.append(paint("Findings:", "bold"))
         for f in report.findings:
-            lines.append(f"  {paint('!', 'yellow')} {paint(f.type.value, 'yellow')} {f.kind}/{f.name}: {f.message}")
+            lines.append(_finding_line(paint, f))
         lines.append("")
     if errors:
         lines.append(paint("Errors in the desired state:", "bold"))

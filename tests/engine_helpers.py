@@ -196,6 +196,12 @@ def dbstate(
     return Run(r.returncode, r.stdout, r.stderr)
 
 
+def demo_env() -> dict[str, str]:
+    """The variables of examples/local/demo.env."""
+    lines = (REPO / "examples/local/demo.env").read_text().splitlines()
+    return {k.split("=", 1)[0]: k.split("=", 1)[1] for k in lines if "=" in k and not k.startswith("#")}
+
+
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.engine_helpers import ENV as HELPER_ENV
-from tests.engine_helpers import REPO, dbstate, network, redis_instance, volume, wait_for
+from tests.engine_helpers import REPO, dbstate, demo_env, network, redis_instance, volume, wait_for
 from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine
@@ -120,11 +120,7 @@ SMALL = {
 
 
 def test_cold_apply_of_the_example_converges_and_servers_answer(docker_client, engine_host, tmp_path, state):
-    demo = {
-        k.split("=", 1)[0]: k.split("=", 1)[1]
-        for k in (REPO / "examples/local/demo.env").read_text().splitlines()
-        if "=" in k and not k.startswith("#")
-    }
+    demo = demo_env()
     args = ("--dir", str(REPO / "examples/local"), "--env-file", str(REPO / "examples/local/demo.env"))
     secrets = tuple(v for k, v in demo.items() if "PASSWORD" in k or "SECRET" in k)
     r = dbstate("apply", *args, "--yes", host=engine_host, state=state, secrets=secrets)

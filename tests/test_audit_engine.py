@@ -14,7 +14,7 @@ import pymysql
 import pytest
 import redis
 
-from tests.engine_helpers import REPO, dbstate, network, wait_for
+from tests.engine_helpers import REPO, dbstate, demo_env, network, wait_for
 from tests.helpers import SECRET, write_tree
 from tests.test_run_engine import Controller
 
@@ -206,11 +206,7 @@ def test_restart_after_failed_probes_is_opt_in_and_backs_off(engine_host, docker
 
 
 def test_audit_of_the_running_example_and_of_databases_started_by_hand(engine_host, docker_client, tmp_path):
-    demo = {
-        k.split("=", 1)[0]: k.split("=", 1)[1]
-        for k in (REPO / "examples/local/demo.env").read_text().splitlines()
-        if "=" in k and not k.startswith("#")
-    }
+    demo = demo_env()
     secrets = (*SECRETS, *(v for k, v in demo.items() if "PASSWORD" in k or "SECRET" in k))
     args = ("--dir", str(REPO / "examples/local"), "--env-file", str(REPO / "examples/local/demo.env"))
     state = tmp_path / "state.db"

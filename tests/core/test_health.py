@@ -10,6 +10,8 @@ from controller.core.plan import Action, FindingType
 from tests.engine_helpers import ENV, consumer, network, redis_instance
 from tests.helpers import SECRET
 
+ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")
+
 
 def pg(name: str, version: str, shared: bool = True, extra: str = "") -> str:
     tier = "{tier: shared}" if shared else "{tier: dedicated}"
@@ -92,15 +94,14 @@ def test_restarts_only_running_containers_dbstate_manages():
     s = state(redis_instance("kv", "kv-db", extra="  policy: {restartAfterFailedProbes: 2}\n"))
     inst = s.instances[0]
     mine = live.Container("id1", "kv-db", inst.spec.image, "running", diff.container_labels(inst, None))
-    engine = live.EngineInfo("unix:///x", "20.10", "1.41")
-    changes = health.restarts(s, live.LiveState(engine, (mine,)), {"kv": 2}, frozenset({"kv"}))
+    changes = health.restarts(s, live.LiveState(ENGINE, (mine,)), {"kv": 2}, frozenset({"kv"}))
     assert [(c.action, c.target) for c in changes] == [(Action.RESTART, "kv-db")]
-    assert health.restarts(s, live.LiveState(engine, (mine,)), {"kv": 3}, frozenset({"kv"})) == ()
-    assert health.restarts(s, live.LiveState(engine, (mine,)), {"kv": 2}, frozenset()) == ()  # not probed now
+    assert health.restarts(s, live.LiveState(ENGINE, (mine,)), {"kv": 3}, frozenset({"kv"})) == ()
+    assert health.restarts(s, live.LiveState(ENGINE, (mine,)), {"kv": 2}, frozenset()) == ()  # not probed now
     stranger = live.Container("id2", "kv-db", inst.spec.image, "running", {})
-    assert health.restarts(s, live.LiveState(engine, (stranger,)), {"kv": 2}, frozenset({"kv"})) == ()
+    assert health.restarts(s, live.LiveState(ENGINE, (stranger,)), {"kv": 2}, frozenset({"kv"})) == ()
     stopped = live.Container("id1", "kv-db", inst.spec.image, "exited", diff.container_labels(inst, None))
-    assert health.restarts(s, live.LiveState(engine, (stopped,)), {"kv": 2}, frozenset({"kv"})) == ()
+    assert health.restarts(s, live.LiveState(ENGINE, (stopped,)), {"kv": 2}, frozenset({"kv"})) == ()
 
 
 def test_probe_address_prefers_a_network_that_is_not_internal():
@@ -149,18 +150,18 @@ def test_image_version_reads_the_official_images_env():
     assert audit.image_version(c) == "11.4.2"
 
 
-def test_orphan_criteria_and_env_references():
+def kv_and_consumer() -> tuple[spec.DesiredState, live.Container]:
+    """A declared redis `kv` used by a declared consumer `app`, and kv's running container on net-a."""
     s = state(redis_instance("kv", "kv-db"), consumer("app", "kv"))
     inst = s.instances[0]
-    engine = live.EngineInfo("unix:///x", "20.10", "1.41")
-    kv = live.Container(
-        "1",
-        "kv-db",
-        inst.spec.image,
-        "running",
-        diff.container_labels(inst, None),
-        (live.Attachment("net-a", ("kv",), "10.0.0.3"),),
+    labels = diff.container_labels(inst, None)
+    return s, live.Container(
+        "1", "kv-db", inst.spec.image, "running", labels, (live.Attachment("net-a", ("kv",), "10.0.0.3"),)
     )
+
+
+def test_orphan_criteria_and_env_references():
+    s, kv = kv_and_consumer()
     app = live.Container(
         "2", "app", "app:1", "running", {}, (live.Attachment("net-a", (), "10.0.0.4"),), env={"DB_HOST": "kv"}
     )
@@ -168,7 +169,7 @@ def test_orphan_criteria_and_env_references():
         "3", "old-redis", "redis:6", "running", {}, (live.Attachment("net-a", (), "10.0.0.5"),), env={}
     )
     composed = live.Container("4", "cache-redis-1", "redis:7", "exited", {audit.COMPOSE_PROJECT: "cache"}, (), env={})
-    observed = live.LiveState(engine, (kv, app, stray, composed))
+    observed = live.LiveState(ENGINE, (kv, app, stray, composed))
     probes = {"kv-db": ok("kv", "7.0.15"), "old-redis": ok("old-redis", "6.2.1")}
     conn = {("kv", "net-a"): ok("kv", "7.0.15")}
     report = audit.build(s, observed, (), probes, {}, conn)
@@ -189,27 +190,17 @@ def test_orphan_criteria_and_env_references():
 
 
 def test_a_connection_to_a_host_that_is_no_alias_is_reported():
-    s = state(redis_instance("kv", "kv-db"), consumer("app", "kv"))
-    inst = s.instances[0]
-    engine = live.EngineInfo("unix:///x", "20.10", "1.41")
-    kv = live.Container(
-        "1",
-        "kv-db",
-        inst.spec.image,
-        "running",
-        diff.container_labels(inst, None),
-        (live.Attachment("net-a", ("kv",), "10.0.0.3"),),
-    )
+    s, kv = kv_and_consumer()
     app = live.Container(
         "2", "app", "a:1", "running", {}, (live.Attachment("net-a", (), "10.0.0.4"),), env={"DB_HOST": "redis"}
     )
-    (c,) = audit.connections(s, live.LiveState(engine, (kv, app)), {("kv", "net-a"): ok("kv", "7.0.15")})
+    (c,) = audit.connections(s, live.LiveState(ENGINE, (kv, app)), {("kv", "net-a"): ok("kv", "7.0.15")})
     assert c.problem == "DB_HOST names 'redis', which is no alias of kv-db on net-a"
     app2 = live.Container("2", "app", "a:1", "running", {}, (), env={"DB_HOST": "kv"})
-    (c,) = audit.connections(s, live.LiveState(engine, (kv, app2)), {})
+    (c,) = audit.connections(s, live.LiveState(ENGINE, (kv, app2)), {})
     assert c.problem == "app shares no network with kv-db"
     app3 = live.Container(
         "2", "app", "a:1", "running", {}, (live.Attachment("net-a", (), "10.0.0.4"),), env={"DB_HOST": "kv"}
     )
-    (c,) = audit.connections(s, live.LiveState(engine, (kv, app3)), {("kv", "net-a"): down("kv")})
+    (c,) = audit.connections(s, live.LiveState(ENGINE, (kv, app3)), {("kv", "net-a"): down("kv")})
     assert c.problem == "kv-db does not answer on net-a: OperationalError: password authentication failed"
