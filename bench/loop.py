@@ -96,6 +96,9 @@ def main() -> int:
     p.add_argument("--instances", type=int, default=50)
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--idle", type=float, default=60.0)
+    p.add_argument(
+        "--probe-interval", default=None, help="passed to `dbstate run` (default: its own default; 0: no probes)"
+    )
     args = p.parse_args()
     controller = None
     with bench_engine() as (eng, client):
@@ -139,6 +142,7 @@ def main() -> int:
                         "",
                         "--resync",
                         "60",
+                        *(["--probe-interval", args.probe_interval] if args.probe_interval is not None else []),
                     ],
                     env=env,
                     stdout=subprocess.DEVNULL,

@@ -53,7 +53,7 @@ def floor_one(inst: spec.DatabaseInstance, address: str, timeout: float) -> str:
     if inst.spec.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
         with pymysql.connect(host=address, user=a.user, password=password or "", connect_timeout=timeout) as conn:
             return str(conn.get_server_info())
-    client = redis.Redis(host=address, password=password, socket_timeout=timeout)
+    client = redis.Redis(host=address, password=password, socket_timeout=timeout, driver_info=None)
     try:
         return str(client.info("server")["redis_version"])
     finally:

@@ -116,8 +116,17 @@ def run(args: argparse.Namespace, probe: ProbeOptions | None = None) -> int:
     if probe is not None:
 
         def probe_periodically() -> None:
-            while not stop.wait(args.probe_interval):
-                loop.trigger(reason="probe")
+            # a pass probes when its probes are due, whatever triggered it; this timer only asks for a pass when no
+            # other pass has probed within the interval (an idle controller: resync and probes share passes)
+            interval = args.probe_interval
+            while True:
+                last = reconciler.last_probe if reconciler is not None else None
+                wait = interval if last is None else max(0.5, last + interval - time.monotonic())
+                if stop.wait(wait):
+                    return
+                last = reconciler.last_probe if reconciler is not None else None
+                if last is None or time.monotonic() - last >= interval - 0.5:
+                    loop.trigger(reason="probe")
 
         threads.append(threading.Thread(target=probe_periodically, name="dbstate-probe", daemon=True))
     if args.source == "worktree":

@@ -29,12 +29,10 @@ def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
     except pymysql.MySQLError as e:
         return unreachable(target, address, t0, e, password)
     weak: list[str] = []
+    rtt = (time.perf_counter() - t0) * 1000
+    raw = str(conn.get_server_info())  # what the server announced in its greeting, e.g. "10.11.19-MariaDB-0+deb12u1"
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT VERSION()")
-        raw = str(cur.fetchone()[0])
-        rtt = (time.perf_counter() - t0) * 1000
-        m = re.match(r"(\d+(?:\.\d+)*)", raw)
-        version = m.group(1) if m else raw
+        version = _version(raw) or raw
         try:
             cur.execute(
                 "SELECT user, host FROM mysql.user WHERE COALESCE(authentication_string, '') = '' "
@@ -47,11 +45,12 @@ def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
             facts_note = "accounts not checked: the probe user cannot read mysql.user"
         else:
             facts_note = "accounts checked"
-    try:
-        pymysql.connect(host=address, port=3306, user="root", password="", connect_timeout=timeout).close()
-        weak.append("root accepts an empty password")
-    except pymysql.MySQLError:
-        pass  # refused, as it must be
+    if facts_note != "accounts checked":  # else a root without a password was among the accounts listed above
+        try:
+            pymysql.connect(host=address, port=3306, user="root", password="", connect_timeout=timeout).close()
+            weak.append("root accepts an empty password")
+        except pymysql.MySQLError:
+            pass  # refused, as it must be
     return ProbeResult(
         name, address, True, version, rtt, auth_weak=tuple(weak), facts={"server": raw, "accounts": facts_note}
     )
@@ -77,5 +76,9 @@ def handshake_version(address: str, timeout: float) -> str | None:
     if not body or body[0] != 10:  # protocol 10; an error packet (0xff) says the host is refused
         return None
     raw = body[1 : body.find(b"\0", 1)].decode("ascii", "replace")
-    m = re.match(r"(?:5\.5\.5-)?(\d+(?:\.\d+)*)", raw)  # MariaDB 10 once announced "5.5.5-10.x"
+    return _version(raw)
+
+
+def _version(announced: str) -> str | None:
+    m = re.match(r"(?:5\.5\.5-)?(\d+(?:\.\d+)*)", announced)  # MariaDB 10 once announced "5.5.5-10.x"
     return m.group(1) if m else None

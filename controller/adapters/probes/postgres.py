@@ -26,14 +26,18 @@ def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
             dbname=target.database or target.user or "postgres",
             connect_timeout=max(1, int(timeout)),
             autocommit=True,
+            options=f"-c statement_timeout={int(timeout * 1000)}",
         )
     except psycopg.Error as e:
         return unreachable(target, address, t0, e, password)
     with conn:
-        conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
-        version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
         rtt = (time.perf_counter() - t0) * 1000
-        encryption = str(conn.execute("SHOW password_encryption").fetchone()[0])  # type: ignore[index]
+        row = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('password_encryption')"
+        ).fetchone()
+        if row is None:  # a server that answers a SELECT with no row is not one to trust
+            raise psycopg.ProgrammingError("no answer to the version query")
+        version, encryption = str(row[0]).split()[0], str(row[1])
         weak: list[str] = []
         declared = target.method
         if declared in STRENGTH and encryption in STRENGTH and STRENGTH.index(encryption) < STRENGTH.index(declared):
