@@ -172,6 +172,9 @@ class Session:
                 jobs.append((c.name, target, address))
         # each declared `uses`: the instance probed at its address on every network it shares with the consumer
         by_name = {i.metadata.name: i for i in state.instances}
+        # (an address already probed above is not probed again: its result serves the connection too)
+        main_address = {(c, a) for c, _, a in jobs}
+        reused: dict[tuple[str, str], str] = {}
         conn_jobs: list[tuple[tuple[str, str], spec.DatabaseInstance | health.ProbeTarget, str]] = []
         for con in state.consumers:
             cc = observed.container(con.container_name)
@@ -182,10 +185,15 @@ class Session:
                     continue
                 for att in ic.networks:
                     key = (inst.metadata.name, att.network)
-                    if att.ip and cc.attachment(att.network) and key not in {k for k, _, _ in conn_jobs}:
+                    if not att.ip or cc.attachment(att.network) is None or key in reused:
+                        continue
+                    if (ic.name, att.ip) in main_address:
+                        reused[key] = ic.name
+                    elif key not in {k for k, _, _ in conn_jobs}:
                         conn_jobs.append((key, inst, att.ip))
-        results = probes.probe_many(jobs, timeout)
-        conn_results = probes.probe_many(conn_jobs, timeout)
+        results = probes.probe_many(jobs + [(f"{k[0]}@{k[1]}", t, a) for k, t, a in conn_jobs], timeout)
+        conn_results = {k: results.pop(f"{k[0]}@{k[1]}") for k, _, _ in conn_jobs}
+        conn_results.update({k: results[name] for k, name in reused.items() if name in results})
         fallback: dict[str, tuple[str, str]] = {}
         for c in observed.containers:
             r = results.get(c.name)
