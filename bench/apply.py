@@ -5,7 +5,7 @@ of the same width.
     .venv/bin/python -m bench.apply [--instances 50] [--rounds 3] [--parallel 4]
 
 Each round runs the floor and dbstate alternately on a clean engine (everything removed in between), so that both
-see the same engine state. dbstate is timed twice: in-process (Session.plan + Session.apply: load, observe, diff,
+see the same engine state. dbstate is timed twice: in-process (Reconciler.plan + Reconciler.apply: load, observe, diff,
 apply) and as a whole `dbstate apply --yes` process.
 """
 
@@ -23,9 +23,10 @@ from pathlib import Path
 import docker
 
 from bench.common import ENV, bench_engine, realise, write_state
+from controller import wiring
 from controller.adapters import desired
 from controller.core import spec
-from controller.wiring import Session
+from controller.engine.options import PassOptions, Target
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,9 +41,9 @@ def floor(client: docker.DockerClient, state: spec.DesiredState, parallel: int) 
 def in_process(host: str, root: Path, state_db: Path, parallel: int) -> float:
     os.environ.update(ENV)
     t0 = time.perf_counter()
-    with Session(host, state_db) as session:
-        result = session.plan(root, None, prune=False, command="bench")
-        outcomes = session.apply(result, parallel=parallel)
+    with wiring.reconciler(Target(root, None, host, state_db), PassOptions("bench", parallel=parallel)) as wired:
+        result = wired.reconciler.plan()
+        outcomes = wired.reconciler.apply(result)
     elapsed = time.perf_counter() - t0
     assert all(o.status == "ok" for o in outcomes), [o.message for o in outcomes if o.status != "ok"][:3]
     return elapsed

@@ -59,25 +59,25 @@ def realise(client: Any, state: Any, parallel: int, subnet: str | None = None) -
     call, and start; instances on a thread pool of `parallel`."""
     import docker
 
-    from controller.core import diff
+    from controller.core import labels
     from controller.core.secrets import reveal
 
     api = client.api
     ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]) if subnet else None
     for net in state.networks:
-        api.create_network(net.metadata.name, driver="bridge", labels=diff.object_labels(net), ipam=ipam)
+        api.create_network(net.metadata.name, driver="bridge", labels=labels.object_labels(net), ipam=ipam)
     vols = {v.metadata.name: v for v in state.volumes}
 
     def one(inst: Any) -> None:
         mount = inst.spec.volumes[0]
-        api.create_volume(mount.source, driver="local", labels=diff.object_labels(vols[mount.source]))
+        api.create_volume(mount.source, driver="local", labels=labels.object_labels(vols[mount.source]))
         att = inst.spec.networks[0]
         c = api.create_container(
             inst.spec.image,
             name=inst.container_name,
             command=list(inst.spec.command),
             environment={k: reveal(v) for k, v in inst.spec.env.items()},
-            labels=diff.container_labels(inst, None),
+            labels=labels.container_labels(inst, None),
             host_config=api.create_host_config(
                 mounts=[docker.types.Mount(mount.target, mount.source)], restart_policy={"Name": "unless-stopped"}
             ),

@@ -31,11 +31,12 @@ import pymysql
 import redis
 
 from bench.common import bench_engine, fmt, timed
+from controller import wiring
 from controller.adapters import desired, probes
 from controller.adapters.docker import DockerEngine
 from controller.core import health, spec
 from controller.core.secrets import reveal
-from controller.wiring import Session
+from controller.engine.options import PassOptions, Target
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples/local"
@@ -67,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with bench_engine() as (eng, client), tempfile.TemporaryDirectory() as tmp:
         state_db = Path(tmp) / "state.db"
-        with Session(eng.host, state_db) as session:
-            result = session.plan(EXAMPLE, ENV_FILE, prune=False, command="apply")
-            outcomes = session.apply(result, parallel=4)
+        with wiring.reconciler(Target(EXAMPLE, ENV_FILE, eng.host, state_db), PassOptions("apply")) as wired:
+            result = wired.reconciler.plan()
+            outcomes = wired.reconciler.apply(result)
             assert all(o.status == "ok" for o in outcomes), [o.message for o in outcomes if o.status != "ok"]
         loaded = desired.load(EXAMPLE, ENV_FILE)
         instances = loaded.state.instances

@@ -3,13 +3,24 @@ reachable and the last pass completed)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve(listen: str, metrics: Callable[[], str], ready: Callable[[], bool]) -> ThreadingHTTPServer:
-    host, _, port = listen.rpartition(":")
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def display(listen: tuple[str, int]) -> str:
+    host, port = listen
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve(listen: tuple[str, int], metrics: Callable[[], str], ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    """Serve in a thread of its own on `listen` (host, port); an IPv6 host is given without brackets."""
+    host, port = listen
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -35,7 +46,8 @@ def serve(listen: str, metrics: Callable[[], str], ready: Callable[[], bool]) ->
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), Handler)
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    server = server_class((host, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="dbstate-http", daemon=True).start()
     return server

@@ -11,8 +11,10 @@ from typing import Any, TextIO
 
 from controller.core import secrets
 
+Log = Callable[..., None]  # log(level=..., msg=..., **fields)
 
-def logger(fmt: str, known_secrets: Callable[[], set[str]], stream: TextIO | None = None) -> Callable[..., None]:
+
+def logger(fmt: str, known_secrets: Callable[[], set[str]], stream: TextIO | None = None) -> Log:
     out = stream or sys.stderr
     lock = threading.Lock()
 

@@ -16,7 +16,7 @@ from typing import Any
 import docker
 
 from controller.adapters import desired
-from controller.core import diff, spec
+from controller.core import labels, spec
 from controller.core.secrets import reveal
 from devtools.engine import TEST_LABEL
 from tests.helpers import SECRET
@@ -91,11 +91,11 @@ def realise(client: docker.DockerClient, state: spec.DesiredState, *, skip: froz
     for net in state.networks:
         if net.metadata.name not in skip:
             client.networks.create(
-                net.metadata.name, driver=net.spec.driver, internal=net.spec.internal, labels=diff.object_labels(net)
+                net.metadata.name, driver=net.spec.driver, internal=net.spec.internal, labels=labels.object_labels(net)
             )
     for vol in state.volumes:
         if vol.metadata.name not in skip:
-            client.volumes.create(vol.metadata.name, driver=vol.spec.driver, labels=diff.object_labels(vol))
+            client.volumes.create(vol.metadata.name, driver=vol.spec.driver, labels=labels.object_labels(vol))
     for inst in state.instances:
         if inst.metadata.name not in skip:
             run_instance(client, inst)
@@ -115,7 +115,7 @@ def run_instance(
         name=inst.container_name,
         command=list(inst.spec.command) or None,
         environment={k: reveal(v) for k, v in inst.spec.env.items()},
-        labels=diff.container_labels(inst, revision),
+        labels=labels.container_labels(inst, revision),
         host_config=host_config,
         networking_config=api.create_networking_config(
             {first.name: api.create_endpoint_config(aliases=list(first.aliases))}

@@ -26,7 +26,7 @@ import docker.types
 import requests.exceptions
 
 from controller.adapters import retry
-from controller.core import errors, live, spec
+from controller.core import errors, labels, live, spec, versions
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -86,8 +86,12 @@ class DockerEngine:
         known_aliases: Mapping[str, tuple[str, ...]] | None = None,
         retry_budget: float = retry.DEFAULT_BUDGET,
         progress: Callable[[str], None] | None = None,
+        save_aliases: Callable[[Mapping[str, tuple[str, ...]]], None] | None = None,
     ) -> None:
+        """`known_aliases` and `save_aliases`: where the EndpointID -> aliases cache lives between processes (the
+        state database); it is saved after an observation that changed it."""
         self.host = resolve_host(host)
+        self.save_aliases = save_aliases
         self.retry_budget = retry_budget
         self.progress = progress or (lambda _msg: None)
         try:
@@ -95,7 +99,7 @@ class DockerEngine:
         except docker.errors.DockerException as e:
             raise translate(e, "connecting", self.host) from e
         self._aliases: dict[str, tuple[str, ...]] = dict(known_aliases or {})  # EndpointID -> aliases
-        self.current_aliases: dict[str, tuple[str, ...]] = {}  # the endpoints of the last observation
+        self.current_aliases: dict[str, tuple[str, ...]] = dict(self._aliases)  # as saved, then as last observed
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -162,7 +166,11 @@ class DockerEngine:
                 for c in raw_containers
                 for n in ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
             }
-            self.current_aliases = {e: a for e, a in self._aliases.items() if e in endpoints}
+            current = {e: a for e, a in self._aliases.items() if e in endpoints}
+            changed = current != self.current_aliases
+            self.current_aliases = current
+        if changed and self.save_aliases is not None:
+            self.save_aliases(current)
         networks = tuple(
             live.Network(n["Id"], n["Name"], n.get("Driver") or "", bool(n.get("Internal")), n.get("Labels") or {})
             for n in raw_networks
@@ -209,7 +217,7 @@ class DockerEngine:
 
 def _wants_env(c: Mapping[str, Any]) -> bool:
     """Containers dbstate does not manage (the consumers) may change their environment at any time."""
-    return (c.get("Labels") or {}).get(live.MANAGED) != "true"
+    return (c.get("Labels") or {}).get(labels.MANAGED) != "true"
 
 
 def _name(c: Mapping[str, Any]) -> str:
@@ -370,7 +378,7 @@ class DockerRuntime(DockerEngine):
             return
         except errors.EnginePermanent:
             pass
-        repo, tag, digest = _split(image)
+        repo, tag, digest = versions.split_image(image)
         self.progress(f"pulling {image}")
         try:
             last = ""
@@ -441,7 +449,7 @@ class DockerRuntime(DockerEngine):
         for net, aliases in nets[1:]:
             self.connect(name, net, aliases, reconnect=False)
 
-    def _is_ours(self, exc: BaseException, name: str, labels: Mapping[str, str]) -> bool:
+    def _is_ours(self, exc: BaseException, name: str, wanted: Mapping[str, str]) -> bool:
         """A 409 on create after a lost answer: the container is there already, made by this very call."""
         if not _is(exc, 409, "already in use"):
             return False
@@ -450,7 +458,7 @@ class DockerRuntime(DockerEngine):
         except docker.errors.DockerException:
             return False
         have = (found.get("Config") or {}).get("Labels") or {}
-        return have.get(live.SPEC_HASH) == labels.get(live.SPEC_HASH) and have.get(live.MANAGED) == "true"
+        return have.get(labels.SPEC_HASH) == wanted.get(labels.SPEC_HASH) and have.get(labels.MANAGED) == "true"
 
     def start(self, name: str) -> None:
         self._do(f"starting {name}", lambda: self.api.start(name))
@@ -502,13 +510,3 @@ class DockerRuntime(DockerEngine):
                 _is(e, 500, "is not connected") or _is(e, 404, "is not connected") or _is(e, 403, "is not connected")
             ),
         )
-
-
-def _split(image: str) -> tuple[str, str | None, str | None]:
-    digest = None
-    if "@" in image:
-        image, digest = image.split("@", 1)
-    slash, colon = image.rfind("/"), image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :], digest
-    return image, None, digest

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from controller.core.errors import DbstateError
+from controller.core.revision import Revision
+
+__all__ = ["GitError", "Revision", "export", "git_dir", "pull", "revision"]
 
 
 class GitError(DbstateError):
     """git could not do what was asked (not a repository, a diverged history)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Revision:
-    commit: str | None  # None: not in a git repository (or git is missing)
-    dirty: bool | None  # uncommitted changes below the directory; None when unknown
-
-    @property
-    def short(self) -> str:
-        if self.commit is None:
-            return "(not a git checkout)"
-        return self.commit[:12] + (" (dirty)" if self.dirty else "")
 
 
 # Every call passes --no-optional-locks: dbstate reads the repository in the background, and `git status` would

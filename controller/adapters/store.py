@@ -19,7 +19,11 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.core.health import ProbeResult
+    from controller.core.plan import Finding, Outcome, ResourceStatus
 
 DEFAULT_PATH = Path(".dbstate/state.db")
 SCHEMA = """
@@ -139,7 +143,7 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
-    def record_findings(self, pass_id: int, findings: Iterable[Any]) -> None:
+    def record_findings(self, pass_id: int, findings: Iterable[Finding]) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
@@ -147,7 +151,7 @@ class Store:
                 [(pass_id, f.type.value, f.kind, f.name, f.message) for f in findings],
             )
 
-    def record_outcome(self, pass_id: int, outcome: Any) -> None:
+    def record_outcome(self, pass_id: int, outcome: Outcome) -> None:
         """One change with its outcome, as soon as it is known (a crash loses nothing already done)."""
         c = outcome.change
         self.db.execute(
@@ -181,8 +185,8 @@ class Store:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
-    def set_resources(self, rows: Iterable[tuple[str, str, str, int, float | None, str | None]]) -> None:
-        """The state of every resource after a pass: (key, status, message, attempts, next_retry, revision)."""
+    def set_resources(self, rows: Iterable[ResourceStatus]) -> None:
+        """The state of every resource after a pass."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -220,15 +224,15 @@ class Store:
 
     # -- health -------------------------------------------------------------------------------------------------
 
-    def record_probes(self, results: Iterable[Any], keep: Iterable[str]) -> dict[str, int]:
-        """Each probe result (core.health.ProbeResult) of this pass; returns the consecutive failures per instance,
+    def record_probes(self, results: Iterable[ProbeResult], keep: Iterable[str]) -> dict[str, int]:
+        """Each probe result of this pass; returns the consecutive failures per instance,
         this probe included. Instances not in `keep` (no longer declared) are forgotten."""
         now = time.time()
-        results = list(results)
+        probed = list(results)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             before = dict(self.db.execute("SELECT instance, failures FROM health").fetchall())
-            counts = {r.instance: 0 if r.reachable else int(before.get(r.instance, 0)) + 1 for r in results}
+            counts = {r.instance: 0 if r.reachable else int(before.get(r.instance, 0)) + 1 for r in probed}
             self.db.executemany(
                 "INSERT INTO health VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO UPDATE SET "
                 "reachable = excluded.reachable, failures = excluded.failures, version = COALESCE(excluded.version, "
@@ -245,12 +249,12 @@ class Store:
                         now,
                         now if r.reachable else None,
                     )
-                    for r in results
+                    for r in probed
                 ],
             )
-            keep = set(keep)
+            kept = set(keep)
             self.db.executemany(
-                "DELETE FROM health WHERE instance = ?", [(n,) for n in before if n not in keep and n not in counts]
+                "DELETE FROM health WHERE instance = ?", [(n,) for n in before if n not in kept and n not in counts]
             )
         return counts
 

@@ -14,27 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.core import checks, live, spec
-from controller.core.diff import host_of, looks_like_database
+from controller.core import checks, live, spec, versions
 from controller.core.health import ProbeResult, ProbeTarget
+from controller.core.hosts import host_of
 from controller.core.plan import Finding
+from controller.core.recognise import engine_of, looks_like_database
 from controller.core.secrets import Secret
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 # env keys that name where a service connects (WIKIJS_DB_HOST, DATABASE_URL, INFISICAL_DB_CONNECTION, ...)
 HOST_KEY = re.compile(r"HOST|URL|URI|DSN|CONNECTION|ADDR|SERVER", re.IGNORECASE)
-ENGINE_OF_WORD = {
-    "postgres": spec.Engine.POSTGRES,
-    "timescale": spec.Engine.POSTGRES,
-    "mariadb": spec.Engine.MARIADB,
-    "mariadb/mysql": spec.Engine.MARIADB,
-    "mysql": spec.Engine.MYSQL,
-    "percona": spec.Engine.MYSQL,
-    "redis": spec.Engine.REDIS,
-    "valkey": spec.Engine.REDIS,
-    "keydb": spec.Engine.REDIS,
-}
-
 # the seed's "Criteria for Orphaned Instances", in its order
 NO_REFERENCE = "no-reference"  # no service references it (neither a declared `uses` nor any container's env)
 NOT_DECLARED = "not-declared"  # in no desired state and in no compose project
@@ -132,13 +121,6 @@ class Report:
         )
 
 
-def engine_of(c: live.Container, declared: spec.DatabaseInstance | None) -> spec.Engine | None:
-    if declared is not None:
-        return declared.spec.engine
-    word = looks_like_database(c)
-    return ENGINE_OF_WORD.get(word) if word else None
-
-
 def own_credentials(c: live.Container, engine: spec.Engine) -> ProbeTarget:
     """For a database nobody declared: log in as the official images' env says it was set up (what an operator
     would do with `docker exec ... psql -U $POSTGRES_USER`). Values stay Secrets; they are never printed."""
@@ -173,13 +155,6 @@ def image_version(c: live.Container) -> str | None:
         if m:
             return m.group(1)
     return None
-
-
-def meets(version: str, minimum: str) -> bool:
-    """`16.2` meets `14` and `16`; `10.6.3` does not meet `10.11` (compared component by component)."""
-    have = [int(x) for x in re.findall(r"\d+", version)]
-    want = [int(x) for x in minimum.split(".")]
-    return have[: len(want)] >= want
 
 
 def naming(container: str, engine: spec.Engine | None, service: str | None) -> str | None:
@@ -255,7 +230,9 @@ def build(
             criteria.append(NOT_MAPPED)
         if version is not None and inst is not None:
             minimums = [u.min_version for _, u in uses.get(inst.metadata.name, []) if u.min_version]
-            if not checks.versions_agree(inst.spec.version, version) or any(not meets(version, m) for m in minimums):
+            if not versions.agree(inst.spec.version, version) or any(
+                not versions.at_least(version, m) for m in minimums
+            ):
                 criteria.append(VERSION_UNMET)
         databases.append(
             Database(

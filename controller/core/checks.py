@@ -12,12 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core import spec
+from controller.core import spec, versions
 
 Path = tuple[str | int, ...]
 Severity = Literal["error", "warning"]
-
-_DIGITS = re.compile(r"^(\d+(?:\.\d+)*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,32 +28,6 @@ class Problem:
     index: int = 0  # which of the resources of this kind passed to the check (duplicates share a name)
 
 
-def split_image(image: str) -> tuple[str, str | None, str | None]:
-    """(repository, tag, digest) of an image reference; a registry port is not a tag."""
-    digest = None
-    if "@" in image:
-        image, digest = image.split("@", 1)
-    repo, tag = image, None
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        repo, tag = image[:colon], image[colon + 1 :]
-    return repo, tag, digest
-
-
-def tag_version(tag: str) -> str | None:
-    """The version a tag reveals (`16-alpine` -> `16`, `15.1.0.147` -> `15.1.0.147`), or None."""
-    m = _DIGITS.match(tag)
-    return m.group(1) if m else None
-
-
-def versions_agree(declared: str, revealed: str) -> bool:
-    """`16` agrees with `16.2`, and `15` with `15.1.0.147`: the shorter is a prefix of the longer."""
-    a, b = declared.split("."), revealed.split(".")
-    n = min(len(a), len(b))
-    return [int(x) for x in a[:n]] == [int(x) for x in b[:n]]
-
-
 def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
     out: list[Problem] = []
     kind, name = inst.kind, inst.metadata.name
@@ -64,15 +36,15 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
         out.append(Problem(kind, name, path, message, severity))
 
     s = inst.spec
-    _repo, tag, digest = split_image(s.image)
+    _repo, tag, digest = versions.split_image(s.image)
     if digest is None:
         if tag is None:
             err(("spec", "image"), f"image {s.image!r} is not pinned: name a tag (not `latest`) or a digest")
         elif tag == "latest":
             err(("spec", "image"), f"image {s.image!r} is not pinned: `latest` moves; name a version tag or a digest")
         else:
-            revealed = tag_version(tag)
-            if revealed is not None and not versions_agree(s.version, revealed):
+            revealed = versions.tag_version(tag)
+            if revealed is not None and not versions.agree(s.version, revealed):
                 err(
                     ("spec", "version"),
                     f"version {s.version!r} disagrees with the image tag {tag!r}, which says {revealed}",
@@ -119,13 +91,6 @@ def naming_convention(name: str, engine: spec.Engine, container: str) -> str | N
         f"container name {container!r} follows none of the seed's patterns "
         "(<service>-<service>-1, <service>-<dbtype>-1, <service>-db)"
     )
-
-
-def _at_least(declared: str, minimum: str) -> bool:
-    """Whether a declared version (`16`, `10.11`) can satisfy a minimum: compared on the components both name."""
-    a, b = [int(x) for x in declared.split(".")], [int(x) for x in minimum.split(".")]
-    n = min(len(a), len(b))
-    return a[:n] >= b[:n]
 
 
 def check_all(
@@ -227,7 +192,7 @@ def check_all(
                         index=idx,
                     )
                 )
-            if use.min_version and not _at_least(target.spec.version, use.min_version):
+            if use.min_version and not versions.at_least(target.spec.version, use.min_version):
                 out.append(
                     Problem(
                         con.kind,

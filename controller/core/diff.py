@@ -21,56 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from controller.core import live, spec
+from controller.core import labels, live, spec
+from controller.core.hosts import host_of
+from controller.core.labels import OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
-from controller.core.secrets import REDACTED, Secret
+from controller.core.recognise import DATABASE_PORTS, looks_like_database
 
-DATABASE_PORTS = {5432: "postgres", 3306: "mariadb/mysql", 6379: "redis"}
-DATABASE_IMAGE_WORDS = ("postgres", "mariadb", "mysql", "redis", "valkey", "keydb", "percona", "timescale")
 STOPPED = frozenset({"created", "exited", "dead"})
-OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
-
-
-def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, str]:
-    """The labels dbstate puts on a container it creates (the declaration's own labels first)."""
-    labels = dict(resource.metadata.labels)
-    labels.update(
-        {
-            live.MANAGED: "true",
-            live.KIND: resource.kind,
-            live.NAME: resource.metadata.name,
-            live.SPEC_HASH: spec.spec_hash(resource),
-            live.REVISION: revision or "unknown",
-        }
-    )
-    if isinstance(resource, spec.DatabaseInstance) and resource.spec.policy.deletion_protection:
-        labels[live.PROTECTED] = "true"
-    return labels
-
-
-def object_labels(resource: spec.Network | spec.Volume) -> dict[str, str]:
-    labels = dict(resource.metadata.labels)
-    labels.update({live.MANAGED: "true", live.KIND: resource.kind, live.NAME: resource.metadata.name})
-    return labels
-
-
-def redact_env(env: dict[str, str | Secret]) -> dict[str, str]:
-    return {k: (REDACTED if isinstance(v, Secret) else v) for k, v in sorted(env.items())}
-
-
-def host_of(value: str) -> str:
-    """The host a connection setting names: `postgres`, `postgres:5432`, or a URL's host."""
-    if "://" in value:
-        try:
-            return urlsplit(value).hostname or ""
-        except ValueError:
-            return ""
-    host = value.split("/", 1)[0]
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 @dataclass
@@ -187,15 +145,7 @@ def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState)
                 )
             )
             continue
-        if not found.managed:
-            b.notes.append(
-                Note(
-                    NoteType.ADOPTED,
-                    net.kind,
-                    name,
-                    f"exists without dbstate's labels (driver {found.driver}): adopted as it is",
-                )
-            )
+        _adopted(b, net, found)
         diffs = []
         if found.driver != net.spec.driver:
             diffs.append(f"driver is {found.driver}, declared {net.spec.driver}")
@@ -209,6 +159,19 @@ def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState)
                 "; ".join(diffs) + ": a network is never recreated on its own (it would cut every container "
                 "off); recreate it by hand in a maintenance window",
             )
+
+
+def _adopted(b: _Builder, resource: spec.Network | spec.Volume, found: live.Network | live.Volume) -> None:
+    """A declared network or volume that exists without dbstate's labels is taken as it is, never recreated."""
+    if not found.managed:
+        b.notes.append(
+            Note(
+                NoteType.ADOPTED,
+                resource.kind,
+                resource.metadata.name,
+                f"exists without dbstate's labels (driver {found.driver}): adopted as it is",
+            )
+        )
 
 
 def _volumes(
@@ -234,15 +197,7 @@ def _volumes(
             details = {"driver": vol.spec.driver, "labels": object_labels(vol)}
             b.changes.append(Change(Action.CREATE, vol.kind, name, name, reason, details))
             continue
-        if not found.managed:
-            b.notes.append(
-                Note(
-                    NoteType.ADOPTED,
-                    vol.kind,
-                    name,
-                    f"exists without dbstate's labels (driver {found.driver}): adopted as it is",
-                )
-            )
+        _adopted(b, vol, found)
         if found.driver != vol.spec.driver:
             b.finding(
                 FindingType.CONFIG_DRIFT,
@@ -318,7 +273,7 @@ def _workload(
         )
         return
     want_hash = spec.spec_hash(resource)
-    if c.labels.get(live.SPEC_HASH) != want_hash:
+    if c.labels.get(labels.SPEC_HASH) != want_hash:
         if recreate_allowed:
             b.change(
                 policy,
@@ -330,7 +285,7 @@ def _workload(
                     "the declaration changed (spec hash differs); volumes are kept",
                     {
                         **_create_details(resource, revision),
-                        "from_hash": c.labels.get(live.SPEC_HASH),
+                        "from_hash": c.labels.get(labels.SPEC_HASH),
                         "to_hash": want_hash,
                     },
                     needs,
@@ -490,18 +445,6 @@ def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState
                 )
 
 
-def looks_like_database(c: live.Container) -> str | None:
-    """The kind of database a container looks like, by its image's name or the ports it exposes, or None."""
-    image = c.image.lower().rsplit("/", 1)[-1]
-    for word in DATABASE_IMAGE_WORDS:
-        if word in image:
-            return word
-    for p in c.ports:
-        if p.container_port in DATABASE_PORTS:
-            return DATABASE_PORTS[p.container_port]
-    return None
-
-
 def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: live.LiveState, prune: bool) -> None:
     opaque = desired.unreadable_files
     if opaque:
@@ -539,7 +482,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             if owner in declared_keys or owner in desired.held_back:
                 continue
             kind, name = owner or ("", "")
-            protected = c.labels.get(live.PROTECTED) == "true"
+            protected = c.labels.get(labels.PROTECTED) == "true"
             if not prune:
                 b.finding(
                     FindingType.ORPHAN,
@@ -585,7 +528,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             )
     declared_vols = {("Volume", v.metadata.name) for v in desired.volumes}
     for vol in observed.volumes:
-        key = (vol.labels.get(live.KIND, ""), vol.labels.get(live.NAME, ""))
+        key = (vol.labels.get(labels.KIND, ""), vol.labels.get(labels.NAME, ""))
         if vol.managed and not opaque and key not in declared_vols and key not in desired.held_back:
             b.finding(
                 FindingType.ORPHAN,
@@ -595,7 +538,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             )
     declared_nets = {("Network", n.metadata.name) for n in desired.networks}
     for net in observed.networks:
-        key = (net.labels.get(live.KIND, ""), net.labels.get(live.NAME, ""))
+        key = (net.labels.get(labels.KIND, ""), net.labels.get(labels.NAME, ""))
         if net.managed and not opaque and key not in declared_nets and key not in desired.held_back:
             b.finding(
                 FindingType.ORPHAN, "Network", net.name, "network carries dbstate's labels but is no longer declared"

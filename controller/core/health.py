@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.core import live, spec
-from controller.core.checks import versions_agree
+from controller.core import live, spec, versions
 from controller.core.plan import Action, Change, Finding, FindingType
 from controller.core.secrets import Secret
 
@@ -39,7 +38,7 @@ class ProbeResult:
     facts: dict[str, str] = field(default_factory=dict)
 
     def version_mismatch(self, declared: str) -> bool:
-        return self.version is not None and not versions_agree(declared, self.version)
+        return self.version is not None and not versions.agree(declared, self.version)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -74,8 +73,7 @@ class ProbeTarget:
 
 def major(engine: spec.Engine, version: str) -> str:
     """The part of a version that makes a major release: `16` of 16.2, `10.11` of MariaDB 10.11.9, `7` of 7.0.15."""
-    parts = version.split(".")
-    return ".".join(parts[: 2 if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL) else 1])
+    return versions.major(engine in (spec.Engine.MARIADB, spec.Engine.MYSQL), version)
 
 
 def probe_address(c: live.Container, internal: frozenset[str] = frozenset()) -> str | None:

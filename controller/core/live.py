@@ -6,12 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-MANAGED = "io.dbstate.managed"
-KIND = "io.dbstate.kind"
-NAME = "io.dbstate.name"
-SPEC_HASH = "io.dbstate.spec-hash"
-REVISION = "io.dbstate.revision"
-PROTECTED = "io.dbstate.deletion-protection"
+from controller.core.hosts import every_interface
+from controller.core.labels import KIND, MANAGED, NAME
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -39,7 +35,7 @@ class Port:
 
     @property
     def public(self) -> bool:
-        return self.host_port is not None and self.host_ip in ("", "0.0.0.0", "::")  # noqa: S104 - detecting
+        return self.host_port is not None and every_interface(self.host_ip)
 
 
 @dataclass(frozen=True, slots=True)

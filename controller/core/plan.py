@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from controller.core import spec
 
 
 class Action(enum.StrEnum):
@@ -64,7 +67,7 @@ class Change:
     # "Kind/name" of the resources whose changes must succeed first (networks, volumes, the instances a consumer uses)
     requires: tuple[str, ...] = ()
     # The declaration the change comes from (with resolved secrets): for apply only, never printed or serialised.
-    resource: Any = field(default=None, repr=False, compare=False)
+    resource: spec.DatabaseInstance | spec.Consumer | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -115,3 +118,38 @@ class Plan:
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)
+
+
+Status = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one change when a plan was applied."""
+
+    change: Change
+    status: Status
+    message: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.change.action.value,
+            "kind": self.change.kind,
+            "name": self.change.name,
+            "target": self.change.target,
+            "status": self.status,
+            "message": self.message,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class ResourceStatus(NamedTuple):
+    """A resource after a pass, as `dbstate status` shows it."""
+
+    key: str  # Kind/name
+    status: str  # in-sync | drifted | failing | findings | invalid
+    message: str
+    attempts: int
+    next_retry: float | None  # wall-clock time of the next retry, when failing
+    revision: str | None

@@ -11,11 +11,15 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
+from controller.core.hosts import every_interface
+
+if TYPE_CHECKING:
+    from controller.core.diagnostics import Diagnostic
 from controller.core.secrets import Secret
 
 API_VERSION = "dbstate.io/v1"
@@ -47,7 +51,7 @@ class PortPublish:
 
     @property
     def public(self) -> bool:
-        return self.host_ip in ("", "0.0.0.0", "::", "[::]")  # noqa: S104 - detecting, not binding
+        return every_interface(self.host_ip)
 
 
 def parse_port(text: str) -> PortPublish:
@@ -312,15 +316,15 @@ class Loaded:
     """The result of reading a desired-state directory: what is valid, and everything that was said about it."""
 
     state: DesiredState
-    diagnostics: tuple[Any, ...]  # core.diagnostics.Diagnostic
+    diagnostics: tuple[Diagnostic, ...]
     files: tuple[str, ...]
     sources: dict[tuple[str, str], SourceLocation]
     variables_from: str | None = None  # the env file used, if any
 
     @property
-    def errors(self) -> tuple[Any, ...]:
+    def errors(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.severity == "error")
 
     @property
-    def warnings(self) -> tuple[Any, ...]:
+    def warnings(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.severity == "warning")

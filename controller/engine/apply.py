@@ -15,35 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any, Literal
 
 from controller.core import errors, plan, spec
-from controller.core.diff import OLD_SUFFIX
+from controller.core.labels import OLD_SUFFIX
 from controller.core.secrets import reveal
 from controller.engine.ports import Runtime
 
-Status = Literal["ok", "failed", "skipped"]
 STOP_TIMEOUT = 30  # seconds a database gets to shut down cleanly before a recreate goes on
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    change: plan.Change
-    status: Status
-    message: str
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.change.action.value,
-            "kind": self.change.kind,
-            "name": self.change.name,
-            "target": self.change.target,
-            "status": self.status,
-            "message": self.message,
-            "seconds": round(self.seconds, 3),
-        }
+Outcome = plan.Outcome
 
 
 def dependencies(changes: Sequence[plan.Change]) -> list[set[int]]:

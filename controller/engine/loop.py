@@ -1,43 +1,64 @@
-"""The reconcile loop: sources of work -> the queue -> one level-triggered pass at a time; resync; graceful stop.
+"""The reconcile loop: sources of work -> the queue -> one level-triggered pass at a time; resync; the lease and probe
+timers; graceful stop; and it survives any pass.
 
 Sources (file changes, new commits, Docker events) call `trigger`; a new desired state calls `new_desired_state`,
 which supersedes every pending retry. Each pass re-reads both sides and applies every change that is not waiting for
 its retry; a failed change puts its resource on exponential backoff, and the queue brings it back when it is due. A
-pass that cannot reach the engine is retried with the same backoff while the loop stays up and reports not ready.
+pass that fails as a whole (the engine is gone, the desired state cannot be read, or a bug) is logged, counted and
+retried with the same backoff while the loop stays up and reports not ready. Only `stop` ends `run`.
+
+Timers: with a lease, the loop acts only while it holds it (renewed every TTL/3; a second controller waits); with
+probes, a pass is asked for when the probes are due and no other pass has probed within the interval.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from controller.core import errors
 from controller.engine.metrics import Metrics
-from controller.engine.ports import PassReport, Reconciler
-from controller.engine.queue import WHOLE, WorkQueue
+from controller.engine.ports import Lease
+from controller.engine.queue import WHOLE, Backoff, WorkQueue
+from controller.engine.reconciler import PassReport, Request
 
 Log = Callable[..., None]
+
+
+class Reconciles(Protocol):
+    """What the loop needs of a reconciler (`engine.reconciler.Reconciler`, or a fake in the unit tests)."""
+
+    def reconcile(self, request: Request) -> PassReport: ...
+
+    def record_status(self, report: PassReport, backoffs: Mapping[str, Backoff]) -> None: ...
+
+    def probe_due_in(self) -> float | None: ...
 
 
 class Loop:
     def __init__(
         self,
-        reconciler: Reconciler,
+        reconciler: Reconciles,
         *,
         resync: float = 60.0,
         queue: WorkQueue | None = None,
         metrics: Metrics | None = None,
         log: Log | None = None,
-        may_act: Callable[[], bool] = lambda: True,
+        lease: Lease | None = None,
+        lease_ttl: float = 30.0,
     ) -> None:
         self.reconciler = reconciler
         self.resync = resync
         self.queue = queue or WorkQueue()
         self.metrics = metrics or Metrics()
         self.log: Log = log or (lambda **_fields: None)
-        self.may_act = may_act
+        self.lease = lease
+        self.lease_ttl = lease_ttl
+        self.leading = threading.Event()
+        if lease is None:
+            self.leading.set()
         self.stopping = threading.Event()
         self._reasons: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -61,9 +82,21 @@ class Loop:
         self.stopping.set()
         self.queue.close()
 
+    def is_ready(self) -> bool:
+        """/readyz: the engine answered and the last pass completed, and this controller may act."""
+        return self.ready and self.leading.is_set()
+
     # -- the loop ---------------------------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Until `stop`: the lease and probe timers in the background, passes in this thread."""
+        timers = []
+        if self.lease is not None:
+            timers.append(threading.Thread(target=self._keep_lease, name="dbstate-lease", daemon=True))
+        if self.reconciler.probe_due_in() is not None:
+            timers.append(threading.Thread(target=self._probe_timer, name="dbstate-probe", daemon=True))
+        for t in timers:
+            t.start()
         self.trigger(WHOLE, "start")
         last_pass = 0.0
         while not self.stopping.is_set():
@@ -74,32 +107,48 @@ class Loop:
             with self._lock:
                 reasons = [self._reasons.pop(k, "retry") for k in keys]
             trigger = ",".join(sorted(set(reasons))) if keys else "resync"
-            if not self.may_act():
+            if not self.leading.is_set():
                 self.ready = False
                 self.metrics.ready = 0
                 self.queue.add(WHOLE, delay=1.0)
                 continue
             self.one_pass(trigger)
             last_pass = time.monotonic()
+        if self.lease is not None:
+            try:
+                self.lease.release()
+            except errors.DbstateError as e:
+                self.log(level="warning", msg="cannot release the lease", error=str(e))
 
     def one_pass(self, trigger: str) -> PassReport | None:
+        """One pass; whatever goes wrong in it is logged, counted and retried, never raised."""
         try:
-            report = self.reconciler.run_pass(
-                trigger, deferred=lambda key: self.queue.waiting(key) is not None, should_stop=self.stopping.is_set
+            report = self.reconciler.reconcile(
+                Request(
+                    trigger,
+                    deferred=lambda key: self.queue.waiting(key) is not None,
+                    should_stop=self.stopping.is_set,
+                )
             )
+            return self._settle(trigger, report)
         except errors.EngineError as e:
-            delay = self.queue.failed(WHOLE, str(e))
-            self.ready = False
             self.metrics.engine_up = 0
-            self.metrics.ready = 0
-            self.metrics.failed_pass()
-            self.log(level="error", msg="pass failed", trigger=trigger, error=str(e), retry_in=round(delay, 1))
-            return None
+            self._pass_failed(trigger, str(e))
         except errors.DbstateError as e:  # the desired state cannot be read at all (no directory, git failed)
-            delay = self.queue.failed(WHOLE, str(e))
-            self.metrics.failed_pass()
-            self.log(level="error", msg="pass failed", trigger=trigger, error=str(e), retry_in=round(delay, 1))
-            return None
+            self._pass_failed(trigger, str(e))
+        except Exception as e:  # a bug: the controller stays up, says what it was, and tries again later
+            self._pass_failed(trigger, f"unexpected {type(e).__name__}: {e}")
+        return None
+
+    def _pass_failed(self, trigger: str, error: str) -> None:
+        delay = self.queue.failed(WHOLE, error)
+        self.ready = False
+        self.metrics.ready = 0
+        self.metrics.failed_pass()
+        self.log(level="error", msg="pass failed", trigger=trigger, error=error, retry_in=round(delay, 1))
+
+    def _settle(self, trigger: str, report: PassReport) -> PassReport:
+        """The queue, metrics, status and logs after a pass that ran."""
         self.queue.succeeded(WHOLE)
         changes: list[tuple[str, str]] = []
         failed: list[dict[str, Any]] = []
@@ -137,20 +186,75 @@ class Loop:
         )
         for f in failed:
             self.log(level="warning", msg="change failed", reconcile_id=report.reconcile_id, **f)
+        self._log_problems(report)
+        return report
+
+    def _log_problems(self, report: PassReport) -> None:
         problems = tuple(str(p) for p in report.problems)
-        if problems != self._logged_problems:  # once per change, not once per pass
-            self._logged_problems = problems
-            for p in report.problems:
+        if problems == self._logged_problems:  # once per change, not once per pass
+            return
+        self._logged_problems = problems
+        for p in report.problems:
+            self.log(
+                level="error",
+                msg="desired state error: held back, nothing torn down",
+                reconcile_id=report.reconcile_id,
+                revision=report.revision,
+                file=p.file,
+                line=p.line,
+                column=p.column,
+                resource=f"{p.kind}/{p.name}" if p.kind else None,
+                field=p.field,
+                error=p.message,
+            )
+
+    # -- timers ---------------------------------------------------------------------------------------------------
+
+    def _keep_lease(self) -> None:
+        """Acquire and renew the lease every TTL/3; while another controller holds it, do not act."""
+        assert self.lease is not None
+        ttl = self.lease_ttl
+        waiting_logged = False
+        while not self.stopping.is_set():
+            try:
+                other = self.lease.hold()
+            except errors.EngineError as e:
+                self._not_leading()
+                self.log(level="warning", msg="cannot renew the lease", error=str(e))
+                self.stopping.wait(2.0)
+                continue
+            if other is None:
+                if not self.leading.is_set():
+                    self.log(level="info", msg="holding the engine lease", holder=self.lease.holder, ttl=ttl)
+                    waiting_logged = False
+                    self.trigger(reason="lease acquired")
+                self.leading.set()
+                self.metrics.leader = 1
+                self.stopping.wait(ttl / 3)
+                continue
+            self._not_leading()
+            if not waiting_logged:
+                until = time.strftime("%H:%M:%S", time.gmtime(other.expires))
                 self.log(
                     level="error",
-                    msg="desired state error: held back, nothing torn down",
-                    reconcile_id=report.reconcile_id,
-                    revision=report.revision,
-                    file=p.file,
-                    line=p.line,
-                    column=p.column,
-                    resource=f"{p.kind}/{p.name}" if p.kind else None,
-                    field=p.field,
-                    error=p.message,
+                    msg="another dbstate run holds the engine lease: not acting until it stops or its lease expires",
+                    holder=other.holder,
+                    expires=f"{until}Z",
                 )
-        return report
+                waiting_logged = True
+            self.stopping.wait(min(2.0, ttl / 3))
+
+    def _not_leading(self) -> None:
+        self.leading.clear()
+        self.metrics.leader = 0
+
+    def _probe_timer(self) -> None:
+        """A pass probes when its probes are due, whatever triggered it; this timer only asks for a pass when no
+        other pass has probed within the interval (an idle controller: resync and probes share passes)."""
+        while True:
+            due = self.reconciler.probe_due_in()
+            if due is None or self.stopping.wait(max(0.5, due)):
+                return
+            due = self.reconciler.probe_due_in()
+            if due is not None and due <= 0.5 and self.last_report is not None:  # the first pass probes anyway
+                self.trigger(reason="probe")

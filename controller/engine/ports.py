@@ -1,10 +1,31 @@
-"""The ports the engine talks to: Protocols that adapters implement (the Docker engine, the state store)."""
+"""The ports the engine talks to: Protocols that adapters implement (the desired state, the Docker engine, the
+database probes, the state store, the lease, the clock). Typed with the core's data only, so that the engine never
+imports an adapter and a test can hand it a fake."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Protocol
+
+from controller.core import live, plan, spec
+from controller.core.health import ProbeResult, ProbeTarget
+from controller.core.revision import Desired as Desired  # what a DesiredSource returns
+
+
+class DesiredSource(Protocol):
+    """Where the desired state comes from: the files of a directory, or what is committed at HEAD."""
+
+    def load(self) -> Desired: ...
+
+
+class Observer(Protocol):
+    """A snapshot of the engine: every container, network and volume; `inspect` names the containers whose aliases
+    and environment the diff needs, `inspect_all` inspects every one (audit)."""
+
+    host: str
+
+    def observe(self, inspect: Collection[str] = (), *, inspect_all: bool = False) -> live.LiveState: ...
 
 
 class Runtime(Protocol):
@@ -41,38 +62,86 @@ class Runtime(Protocol):
     def disconnect(self, container: str, network: str) -> None: ...
 
 
-class Store(Protocol):
-    """Where apply records what it did."""
-
-    def record_outcome(self, pass_id: int, outcome: Any) -> None: ...
+ProbeJob = tuple[str, spec.DatabaseInstance | ProbeTarget, str]  # (key, who to log in as, address)
 
 
-class Reconciler(Protocol):
-    """One level-triggered pass: re-read both sides, apply what is not waiting for a retry, report."""
+class Prober(Protocol):
+    """Logs in to database servers. Never raises: a failure is a result."""
 
-    def run_pass(
-        self, trigger: str, deferred: Callable[[str], bool], should_stop: Callable[[], bool]
-    ) -> PassReport: ...
+    def probe_all(
+        self,
+        instances: Iterable[spec.DatabaseInstance],
+        observed: live.LiveState,
+        *,
+        timeout: float,
+        internal: frozenset[str],
+    ) -> dict[str, ProbeResult]: ...
 
-    def record_status(self, report: PassReport, backoffs: Mapping[str, Any]) -> None: ...
+    def probe_many(self, jobs: Sequence[ProbeJob], timeout: float) -> dict[str, ProbeResult]: ...
+
+    def handshake(self, address: str, timeout: float) -> str | None:
+        """The version a MariaDB/MySQL server announces before any login."""
+        ...
 
 
-@dataclass(frozen=True)
-class PassReport:
-    """What a pass did, for the loop's queue, metrics, logs and the status table."""
+class History(Protocol):
+    """What dbstate remembers between passes: the passes and their outcomes, the volumes it has seen (so that a lost
+    one is never recreated empty), acknowledgements, and the probes' consecutive failures."""
 
-    reconcile_id: str
-    trigger: str
-    revision: str | None
-    dirty: bool | None
-    duration: float
-    outcomes: tuple[Any, ...]  # engine.apply.Outcome
-    pending: tuple[str, ...]  # keys with changes that were deferred (waiting for a retry)
-    drifted: frozenset[str]  # keys the plan had changes for
-    findings: Mapping[str, int]  # type -> count
-    finding_keys: frozenset[str]
-    errors: int
-    health: Mapping[str, int]  # instance name -> 1 running / 0 not, when known
-    in_sync_keys: frozenset[str] = field(default_factory=frozenset)
-    problems: tuple[Any, ...] = ()  # core.diagnostics.Diagnostic: the desired state's errors, with file and line
-    probes: Mapping[str, Any] = field(default_factory=dict)  # core.health.ProbeResult per instance, when probing
+    def seen_volumes(self) -> frozenset[str]: ...
+
+    def acknowledged(self, type_: str) -> frozenset[str]: ...
+
+    def mark_volumes_seen(self, names: Iterable[str]) -> None: ...
+
+    def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int: ...
+
+    def record_findings(self, pass_id: int, findings: Iterable[plan.Finding]) -> None: ...
+
+    def record_outcome(self, pass_id: int, outcome: plan.Outcome) -> None: ...
+
+    def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None: ...
+
+    def set_resources(self, rows: Iterable[plan.ResourceStatus]) -> None: ...
+
+    def record_probes(self, results: Iterable[ProbeResult], keep: Iterable[str]) -> dict[str, int]:
+        """Each probe of this pass; returns the consecutive failures per instance, this probe included."""
+        ...
+
+
+class LeaseHolder(Protocol):
+    @property
+    def holder(self) -> str: ...
+
+    @property
+    def expires(self) -> float:
+        """Wall-clock time."""
+        ...
+
+
+class Lease(Protocol):
+    """One writer per engine."""
+
+    holder: str
+
+    def hold(self) -> LeaseHolder | None:
+        """Acquire or renew: None when we hold the lease, else who does."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class SystemClock:
+    """The clock of the machine."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller.core import checks, spec
+from controller.core import checks, spec, versions
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,7 @@ from controller.core import checks, spec
     ],
 )
 def test_split_image(image, expected):
-    assert checks.split_image(image) == expected
+    assert versions.split_image(image) == expected
 
 
 @pytest.mark.parametrize(
@@ -33,9 +33,9 @@ def test_split_image(image, expected):
     ],
 )
 def test_version_agreement(declared, tag, agree):
-    revealed = checks.tag_version(tag)
+    revealed = versions.tag_version(tag)
     assert revealed is not None
-    assert checks.versions_agree(declared, revealed) is agree
+    assert versions.agree(declared, revealed) is agree
 
 
 def _inst(**over):

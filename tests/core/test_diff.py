@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller.adapters import desired
-from controller.core import diff, live, spec
+from controller.core import diff, hosts, labels, live, spec
 from controller.core.plan import Action, FindingType
 from tests.engine_helpers import ENV, consumer, network, redis_instance
 
@@ -29,7 +29,7 @@ def managed(s: spec.DesiredState, name: str = "kv-a", **over: object) -> live.Co
         "name": inst.container_name,
         "image": inst.spec.image,
         "state": "running",
-        "labels": diff.container_labels(inst, None),
+        "labels": labels.container_labels(inst, None),
         "networks": tuple(live.Attachment(a.name, a.aliases) for a in inst.spec.networks),
     }
     fields.update(over)
@@ -37,8 +37,8 @@ def managed(s: spec.DesiredState, name: str = "kv-a", **over: object) -> live.Co
 
 
 def net(name: str, managed_: bool = True, **over: object) -> live.Network:
-    labels = {live.MANAGED: "true", live.KIND: "Network", live.NAME: name} if managed_ else {}
-    return live.Network(**{"id": name, "name": name, "driver": "bridge", "internal": False, "labels": labels, **over})  # type: ignore[arg-type]
+    lab = {labels.MANAGED: "true", labels.KIND: "Network", labels.NAME: name} if managed_ else {}
+    return live.Network(**{"id": name, "name": name, "driver": "bridge", "internal": False, "labels": lab, **over})  # type: ignore[arg-type]
 
 
 APP = live.Container("app1", "app", "app:1", "running", networks=(live.Attachment("net-a"),), env={"DB_HOST": "kv-a"})
@@ -77,7 +77,7 @@ CASES = [
     # made for a Consumer/kv-a nobody declares any more: an orphan, and in the way of the instance
     (
         "label of another kind is a conflict",
-        world(managed(S, labels={**diff.container_labels(S.instances[0], None), live.KIND: "Consumer"}), APP),
+        world(managed(S, labels={**labels.container_labels(S.instances[0], None), labels.KIND: "Consumer"}), APP),
         False,
         ([], [("name-conflict", "kv-a"), ("orphan", "kv-a")]),
     ),
@@ -148,7 +148,7 @@ def test_prune_respects_protection_and_completeness():
 def test_recreate_carries_no_secret_and_a_reason():
     text = TEXT.replace("aliases: [kv-a]}]", "aliases: [kv-a]}]\n  policy: {upgrade: recreate}")
     s = state(text)
-    old = managed(s, labels={**diff.container_labels(s.instances[0], None), live.SPEC_HASH: "old"})
+    old = managed(s, labels={**labels.container_labels(s.instances[0], None), labels.SPEC_HASH: "old"})
     p = diff.diff(s, world(old, APP))
     [change] = p.changes
     assert change.action is Action.RECREATE and "spec hash" in change.reason
@@ -177,4 +177,4 @@ def test_warn_policy_turns_changes_into_drift_findings():
     ],
 )
 def test_host_of(value, host):
-    assert diff.host_of(value) == host
+    assert hosts.host_of(value) == host

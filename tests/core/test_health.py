@@ -4,7 +4,7 @@ real servers are in tests/test_audit_engine.py."""
 from __future__ import annotations
 
 from controller.adapters import desired
-from controller.core import audit, diff, health, live, spec
+from controller.core import audit, health, labels, live, spec, versions
 from controller.core.health import ProbeResult
 from controller.core.plan import Action, FindingType
 from tests.engine_helpers import ENV, consumer, network, redis_instance
@@ -93,14 +93,14 @@ def test_restart_backs_off_k_2k_4k():
 def test_restarts_only_running_containers_dbstate_manages():
     s = state(redis_instance("kv", "kv-db", extra="  policy: {restartAfterFailedProbes: 2}\n"))
     inst = s.instances[0]
-    mine = live.Container("id1", "kv-db", inst.spec.image, "running", diff.container_labels(inst, None))
+    mine = live.Container("id1", "kv-db", inst.spec.image, "running", labels.container_labels(inst, None))
     changes = health.restarts(s, live.LiveState(ENGINE, (mine,)), {"kv": 2}, frozenset({"kv"}))
     assert [(c.action, c.target) for c in changes] == [(Action.RESTART, "kv-db")]
     assert health.restarts(s, live.LiveState(ENGINE, (mine,)), {"kv": 3}, frozenset({"kv"})) == ()
     assert health.restarts(s, live.LiveState(ENGINE, (mine,)), {"kv": 2}, frozenset()) == ()  # not probed now
     stranger = live.Container("id2", "kv-db", inst.spec.image, "running", {})
     assert health.restarts(s, live.LiveState(ENGINE, (stranger,)), {"kv": 2}, frozenset({"kv"})) == ()
-    stopped = live.Container("id1", "kv-db", inst.spec.image, "exited", diff.container_labels(inst, None))
+    stopped = live.Container("id1", "kv-db", inst.spec.image, "exited", labels.container_labels(inst, None))
     assert health.restarts(s, live.LiveState(ENGINE, (stopped,)), {"kv": 2}, frozenset({"kv"})) == ()
 
 
@@ -121,8 +121,8 @@ def test_probe_address_prefers_a_network_that_is_not_internal():
 
 
 def test_version_meets_a_minimum_component_by_component():
-    assert audit.meets("16.2", "14") and audit.meets("16.2", "16")
-    assert not audit.meets("10.6.3", "10.11") and audit.meets("10.11.9", "10.11")
+    assert versions.at_least("16.2", "14") and versions.at_least("16.2", "16")
+    assert not versions.at_least("10.6.3", "10.11") and versions.at_least("10.11.9", "10.11")
 
 
 def test_live_names_follow_the_seed_patterns():
@@ -154,9 +154,9 @@ def kv_and_consumer() -> tuple[spec.DesiredState, live.Container]:
     """A declared redis `kv` used by a declared consumer `app`, and kv's running container on net-a."""
     s = state(redis_instance("kv", "kv-db"), consumer("app", "kv"))
     inst = s.instances[0]
-    labels = diff.container_labels(inst, None)
+    lab = labels.container_labels(inst, None)
     return s, live.Container(
-        "1", "kv-db", inst.spec.image, "running", labels, (live.Attachment("net-a", ("kv",), "10.0.0.3"),)
+        "1", "kv-db", inst.spec.image, "running", lab, (live.Attachment("net-a", ("kv",), "10.0.0.3"),)
     )
 
 

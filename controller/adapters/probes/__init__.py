@@ -20,6 +20,7 @@ K = TypeVar("K")
 __all__ = [
     "ProbeResult",
     "ProbeTarget",
+    "Probes",
     "mariadb_handshake",
     "probe",
     "probe_all",
@@ -119,3 +120,25 @@ def mariadb_handshake(address: str, timeout: float) -> str | None:
     from controller.adapters.probes import mariadb
 
     return mariadb.handshake_version(address, timeout)
+
+
+class Probes:
+    """The `engine.ports.Prober` of the real servers: psycopg, pymysql and redis, imported on the first probe."""
+
+    def probe_all(
+        self,
+        instances: Iterable[spec.DatabaseInstance],
+        observed: live.LiveState,
+        *,
+        timeout: float,
+        internal: frozenset[str],
+    ) -> dict[str, ProbeResult]:
+        return probe_all(instances, observed, timeout=timeout, internal=internal)
+
+    def probe_many(
+        self, jobs: Sequence[tuple[str, spec.DatabaseInstance | ProbeTarget, str]], timeout: float
+    ) -> dict[str, ProbeResult]:
+        return probe_many(jobs, timeout)
+
+    def handshake(self, address: str, timeout: float) -> str | None:
+        return mariadb_handshake(address, timeout)

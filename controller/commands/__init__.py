@@ -1,0 +1,61 @@
+"""The registry of `dbstate` commands (pip's `commands/` is the model): each command's name, one-line summary and
+module. A module is imported only when its command runs, so `dbstate validate` never loads docker-py and `dbstate
+plan` without `--probe` never loads a database client.
+
+A command module has `DESCRIPTION`, `add_arguments(parser)`, `options(namespace) -> Options` (a frozen dataclass)
+and `run(options, out, err) -> exit code`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol, TextIO
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    module: str
+    summary: str
+
+
+COMMANDS: dict[str, CommandInfo] = {
+    "validate": CommandInfo(
+        "validate", "check the desired state: every error with its file, line and field; nothing live is touched"
+    ),
+    "schema": CommandInfo("schema", "print the JSON Schema of a desired-state document, for editors"),
+    "plan": CommandInfo("plan", "the dry run: what would change on the engine, and what needs a human (findings)"),
+    "apply": CommandInfo("apply", "converge the engine to the desired state (asks first; --yes for automation)"),
+    "run": CommandInfo("run", "the controller: watch git, the files and Docker, and repair drift on its own"),
+    "audit": CommandInfo(
+        "audit", "every database container on the engine: versions, health, consumers, orphans, connections"
+    ),
+    "status": CommandInfo("status", "per resource: in sync, drifted, failing, or with findings; the last pass"),
+    "ack": CommandInfo("ack", "acknowledge a finding that needs a human decision (volume-lost)"),
+}
+
+
+class Command(Protocol):
+    DESCRIPTION: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def options(self, ns: argparse.Namespace) -> Any: ...
+
+    def run(self, options: Any, out: TextIO, err: TextIO) -> int: ...
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(f"controller.commands.{COMMANDS[name].module}")
+
+
+def parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"dbstate {name}",
+        description=module.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(p)
+    return p

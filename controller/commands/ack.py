@@ -1,0 +1,46 @@
+"""`dbstate ack`: an operator's decision on a finding that dbstate must not take alone, recorded in the state
+database."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from controller.commands import options as common
+
+DESCRIPTION = (
+    "`dbstate ack volume-lost NAME`: accept that a lost volume is gone; the next apply creates it empty and starts "
+    "the instance that uses it. Recorded in the state database."
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    type: str
+    name: str
+    state: Path | None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("type", choices=("volume-lost",), help="what is acknowledged")
+    p.add_argument("name", help="the volume's name")
+    common.add_state(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    return Options(ns.type, ns.name, ns.state)
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.adapters import store
+
+    with store.Store(opts.state or store.default_path()) as db:
+        db.ack(opts.type, opts.name)
+    print(
+        f"acknowledged {opts.type} {opts.name}: the next apply creates an empty volume {opts.name} and starts "
+        "what uses it",
+        file=out,
+    )
+    return common.EXIT_OK

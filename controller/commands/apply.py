@@ -1,0 +1,110 @@
+"""`dbstate apply`: compute the plan, show it, ask on a terminal, and execute it, with every outcome reported."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from controller.commands import options as common
+from controller.commands.plan import render
+from controller.engine.options import PassOptions, Target
+
+if TYPE_CHECKING:
+    from controller.core.plan import Outcome
+
+DESCRIPTION = """\
+Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
+volumes first, instances before the consumers that use them, independent changes in parallel. Transient engine
+errors are retried within --retry-budget; a failed change blocks only what depends on it. Volumes are never removed.
+
+exit codes: 0 converged; 1 a change failed or the desired state has errors (every outcome is still reported)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    target: Target
+    passes: PassOptions
+    output: str
+    color: str
+    yes: bool
+    retry_budget: float
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    common.add_desired(p)
+    common.add_output(p)
+    common.add_engine(p)
+    p.add_argument("--yes", action="store_true", help="apply without asking (for automation)")
+    common.add_converge(p, retry_budget=30.0)
+    common.add_probe(p, unhealthy_after=1)
+    common.add_color(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    passes = PassOptions("apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns))
+    return Options(common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget)
+
+
+def confirm(count: int, out: TextIO) -> bool | None:
+    """True/False from a person at a terminal; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    out.write(f"\nApply these {count} change{'s' * (count != 1)}? Only 'yes' is accepted: ")
+    out.flush()
+    try:
+        return sys.stdin.readline().strip() == "yes"
+    except (EOFError, KeyboardInterrupt):
+        return False
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller import wiring
+    from controller.views import apply as view
+    from controller.views.common import dumps, scrub
+
+    json_out = opts.output == "json"
+    probed = opts.passes.probe is not None
+    with wiring.reconciler(
+        opts.target,
+        opts.passes,
+        require_store=True,
+        retry_budget=opts.retry_budget,
+        progress=lambda message: print(f"  .. {message}", file=err),
+    ) as wired:
+        reconciler = wired.reconciler
+        result = reconciler.plan()
+        changes = result.plan.changes
+        if not json_out:
+            text = render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err)
+            out.write(scrub(text, result.secrets))
+        if changes and not opts.yes:
+            answer = confirm(len(changes), out)
+            if not answer:
+                reconciler.finish(result)
+                if answer is None:
+                    print(
+                        "dbstate: error: refusing to change the engine without confirmation: there is no terminal to "
+                        "ask on; review `dbstate plan`, then run `dbstate apply --yes`",
+                        file=err,
+                    )
+                else:
+                    print("Apply cancelled; nothing was changed.", file=out)
+                return common.EXIT_ERROR
+
+        def line(o: Outcome) -> None:
+            if not json_out:
+                out.write(scrub(view.outcome_line(o), result.secrets))
+                out.flush()
+
+        if changes and not json_out:
+            out.write("\nApplying:\n")
+        outcomes = reconciler.apply(result, on_outcome=line) if changes else ()
+        reconciler.finish(result, outcomes)
+    converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors
+    if json_out:
+        out.write(scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets))
+    elif changes:
+        out.write(view.closing_line(outcomes))
+    return common.EXIT_OK if converged else common.EXIT_ERROR

@@ -1,0 +1,151 @@
+"""The options that several commands share, each declared once here: where the desired state is, which engine and
+state database, the output format and colour, probing, and how to converge. Values are checked here, so that a bad
+one is a clear error before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from controller.core.errors import DbstateError
+from controller.engine.options import ProbeOptions, Target
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
+
+
+def add_desired(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("desired-state"),
+        metavar="DIR",
+        help="the desired-state directory (default: ./desired-state)",
+    )
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where ${VAR} references resolve first, then the environment (default: .workspace/.env when it exists)",
+    )
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+
+
+def add_color(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text output (default: auto, only on a terminal; NO_COLOR is honoured)",
+    )
+
+
+def add_state(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="dbstate's local state database (default: $DBSTATE_STATE, then .dbstate/state.db)",
+    )
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--docker-host",
+        default=None,
+        metavar="URL",
+        help="the Docker engine (default: $DOCKER_HOST, then unix:///var/run/docker.sock)",
+    )
+    add_state(p)
+
+
+def target(ns: argparse.Namespace) -> Target:
+    return Target(ns.dir, ns.env_file, getattr(ns, "docker_host", None), getattr(ns, "state", None))
+
+
+def add_probe_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long one probe may take to connect and log in (default: 2)",
+    )
+
+
+def probe_timeout(ns: argparse.Namespace) -> float:
+    if not ns.probe_timeout > 0:
+        raise DbstateError("--probe-timeout must be more than 0")
+    return float(ns.probe_timeout)
+
+
+def add_probe(p: argparse.ArgumentParser, *, unhealthy_after: int, controller: bool = False) -> None:
+    """How the database servers themselves are probed: plan/apply with --probe, run on an interval."""
+    if controller:
+        p.add_argument(
+            "--probe-interval",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="probe every instance this often: log in with its declared auth, read its version and security "
+            "facts (default: 30; 0 turns probing off)",
+        )
+    else:
+        p.add_argument(
+            "--probe",
+            action="store_true",
+            help="also log in to every instance with its declared auth: findings unhealthy, version-mismatch, "
+            "auth-weak, version-inconsistent (from the servers' own answers), and restarts where "
+            "policy.restartAfterFailedProbes asks",
+        )
+    add_probe_timeout(p)
+    p.add_argument(
+        "--unhealthy-after",
+        type=int,
+        default=unhealthy_after,
+        metavar="N",
+        help=f"an instance is unhealthy after N consecutive failed probes, counted in the state database "
+        f"(default: {unhealthy_after})",
+    )
+
+
+def probe(ns: argparse.Namespace) -> ProbeOptions | None:
+    """The probe options, or None when probing is off."""
+    timeout = probe_timeout(ns)
+    if ns.unhealthy_after < 1:
+        raise DbstateError("--unhealthy-after must be at least 1")
+    interval = float(getattr(ns, "probe_interval", 0.0))
+    if interval < 0:
+        raise DbstateError("--probe-interval must be 0 (off) or more")
+    enabled = interval > 0 if hasattr(ns, "probe_interval") else ns.probe
+    return ProbeOptions(timeout, ns.unhealthy_after, interval) if enabled else None
+
+
+def add_converge(p: argparse.ArgumentParser, retry_budget: float) -> None:
+    """What apply and run share: prune, parallelism, and the retry budget of one engine call."""
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also remove orphan containers without deletion protection (never volumes; nothing while any file is "
+        "invalid)",
+    )
+    p.add_argument("--parallel", type=int, default=4, metavar="N", help="changes run at once (default: 4)")
+    p.add_argument(
+        "--retry-budget",
+        type=float,
+        default=retry_budget,
+        metavar="SECONDS",
+        help=f"how long one engine call may retry transient errors before its change fails (default: {retry_budget:g})",
+    )
+
+
+def parallel(ns: argparse.Namespace) -> int:
+    if ns.parallel < 1:
+        raise DbstateError("--parallel must be at least 1")
+    if not ns.retry_budget >= 0:
+        raise DbstateError("--retry-budget must be 0 or more")
+    return int(ns.parallel)

@@ -1,0 +1,89 @@
+"""`dbstate plan`: the dry run. Diffs the desired state against the live engine and prints the changes and the
+findings; not one mutating API call."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from controller.commands import options as common
+from controller.engine.options import PassOptions, Target
+
+if TYPE_CHECKING:
+    from controller.engine.reconciler import PassResult
+
+DESCRIPTION = """\
+Compare the desired state with the live Docker engine and print the changes that would converge it, each with its
+reason, and the findings that need a human. Changes nothing: not one mutating API call.
+
+exit codes: 0 in sync; 2 changes pending; 1 error (an unreachable engine, or errors in the desired state);
+3 findings with --fail-on-findings. When several apply: 1, then 2, then 3."""
+
+
+@dataclass(frozen=True)
+class Options:
+    target: Target
+    passes: PassOptions
+    output: str
+    color: str
+    fail_on_findings: bool
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    common.add_desired(p)
+    common.add_output(p)
+    common.add_engine(p)
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="plan the removal of orphan containers (dbstate's labels, no longer declared, no deletion protection); "
+        "never volumes; nothing while any file is invalid",
+    )
+    p.add_argument("--fail-on-findings", action="store_true", help="exit 3 when there are findings")
+    common.add_probe(p, unhealthy_after=1)
+    common.add_color(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    passes = PassOptions("plan", prune=ns.prune, probe=common.probe(ns))
+    return Options(common.target(ns), passes, ns.output, ns.color, ns.fail_on_findings)
+
+
+def render(result: PassResult, output: str, color: str, probed: bool, directory: str, out: TextIO, err: TextIO) -> str:
+    """The plan as the user asked for it (warnings to stderr in text mode); shared with apply."""
+    from controller.views import common as views
+    from controller.views import plan as view
+
+    probes = result.probes if probed else None
+    if output == "json":
+        loaded, rev = result.loaded, result.revision
+        return views.dumps(
+            view.to_json(result.plan, loaded.errors, result.observed.engine, rev.commit, rev.dirty, probes)
+        )
+    for w in result.loaded.warnings:
+        err.write(views.scrub(str(w), result.secrets) + "\n")
+    colour = views.colour(color, out)
+    return view.to_text(
+        result.plan, result.loaded.errors, result.observed.engine, result.revision.short, directory, colour, probes
+    )
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller import wiring
+    from controller.views.common import scrub
+
+    with wiring.reconciler(opts.target, opts.passes) as wired:
+        result = wired.reconciler.plan()
+        wired.reconciler.finish(result)
+    probed = opts.passes.probe is not None
+    out.write(
+        scrub(render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err), result.secrets)
+    )
+    if result.loaded.errors:
+        return common.EXIT_ERROR
+    if result.plan.changes:
+        return common.EXIT_CHANGES
+    if opts.fail_on_findings and result.plan.findings:
+        return common.EXIT_FINDINGS
+    return common.EXIT_OK

@@ -1,0 +1,48 @@
+"""`dbstate status`: what the state database says of the last pass, each resource and each instance's health. Opens
+it read-only, so it never takes a write lock from a running controller."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from controller.commands import options as common
+from controller.core.errors import DbstateError
+
+DESCRIPTION = (
+    "Read the state database: the last pass (its revision, when, its counts) and, per resource, in-sync, drifted, "
+    "failing (last error, attempts, next retry), findings or invalid; and the last probe of each instance."
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    state: Path | None
+    output: str
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    common.add_state(p)
+    common.add_output(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    return Options(ns.state, ns.output)
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.adapters import store
+    from controller.views import status as view
+
+    path = opts.state or store.default_path()
+    if not path.exists():
+        raise DbstateError(f"no state database at {path}: run `dbstate plan`, `apply` or `run` first (or --state)")
+    with store.Store(path, readonly=True) as db:
+        passes = db.passes(limit=1)
+        resources = db.resources()
+        probed = db.health()
+    last = passes[0] if passes else None
+    out.write(view.to_json(last, resources, probed) if opts.output == "json" else view.to_text(last, resources, probed))
+    return common.EXIT_OK

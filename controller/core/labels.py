@@ -1,0 +1,46 @@
+"""What dbstate writes on what it manages: its labels (which is how it knows its own objects again) and the name a
+container carries while it is being recreated."""
+
+from __future__ import annotations
+
+from controller.core import spec
+from controller.core.secrets import REDACTED, Secret
+
+PREFIX = "io.dbstate."
+MANAGED = "io.dbstate.managed"
+KIND = "io.dbstate.kind"
+NAME = "io.dbstate.name"
+SPEC_HASH = "io.dbstate.spec-hash"
+REVISION = "io.dbstate.revision"
+PROTECTED = "io.dbstate.deletion-protection"
+
+OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
+
+
+def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, str]:
+    """The labels dbstate puts on a container it creates (the declaration's own labels first)."""
+    labels = dict(resource.metadata.labels)
+    labels.update(
+        {
+            MANAGED: "true",
+            KIND: resource.kind,
+            NAME: resource.metadata.name,
+            SPEC_HASH: spec.spec_hash(resource),
+            REVISION: revision or "unknown",
+        }
+    )
+    if isinstance(resource, spec.DatabaseInstance) and resource.spec.policy.deletion_protection:
+        labels[PROTECTED] = "true"
+    return labels
+
+
+def object_labels(resource: spec.Network | spec.Volume) -> dict[str, str]:
+    """The labels of a network or volume dbstate creates."""
+    labels = dict(resource.metadata.labels)
+    labels.update({MANAGED: "true", KIND: resource.kind, NAME: resource.metadata.name})
+    return labels
+
+
+def redact_env(env: dict[str, str | Secret]) -> dict[str, str]:
+    """An env as a plan may show it: every secret as `***`."""
+    return {k: (REDACTED if isinstance(v, Secret) else v) for k, v in sorted(env.items())}

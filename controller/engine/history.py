@@ -1,0 +1,60 @@
+"""A `History` kept in memory: for a command whose state database cannot be opened (a read-only directory), and for
+the engine's unit tests. It forgets everything when the process ends."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from controller.core import plan
+from controller.core.health import ProbeResult
+
+
+class MemoryHistory:
+    def __init__(self) -> None:
+        self.volumes: set[str] = set()
+        self.acks: set[tuple[str, str]] = set()
+        self.passes: dict[int, dict[str, object]] = {}
+        self.findings: dict[int, list[plan.Finding]] = {}
+        self.outcomes: dict[int, list[plan.Outcome]] = {}
+        self.resources: list[plan.ResourceStatus] = []
+        self.failures: dict[str, int] = {}
+        self._ids = itertools.count(1)
+
+    def seen_volumes(self) -> frozenset[str]:
+        return frozenset(self.volumes)
+
+    def acknowledged(self, type_: str) -> frozenset[str]:
+        return frozenset(n for t, n in self.acks if t == type_)
+
+    def ack(self, type_: str, name: str) -> None:
+        self.acks.add((type_, name))
+
+    def mark_volumes_seen(self, names: Iterable[str]) -> None:
+        for n in names:
+            self.volumes.add(n)
+            self.acks.discard(("volume-lost", n))
+
+    def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:
+        pass_id = next(self._ids)
+        self.passes[pass_id] = {"command": command, "revision": revision, "dirty": dirty}
+        return pass_id
+
+    def record_findings(self, pass_id: int, findings: Iterable[plan.Finding]) -> None:
+        self.findings.setdefault(pass_id, []).extend(findings)
+
+    def record_outcome(self, pass_id: int, outcome: plan.Outcome) -> None:
+        self.outcomes.setdefault(pass_id, []).append(outcome)
+
+    def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None:
+        self.passes[pass_id].update(changes=changes, failed=failed, findings=findings, errors=errors)
+
+    def set_resources(self, rows: Iterable[plan.ResourceStatus]) -> None:
+        self.resources = list(rows)
+
+    def record_probes(self, results: Iterable[ProbeResult], keep: Iterable[str]) -> dict[str, int]:
+        results = list(results)
+        counts = {r.instance: 0 if r.reachable else self.failures.get(r.instance, 0) + 1 for r in results}
+        kept = set(keep) | set(counts)
+        self.failures = {n: c for n, c in self.failures.items() if n in kept} | counts
+        return counts

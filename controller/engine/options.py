@@ -1,0 +1,38 @@
+"""What a command asks of the engine (where the desired state and the engine are; prune, parallelism, probes), as
+plain frozen data: cheap to import, so that a command builds its options without loading the engine or docker-py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+SourceMode = Literal["worktree", "commit"]  # the files on disk, or only what is committed at HEAD
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a command works on: a desired-state directory (and its env file), an engine, a state database."""
+
+    directory: Path
+    env_file: Path | None = None  # None: .workspace/.env when it exists
+    docker_host: str | None = None  # None: $DOCKER_HOST, then the default socket
+    state: Path | None = None  # None: $DBSTATE_STATE, then .dbstate/state.db
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Probing the servers in a pass (`plan --probe`, `run`): how long each may take, after how many consecutive
+    failures an instance is `unhealthy`, and (run) how often to probe."""
+
+    timeout: float = 2.0
+    unhealthy_after: int = 1
+    interval: float = 0.0  # probe when this long has passed since the last probe (0: every pass)
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    command: str  # plan | apply | run: recorded with the pass
+    prune: bool = False
+    parallel: int = 4
+    probe: ProbeOptions | None = None

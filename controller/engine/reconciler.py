@@ -1,0 +1,305 @@
+"""One reconcile pass, owned in one place: read both sides, diff with the history, add what the servers say, defer
+what waits for a retry, apply, record every outcome, and report a result. `plan`, `apply` and the loop of `run` all
+go through it; it talks only to the ports (`engine.ports`), so that a test can hand it fakes.
+
+The contract is controller-runtime's: a pass takes a request (what triggered it, which keys are backing off), re-reads
+everything (level-triggered), and returns a `PassReport`, or raises; `core.errors` says by type whether to back off.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from controller.core import diff, health, live, secrets, spec
+from controller.core.diagnostics import Diagnostic
+from controller.core.health import ProbeResult
+from controller.core.plan import Change, Finding, FindingType, Outcome, Plan, ResourceStatus
+from controller.core.revision import Revision
+from controller.engine import apply as applying
+from controller.engine.options import PassOptions, ProbeOptions
+from controller.engine.ports import Clock, DesiredSource, History, Observer, Prober, Runtime, SystemClock
+from controller.engine.queue import Backoff
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """Both sides as read, and the plan between them."""
+
+    loaded: spec.Loaded
+    observed: live.LiveState
+    revision: Revision
+    plan: Plan
+    secrets: frozenset[str]  # every secret value of the desired state, for the output scrubbers
+    pass_id: int
+    probes: Mapping[str, ProbeResult] = field(default_factory=dict)  # the last probe of each instance
+    failures: Mapping[str, int] = field(default_factory=dict)  # consecutive failed probes
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the loop asks of a pass: why it runs, and which keys wait for their retry."""
+
+    trigger: str
+    deferred: Callable[[str], bool] = lambda _key: False
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What a pass did, for the loop's queue, metrics, logs and the status table."""
+
+    reconcile_id: str
+    trigger: str
+    revision: str | None
+    dirty: bool | None
+    duration: float
+    outcomes: tuple[Outcome, ...]
+    pending: tuple[str, ...]  # keys with changes that were deferred (waiting for a retry)
+    drifted: frozenset[str]  # keys the plan had changes for
+    findings: Mapping[str, int]  # type -> count
+    finding_keys: frozenset[str]
+    errors: int
+    health: Mapping[str, int]  # instance name -> 1 up / 0 not
+    in_sync_keys: frozenset[str] = frozenset()
+    problems: tuple[Diagnostic, ...] = ()  # the desired state's errors, with file and line
+    probes: Mapping[str, ProbeResult] = field(default_factory=dict)
+
+
+def sort_findings(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    return tuple(sorted(findings, key=lambda f: (f.type.value, f.kind, f.name, f.message)))
+
+
+def declared_keys(state: spec.DesiredState) -> list[str]:
+    return (
+        [f"Network/{n.metadata.name}" for n in state.networks]
+        + [f"Volume/{v.metadata.name}" for v in state.volumes]
+        + [f"DatabaseInstance/{i.metadata.name}" for i in state.instances]
+        + [f"Consumer/{c.metadata.name}" for c in state.consumers]
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        source: DesiredSource,
+        observer: Observer,
+        runtime: Runtime,
+        history: History,
+        options: PassOptions,
+        *,
+        prober: Prober | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.source = source
+        self.observer = observer
+        self.runtime = runtime
+        self.history = history
+        self.options = options
+        self.prober = prober
+        self.clock: Clock = clock or SystemClock()
+        # the last probes, for passes that do not probe (run probes on its interval, not on every event)
+        self.probes: dict[str, ProbeResult] = {}
+        self.failures: dict[str, int] = {}
+        self.last_probe: float | None = None  # monotonic time of the last probe
+        self.last: PassResult | None = None
+        self.last_outcomes: tuple[Outcome, ...] = ()
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The secret values of the desired state last read (for the log scrubber)."""
+        return self.last.secrets if self.last is not None else frozenset()
+
+    # -- one pass, in steps (plan and apply use them one by one) -------------------------------------------------
+
+    def plan(self, *, probe_now: bool = True) -> PassResult:
+        """Read both sides and diff them. `probe_now`: probe in this pass, or reuse the last probes."""
+        desired = self.source.load()
+        state = desired.loaded.state
+        names = [i.container_name for i in state.instances] + [c.container_name for c in state.consumers]
+        observed = self.observer.observe(inspect=names)
+        the_plan = diff.diff(
+            state,
+            observed,
+            prune=self.options.prune,
+            revision=desired.revision.commit,
+            seen_volumes=self.history.seen_volumes(),
+            acknowledged_lost=self.history.acknowledged("volume-lost"),
+        )
+        probe = self.options.probe
+        if probe is not None:
+            the_plan = self._probe(state, observed, the_plan, probe, probe_now)
+        else:  # what the desired state itself declares about shared versions
+            found = health.findings(state, {}, {}, 1)
+            the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
+        self.history.mark_volumes_seen(v.metadata.name for v in state.volumes if observed.volume(v.metadata.name))
+        pass_id = self.history.begin_pass(self.options.command, desired.revision.commit, desired.revision.dirty)
+        self.history.record_findings(pass_id, the_plan.findings)
+        return PassResult(
+            desired.loaded,
+            observed,
+            desired.revision,
+            the_plan,
+            frozenset(secrets.collect(state)),
+            pass_id,
+            dict(self.probes) if probe is not None else {},
+            dict(self.failures) if probe is not None else {},
+        )
+
+    def _probe(
+        self, state: spec.DesiredState, observed: live.LiveState, the_plan: Plan, options: ProbeOptions, now: bool
+    ) -> Plan:
+        # an instance whose container is not its own (name conflict) or whose volume is lost is not probed: the
+        # diff's finding says what is wrong, and a probe would only talk to the wrong server or to nothing
+        skip = {
+            f.name
+            for f in the_plan.findings
+            if f.kind == "DatabaseInstance" and f.type in (FindingType.NAME_CONFLICT, FindingType.VOLUME_LOST)
+        }
+        instances = [i for i in state.instances if i.metadata.name not in skip]
+        probed: frozenset[str] = frozenset()
+        if now and self.prober is not None:
+            internal = frozenset(n.name for n in observed.networks if n.internal)
+            results = self.prober.probe_all(instances, observed, timeout=options.timeout, internal=internal)
+            self.failures = self.history.record_probes(
+                results.values(), keep=[i.metadata.name for i in state.instances]
+            )
+            self.probes, probed = results, frozenset(results)
+            self.last_probe = self.clock.monotonic()
+        names = {i.metadata.name for i in instances}
+        results = {n: r for n, r in self.probes.items() if n in names}
+        found = health.findings(state, results, self.failures, options.unhealthy_after)
+        restarts = health.restarts(state, observed, self.failures, probed)
+        return Plan(the_plan.changes + restarts, sort_findings(the_plan.findings + found), the_plan.notes)
+
+    def apply(
+        self,
+        result: PassResult,
+        changes: tuple[Change, ...] | None = None,
+        *,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        on_start: Callable[[Change], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[Outcome, ...]:
+        """Execute the plan's changes (or `changes`, a part of them), recording each outcome as soon as it is known:
+        a crash loses nothing already done."""
+
+        def recorded(outcome: Outcome) -> None:
+            self.history.record_outcome(result.pass_id, outcome)
+            if outcome.status == "ok" and outcome.change.kind == "Volume":
+                self.history.mark_volumes_seen([outcome.change.target])  # lost from now on if it vanishes
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        todo = result.plan if changes is None else Plan(changes, result.plan.findings, result.plan.notes)
+        return applying.apply(
+            todo,
+            self.runtime,
+            parallel=self.options.parallel,
+            on_outcome=recorded,
+            on_start=on_start,
+            should_stop=should_stop,
+        )
+
+    def finish(
+        self, result: PassResult, outcomes: tuple[Outcome, ...] = (), backoffs: Mapping[str, Backoff] | None = None
+    ) -> None:
+        """Close the pass in the history, with the state of every resource."""
+        failed = sum(1 for o in outcomes if o.status != "ok")
+        self.history.finish_pass(
+            result.pass_id, len(result.plan.changes), failed, len(result.plan.findings), len(result.loaded.errors)
+        )
+        self.history.set_resources(self.status_rows(result, outcomes, backoffs or {}))
+
+    def status_rows(
+        self, result: PassResult, outcomes: tuple[Outcome, ...], backoffs: Mapping[str, Backoff]
+    ) -> list[ResourceStatus]:
+        """Per resource: failing (last error, attempts, next retry), drifted, findings, invalid, or in-sync."""
+        rev = result.revision.commit
+        failed = {o.change.key: o.message for o in outcomes if o.status == "failed"}
+        done = {o.change.key for o in outcomes if o.status == "ok"}
+        drifted = {c.key for c in result.plan.changes} - done
+        findings: dict[str, str] = {}
+        for f in result.plan.findings:
+            findings.setdefault(f"{f.kind}/{f.name}", f"{f.type.value}: {f.message}")
+        rows: list[ResourceStatus] = []
+        now_wall, now_mono = self.clock.time(), self.clock.monotonic()
+        for key in sorted(set(declared_keys(result.loaded.state)) | set(findings) | set(failed)):
+            b = backoffs.get(key)
+            if key in failed or b is not None:
+                message = failed.get(key) or (b.last_error if b else "")
+                next_retry = now_wall + (b.due - now_mono) if b is not None else None
+                rows.append(ResourceStatus(key, "failing", message, b.attempts if b else 1, next_retry, rev))
+            elif key in drifted:
+                rows.append(ResourceStatus(key, "drifted", "changes pending", 0, None, rev))
+            elif key in findings:
+                rows.append(ResourceStatus(key, "findings", findings[key], 0, None, rev))
+            else:
+                rows.append(ResourceStatus(key, "in-sync", "", 0, None, rev))
+        for kind, name in sorted(result.loaded.state.held_back):
+            rows.append(
+                ResourceStatus(f"{kind}/{name}", "invalid", "its declaration has errors: left alone", 0, None, rev)
+            )
+        return rows
+
+    # -- the loop's pass -------------------------------------------------------------------------------------------
+
+    def probe_due_in(self) -> float | None:
+        """Seconds until the probes are due again (0: now); None when this reconciler does not probe."""
+        probe = self.options.probe
+        if probe is None or self.prober is None:
+            return None
+        if self.last_probe is None:
+            return 0.0
+        return max(0.0, self.last_probe + probe.interval - self.clock.monotonic())
+
+    def reconcile(self, request: Request) -> PassReport:
+        """One whole pass for the loop: changes of keys that wait for their retry are deferred, the rest applied.
+        Probes run when they are due (on the first pass, then every interval), not on every event."""
+        t0 = self.clock.monotonic()
+        due = self.probe_due_in()
+        result = self.plan(probe_now=due is not None and due <= 0.5)
+        now = tuple(c for c in result.plan.changes if not request.deferred(c.key))
+        pending = tuple(sorted({c.key for c in result.plan.changes if request.deferred(c.key)}))
+        outcomes = self.apply(result, now, should_stop=request.should_stop) if now else ()
+        self.last, self.last_outcomes = result, outcomes
+        # a probe taken before a change to its instance (created, started, restarted) says nothing about it now: it
+        # is dropped until the next probe (the count of failures stays, so restarts keep backing off)
+        touched = {o.change.name for o in outcomes if o.status == "ok" and o.change.kind == "DatabaseInstance"}
+        for name in touched:
+            self.probes.pop(name, None)
+        probes_now = {n: r for n, r in result.probes.items() if n not in touched}
+        counts: dict[str, int] = {}
+        for f in result.plan.findings:
+            counts[f.type.value] = counts.get(f.type.value, 0) + 1
+        up = {}
+        for inst in result.loaded.state.instances:
+            c = result.observed.container(inst.container_name)
+            running = c is not None and c.state == "running" and c.health in (None, "healthy")
+            probed = probes_now.get(inst.metadata.name)
+            up[inst.metadata.name] = int(running and (probed is None or probed.reachable))
+        drifted = frozenset(c.key for c in result.plan.changes)
+        finding_keys = frozenset(f"{f.kind}/{f.name}" for f in result.plan.findings)
+        return PassReport(
+            reconcile_id=uuid.uuid4().hex[:12],
+            trigger=request.trigger,
+            revision=result.revision.commit,
+            dirty=result.revision.dirty,
+            duration=self.clock.monotonic() - t0,
+            outcomes=outcomes,
+            pending=pending,
+            drifted=drifted,
+            findings=counts,
+            finding_keys=finding_keys,
+            errors=len(result.loaded.errors),
+            health=up,
+            in_sync_keys=frozenset(declared_keys(result.loaded.state)) - drifted - finding_keys,
+            problems=result.loaded.errors,
+            probes=probes_now,
+        )
+
+    def record_status(self, report: PassReport, backoffs: Mapping[str, Backoff]) -> None:
+        """After the loop has put failed keys on backoff: the pass's status rows, with their next retry."""
+        if self.last is not None:
+            self.finish(self.last, self.last_outcomes, backoffs)

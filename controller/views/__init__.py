@@ -1,0 +1,1 @@
+"""Renderers: one module per command and format (text, JSON), as Terraform's internal/command/views."""

@@ -1,0 +1,57 @@
+"""What every view shares: colour (only on a terminal), the header naming the desired state and the engine, finding
+lines, stable JSON, and the last-resort scrubber of secret values."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TextIO
+
+from controller.core import live, plan, secrets
+
+COLOURS = {"green": "32", "yellow": "33", "red": "31", "magenta": "35", "cyan": "36", "dim": "2", "bold": "1"}
+
+
+def colour(mode: str, stream: TextIO) -> bool:
+    """--color: always, never, or auto (a terminal, unless NO_COLOR is set)."""
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty()
+
+
+def scrub(text: str, known: frozenset[str]) -> str:
+    """Every known secret value replaced: the last safety net before anything is printed."""
+    return secrets.scrub(text, set(known))
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def engine_json(engine: live.EngineInfo) -> dict[str, str]:
+    return {"host": engine.host, "version": engine.version, "api_version": engine.api_version}
+
+
+class Painter:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, text: str, colour: str) -> str:
+        if not self.colour:
+            return text
+        return f"\033[{COLOURS[colour]}m{text}\033[0m"
+
+
+def header(paint: Painter, title: str, directory: str, revision: str, engine: live.EngineInfo) -> list[str]:
+    return [
+        paint(title, "bold"),
+        f"  desired state  {directory} @ {revision}",
+        f"  engine         {engine.host} (Docker {engine.version}, API {engine.api_version})",
+        "",
+    ]
+
+
+def finding_line(paint: Painter, f: plan.Finding) -> str:
+    return f"  {paint('!', 'yellow')} {paint(f.type.value, 'yellow')} {f.kind}/{f.name}: {f.message}"

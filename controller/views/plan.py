@@ -1,0 +1,167 @@
+"""The plan, for people (text, like a good `terraform plan`) and for machines (stable JSON).
+
+The JSON document (documented in the README):
+    {"revision", "dirty", "engine": {"host", "version", "api_version"}, "in_sync",
+     "changes": [{"action", "kind", "name", "target", "reason", "details"}],
+     "findings": [{"type", "kind", "name", "message"}],
+     "notes": [{"type", "kind", "name", "message"}],
+     "errors": [{"file", "line", "column", "kind", "name", "field", "message"}],
+     "summary": {"create", "start", "connect", "recreate", "disconnect", "remove", "findings", "errors"}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller.core import live, plan
+from controller.core.diagnostics import Diagnostic
+from controller.core.health import ProbeResult
+from controller.views.common import Painter, engine_json, finding_line, header
+
+ACTION_COLOUR = {
+    plan.Action.CREATE: "green",
+    plan.Action.START: "green",
+    plan.Action.CONNECT: "yellow",
+    plan.Action.RECREATE: "magenta",
+    plan.Action.DISCONNECT: "yellow",
+    plan.Action.REMOVE: "red",
+    plan.Action.RESTART: "magenta",
+}
+
+
+def summary(p: plan.Plan, errors: tuple[Diagnostic, ...]) -> dict[str, int]:
+    out = {a.value: p.count(a) for a in plan.Action}
+    out["findings"] = len(p.findings)
+    out["errors"] = len(errors)
+    return out
+
+
+def to_json(
+    p: plan.Plan,
+    errors: tuple[Diagnostic, ...],
+    engine: live.EngineInfo,
+    commit: str | None,
+    dirty: bool | None,
+    probes: Mapping[str, ProbeResult] | None = None,
+) -> dict[str, Any]:
+    doc = {
+        "revision": commit,
+        "dirty": dirty,
+        "engine": engine_json(engine),
+        "in_sync": p.in_sync and not errors,
+        "changes": [c.to_json() for c in p.changes],
+        "findings": [f.to_json() for f in p.findings],
+        "notes": [n.to_json() for n in p.notes],
+        "errors": errors_json(errors),
+        "summary": summary(p, errors),
+    }
+    if probes is not None:  # only with --probe
+        doc["probes"] = [r.to_json() for _, r in sorted(probes.items())]
+    return doc
+
+
+def _details_line(c: plan.Change) -> str | None:
+    d = c.details
+    if c.action in (plan.Action.CREATE, plan.Action.RECREATE) and "image" in d:
+        parts = [f"image {d['image']}"]
+        nets = d.get("networks") or {}
+        if nets:
+            parts.append("networks " + ", ".join(f"{n}" + (f" ({', '.join(a)})" if a else "") for n, a in nets.items()))
+        vols = d.get("volumes") or {}
+        if vols:
+            parts.append("volumes " + ", ".join(f"{s}:{t}" for s, t in vols.items()))
+        if d.get("ports"):
+            parts.append("ports " + ", ".join(d["ports"]))
+        return "; ".join(parts)
+    if c.action is plan.Action.CONNECT and d.get("aliases"):
+        return f"aliases {', '.join(d['aliases'])}" + (" (disconnect, then connect)" if d.get("reconnect") else "")
+    return None
+
+
+def _verb(c: plan.Change) -> str:
+    noun = {"Network": "network", "Volume": "volume"}.get(c.kind, "container")
+    if c.action is plan.Action.CONNECT:
+        return f"connect {c.target} to {c.details.get('network')}"
+    if c.action is plan.Action.DISCONNECT:
+        return f"disconnect {c.target} from {c.details.get('network')}"
+    return f"{c.action.value} {noun} {c.target}"
+
+
+def probe_lines(probes: Mapping[str, ProbeResult], paint: Painter) -> list[str]:
+    """One line per instance: up or down, the version the server reports, the round trip, or why it failed."""
+    lines = []
+    width = max((len(n) for n in probes), default=0)
+    for name, r in sorted(probes.items()):
+        rtt = f"{r.rtt_ms:.0f} ms" if r.rtt_ms is not None else "-"
+        if r.reachable:
+            note = r.facts.get("accounts", "")
+            note = f"  ({note})" if note.startswith("accounts not checked") else ""
+            lines.append(
+                f"  {paint('up', 'green')}   {name.ljust(width)}  {r.version or '?'}  {rtt}  {r.address}{note}"
+            )
+        else:
+            lines.append(f"  {paint('down', 'red')} {name.ljust(width)}  {r.error or 'no answer'} ({rtt})")
+    return lines
+
+
+def to_text(
+    p: plan.Plan,
+    errors: tuple[Diagnostic, ...],
+    engine: live.EngineInfo,
+    revision: str,
+    directory: str,
+    colour: bool,
+    probes: Mapping[str, ProbeResult] | None = None,
+) -> str:
+    paint = Painter(colour)
+    lines = header(paint, "dbstate plan", directory, revision, engine)
+    if p.changes:
+        lines.append(paint("Changes:", "bold"))
+        width = max(len(f"{c.kind}/{c.name}") for c in p.changes)
+        for c in p.changes:
+            symbol = plan.SYMBOLS[c.action]
+            head = f"  {paint(symbol.rjust(3), ACTION_COLOUR[c.action])} {f'{c.kind}/{c.name}'.ljust(width)}  "
+            lines.append(head + f"{_verb(c)}: {c.reason}")
+            extra = _details_line(c)
+            if extra:
+                lines.append(" " * 6 + paint(extra, "dim"))
+        lines.append("")
+    if probes:
+        lines.append(paint("Probes (what the servers say):", "bold"))
+        lines += probe_lines(probes, paint)
+        lines.append("")
+    if p.findings:
+        lines.append(paint("Findings (need a human; dbstate does not act on them):", "bold"))
+        for f in p.findings:
+            lines.append(finding_line(paint, f))
+        lines.append("")
+    if p.notes:
+        lines.append(paint("Notes:", "bold"))
+        for n in p.notes:
+            lines.append(f"  {paint('-', 'dim')} {n.type.value} {n.kind}/{n.name}: {n.message}")
+        lines.append("")
+    lines += error_lines(paint, "Errors in the desired state (those resources are held back):", errors)
+    s = summary(p, errors)
+    counts = ", ".join(f"{s[a.value]} to {a.value}" for a in plan.Action if s[a.value])
+    if p.in_sync and not errors:
+        head = paint("In sync:", "green") + " no changes."
+    elif p.in_sync:
+        head = paint("No changes", "yellow") + " for what loaded; the desired state has errors."
+    else:
+        head = paint("Plan:", "bold") + f" {counts}."
+    tail = f" {s['findings']} finding{'s' * (s['findings'] != 1)}"
+    if errors:
+        tail += f", {len(errors)} error{'s' * (len(errors) != 1)}"
+    lines.append(head + tail + ".")
+    return "\n".join(lines) + "\n"
+
+
+def errors_json(errors: tuple[Diagnostic, ...]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.to_json().items() if k != "severity"} for e in errors]
+
+
+def error_lines(paint: Painter, title: str, errors: tuple[Diagnostic, ...]) -> list[str]:
+    if not errors:
+        return []
+    return [paint(title, "bold"), *(f"  {paint('x', 'red')} {e}" for e in errors), ""]

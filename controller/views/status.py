@@ -1,0 +1,53 @@
+"""`dbstate status`: the last pass, each resource's state and each instance's last probe, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _hms(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + "Z"
+
+
+def to_json(last: Mapping[str, Any] | None, resources: Sequence[Mapping[str, Any]], health: Sequence[Any]) -> str:
+    return json.dumps({"last_pass": last, "resources": list(resources), "health": list(health)}, indent=2) + "\n"
+
+
+def to_text(
+    last: Mapping[str, Any] | None, resources: Sequence[Mapping[str, Any]], health: Sequence[Mapping[str, Any]]
+) -> str:
+    if last is None:
+        return "no pass recorded yet\n"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last["started"]))
+    rev = (last["revision"] or "(not a git checkout)")[:12] + (" (dirty)" if last["dirty"] else "")
+    lines = [
+        f"last pass: {last['command']} at {when}Z, revision {rev}: {last['changes'] or 0} changes, "
+        f"{last['failed'] or 0} failed, {last['findings'] or 0} findings, {last['errors'] or 0} errors"
+    ]
+    width = max((len(r["key"]) for r in resources), default=10)
+    for r in resources:
+        line = f"  {r['status']:<9} {r['key']:<{width}}"
+        if r["status"] == "failing":
+            retry = _hms(r["next_retry"]) if r["next_retry"] else "-"
+            line += f"  attempts {r['attempts']}, next retry {retry}: {r['message']}"
+        elif r["message"]:
+            line += f"  {r['message']}"
+        lines.append(line)
+    if health:
+        lines.append("health (last probe of each instance):")
+        width = max(len(h["instance"]) for h in health)
+        for h in health:
+            if h["reachable"]:
+                rtt = f"{h['rtt_ms']:.0f} ms" if h["rtt_ms"] is not None else "-"
+                lines.append(
+                    f"  up        {h['instance']:<{width}}  {h['version'] or '?'}  {rtt}  at {_hms(h['probed'])}"
+                )
+            else:
+                since = "never up" if h["last_ok"] is None else "up last at " + _hms(h["last_ok"])
+                lines.append(
+                    f"  down      {h['instance']:<{width}}  {h['failures']} failed in a row ({since}): {h['error']}"
+                )
+    return "\n".join(lines) + "\n"
