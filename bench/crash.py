@@ -3,7 +3,7 @@ followed by an apply that must converge with no duplicate container, no leftover
 
     .venv/bin/python -m bench.crash [--trials 25] [--seed N]
 
-It runs tests/test_apply_engine.py::test_crash_safety_under_sigkill with DBSTATE_CRASH_TRIALS (cold and recreate
+It runs tests/e2e/test_apply.py::test_crash_safety_under_sigkill with DBSTATE_CRASH_TRIALS (cold and recreate
 trials each) on the suite's private engine, and prints the count and the time taken.
 """
 
@@ -32,7 +32,7 @@ def main() -> int:
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/test_apply_engine.py::test_crash_safety_under_sigkill",
+            "tests/e2e/test_apply.py::test_crash_safety_under_sigkill",
         ],
         cwd=REPO,
         env=env,

@@ -33,19 +33,11 @@ Prober = Callable[[ProbeTarget, str, float], ProbeResult]
 
 
 def probe(target: spec.DatabaseInstance | ProbeTarget, address: str, timeout: float = 2.0) -> ProbeResult:
-    from controller.adapters.probes import mariadb, postgres, redis
-
-    engines: dict[spec.Engine, Prober] = {
-        spec.Engine.POSTGRES: postgres.probe,
-        spec.Engine.MARIADB: mariadb.probe,
-        spec.Engine.MYSQL: mariadb.probe,
-        spec.Engine.REDIS: redis.probe,
-    }
     if isinstance(target, spec.DatabaseInstance):
         target = ProbeTarget.of(target)
     t0 = time.perf_counter()
     try:
-        return engines[target.engine](target, address, timeout)
+        return _prober(target.engine)(target, address, timeout)
     except Exception as e:  # a probe never raises: an unexpected failure is a result too
         return ProbeResult(
             target.name,
@@ -54,6 +46,21 @@ def probe(target: spec.DatabaseInstance | ProbeTarget, address: str, timeout: fl
             rtt_ms=(time.perf_counter() - t0) * 1000,
             error=f"probe failed: {type(e).__name__}",
         )
+
+
+def _prober(engine: spec.Engine) -> Prober:
+    """The probe of one engine; only its client library is imported (a Redis-only host never loads psycopg)."""
+    if engine is spec.Engine.POSTGRES:
+        from controller.adapters.probes import postgres
+
+        return postgres.probe
+    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        from controller.adapters.probes import mariadb
+
+        return mariadb.probe
+    from controller.adapters.probes import redis
+
+    return redis.probe
 
 
 def unreachable(target: ProbeTarget, address: str, started: float, exc: BaseException, secret: str) -> ProbeResult:

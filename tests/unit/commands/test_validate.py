@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import BASE_FILES, SECRET, instance_yaml, write_tree
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 DBSTATE = [sys.executable, "-m", "controller.cli"]
 
 

@@ -1,5 +1,5 @@
 """Findings from probe results, and the audit's decisions, on synthetic data: pure and cheap. The same rules against
-real servers are in tests/test_audit_engine.py."""
+real servers are in tests/e2e/test_audit.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from controller.adapters import desired
 from controller.core import audit, health, labels, live, spec, versions
 from controller.core.health import ProbeResult
 from controller.core.plan import Action, FindingType
-from tests.engine_helpers import ENV, consumer, network, redis_instance
+from tests.e2e.helpers import ENV, consumer, network, redis_instance
 from tests.helpers import SECRET
 
 ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")

@@ -19,8 +19,8 @@ import pymysql
 import pytest
 import redis
 
-from tests.engine_helpers import ENV as HELPER_ENV
-from tests.engine_helpers import REPO, dbstate, demo_env, network, redis_instance, volume, wait_for
+from tests.e2e.helpers import ENV as HELPER_ENV
+from tests.e2e.helpers import REPO, dbstate, demo_env, network, redis_instance, volume, wait_for
 from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine

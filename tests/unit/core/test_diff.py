@@ -1,5 +1,5 @@
 """The diff on synthetic snapshots: pure and table-driven. The same rules are shown against a real engine in
-tests/test_plan_engine.py; these pin the corner cases cheaply."""
+tests/e2e/test_plan.py; these pin the corner cases cheaply."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from controller.adapters import desired
 from controller.core import diff, hosts, labels, live, spec
 from controller.core.plan import Action, FindingType
-from tests.engine_helpers import ENV, consumer, network, redis_instance
+from tests.e2e.helpers import ENV, consumer, network, redis_instance
 
 ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")
 TEXT = "---\n".join(

@@ -14,9 +14,9 @@ import pymysql
 import pytest
 import redis
 
-from tests.engine_helpers import REPO, dbstate, demo_env, network, wait_for
+from tests.e2e.helpers import REPO, dbstate, demo_env, network, wait_for
+from tests.e2e.test_run import Controller
 from tests.helpers import SECRET, write_tree
-from tests.test_run_engine import Controller
 
 pytestmark = pytest.mark.engine
 PW = "probe-" + SECRET

@@ -1,5 +1,6 @@
 """`dbstate plan` against a real Docker engine: each drift is made by hand with docker-py, and the plan's JSON must hold
-exactly the expected change or finding, and nothing else. Every run is checked for leaked secrets (engine_helpers)."""
+exactly the expected change or finding, and nothing else. Every run is checked for leaked
+secrets (tests/e2e/helpers.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import docker
 import pytest
 
 from controller.core import spec
-from tests.engine_helpers import (
+from tests.e2e.helpers import (
     consumer,
     dbstate,
     load,
@@ -24,7 +25,7 @@ from tests.engine_helpers import (
     run_plain,
     volume,
 )
-from tests.helpers import write_tree
+from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine
 
@@ -39,7 +40,7 @@ class World:
 
     def plan(self, *extra: str) -> tuple[int, dict[str, Any]]:
         r = dbstate("plan", "--dir", str(self.root), "--output", "json", *extra, host=self.host)
-        assert r.stderr == "" or r.code in (0, 1, 2, 3), r.stderr
+        assert r.stderr == "", r.stderr  # JSON mode: everything, errors included, is in the document
         return r.code, r.json()
 
     def rewrite(self, rel: str, text: str) -> None:
@@ -404,3 +405,16 @@ def test_unreachable_engine_is_one_line(tmp_path: Path):
     assert r.stdout == ""
     assert r.stderr.count("\n") == 1 and "cannot reach the Docker engine" in r.stderr
     assert "scripts/local-engine" in r.stderr
+
+
+def test_plan_loads_a_database_client_only_when_it_probes(world: World):
+    from tests.unit.commands.test_cli import loaded_by
+
+    env = {"DOCKER_HOST": world.host, "TEST_REDIS_PASSWORD": SECRET, "DBSTATE_STATE": str(world.root / "s.db")}
+    code, loaded, err = loaded_by("plan", "--dir", str(world.root), "--output", "json", env=env)
+    assert code == 0, err
+    assert "docker" in loaded and not {"psycopg", "pymysql", "redis"} & set(loaded)
+    code, loaded, err = loaded_by("plan", "--dir", str(world.root), "--output", "json", "--probe", env=env)
+    assert code == 0, err
+    assert "redis" in loaded  # the one engine the world has; psycopg and pymysql are still never loaded
+    assert not {"psycopg", "pymysql"} & set(loaded)

@@ -21,7 +21,7 @@ from controller.core.secrets import reveal
 from devtools.engine import TEST_LABEL
 from tests.helpers import SECRET
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def redis_instance(

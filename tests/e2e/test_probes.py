@@ -14,7 +14,7 @@ import pytest
 from controller.adapters import desired
 from controller.adapters.probes import probe
 from controller.core import spec
-from tests.engine_helpers import network, redis_instance, run_instance, wait_for
+from tests.e2e.helpers import network, redis_instance, run_instance, wait_for
 from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine

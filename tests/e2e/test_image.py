@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from devtools.engine import TEST_LABEL
-from tests.engine_helpers import ENV, REPO, network, redis_instance, wait_for
+from tests.e2e.helpers import ENV, REPO, network, redis_instance, wait_for
 from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine

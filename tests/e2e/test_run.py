@@ -19,7 +19,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.engine_helpers import ENV, REPO, network, redis_instance, wait_for
+from tests.e2e.helpers import ENV, REPO, network, redis_instance, wait_for
 from tests.helpers import SECRET, git, write_tree
 
 pytestmark = pytest.mark.engine

@@ -1,0 +1,69 @@
+"""The state database on real SQLite files: passes with their outcomes, resources, volumes seen and acks, probes'
+consecutive failures, the alias cache, and a read-only reader beside a writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.adapters import store
+from controller.core.health import ProbeResult
+from controller.core.plan import Action, Change, Finding, FindingType, Outcome, ResourceStatus
+
+
+def test_a_pass_with_its_outcomes_findings_and_resources(tmp_path: Path):
+    with store.Store(tmp_path / "s.db") as db:
+        pid = db.begin_pass("apply", "abc123", False)
+        change = Change(Action.START, "DatabaseInstance", "pg", "pg-db", "container is exited")
+        db.record_outcome(pid, Outcome(change, "ok", "done", 0.25))
+        db.record_findings(pid, [Finding(FindingType.ORPHAN, "DatabaseInstance", "old", "no longer declared")])
+        db.finish_pass(pid, 1, 0, 1, 0)
+        db.set_resources([ResourceStatus("DatabaseInstance/pg", "in-sync", "", 0, None, "abc123")])
+    with store.Store(tmp_path / "s.db", readonly=True) as ro:
+        (last,) = ro.passes()
+        assert (last["command"], last["revision"], last["changes"], last["findings"]) == ("apply", "abc123", 1, 1)
+        (row,) = ro.changes_of(last["id"])
+        assert (row["action"], row["target"], row["status"], row["seconds"]) == ("start", "pg-db", "ok", 0.25)
+        assert ro.resources()[0]["key"] == "DatabaseInstance/pg"
+
+
+def test_resources_are_replaced_by_each_pass(tmp_path: Path):
+    with store.Store(tmp_path / "s.db") as db:
+        db.set_resources([ResourceStatus("Volume/a", "in-sync", "", 0, None, None)])
+        db.set_resources([ResourceStatus("Volume/b", "failing", "boom", 2, 123.0, None)])
+        assert [(r["key"], r["attempts"], r["next_retry"]) for r in db.resources()] == [("Volume/b", 2, 123.0)]
+
+
+def test_seeing_a_volume_again_consumes_its_acknowledgement(tmp_path: Path):
+    with store.Store(tmp_path / "s.db") as db:
+        db.mark_volumes_seen(["data"])
+        db.ack("volume-lost", "data")
+        assert db.acknowledged("volume-lost") == {"data"} and db.seen_volumes() == {"data"}
+        db.mark_volumes_seen(["data"])
+        assert db.acknowledged("volume-lost") == frozenset()
+
+
+def test_consecutive_probe_failures_count_and_reset(tmp_path: Path):
+    down = ProbeResult("pg", "10.0.0.2", False, error="refused")
+    up = ProbeResult("pg", "10.0.0.2", True, version="15.4", rtt_ms=3.0)
+    with store.Store(tmp_path / "s.db") as db:
+        assert db.record_probes([down], keep=["pg"]) == {"pg": 1}
+        assert db.record_probes([down], keep=["pg"]) == {"pg": 2}
+        assert db.record_probes([up], keep=["pg"]) == {"pg": 0}
+        db.record_probes([down], keep=["pg"])
+        (h,) = db.health()
+        assert (h["failures"], h["version"], h["reachable"]) == (1, "15.4", 0) and h["last_ok"] is not None
+        db.record_probes([], keep=[])  # pg is no longer declared: forgotten
+        assert db.health() == []
+
+
+def test_the_alias_cache_keeps_exactly_the_endpoints_seen(tmp_path: Path):
+    with store.Store(tmp_path / "s.db") as db:
+        db.save_endpoint_aliases({"e1": ("pg", "db"), "e2": ()})
+        db.save_endpoint_aliases({"e2": ()})
+        assert db.endpoint_aliases() == {"e2": ()}
+
+
+def test_an_unwritable_place_gives_no_store_rather_than_an_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert store.open_optional(blocker / "state.db") is None

@@ -1,0 +1,94 @@
+"""The command line as a user meets it: `--help` from the registry, `python -m controller`, each command's help, clear
+errors for bad values, and lazy imports (validate never loads docker-py; no command loads a database client until it
+probes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.commands import COMMANDS
+from tests.helpers import BASE_FILES, SECRET, instance_yaml, write_tree
+from tests.unit.commands.test_validate import REPO, run
+
+IMPORTS_AFTER = """
+import sys
+from controller.cli import main
+code = main(sys.argv[1:])
+heavy = ("docker", "psycopg", "pymysql", "redis", "watchfiles", "requests")
+print("LOADED", sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy}))
+"""
+
+
+def loaded_by(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str], str]:
+    r = subprocess.run(
+        [sys.executable, "-c", IMPORTS_AFTER, *args],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = next(line for line in r.stdout.splitlines() if line.startswith("LOADED"))
+    return r.returncode, json.loads(line.removeprefix("LOADED ").replace("'", '"')), r.stderr
+
+
+def test_help_lists_every_registered_command_once():
+    r = run("--help")
+    assert r.returncode == 0
+    listed = [line.split()[0] for line in r.stdout.split("commands:\n", 1)[1].splitlines() if line.startswith("  ")]
+    assert listed == list(COMMANDS)
+    for name, info in COMMANDS.items():
+        assert r.stdout.count(f"  {name} ") == 1 and info.summary in r.stdout
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_command_has_help(name: str):
+    r = run(name, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: dbstate {name}")
+
+
+def test_python_dash_m_controller_is_the_command():
+    r = subprocess.run(
+        [sys.executable, "-m", "controller", "--version"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert (r.returncode, r.stdout) == (0, run("--version").stdout) and r.stdout.startswith("dbstate ")
+
+
+def test_an_unknown_command_suggests_the_nearest():
+    r = run("plna")
+    assert r.returncode == 2 and "unknown command 'plna' (did you mean `plan`?)" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("plan", "--probe-timeout", "0"), "--probe-timeout must be more than 0"),
+        (("apply", "--parallel", "0"), "--parallel must be at least 1"),
+        (("plan", "--probe", "--unhealthy-after", "0"), "--unhealthy-after must be at least 1"),
+        (("run", "--listen", "127.0.0.1:99999"), "expected HOST:PORT with a port from 1 to 65535"),
+        (("run", "--listen", "::1:9464"), "write an IPv6 address in brackets"),
+        (("run", "--resync", "0"), "--resync must be more than 0"),
+    ],
+)
+def test_bad_values_are_one_clear_line(args: tuple[str, ...], message: str):
+    r = run(*args)
+    assert r.returncode == 1 and r.stderr.startswith("dbstate: error: ") and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_validate_never_loads_docker_py_nor_a_database_client(tmp_path: Path):
+    root = write_tree(tmp_path / "ds", {**BASE_FILES, "pg.yaml": instance_yaml()})
+    code, loaded, err = loaded_by("validate", "--dir", str(root), env={"PG_PASSWORD": SECRET})
+    assert code == 0, err
+    assert loaded == []
+
+
+def test_version_and_help_load_nothing_heavy():
+    assert loaded_by("--version")[:2] == (0, [])
+    assert loaded_by("plan", "--help")[:2] == (0, [])

@@ -1,0 +1,161 @@
+"""The loop around a real reconciler on the fakes of its ports: it survives any pass (an unexpected exception is
+logged, counted and retried), acts only while it holds the lease, and logs each desired-state error once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller.core import errors
+from controller.engine.loop import Loop
+from controller.engine.metrics import Metrics
+from controller.engine.options import PassOptions
+from controller.engine.queue import WorkQueue
+from controller.engine.reconciler import Reconciler
+from tests.fakes import FakeEngine, MemoryHistory, TextSource
+from tests.helpers import NETWORK, SECRET, VOLUME, instance_yaml
+
+STATE = "---\n".join([NETWORK, VOLUME, instance_yaml()])
+
+
+class Logs:
+    def __init__(self) -> None:
+        self.lines: list[dict[str, object]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, **fields: object) -> None:
+        with self.lock:
+            self.lines.append(fields)
+
+    def messages(self, msg: str) -> list[dict[str, object]]:
+        with self.lock:
+            return [line for line in self.lines if line.get("msg") == msg]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def start_loop(loop: Loop) -> threading.Thread:
+    t = threading.Thread(target=loop.run, daemon=True)
+    t.start()
+    return t
+
+
+def make(engine: FakeEngine, text: str = STATE, **kw: object) -> tuple[Loop, Logs, Metrics]:
+    logs, metrics = Logs(), Metrics()
+    r = Reconciler(TextSource(text, {"PG_PASSWORD": SECRET}), engine, engine, MemoryHistory(), PassOptions("run"))
+    queue = WorkQueue(base=0.05, cap=0.2)  # fast retries for the test
+    loop = Loop(r, resync=60.0, queue=queue, metrics=metrics, log=logs, **kw)  # type: ignore[arg-type]
+    return loop, logs, metrics
+
+
+def test_an_unexpected_exception_in_a_pass_is_survived_and_the_next_pass_converges():
+    engine = FakeEngine()
+    engine.fail_next("observe", KeyError("a bug in an adapter"))
+    loop, logs, metrics = make(engine)
+    t = start_loop(loop)
+    try:
+        wait_for(lambda: "pg-db" in engine.containers and engine.containers["pg-db"].state == "running")
+        wait_for(lambda: loop.ready)
+    finally:
+        loop.stop()
+        t.join(5)
+    assert not t.is_alive()
+    (failed,) = logs.messages("pass failed")
+    assert failed["error"] == "unexpected KeyError: 'a bug in an adapter'" and failed["retry_in"] is not None
+    assert metrics.passes["error"] == 1 and metrics.passes["ok"] >= 1
+    assert 'dbstate_passes_total{result="error"} 1' in metrics.render()
+
+
+def test_an_exception_raised_while_recording_status_does_not_end_the_loop():
+    engine = FakeEngine()
+    loop, logs, _ = make(engine)
+    calls = {"n": 0}
+    original = loop.reconciler.record_status
+
+    def flaky(report, backoffs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+        original(report, backoffs)
+
+    loop.reconciler.record_status = flaky  # type: ignore[method-assign]
+    t = start_loop(loop)
+    try:
+        wait_for(lambda: calls["n"] >= 2)
+    finally:
+        loop.stop()
+        t.join(5)
+    assert logs.messages("pass failed")[0]["error"] == "unexpected OSError: disk full"
+    assert engine.containers["pg-db"].state == "running"
+
+
+def test_an_unreachable_engine_makes_the_loop_not_ready_and_it_retries():
+    engine = FakeEngine()
+    engine.fail_next("observe", errors.EngineUnavailable("cannot reach the Docker engine"), times=2)
+    loop, logs, metrics = make(engine)
+    t = start_loop(loop)
+    try:
+        wait_for(lambda: loop.ready)
+    finally:
+        loop.stop()
+        t.join(5)
+    assert len(logs.messages("pass failed")) == 2 and metrics.engine_up == 1
+
+
+@dataclass
+class Other:
+    holder: str
+    expires: float
+
+
+class FakeLease:
+    def __init__(self) -> None:
+        self.holder = "me"
+        self.other: Other | None = Other("someone-else", time.time() + 60)
+        self.released = False
+
+    def hold(self) -> Other | None:
+        return self.other
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_nothing_is_done_without_the_lease_and_everything_once_it_is_held():
+    engine, lease = FakeEngine(), FakeLease()
+    loop, logs, metrics = make(engine, lease=lease, lease_ttl=0.3)
+    t = start_loop(loop)
+    try:
+        wait_for(
+            lambda: logs.messages(
+                "another dbstate run holds the engine lease: not acting until it stops or its lease expires"
+            )
+        )
+        time.sleep(0.3)
+        assert engine.calls == [] and not loop.is_ready() and metrics.leader == 0
+        lease.other = None
+        wait_for(lambda: "pg-db" in engine.containers)
+        wait_for(loop.is_ready)
+        assert metrics.leader == 1
+    finally:
+        loop.stop()
+        t.join(5)
+    assert lease.released
+
+
+def test_a_desired_state_error_is_logged_once_not_once_per_pass():
+    broken = instance_yaml("kv", "kv-db", volume=None).replace("engine: postgres", "engine: nosuchdb")
+    engine = FakeEngine()
+    loop, logs, _ = make(engine, "---\n".join([STATE, broken]))
+    for trigger in ("start", "resync", "resync"):
+        loop.one_pass(trigger)
+    errors_logged = logs.messages("desired state error: held back, nothing torn down")
+    assert len(errors_logged) == 1 and errors_logged[0]["resource"] == "DatabaseInstance/kv"
+    assert errors_logged[0]["file"] == "state.yaml" and errors_logged[0]["field"] == "spec.engine"

@@ -1,0 +1,167 @@
+"""The reconciler's pass on the fakes of its ports: converge, defer what backs off, record every outcome and status,
+probe on its interval, and never recreate a lost volume. (The same passes on the real engine: tests/e2e/.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.core import errors
+from controller.core.health import ProbeResult
+from controller.core.plan import Action, FindingType
+from controller.engine.options import PassOptions, ProbeOptions
+from controller.engine.queue import Backoff
+from controller.engine.reconciler import Reconciler, Request
+from tests.fakes import FakeClock, FakeEngine, FakeProber, MemoryHistory, TextSource
+from tests.helpers import NETWORK, SECRET, VOLUME, consumer_yaml, instance_yaml
+
+STATE = "---\n".join([NETWORK, VOLUME, instance_yaml()])
+VARS = {"PG_PASSWORD": SECRET}
+
+
+def reconciler(
+    text: str = STATE,
+    *,
+    probe: ProbeOptions | None = None,
+    prober: FakeProber | None = None,
+    engine: FakeEngine | None = None,
+    history: MemoryHistory | None = None,
+    clock: FakeClock | None = None,
+) -> tuple[Reconciler, FakeEngine, MemoryHistory]:
+    engine = engine or FakeEngine()
+    history = history or MemoryHistory()
+    r = Reconciler(
+        TextSource(text, VARS, commit="c0ffee"),
+        engine,
+        engine,
+        history,
+        PassOptions("run", probe=probe),
+        prober=prober,
+        clock=clock or FakeClock(),
+    )
+    return r, engine, history
+
+
+def test_a_pass_converges_an_empty_engine_and_the_next_is_a_no_op():
+    r, engine, history = reconciler()
+    report = r.reconcile(Request("start"))
+    assert [(o.change.action, o.change.kind, o.status) for o in report.outcomes] == [
+        (Action.CREATE, "Network", "ok"),
+        (Action.CREATE, "Volume", "ok"),
+        (Action.CREATE, "DatabaseInstance", "ok"),
+    ]
+    assert engine.containers["pg-db"].state == "running"
+    assert engine.containers["pg-db"].networks == {"edge": ("pg",)}
+    r.record_status(report, {})
+    assert {row.key: row.status for row in history.resources} == {
+        "DatabaseInstance/pg": "in-sync",
+        "Network/edge": "in-sync",
+        "Volume/pg_data": "in-sync",
+    }
+    again = r.reconcile(Request("resync"))
+    assert again.outcomes == () and again.drifted == frozenset()
+    assert again.in_sync_keys == {"DatabaseInstance/pg", "Network/edge", "Volume/pg_data"}
+
+
+def test_every_outcome_is_recorded_with_its_pass_and_revision():
+    r, _, history = reconciler()
+    report = r.reconcile(Request("start"))
+    (pass_id,) = history.passes
+    assert history.passes[pass_id]["revision"] == "c0ffee" and history.passes[pass_id]["command"] == "run"
+    assert [o.change.key for o in history.outcomes[pass_id]] == [o.change.key for o in report.outcomes]
+
+
+def test_drift_is_repaired_and_reported():
+    r, engine, _ = reconciler()
+    r.reconcile(Request("start"))
+    engine.kill("pg-db")
+    report = r.reconcile(Request("docker container die pg-db"))
+    assert [(o.change.action, o.status) for o in report.outcomes] == [(Action.START, "ok")]
+    assert report.drifted == {"DatabaseInstance/pg"} and report.trigger == "docker container die pg-db"
+    assert engine.containers["pg-db"].state == "running"
+
+
+def test_changes_of_a_key_in_backoff_are_deferred_and_the_rest_applied():
+    text = "---\n".join([STATE, instance_yaml("kv", "kv-db", volume=None)])
+    r, engine, _ = reconciler(text)
+    report = r.reconcile(Request("start", deferred=lambda key: key == "DatabaseInstance/kv"))
+    assert report.pending == ("DatabaseInstance/kv",)
+    assert "kv-db" not in engine.containers and engine.containers["pg-db"].state == "running"
+
+
+def test_a_failed_change_is_failing_with_attempts_and_next_retry_in_the_status():
+    clock = FakeClock()
+    r, engine, history = reconciler(clock=clock)
+    engine.fail_next("create_container", errors.EnginePermanent("the engine refused"))
+    report = r.reconcile(Request("start"))
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    assert [o.change.key for o in failed] == ["DatabaseInstance/pg"]
+    due = clock.monotonic() + 4.0
+    r.record_status(report, {"DatabaseInstance/pg": Backoff(3, due, failed[0].message)})
+    row = {row.key: row for row in history.resources}["DatabaseInstance/pg"]
+    assert (row.status, row.attempts) == ("failing", 3)
+    assert row.next_retry == pytest.approx(clock.time() + 4.0)
+    assert "the engine refused" in row.message
+
+
+def test_an_invalid_resource_is_held_back_and_never_created():
+    broken = instance_yaml("kv", "kv-db", volume=None).replace("engine: postgres", "engine: nosuchdb")
+    r, engine, history = reconciler("---\n".join([STATE, broken]))
+    report = r.reconcile(Request("start"))
+    assert report.errors == 1 and "kv-db" not in engine.containers
+    r.record_status(report, {})
+    assert {row.key: row.status for row in history.resources}["DatabaseInstance/kv"] == "invalid"
+
+
+def test_a_volume_seen_before_and_gone_is_never_recreated_empty():
+    r, engine, history = reconciler()
+    r.reconcile(Request("start"))
+    assert "pg_data" in history.seen_volumes()
+    engine.remove_container("pg-db")
+    del engine.volumes["pg_data"]
+    report = r.reconcile(Request("docker volume destroy pg_data"))
+    assert report.outcomes == () and "pg-db" not in engine.containers and "pg_data" not in engine.volumes
+    assert report.findings.get(FindingType.VOLUME_LOST.value) == 2  # the volume, and the instance that needs it
+    history.ack("volume-lost", "pg_data")
+    report = r.reconcile(Request("ack"))
+    assert {o.change.kind for o in report.outcomes} == {"Volume", "DatabaseInstance"}
+
+
+def test_probes_run_on_the_first_pass_then_on_their_interval():
+    clock = FakeClock()
+    prober = FakeProber()
+    r, _, _ = reconciler(probe=ProbeOptions(interval=30.0), prober=prober, clock=clock)
+    assert r.probe_due_in() == 0.0
+    r.reconcile(Request("start"))
+    assert prober.probed == ["pg"]
+    clock.advance(10)
+    r.reconcile(Request("event"))
+    assert prober.probed == ["pg"] and r.probe_due_in() == pytest.approx(20.0)
+    clock.advance(20)
+    r.reconcile(Request("probe"))
+    assert prober.probed == ["pg", "pg"]
+
+
+def test_unhealthy_after_n_failed_probes_and_down_in_the_report():
+    prober = FakeProber(lambda name: ProbeResult(name, "10.0.0.2", False, error="connection refused"))
+    r, _, _ = reconciler(probe=ProbeOptions(unhealthy_after=2), prober=prober)
+    first = r.reconcile(Request("start"))
+    # the pass created the instance: its probe (taken before) is dropped, and it is not yet unhealthy
+    assert FindingType.UNHEALTHY.value not in first.findings
+    second = r.reconcile(Request("probe"))
+    assert second.findings[FindingType.UNHEALTHY.value] == 1
+    assert second.health == {"pg": 0} and not second.probes["pg"].reachable
+
+
+def test_a_consumer_waits_for_its_instance():
+    text = "---\n".join([STATE, consumer_yaml()])
+    r, engine, _ = reconciler(text)
+    report = r.reconcile(Request("start"))
+    assert FindingType.MISSING_CONSUMER.value in report.findings  # image: null, managed elsewhere
+    assert ("create_container", "app") not in engine.calls
+
+
+def test_the_secrets_of_the_last_desired_state_are_known_to_the_scrubber():
+    r, _, _ = reconciler()
+    assert r.secrets == frozenset()
+    r.reconcile(Request("start"))
+    assert SECRET in r.secrets

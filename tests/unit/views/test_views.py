@@ -1,0 +1,120 @@
+"""The renderers: the plan as text and stable JSON, apply's outcome lines, status and validate. Pure functions of
+their data; no engine needed."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from controller.adapters import desired
+from controller.core import live
+from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Outcome, Plan
+from controller.views import apply as apply_view
+from controller.views import common, status, validate
+from controller.views import plan as plan_view
+from tests.helpers import NETWORK, SECRET, VOLUME, instance_yaml
+
+ENGINE = live.EngineInfo("unix:///x.sock", "20.10.24", "1.41")
+START = Change(Action.START, "DatabaseInstance", "pg", "pg-db", "container is exited")
+CONNECT = Change(
+    Action.CONNECT,
+    "Consumer",
+    "app",
+    "app",
+    "alias db missing on edge",
+    {"network": "edge", "aliases": ["db"], "reconnect": True},
+)
+PLAN = Plan(
+    (START, CONNECT),
+    (Finding(FindingType.ORPHAN, "DatabaseInstance", "old", "no longer declared"),),
+    (Note(NoteType.ADOPTED, "Network", "edge", "exists without dbstate's labels"),),
+)
+
+
+def test_plan_text_lists_changes_findings_notes_and_a_summary():
+    text = plan_view.to_text(PLAN, (), ENGINE, "abc123 (dirty)", "desired-state", colour=False)
+    assert "  desired state  desired-state @ abc123 (dirty)" in text
+    assert "  > DatabaseInstance/pg  start container pg-db: container is exited" in text
+    assert "connect app to edge: alias db missing on edge" in text
+    assert "aliases db (disconnect, then connect)" in text
+    assert "! orphan DatabaseInstance/old: no longer declared" in text
+    assert "- adopted Network/edge" in text
+    assert text.rstrip().endswith("Plan: 1 to start, 1 to connect. 1 finding.")
+    assert "\033[" not in text
+    assert "\033[" in plan_view.to_text(PLAN, (), ENGINE, "abc", "d", colour=True)
+
+
+def test_plan_json_is_stable():
+    doc = plan_view.to_json(PLAN, (), ENGINE, "abc123", True)
+    assert list(doc) == ["revision", "dirty", "engine", "in_sync", "changes", "findings", "notes", "errors", "summary"]
+    assert doc["engine"] == {"host": "unix:///x.sock", "version": "20.10.24", "api_version": "1.41"}
+    assert doc["summary"]["start"] == 1 and doc["summary"]["findings"] == 1 and doc["in_sync"] is False
+    assert json.loads(common.dumps(doc)) == doc
+
+
+def test_plan_text_with_errors_says_what_is_held_back(tmp_path: Path):
+    loaded = desired.load_text(instance_yaml().replace("engine: postgres", "engine: nosuch"), "x.yaml", {})
+    text = plan_view.to_text(Plan(), loaded.errors, ENGINE, "r", "d", colour=False)
+    assert "Errors in the desired state (those resources are held back):" in text
+    assert "x.yaml:" in text and "No changes for what loaded; the desired state has errors." in text
+
+
+def test_apply_lines_and_closing_count():
+    outcomes = (Outcome(START, "ok", "done", 0.42), Outcome(CONNECT, "failed", "engine refused", 1.0))
+    assert apply_view.outcome_line(outcomes[0]) == "  ok      start DatabaseInstance/pg (pg-db) in 0.4s\n"
+    assert apply_view.outcome_line(outcomes[1]).endswith("in 1.0s: engine refused\n")
+    assert apply_view.closing_line(outcomes) == "\nApply: 1 done, 1 failed, 0 skipped.\n"
+
+
+def test_status_text_shows_failing_resources_and_health():
+    last = {
+        "command": "run",
+        "started": 0.0,
+        "revision": "abcdef1234567890",
+        "dirty": 0,
+        "changes": 2,
+        "failed": 1,
+        "findings": 0,
+        "errors": 0,
+    }
+    resources = [
+        {"key": "DatabaseInstance/pg", "status": "failing", "message": "boom", "attempts": 3, "next_retry": 3600.0}
+    ]
+    health = [
+        {
+            "instance": "pg",
+            "reachable": 0,
+            "failures": 2,
+            "last_ok": None,
+            "error": "refused",
+            "probed": 0.0,
+            "version": None,
+            "rtt_ms": None,
+        }
+    ]
+    text = status.to_text(last, resources, health)
+    assert text.startswith("last pass: run at 1970-01-01 00:00:00Z, revision abcdef123456: 2 changes, 1 failed")
+    assert "  failing   DatabaseInstance/pg  attempts 3, next retry 01:00:00Z: boom" in text
+    assert "  down      pg  2 failed in a row (never up): refused" in text
+    assert status.to_text(None, [], []) == "no pass recorded yet\n"
+
+
+def test_validate_summary_and_problems():
+    loaded = desired.load_text("---\n".join([NETWORK, VOLUME, instance_yaml()]), "ok.yaml", {"PG_PASSWORD": SECRET})
+    summary = validate.summary_text(Path("ds"), loaded)
+    assert summary.startswith("ds: valid, 3 resources in 1 files")
+    assert "  DatabaseInstance (1): pg" in summary
+    doc = json.loads(validate.to_json(Path("ds"), loaded, True))
+    assert doc["valid"] is True and doc["resources"]["Volume"] == ["pg_data"]
+    assert SECRET not in summary + json.dumps(doc)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert common.colour("auto", Tty()) and not common.colour("auto", io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not common.colour("auto", Tty()) and common.colour("always", io.StringIO())
