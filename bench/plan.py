@@ -5,7 +5,9 @@ run: raw docker-py listing containers, networks and volumes once (the fewest API
 
 It starts its own private engine ("bench"), creates the instances (redis stand-ins running `sleep`, one volume each,
 on one network), measures, and removes everything it created. Printed:
-  floor            3 list calls through docker.APIClient
+  floor            3 list calls through docker.APIClient, in-process
+  floor, process   the same 3 calls as a whole process (python -c: start, import docker-py, list, exit): what a
+                   one-shot `dbstate plan` compares with
   observe+diff     in-process: DockerEngine.observe (version, 3 lists, the inspects) + diff, a new engine each time
                    (cold alias cache: one inspect per declared container, as a one-shot `dbstate plan` does)
   ... warm         the same with the EndpointID->aliases cache filled, as in the long-running loop
@@ -68,13 +70,21 @@ def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dic
             assert p.in_sync, p.changes[:3]
 
         proc_env = {**os.environ, **env, "DOCKER_HOST": host, "PYTHONPATH": str(REPO)}
+        floor_script = (
+            f"import docker; api = docker.APIClient(base_url={host!r}, version='1.41'); "
+            "api.containers(all=True); api.networks(); api.volumes()"
+        )
+
+        def floor_whole() -> None:
+            subprocess.run([sys.executable, "-c", floor_script], env=proc_env, check=True)
+
         warm_state = Path(tmp) / "warm.db"
 
         def whole(state: Path | None) -> None:
             with tempfile.TemporaryDirectory() as fresh:
                 run_env = {**proc_env, "DBSTATE_STATE": str(state or Path(fresh) / "state.db")}
                 r = subprocess.run(
-                    [sys.executable, "-m", "controller.cli", "plan", "--dir", str(root), "--output", "json"],
+                    [sys.executable, "-m", "controller", "plan", "--dir", str(root), "--output", "json"],
                     env=run_env,
                     capture_output=True,
                     text=True,
@@ -87,8 +97,9 @@ def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dic
             "floor": timed(floor, repeat),
             "cold": timed(cold, repeat),
             "warm": timed(warm, repeat),
-            "whole_cold": timed(lambda: whole(None), max(5, repeat // 3)),
-            "whole": timed(lambda: whole(warm_state), max(5, repeat // 3)),
+            "floor_whole": timed(floor_whole, repeat),
+            "whole_cold": timed(lambda: whole(None), repeat),
+            "whole": timed(lambda: whole(warm_state), repeat),
         }
         warm_engine.close()
         floor_api.close()
@@ -97,8 +108,11 @@ def run_size(client: docker.DockerClient, host: str, n: int, repeat: int) -> dic
         for key, label in (("cold", "observe+diff, cold cache"), ("warm", "observe+diff, warm cache")):
             ratio = statistics.median(results[key]) / f
             print(f"  {label:<31} {fmt(results[key])}   {ratio:5.1f}x floor")
-        print(f"  whole process, cold state       {fmt(results['whole_cold'])}")
-        print(f"  whole process, warm state       {fmt(results['whole'])}")
+        fw = statistics.median(results["floor_whole"])
+        print(f"  floor, whole process            {fmt(results['floor_whole'])}")
+        for key, label in (("whole_cold", "whole process, cold state"), ("whole", "whole process, warm state")):
+            ratio = statistics.median(results[key]) / fw
+            print(f"  {label:<31} {fmt(results[key])}   {ratio:5.1f}x floor (process)")
         devengine.cleanup(client)
         return {k: statistics.median(v) for k, v in results.items()}
 
@@ -111,13 +125,17 @@ def main() -> int:
     with bench_engine() as (eng, client):
         print(f"engine: {eng.host}   cores: {os.cpu_count()}")
         summary = {n: run_size(client, eng.host, n, args.repeat) for n in args.sizes}
-        print("\nsummary (medians)       floor  in-process cold/warm   x floor      whole process cold/warm")
+        print(
+            "\nsummary (medians)       floor  in-process cold/warm   x floor   floor(process)  "
+            "whole process cold/warm   x floor(process)"
+        )
         for n, r in summary.items():
             print(
                 f"  {n:4d} instances  {r['floor'] * 1000:7.1f}ms   "
                 f"{r['cold'] * 1000:6.0f}ms {r['warm'] * 1000:5.0f}ms   "
-                f"{r['cold'] / r['floor']:5.1f}x {r['warm'] / r['floor']:4.1f}x   "
-                f"{r['whole_cold'] * 1000:6.0f}ms {r['whole'] * 1000:5.0f}ms"
+                f"{r['cold'] / r['floor']:5.1f}x {r['warm'] / r['floor']:4.1f}x   {r['floor_whole'] * 1000:7.0f}ms   "
+                f"{r['whole_cold'] * 1000:6.0f}ms {r['whole'] * 1000:5.0f}ms   "
+                f"{r['whole_cold'] / r['floor_whole']:5.1f}x {r['whole'] / r['floor_whole']:4.1f}x"
             )
     return 0
 

@@ -38,6 +38,9 @@ def overview() -> str:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    # dbstate uses no pydantic plugin; without this, building the first model scans every installed package's
+    # metadata for one (about 20 ms of every run). A user's explicit setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     out = out or sys.stdout
     err = err or sys.stderr
     args = list(sys.argv[1:] if argv is None else argv)

@@ -7,16 +7,19 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from controller.adapters import lease, probes, store
+from controller.adapters import lease, store
 from controller.adapters.docker import DockerRuntime
 from controller.adapters.source import DirectorySource
 from controller.core import errors
-from controller.engine import auditing
 from controller.engine.history import MemoryHistory
 from controller.engine.options import PassOptions, SourceMode, Target
-from controller.engine.ports import History
+from controller.engine.ports import History, Prober
 from controller.engine.reconciler import Reconciler
+
+if TYPE_CHECKING:
+    from controller.engine.auditing import AuditResult
 
 
 @dataclass
@@ -80,20 +83,28 @@ def reconciler(
                 runtime,
                 history,
                 options,
-                prober=probes.Probes() if options.probe is not None else None,
+                prober=_prober() if options.probe is not None else None,
             )
             yield Wired(r, runtime)
         finally:
             runtime.close()
 
 
-def audit(target: Target, timeout: float) -> auditing.AuditResult:
+def _prober() -> Prober:
+    from controller.adapters import probes  # only a command that probes loads the probes
+
+    return probes.Probes()
+
+
+def audit(target: Target, timeout: float) -> AuditResult:
     """`dbstate audit`: read-only; every container inspected and every database probed."""
+    from controller.engine import auditing
+
     with _history(target.state, False) as (history, db):
         runtime = _runtime(target, db, 30.0, None)
         try:
             return auditing.run(
-                DirectorySource(target.directory, target.env_file), runtime, probes.Probes(), history, timeout
+                DirectorySource(target.directory, target.env_file), runtime, _prober(), history, timeout
             )
         finally:
             runtime.close()

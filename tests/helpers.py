@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devtools.engine import TEST_LABEL
+
 SECRET = "s3cr3t-value-that-must-not-leak"
 
 
@@ -82,3 +84,63 @@ def git(root: Path, *args: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+# -- redis instances, networks, volumes and consumers labelled for the real engine's cleanup (tests/e2e), also used
+# -- by the unit tests of the diff and the health findings
+
+
+def redis_instance(
+    name: str,
+    container: str,
+    networks: str = "[{name: net-a, aliases: [NAME]}]",
+    extra: str = "",
+    image: str = "dbstate-local/redis:7.0",
+    volume: str | None = None,
+) -> str:
+    vol = f"  volumes: [{{source: {volume}, target: /data}}]\n" if volume else ""
+    return f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata:
+  name: {name}
+  labels: {{{TEST_LABEL}: "1"}}
+spec:
+  engine: redis
+  version: "7"
+  image: {image}
+  containerName: {container}
+  networks: {networks.replace("NAME", name)}
+{vol}  env:
+    REDIS_PASSWORD: ${{TEST_REDIS_PASSWORD}}
+  command: ["sh", "-c", "exec redis-server --requirepass \\"$$REDIS_PASSWORD\\""]
+  auth: {{method: password, password: "${{TEST_REDIS_PASSWORD}}"}}
+{extra}"""
+
+
+def network(name: str, isolated: bool = False, internal: bool = False) -> str:
+    return f"""apiVersion: dbstate.io/v1
+kind: Network
+metadata: {{name: {name}, labels: {{{TEST_LABEL}: "1"}}}}
+spec: {{isolated: {str(isolated).lower()}, internal: {str(internal).lower()}}}
+"""
+
+
+def volume(name: str) -> str:
+    return f"""apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {{name: {name}, labels: {{{TEST_LABEL}: "1"}}}}
+"""
+
+
+def consumer(name: str, instance: str, net: str = "net-a", host_env: str = "DB_HOST") -> str:
+    return f"""apiVersion: dbstate.io/v1
+kind: Consumer
+metadata: {{name: {name}}}
+spec:
+  containerName: {name}
+  networks: [{{name: {net}}}]
+  uses: [{{instance: {instance}, hostEnv: {host_env}}}]
+"""
+
+
+ENV = {"TEST_REDIS_PASSWORD": SECRET}

@@ -35,11 +35,15 @@ def _git(directory: Path, *args: str) -> str | None:
 def revision(directory: Path) -> Revision:
     if shutil.which("git") is None or not directory.is_dir():
         return Revision(None, None)
-    commit = _git(directory, "rev-parse", "--verify", "-q", "HEAD")
-    if commit is None:
+    # one call: the commit (`# branch.oid`) and the changes below the directory (every line not starting with `#`)
+    status = _git(directory, "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "--", ".")
+    if status is None:
         return Revision(None, None)
-    status = _git(directory, "status", "--porcelain", "--untracked-files=normal", "--", ".")
-    return Revision(commit, None if status is None else bool(status))
+    lines = status.splitlines()
+    oid = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "(initial)")
+    if oid == "(initial)":
+        return Revision(None, None)
+    return Revision(oid, any(not line.startswith("#") for line in lines))
 
 
 def git_dir(directory: Path) -> Path | None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
-
 from controller.core import errors
 
 T = TypeVar("T")
@@ -16,7 +14,10 @@ DEFAULT_BUDGET = 30.0  # seconds one engine call may spend retrying
 
 def call(fn: Callable[[], T], budget: float = DEFAULT_BUDGET) -> T:
     """Run `fn`, retrying transient engine errors (unreachable, reset, timeout, 5xx) with exponential backoff and
-    jitter (0.2 s growing to 5 s) until `budget` seconds have passed; then the last error is raised as it was."""
+    jitter (0.2 s growing to 5 s) until `budget` seconds have passed; then the last error is raised as it was.
+    tenacity is imported here, on the first mutating call: a plan never pays for it."""
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
     retrying = Retrying(
         retry=retry_if_exception(errors.retryable),
         wait=wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.3),

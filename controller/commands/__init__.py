@@ -12,7 +12,6 @@ import argparse
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol, TextIO
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,6 @@ COMMANDS: dict[str, CommandInfo] = {
     "status": CommandInfo("status", "per resource: in sync, drifted, failing, or with findings; the last pass"),
     "ack": CommandInfo("ack", "acknowledge a finding that needs a human decision (volume-lost)"),
 }
-
-
-class Command(Protocol):
-    DESCRIPTION: str
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
-
-    def options(self, ns: argparse.Namespace) -> Any: ...
-
-    def run(self, options: Any, out: TextIO, err: TextIO) -> int: ...
 
 
 def load(name: str) -> ModuleType:

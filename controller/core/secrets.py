@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from typing import Any
 
@@ -76,7 +77,7 @@ def reveal(value: str | Secret) -> str:
 
 
 def collect(value: Any) -> set[str]:
-    """Every revealed secret value inside a model, for the output scrubber."""
+    """Every revealed secret value inside a model or a dataclass, for the output scrubber."""
     out: set[str] = set()
     if isinstance(value, Secret):
         out.add(value.reveal())
@@ -89,6 +90,9 @@ def collect(value: Any) -> set[str]:
     elif hasattr(value, "__pydantic_fields__"):
         for name in type(value).__pydantic_fields__:
             out |= collect(getattr(value, name))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # spec.DesiredState and other values
+        for f in dataclasses.fields(value):
+            out |= collect(getattr(value, f.name))
     return out
 
 

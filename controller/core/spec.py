@@ -7,13 +7,12 @@ interpolated (see `core.interpolate`): secret values are `Secret`, never plain s
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from controller.core.hosts import every_interface
@@ -79,6 +78,7 @@ class Model(BaseModel):
         populate_by_name=True,
         str_strip_whitespace=False,
         hide_input_in_errors=True,  # an error must never echo a value: it may be a secret
+        defer_build=True,  # a model's validator is built when first used: a command pays only for what it reads
     )
 
 
@@ -258,8 +258,10 @@ KINDS: dict[str, type[Resource]] = {
 }
 
 
-class DesiredState(Model):
-    """Everything that loaded cleanly, plus what must be left alone because its declaration is broken."""
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything that loaded cleanly, plus what must be left alone because its declaration is broken. The loader
+    assembles it from resources that validated already: a plain value, not a model (nothing is validated twice)."""
 
     instances: tuple[DatabaseInstance, ...] = ()
     networks: tuple[Network, ...] = ()
@@ -268,14 +270,14 @@ class DesiredState(Model):
     # (kind, name) and container names claimed by documents that failed to load: never orphaned or pruned.
     held_back: frozenset[tuple[str, str]] = frozenset()
     held_back_containers: frozenset[str] = frozenset()
-    complete: bool = Field(default=True, description="false when any file or resource had errors: no prune")
+    complete: bool = True  # false when any file or resource had errors: no prune
     # Files that could not be parsed at all: what they declare is unknown, so nothing may look deleted.
     unreadable_files: tuple[str, ...] = ()
 
-    @field_validator("instances", "networks", "volumes", "consumers")
-    @classmethod
-    def _sorted(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(sorted(value, key=lambda r: r.metadata.name))
+    def __post_init__(self) -> None:
+        for kind in ("instances", "networks", "volumes", "consumers"):
+            resources: tuple[Resource, ...] = getattr(self, kind)
+            object.__setattr__(self, kind, tuple(sorted(resources, key=lambda r: r.metadata.name)))
 
 
 def _plain(value: Any) -> Any:
@@ -298,6 +300,8 @@ def spec_hash(resource: DatabaseInstance | Consumer) -> str:
 
     The policy and the auth block do not change the container, so they are left out: changing them never recreates.
     """
+    import hashlib  # here: only the diff needs it, not validate
+
     spec = _plain(resource.spec)
     spec.pop("policy", None)
     spec.pop("auth", None)

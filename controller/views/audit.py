@@ -7,7 +7,7 @@ from typing import Any
 from controller.core import live
 from controller.core.audit import CRITERIA, Report
 from controller.core.diagnostics import Diagnostic
-from controller.views.common import Painter, engine_json, finding_line, header
+from controller.views.common import Painter, engine_json, finding_line, header, section
 from controller.views.plan import error_lines, errors_json
 
 
@@ -104,11 +104,7 @@ def audit_text(
             else:
                 lines.append(f"  {paint('x', 'red')}  {c.consumer} -> {c.instance}: {c.problem}")
         lines.append("")
-    if report.findings:
-        lines.append(paint("Findings:", "bold"))
-        for f in report.findings:
-            lines.append(finding_line(paint, f))
-        lines.append("")
+    lines += section(paint, "Findings:", [finding_line(paint, f) for f in report.findings])
     lines += error_lines(paint, "Errors in the desired state:", errors)
     s = audit_summary(report, errors)
     head = paint("Nothing wrong:", "green") if not s["wrong"] else paint("Something is wrong:", "yellow")

@@ -55,3 +55,8 @@ def header(paint: Painter, title: str, directory: str, revision: str, engine: li
 
 def finding_line(paint: Painter, f: plan.Finding) -> str:
     return f"  {paint('!', 'yellow')} {paint(f.type.value, 'yellow')} {f.kind}/{f.name}: {f.message}"
+
+
+def section(paint: Painter, title: str, body: list[str]) -> list[str]:
+    """A titled block of lines and a blank line; nothing at all when there is nothing to say."""
+    return [paint(title, "bold"), *body, ""] if body else []

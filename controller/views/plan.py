@@ -17,7 +17,7 @@ from typing import Any
 from controller.core import live, plan
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
-from controller.views.common import Painter, engine_json, finding_line, header
+from controller.views.common import Painter, engine_json, finding_line, header, section
 
 ACTION_COLOUR = {
     plan.Action.CREATE: "green",
@@ -131,11 +131,8 @@ def to_text(
         lines.append(paint("Probes (what the servers say):", "bold"))
         lines += probe_lines(probes, paint)
         lines.append("")
-    if p.findings:
-        lines.append(paint("Findings (need a human; dbstate does not act on them):", "bold"))
-        for f in p.findings:
-            lines.append(finding_line(paint, f))
-        lines.append("")
+    findings = [finding_line(paint, f) for f in p.findings]
+    lines += section(paint, "Findings (need a human; dbstate does not act on them):", findings)
     if p.notes:
         lines.append(paint("Notes:", "bold"))
         for n in p.notes:
@@ -162,6 +159,4 @@ def errors_json(errors: tuple[Diagnostic, ...]) -> list[dict[str, Any]]:
 
 
 def error_lines(paint: Painter, title: str, errors: tuple[Diagnostic, ...]) -> list[str]:
-    if not errors:
-        return []
-    return [paint(title, "bold"), *(f"  {paint('x', 'red')} {e}" for e in errors), ""]
+    return section(paint, title, [f"  {paint('x', 'red')} {e}" for e in errors])

@@ -19,65 +19,11 @@ from controller.adapters import desired
 from controller.core import labels, spec
 from controller.core.secrets import reveal
 from devtools.engine import TEST_LABEL
-from tests.helpers import SECRET
+from tests.helpers import ENV, SECRET, consumer, network, redis_instance, volume
+
+__all__ = ["ENV", "consumer", "network", "redis_instance", "volume"]  # the builders, for the e2e tests
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def redis_instance(
-    name: str,
-    container: str,
-    networks: str = "[{name: net-a, aliases: [NAME]}]",
-    extra: str = "",
-    image: str = "dbstate-local/redis:7.0",
-    volume: str | None = None,
-) -> str:
-    vol = f"  volumes: [{{source: {volume}, target: /data}}]\n" if volume else ""
-    return f"""apiVersion: dbstate.io/v1
-kind: DatabaseInstance
-metadata:
-  name: {name}
-  labels: {{{TEST_LABEL}: "1"}}
-spec:
-  engine: redis
-  version: "7"
-  image: {image}
-  containerName: {container}
-  networks: {networks.replace("NAME", name)}
-{vol}  env:
-    REDIS_PASSWORD: ${{TEST_REDIS_PASSWORD}}
-  command: ["sh", "-c", "exec redis-server --requirepass \\"$$REDIS_PASSWORD\\""]
-  auth: {{method: password, password: "${{TEST_REDIS_PASSWORD}}"}}
-{extra}"""
-
-
-def network(name: str, isolated: bool = False, internal: bool = False) -> str:
-    return f"""apiVersion: dbstate.io/v1
-kind: Network
-metadata: {{name: {name}, labels: {{{TEST_LABEL}: "1"}}}}
-spec: {{isolated: {str(isolated).lower()}, internal: {str(internal).lower()}}}
-"""
-
-
-def volume(name: str) -> str:
-    return f"""apiVersion: dbstate.io/v1
-kind: Volume
-metadata: {{name: {name}, labels: {{{TEST_LABEL}: "1"}}}}
-"""
-
-
-def consumer(name: str, instance: str, net: str = "net-a", host_env: str = "DB_HOST") -> str:
-    return f"""apiVersion: dbstate.io/v1
-kind: Consumer
-metadata: {{name: {name}}}
-spec:
-  containerName: {name}
-  networks: [{{name: {net}}}]
-  uses: [{{instance: {instance}, hostEnv: {host_env}}}]
-"""
-
-
-ENV = {"TEST_REDIS_PASSWORD": SECRET}
 
 
 def load(root: Path) -> spec.DesiredState:

@@ -3,12 +3,14 @@ tests/e2e/test_plan.py; these pin the corner cases cheaply."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from controller.adapters import desired
 from controller.core import diff, hosts, labels, live, spec
 from controller.core.plan import Action, FindingType
-from tests.e2e.helpers import ENV, consumer, network, redis_instance
+from tests.helpers import ENV, consumer, network, redis_instance
 
 ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")
 TEXT = "---\n".join(
@@ -119,7 +121,7 @@ def test_diff(case, observed, prune, expected):
 
 
 def test_unreadable_file_suppresses_orphans_and_prune():
-    s = S.model_copy(update={"unreadable_files": ("broken.yaml",), "complete": False})
+    s = dataclasses.replace(S, unreadable_files=("broken.yaml",), complete=False)
     orphan = managed(
         state(
             "---\n".join(
@@ -141,7 +143,7 @@ def test_prune_respects_protection_and_completeness():
     )
     observed = world(managed(S), APP, managed(z, "kv-z"))
     assert summary(diff.diff(S, observed, prune=True)) == ([("remove", "kv-z")], [])
-    incomplete = S.model_copy(update={"complete": False})
+    incomplete = dataclasses.replace(S, complete=False)
     assert summary(diff.diff(incomplete, observed, prune=True)) == ([], [("orphan", "kv-z")])
 
 

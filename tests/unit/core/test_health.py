@@ -7,8 +7,7 @@ from controller.adapters import desired
 from controller.core import audit, health, labels, live, spec, versions
 from controller.core.health import ProbeResult
 from controller.core.plan import Action, FindingType
-from tests.e2e.helpers import ENV, consumer, network, redis_instance
-from tests.helpers import SECRET
+from tests.helpers import ENV, SECRET, consumer, network, redis_instance
 
 ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")
 

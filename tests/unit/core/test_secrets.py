@@ -95,3 +95,13 @@ def test_models_are_frozen():
     inst = _instance()
     with pytest.raises(Exception, match="frozen"):
         inst.spec.image = "postgres:17"  # type: ignore[misc]
+
+
+def test_collect_finds_the_secrets_of_a_whole_desired_state():
+    from controller.adapters import desired
+    from controller.core import secrets
+    from tests.helpers import BASE_FILES, SECRET, instance_yaml
+
+    text = "---\n".join([*BASE_FILES.values(), instance_yaml()])
+    state = desired.load_text(text, "t.yaml", {"PG_PASSWORD": SECRET}).state
+    assert secrets.collect(state) == {SECRET}
