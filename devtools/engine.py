@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 IMAGES = HERE / "images"
 STATE_ROOT = Path(os.environ.get("DBSTATE_DEV_STATE", "/var/lib/dbstate-dev"))
 RUN_ROOT = Path("/tmp")  # sockets need short paths (about 100 characters at most)
-TEST_LABEL = "io.dbstate.test"
+TEST_LABEL = "dbstate-test"  # not under io.dbstate.: a desired state may not set those (they are dbstate's own)
 
 # The rootfs every stand-in image is built on: Debian's packages, fetched with mmdebstrap (no Docker Hub here).
 BASE_SUITE = "bookworm"
@@ -275,7 +275,8 @@ def ensure_images(client: docker.DockerClient, log=print) -> dict[str, str]:  # 
 
 
 def cleanup(
-    client: docker.DockerClient, labels: tuple[str, ...] = (TEST_LABEL, "io.dbstate.managed", "io.dbstate.lease")
+    client: docker.DockerClient,
+    labels: tuple[str, ...] = (TEST_LABEL, "io.dbstate.test", "io.dbstate.managed", "io.dbstate.lease"),
 ) -> None:
     """Remove every container, network and volume carrying one of `labels` (never anything else): what tests made,
     what dbstate made for them, and the lease markers of their controllers."""

@@ -2,7 +2,7 @@
 
 The suite starts its own engine (own data root, exec root, socket, no default bridge, own address pool) unless
 DBSTATE_TEST_DOCKER_HOST names one. If the engine cannot start, every test that needs it errors: nothing skips.
-Everything a test creates carries `io.dbstate.test` or dbstate's own `io.dbstate.managed` label and is removed after
+Everything a test creates carries `dbstate-test` or dbstate's own `io.dbstate.managed` label and is removed after
 each test; nothing else on the engine is touched.
 """
 

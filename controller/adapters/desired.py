@@ -185,7 +185,7 @@ def _validate(
             if path in seen or any(i.path == path for i in issues):
                 continue  # a union reports once per member; an interpolation issue already explains it
             seen.add(path)
-            report(path, _FRIENDLY.get(err["type"], err["msg"]))
+            report(path, _FRIENDLY.get(err["type"], err["msg"].removeprefix("Value error, ")))
         return d
     if issues or doc.problems:
         return d

@@ -6,7 +6,7 @@ from __future__ import annotations
 from controller.core import spec
 from controller.core.secrets import REDACTED, Secret
 
-PREFIX = "io.dbstate."
+PREFIX = spec.RESERVED_LABEL_PREFIX
 MANAGED = "io.dbstate.managed"
 KIND = "io.dbstate.kind"
 NAME = "io.dbstate.name"

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from controller.core.hosts import every_interface
@@ -107,16 +107,32 @@ class RestartPolicy(enum.StrEnum):
     ON_FAILURE = "on-failure"
 
 
+RESERVED_LABEL_PREFIX = "io.dbstate."  # dbstate's own labels: it writes them and trusts them (core/labels.py)
+
+
+def _not_reserved(key: str) -> str:
+    if key.startswith(RESERVED_LABEL_PREFIX):
+        raise ValueError(
+            f"labels under {RESERVED_LABEL_PREFIX} are dbstate's own (it writes them, and trusts them): "
+            "a desired state may not set them; use another prefix"
+        )
+    return key
+
+
+LabelKey = Annotated[str, AfterValidator(_not_reserved)]
+Labels = dict[LabelKey, str]
+
+
 class Metadata(Model):
     name: ResourceName
-    labels: dict[str, str] = Field(default_factory=dict, description="copied onto the container")
+    labels: Labels = Field(default_factory=dict, description="copied onto the container")
 
 
 class VolumeMetadata(Model):
     """Volumes and networks keep Docker's naming (the seed's `postgres_data`, `supabase-network`)."""
 
     name: DockerName
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
 
 class NetworkAttachment(Model):

@@ -463,3 +463,17 @@ def test_asks_on_a_terminal(docker_client, engine_host, tmp_path, state):
     assert "Apply: 5 done, 0 failed, 0 skipped." in text
     assert managed_names(docker_client) == ["kv-a-db", "kv-b-db"]
     assert SECRET not in text
+
+
+def test_a_committed_lease_label_is_rejected_and_the_rest_converges(docker_client, engine_host, tmp_path, state):
+    forged = (
+        "apiVersion: dbstate.io/v1\nkind: Volume\nmetadata:\n  name: forged-lease\n  labels:\n"
+        '    io.dbstate.lease: "true"\n    io.dbstate.lease.holder: attacker\n'
+        '    io.dbstate.lease.since: "0"\n    io.dbstate.lease.expires: "9999999999"\n'
+    )
+    root = write_tree(tmp_path / "d", {**SMALL, "evil.yaml": forged})
+    r = apply(root, engine_host, state)
+    assert r.code == 1, r.stdout + r.stderr  # the desired state has an error
+    assert "evil.yaml:6:5: Volume/forged-lease: metadata.labels.io.dbstate.lease: labels under io.dbstate." in r.stdout
+    assert docker_client.volumes.list(filters={"label": "io.dbstate.lease"}) == [], r.stdout
+    assert docker_client.containers.get("kv-a-db").status == "running", r.stdout  # the rest converged

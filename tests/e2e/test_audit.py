@@ -37,7 +37,7 @@ def pg(
 ) -> str:
     return f"""apiVersion: dbstate.io/v1
 kind: DatabaseInstance
-metadata: {{name: {name}, labels: {{io.dbstate.test: "1", tier: {tier}}}}}
+metadata: {{name: {name}, labels: {{dbstate-test: "1", tier: {tier}}}}}
 spec:
   engine: postgres
   version: "{version}"
@@ -55,7 +55,7 @@ def kv(name: str, *, requirepass: bool = True, auth: str = "PROBE_PASSWORD", ext
     )
     return f"""apiVersion: dbstate.io/v1
 kind: DatabaseInstance
-metadata: {{name: {name}, labels: {{io.dbstate.test: "1"}}}}
+metadata: {{name: {name}, labels: {{dbstate-test: "1"}}}}
 spec:
   engine: redis
   version: "7"
@@ -257,7 +257,7 @@ def test_audit_of_the_running_example_and_of_databases_started_by_hand(engine_ho
     assert doc["summary"]["wrong"] is False
 
     # databases started by hand: one whose env credentials work, one whose root password was changed since
-    labels = {"io.dbstate.test": "1"}
+    labels = {"dbstate-test": "1"}
     docker_client.containers.run(
         "dbstate-local/postgres:15", name="legacy-pg", detach=True, network="edge", labels=labels,
         environment={"POSTGRES_PASSWORD": PW},

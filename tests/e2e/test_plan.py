@@ -348,7 +348,7 @@ def test_drift_policy(tmp_path, docker_client, engine_host, images, policy, expe
 
 
 def test_existing_unlabelled_network_is_adopted_and_config_drift_reported(tmp_path, docker_client, engine_host, images):
-    docker_client.networks.create("net-a", internal=True, labels={"io.dbstate.test": "1"})  # made by compose, say
+    docker_client.networks.create("net-a", internal=True, labels={"dbstate-test": "1"})  # made by compose, say
     w = build_world(tmp_path, docker_client, engine_host, images["base"], FILES, skip=frozenset({"net-a"}))
     code, doc = w.plan()
     assert (code, doc["changes"], findings(doc)) == (0, [], [("config-drift", "Network", "net-a")])

@@ -65,7 +65,7 @@ def ip(client: docker.DockerClient, name: str) -> str:
 @pytest.fixture
 def servers(tmp_path, docker_client) -> dict[str, Any]:
     instances = load(tmp_path, {"pg.yaml": pg(), "my.yaml": MARIADB, "kv.yaml": redis_instance("kv", "kv-db")})
-    docker_client.networks.create("net-a", labels={"io.dbstate.test": "1"})
+    docker_client.networks.create("net-a", labels={"dbstate-test": "1"})
     for inst in instances.values():
         run_instance(docker_client, inst)
     for inst in instances.values():
@@ -129,7 +129,7 @@ def test_trust_rule_is_auth_weak(servers, docker_client):
 def test_redis_without_requirepass_while_one_is_declared(servers, docker_client):
     docker_client.containers.get("kv-db").remove(force=True)
     docker_client.containers.run(
-        "dbstate-local/redis:7.0", name="kv-db", detach=True, network="net-a", labels={"io.dbstate.test": "1"}
+        "dbstate-local/redis:7.0", name="kv-db", detach=True, network="net-a", labels={"dbstate-test": "1"}
     )
     r = wait_for(
         lambda: (lambda r: r if r.reachable else None)(probe(servers["kv"], ip(docker_client, "kv-db"), 2.0)),

@@ -249,3 +249,26 @@ def test_resources_are_resolved_and_secret(tmp_path: Path):
     assert SECRET not in repr(inst)
     assert inst.spec.restart_policy is spec.RestartPolicy.UNLESS_STOPPED
     assert inst.spec.policy.deletion_protection is True
+
+
+@pytest.mark.parametrize("kind", ["Volume", "Network", "DatabaseInstance", "Consumer"])
+def test_labels_under_dbstates_prefix_are_an_error_at_the_key(tmp_path: Path, kind: str):
+    docs = {
+        "Volume": "apiVersion: dbstate.io/v1\nkind: Volume\nmetadata:\n  name: v\n  labels:\n"
+        '    ok: "1"\n    io.dbstate.lease: "true"\n',
+        "Network": "apiVersion: dbstate.io/v1\nkind: Network\nmetadata:\n  name: n\n  labels:\n"
+        '    ok: "1"\n    io.dbstate.managed: "true"\n',
+        "DatabaseInstance": instance_yaml().replace(
+            "metadata:\n  name: pg\n", 'metadata:\n  name: pg\n  labels:\n    ok: "1"\n    io.dbstate.name: "x"\n'
+        ),
+        "Consumer": "apiVersion: dbstate.io/v1\nkind: Consumer\nmetadata:\n  name: app\n  labels:\n"
+        '    ok: "1"\n    io.dbstate.kind: "Volume"\nspec: {containerName: app}\n',
+    }
+    root = write_tree(tmp_path / "ds", {**BASE, "x.yaml": docs[kind]})
+    loaded = desired.load(root, environ=VARS)
+    (err,) = loaded.errors
+    assert err.line == 7 and err.column == 5 and err.field and err.field.startswith("metadata.labels.io.dbstate.")
+    assert "dbstate's own" in err.message
+    assert (kind, {"Volume": "v", "Network": "n", "DatabaseInstance": "pg", "Consumer": "app"}[kind]) in (
+        loaded.state.held_back
+    )
