@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from controller.adapters import desired
 from controller.core import errors, live, spec
 from controller.core.health import ProbeResult, ProbeTarget
+from controller.core.labels import VOLUME_ID
 from controller.core.revision import Desired, Revision
 from controller.engine.history import MemoryHistory
 
@@ -68,6 +69,9 @@ class RecordingRuntime:
 
     def create_volume(self, name: str, driver: str, labels: Mapping[str, str]) -> None:
         self._call("create_volume", name)
+
+    def volume_identity(self, name: str) -> str | None:
+        return "same"  # a read: not recorded, and every volume is there and stays itself
 
     def create_container(
         self,
@@ -129,6 +133,11 @@ class FakeEngine(RecordingRuntime):
         self._maybe_fail(op)
         super()._call(op, target)
 
+    def volume_identity(self, name: str) -> str | None:
+        self._maybe_fail("volume_identity")
+        v = self.volumes.get(name)
+        return v.identity if v is not None else None
+
     def _get(self, name: str) -> _Container:
         if name not in self.containers:
             raise errors.EnginePermanent(f"no such container: {name}")
@@ -160,7 +169,8 @@ class FakeEngine(RecordingRuntime):
 
     def create_volume(self, name: str, driver: str, labels: Mapping[str, str]) -> None:
         super().create_volume(name, driver, labels)
-        self.volumes[name] = live.Volume(name, driver, dict(labels))
+        # as the Docker adapter does: a random id, so that a volume made again is another volume
+        self.volumes[name] = live.Volume(name, driver, {**labels, VOLUME_ID: f"v{next(self._ids)}"})
 
     def create_container(
         self,

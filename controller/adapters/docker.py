@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
+from controller.core.labels import VOLUME_ID
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -370,7 +372,19 @@ class DockerRuntime(DockerEngine):
         )
 
     def create_volume(self, name: str, driver: str, labels: Mapping[str, str]) -> None:
-        self._do(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=dict(labels)))
+        """With a random `io.dbstate.volume-id` besides `labels`: the volume's identity is its labels, and this one must
+        never equal a volume made again later under the same name."""
+        tagged = {**labels, VOLUME_ID: uuid.uuid4().hex}
+        self._do(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=tagged))
+
+    def volume_identity(self, name: str) -> str | None:
+        try:
+            found = self.call(f"inspecting volume {name}", lambda: self.api.inspect_volume(name))
+        except errors.EnginePermanent as e:
+            if isinstance(e.__cause__, docker.errors.NotFound):
+                return None
+            raise
+        return labels.volume_identity(found.get("Labels") or {})
 
     def ensure_image(self, image: str) -> None:
         try:

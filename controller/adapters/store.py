@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS findings (
 CREATE TABLE IF NOT EXISTS volumes_seen (
     name       TEXT PRIMARY KEY,
     first_seen REAL NOT NULL,
-    last_seen  REAL NOT NULL
+    last_seen  REAL NOT NULL,
+    identity   TEXT              -- which volume it was (core.labels.volume_identity), when known
 );
 CREATE TABLE IF NOT EXISTS resources (
     key        TEXT PRIMARY KEY,
@@ -111,6 +112,13 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a database was first written."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(volumes_seen)")}
+        if "identity" not in columns:
+            self.db.execute("ALTER TABLE volumes_seen ADD COLUMN identity TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -200,21 +208,23 @@ class Store:
 
     # -- volumes ------------------------------------------------------------------------------------------------
 
-    def seen_volumes(self) -> frozenset[str]:
-        return frozenset(r[0] for r in self.db.execute("SELECT name FROM volumes_seen"))
+    def seen_volumes(self) -> dict[str, str | None]:
+        """Every declared volume seen on the engine, with its identity when known."""
+        return dict(self.db.execute("SELECT name, identity FROM volumes_seen").fetchall())
 
-    def mark_volumes_seen(self, names: Iterable[str]) -> None:
-        """Declared volumes present on the engine now; seeing one again consumes its volume-lost acknowledgement."""
+    def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None:
+        """Declared volumes present on the engine now (name -> identity, None when not known yet): the caller
+        has decided that each is the volume to keep. Seeing one consumes its volume-lost acknowledgement."""
         now = time.time()
-        rows = [(n, now, now) for n in names]
+        rows = [(n, now, now, identity) for n, identity in volumes.items()]
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
-                "INSERT INTO volumes_seen VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
+                "INSERT INTO volumes_seen VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "last_seen = excluded.last_seen, identity = COALESCE(excluded.identity, volumes_seen.identity)",
                 rows,
             )
-            self.db.executemany("DELETE FROM acks WHERE type = 'volume-lost' AND name = ?", [(n,) for n, _, _ in rows])
+            self.db.executemany("DELETE FROM acks WHERE type = 'volume-lost' AND name = ?", [(r[0],) for r in rows])
 
     def acknowledged(self, type_: str) -> frozenset[str]:
         return frozenset(r[0] for r in self.db.execute("SELECT name FROM acks WHERE type = ?", (type_,)))

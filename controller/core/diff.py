@@ -18,7 +18,7 @@ Pure and level-triggered: every call computes the whole answer from the two snap
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +87,13 @@ def diff(
     *,
     prune: bool = False,
     revision: str | None = None,
-    seen_volumes: frozenset[str] = frozenset(),
+    seen_volumes: Mapping[str, str | None] | None = None,
     acknowledged_lost: frozenset[str] = frozenset(),
 ) -> Plan:
-    """`seen_volumes`: declared volumes dbstate has seen on the engine before (from the state store);
-    `acknowledged_lost`: lost volumes an operator has acknowledged (`dbstate ack volume-lost NAME`)."""
+    """`seen_volumes`: declared volumes dbstate has seen on the engine before, with their identity when known (from
+    the state store); `acknowledged_lost`: lost volumes an operator has acknowledged (`dbstate ack volume-lost
+    NAME`)."""
+    seen_volumes = seen_volumes or {}
     b = _Builder([], [], [])
     _networks(b, desired, observed)
     lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
@@ -175,13 +177,31 @@ def _adopted(b: _Builder, resource: spec.Network | spec.Volume, found: live.Netw
 
 
 def _volumes(
-    b: _Builder, desired: spec.DesiredState, observed: live.LiveState, seen: frozenset[str], acked: frozenset[str]
+    b: _Builder,
+    desired: spec.DesiredState,
+    observed: live.LiveState,
+    seen: Mapping[str, str | None],
+    acked: frozenset[str],
 ) -> set[str]:
-    """Create what is missing, except a volume seen before: that one is lost, and is never recreated empty."""
+    """Create what is missing, except a volume seen before: that one is lost, and is never recreated empty. A volume
+    seen before that is now another one (same name, other labels: `labels.volume_identity`) is lost too: its data is
+    not there."""
     lost: set[str] = set()
     for vol in desired.volumes:
         name = vol.metadata.name
         found = observed.volume(name)
+        was = seen.get(name)
+        if found is not None and was and found.identity != was and name not in acked:
+            lost.add(name)
+            b.finding(
+                FindingType.VOLUME_LOST,
+                vol.kind,
+                name,
+                "is not the volume seen before (it was removed and made again: its labels differ): its data is "
+                "elsewhere or gone, and nothing is started on it; restore the data, or accept this volume with "
+                f"`dbstate ack volume-lost {name}`",
+            )
+            continue
         if found is None and name in seen and name not in acked:
             lost.add(name)
             b.finding(

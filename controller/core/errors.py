@@ -7,6 +7,7 @@
     │   ├── EngineTransient      a 5xx, a reset connection                  retryable
     │   └── EnginePermanent      4xx: invalid configuration, conflict, not found; retrying will not help
     │       └── ImageNotFound    the image is not present and cannot be pulled
+    ├── VolumeLost               a database's volume vanished or was replaced under it: nothing starts on it
     └── ProbeError               a database server did not answer as declared
 
 `retryable(exc)` is the only place that decides what a retry policy may retry.
@@ -41,6 +42,11 @@ class EnginePermanent(EngineError):
 
 class ImageNotFound(EnginePermanent):
     """The image is not present on the engine and cannot be pulled."""
+
+
+class VolumeLost(DbstateError):
+    """A database's volume vanished, or was replaced by a new empty one, between the plan and the change: the
+    container is not created (or is removed before it ever starts). Retrying will not bring the data back."""
 
 
 class ProbeError(DbstateError):

@@ -3,6 +3,9 @@ container carries while it is being recreated."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+
 from controller.core import spec
 from controller.core.secrets import REDACTED, Secret
 
@@ -15,6 +18,19 @@ REVISION = "io.dbstate.revision"
 PROTECTED = "io.dbstate.deletion-protection"
 
 OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
+VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
+
+
+def volume_identity(labels: Mapping[str, str]) -> str:
+    """Which volume this is, beyond its name: a digest of its labels, which never change. A volume removed and made
+    again under the same name (by hand, or by Docker when a container is created on a missing volume, which gives it
+    no labels) has other labels: dbstate's own carry a random id, compose's name the project. "" when it has no
+    labels (an unlabelled volume's replacement cannot be told apart). Not the creation time: the local driver
+    reports its data directory's ctime, which moves whenever a file is added at the top of the volume."""
+    if not labels:
+        return ""
+    body = "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, str]:

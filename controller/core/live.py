@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from controller.core.hosts import every_interface
-from controller.core.labels import KIND, MANAGED, NAME
+from controller.core.labels import KIND, MANAGED, NAME, volume_identity
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -88,6 +88,11 @@ class Volume:
     name: str
     driver: str
     labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """Which volume this is, beyond its name (core/labels.py: its labels; "" when it has none)."""
+        return volume_identity(self.labels)
 
     @property
     def managed(self) -> bool:

@@ -140,6 +140,30 @@ def execute(c: plan.Change, runtime: Runtime) -> None:
 
 
 def _create(c: plan.Change, runtime: Runtime) -> None:
+    """Create the container; for a database, only on the very volumes the plan saw. Docker creates a missing named
+    volume on container create, so a volume removed after the plan was made would come back empty: it must be there
+    before the create, and be the same volume after it (once created, the container pins it); a container that got
+    another volume is removed before it ever starts."""
+    resource = c.resource
+    before = {}
+    if isinstance(resource, spec.DatabaseInstance):
+        for v in resource.spec.volumes:
+            before[v.source] = runtime.volume_identity(v.source)
+            if before[v.source] is None:
+                raise errors.VolumeLost(
+                    f"volume {v.source} is gone: {c.target} is not created on a new, empty one (volume-lost)"
+                )
+    _create_container(c, runtime)
+    replaced = [name for name, identity in before.items() if runtime.volume_identity(name) != identity]
+    if replaced:
+        runtime.remove_container(c.target)  # never started: no server ever ran on the new, empty volume
+        raise errors.VolumeLost(
+            f"volume {replaced[0]} was removed while {c.target} was being created and Docker made a new, empty one: "
+            f"{c.target} was removed before it started (volume-lost)"
+        )
+
+
+def _create_container(c: plan.Change, runtime: Runtime) -> None:
     resource = c.resource
     if isinstance(resource, spec.DatabaseInstance):
         s = resource.spec

@@ -4,7 +4,7 @@ the engine's unit tests. It forgets everything when the process ends."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from controller.core import plan
 from controller.core.health import ProbeResult
@@ -12,7 +12,7 @@ from controller.core.health import ProbeResult
 
 class MemoryHistory:
     def __init__(self) -> None:
-        self.volumes: set[str] = set()
+        self.volumes: dict[str, str | None] = {}
         self.acks: set[tuple[str, str]] = set()
         self.passes: dict[int, dict[str, object]] = {}
         self.findings: dict[int, list[plan.Finding]] = {}
@@ -21,8 +21,8 @@ class MemoryHistory:
         self.failures: dict[str, int] = {}
         self._ids = itertools.count(1)
 
-    def seen_volumes(self) -> frozenset[str]:
-        return frozenset(self.volumes)
+    def seen_volumes(self) -> dict[str, str | None]:
+        return dict(self.volumes)
 
     def acknowledged(self, type_: str) -> frozenset[str]:
         return frozenset(n for t, n in self.acks if t == type_)
@@ -30,9 +30,9 @@ class MemoryHistory:
     def ack(self, type_: str, name: str) -> None:
         self.acks.add((type_, name))
 
-    def mark_volumes_seen(self, names: Iterable[str]) -> None:
-        for n in names:
-            self.volumes.add(n)
+    def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None:
+        for n, identity in volumes.items():
+            self.volumes[n] = identity or self.volumes.get(n)
             self.acks.discard(("volume-lost", n))
 
     def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:

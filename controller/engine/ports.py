@@ -36,6 +36,10 @@ class Runtime(Protocol):
 
     def create_volume(self, name: str, driver: str, labels: Mapping[str, str]) -> None: ...
 
+    def volume_identity(self, name: str) -> str | None:
+        """Which volume of that name this is (`core.labels.volume_identity`), or None when there is none."""
+        ...
+
     def create_container(
         self,
         name: str,
@@ -88,11 +92,13 @@ class History(Protocol):
     """What dbstate remembers between passes: the passes and their outcomes, the volumes it has seen (so that a lost
     one is never recreated empty), acknowledgements, and the probes' consecutive failures."""
 
-    def seen_volumes(self) -> frozenset[str]: ...
+    def seen_volumes(self) -> Mapping[str, str | None]:
+        """Declared volumes seen on the engine before, with their identity when known."""
+        ...
 
     def acknowledged(self, type_: str) -> frozenset[str]: ...
 
-    def mark_volumes_seen(self, names: Iterable[str]) -> None: ...
+    def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None: ...
 
     def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int: ...
 

@@ -80,6 +80,18 @@ def declared_keys(state: spec.DesiredState) -> list[str]:
     )
 
 
+def _volumes_to_remember(state: spec.DesiredState, observed: live.LiveState, p: Plan) -> dict[str, str | None]:
+    """The declared volumes on the engine now, with their identity, except those the plan calls lost (a replaced
+    volume must never become the one remembered, or the next pass would start on it)."""
+    lost = {f.name for f in p.findings if f.type is FindingType.VOLUME_LOST and f.kind == "Volume"}
+    out: dict[str, str | None] = {}
+    for v in state.volumes:
+        found = observed.volume(v.metadata.name)
+        if found is not None and v.metadata.name not in lost:
+            out[v.metadata.name] = found.identity or None
+    return out
+
+
 class Reconciler:
     def __init__(
         self,
@@ -133,7 +145,7 @@ class Reconciler:
         else:  # what the desired state itself declares about shared versions
             found = health.findings(state, {}, {}, 1)
             the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
-        self.history.mark_volumes_seen(v.metadata.name for v in state.volumes if observed.volume(v.metadata.name))
+        self.history.mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
         pass_id = self.history.begin_pass(self.options.command, desired.revision.commit, desired.revision.dirty)
         self.history.record_findings(pass_id, the_plan.findings)
         return PassResult(
@@ -188,7 +200,7 @@ class Reconciler:
         def recorded(outcome: Outcome) -> None:
             self.history.record_outcome(result.pass_id, outcome)
             if outcome.status == "ok" and outcome.change.kind == "Volume":
-                self.history.mark_volumes_seen([outcome.change.target])  # lost from now on if it vanishes
+                self.history.mark_volumes_seen({outcome.change.target: None})  # lost from now on if it vanishes
             if on_outcome is not None:
                 on_outcome(outcome)
 

@@ -322,7 +322,8 @@ def test_engine_going_away_mid_apply(docker_client, engine, tmp_path, state):
 
 def test_lost_volume_is_a_finding_until_acknowledged(docker_client, engine_host, tmp_path, state):
     root = write_tree(tmp_path / "d", SMALL)
-    assert apply(root, engine_host, state).code == 0
+    r = apply(root, engine_host, state)
+    assert r.code == 0, r.stdout
     docker_client.containers.get("kv-a-db").remove(force=True)
     docker_client.volumes.get("kv-data").remove()
     p = plan(root, engine_host, state).json()
@@ -477,3 +478,46 @@ def test_a_committed_lease_label_is_rejected_and_the_rest_converges(docker_clien
     assert "evil.yaml:6:5: Volume/forged-lease: metadata.labels.io.dbstate.lease: labels under io.dbstate." in r.stdout
     assert docker_client.volumes.list(filters={"label": "io.dbstate.lease"}) == [], r.stdout
     assert docker_client.containers.get("kv-a-db").status == "running", r.stdout  # the rest converged
+
+
+def test_a_volume_removed_during_the_create_never_gets_a_server(
+    docker_client, engine_host, tmp_path, state, monkeypatch
+):
+    """The race a plan cannot see: `docker volume rm` lands after the plan, right before the create, and Docker makes a
+    new, empty volume of the same name for the new container. The container is removed before it ever starts, and
+    from then on the volume is lost (not adopted as empty)."""
+    from controller import wiring
+    from controller.engine.options import PassOptions, Target
+
+    root = write_tree(tmp_path / "d", SMALL)
+    assert apply(root, engine_host, state).code == 0
+    labelled = docker_client.volumes.get("kv-data").attrs["Labels"]
+    assert labelled.get("io.dbstate.volume-id")  # the identity dbstate gave the volume it made
+    docker_client.containers.get("kv-a-db").remove(force=True)
+    for k, v in HELPER_ENV.items():
+        monkeypatch.setenv(k, v)
+    with wiring.reconciler(Target(root, None, engine_host, state), PassOptions("apply")) as wired:
+        original = wired.runtime.create_container
+        events: list[str] = []
+
+        def racing(name: str, *args: Any, **kwargs: Any) -> None:
+            if name == "kv-a-db":
+                docker_client.volumes.get("kv-data").remove()
+                events.append("volume removed")
+            original(name, *args, **kwargs)
+
+        wired.runtime.create_container = racing  # type: ignore[method-assign]
+        result = wired.reconciler.plan()
+        outcomes = wired.reconciler.apply(result)
+    (kv,) = [o for o in outcomes if o.change.name == "kv-a"]
+    assert events == ["volume removed"]
+    assert kv.status == "failed" and "Docker made a new, empty one" in kv.message
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get("kv-a-db")
+    assert not docker_client.volumes.get("kv-data").attrs["Labels"]  # Docker's new, empty one, left for a human
+    p = plan(root, engine_host, state).json()
+    assert p["changes"] == []
+    assert {(f["type"], f["kind"], f["name"]) for f in p["findings"]} == {
+        ("volume-lost", "Volume", "kv-data"),
+        ("volume-lost", "DatabaseInstance", "kv-a"),
+    }

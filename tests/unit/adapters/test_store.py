@@ -35,11 +35,27 @@ def test_resources_are_replaced_by_each_pass(tmp_path: Path):
 
 def test_seeing_a_volume_again_consumes_its_acknowledgement(tmp_path: Path):
     with store.Store(tmp_path / "s.db") as db:
-        db.mark_volumes_seen(["data"])
+        db.mark_volumes_seen({"data": None})
         db.ack("volume-lost", "data")
-        assert db.acknowledged("volume-lost") == {"data"} and db.seen_volumes() == {"data"}
-        db.mark_volumes_seen(["data"])
+        assert db.acknowledged("volume-lost") == {"data"} and db.seen_volumes() == {"data": None}
+        db.mark_volumes_seen({"data": "2026-01-01T00:00:00Z"})
         assert db.acknowledged("volume-lost") == frozenset()
+        db.mark_volumes_seen({"data": None})  # not known now: the identity seen before stays
+        assert db.seen_volumes() == {"data": "2026-01-01T00:00:00Z"}
+
+
+def test_a_database_written_before_volume_identities_is_migrated(tmp_path: Path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("CREATE TABLE volumes_seen (name TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL)")
+    old.execute("INSERT INTO volumes_seen VALUES ('data', 1, 1)")
+    old.commit()
+    old.close()
+    with store.Store(tmp_path / "old.db") as db:
+        assert db.seen_volumes() == {"data": None}
+        db.mark_volumes_seen({"data": "t1"})
+        assert db.seen_volumes() == {"data": "t1"}
 
 
 def test_consecutive_probe_failures_count_and_reset(tmp_path: Path):

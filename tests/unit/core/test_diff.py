@@ -10,7 +10,7 @@ import pytest
 from controller.adapters import desired
 from controller.core import diff, hosts, labels, live, spec
 from controller.core.plan import Action, FindingType
-from tests.helpers import ENV, consumer, network, redis_instance
+from tests.helpers import ENV, consumer, network, redis_instance, volume
 
 ENGINE = live.EngineInfo("unix:///x", "20.10", "1.41")
 TEXT = "---\n".join(
@@ -180,3 +180,20 @@ def test_warn_policy_turns_changes_into_drift_findings():
 )
 def test_host_of(value, host):
     assert hosts.host_of(value) == host
+
+
+def test_a_volume_replaced_under_the_same_name_is_lost_until_acknowledged():
+    s = state("---\n".join([network("net-a"), volume("kv-data"), redis_instance("kv-a", "kv-a-db", volume="kv-data")]))
+    vol = live.Volume("kv-data", "local", {"io.dbstate.volume-id": "a1"})
+    observed = live.LiveState(ENGINE, (), (net("net-a"),), (vol,))
+    same = diff.diff(s, observed, seen_volumes={"kv-data": vol.identity})
+    assert summary(same) == ([("create", "kv-a")], [])
+    unknown = diff.diff(s, observed, seen_volumes={"kv-data": None})  # seen before identities were kept
+    assert summary(unknown) == ([("create", "kv-a")], [])
+    replaced = diff.diff(s, observed, seen_volumes={"kv-data": "an-older-identity"})
+    assert summary(replaced) == ([], [("volume-lost", "kv-a"), ("volume-lost", "kv-data")])
+    assert "is not the volume seen before" in next(f.message for f in replaced.findings if f.kind == "Volume")
+    acked = diff.diff(
+        s, observed, seen_volumes={"kv-data": "an-older-identity"}, acknowledged_lost=frozenset({"kv-data"})
+    )
+    assert summary(acked) == ([("create", "kv-a")], [])

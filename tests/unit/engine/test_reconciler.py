@@ -67,7 +67,8 @@ def test_every_outcome_is_recorded_with_its_pass_and_revision():
     report = r.reconcile(Request("start"))
     (pass_id,) = history.passes
     assert history.passes[pass_id]["revision"] == "c0ffee" and history.passes[pass_id]["command"] == "run"
-    assert [o.change.key for o in history.outcomes[pass_id]] == [o.change.key for o in report.outcomes]
+    # recorded as each finishes (the network and the volume run at once), so compare without order
+    assert sorted(o.change.key for o in history.outcomes[pass_id]) == sorted(o.change.key for o in report.outcomes)
 
 
 def test_drift_is_repaired_and_reported():
@@ -165,3 +166,50 @@ def test_the_secrets_of_the_last_desired_state_are_known_to_the_scrubber():
     assert r.secrets == frozenset()
     r.reconcile(Request("start"))
     assert SECRET in r.secrets
+
+
+def test_a_volume_removed_after_the_plan_is_never_given_a_container():
+    r, engine, _ = reconciler()
+    r.reconcile(Request("start"))
+    engine.remove_container("pg-db")
+    result = r.plan()  # the plan sees the volume...
+    del engine.volumes["pg_data"]  # ...which goes before the change runs
+    (outcome,) = r.apply(result)
+    assert outcome.status == "failed" and "volume pg_data is gone" in outcome.message
+    assert "pg-db" not in engine.containers and "pg_data" not in engine.volumes
+    again = r.reconcile(Request("retry"))
+    assert again.outcomes == () and again.findings[FindingType.VOLUME_LOST.value] == 2
+
+
+class RacingEngine(FakeEngine):
+    """`docker volume rm` lands between dbstate's check of the volume and its create: Docker then makes a new, empty
+    volume of the same name for the new container."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race = False
+
+    def create_container(self, name, image, env, command, labels, networks, volumes, ports, restart_policy):  # type: ignore[no-untyped-def]
+        if self.race:
+            for v in volumes:
+                del self.volumes[v]
+        super().create_container(name, image, env, command, labels, networks, volumes, ports, restart_policy)
+
+
+def test_a_container_docker_gave_a_new_empty_volume_is_removed_before_it_starts():
+    engine = RacingEngine()
+    r, _, _ = reconciler(engine=engine)
+    r.reconcile(Request("start"))
+    first_volume = engine.volumes["pg_data"].identity
+    engine.remove_container("pg-db")
+    engine.calls.clear()
+    engine.race = True
+    report = r.reconcile(Request("docker container destroy pg-db"))
+    (outcome,) = report.outcomes
+    assert outcome.status == "failed" and "Docker made a new, empty one" in outcome.message
+    assert [c[0] for c in engine.calls] == ["create_container", "remove"]  # never started
+    assert "pg-db" not in engine.containers and engine.volumes["pg_data"].identity != first_volume
+    engine.race = False
+    again = r.reconcile(Request("retry"))  # the new volume is not the one seen: lost, nothing starts on it
+    assert again.outcomes == () and again.findings[FindingType.VOLUME_LOST.value] == 2
+    assert "pg-db" not in engine.containers
