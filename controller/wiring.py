@@ -39,6 +39,8 @@ def _history(path: Path | None, required: bool) -> Iterator[tuple[History, store
     if required:
         try:
             db: store.Store | None = store.Store(path)
+        except errors.StateError:
+            raise
         except Exception as e:
             raise errors.DbstateError(f"cannot open the state database {path}: {type(e).__name__}: {e}") from e
     else:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from controller.core import errors
+
 if TYPE_CHECKING:
     from controller.core.health import ProbeResult
     from controller.core.plan import Finding, Outcome, ResourceStatus
@@ -101,18 +103,31 @@ def default_path() -> Path:
 
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
-        """`readonly`: for readers such as `dbstate status`, which must never take a write lock from the controller."""
+        """`readonly`: for readers such as `dbstate status`, which must never take a write lock from the controller.
+
+        The file is the operator's record of what dbstate did and what protects data (volumes seen, acks): it is
+        made 0600, in a directory made 0700. A file that is not a SQLite database is a `StateError` naming it, never
+        silently replaced or ignored."""
         self.path = path
-        if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
+                self.db.execute("PRAGMA busy_timeout=5000")
+                self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return
+            _private(path)
+            self.db = sqlite3.connect(path, timeout=5, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout=5000")
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=5, isolation_level=None)
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self._migrate()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # cannot open, locked, disk full: not the file's fault
+                raise
+            raise errors.StateError(
+                f"{path} is not a dbstate state database ({e}): move it away (dbstate then starts a new one, and "
+                "forgets the volumes it has seen) or pass --state"
+            ) from e
 
     def _migrate(self) -> None:
         """Columns added since a database was first written."""
@@ -277,9 +292,21 @@ class Store:
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
+def _private(path: Path) -> None:
+    """The state database's directory 0700 when dbstate makes it, and the file 0600 (its -wal and -shm files take
+    the file's mode); an existing file readable by others is narrowed."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def open_optional(path: Path) -> Store | None:
-    """The store, or None when it cannot be opened (a read-only directory): dbstate then works without its cache."""
+    """The store, or None when it cannot be opened (a read-only directory): dbstate then works without its memory.
+    A file that is not a state database is an error all the same (`errors.StateError`)."""
     try:
         return Store(path)
-    except (OSError, sqlite3.Error):
+    except (OSError, sqlite3.OperationalError):
         return None

@@ -8,6 +8,7 @@
     │   └── EnginePermanent      4xx: invalid configuration, conflict, not found; retrying will not help
     │       └── ImageNotFound    the image is not present and cannot be pulled
     ├── VolumeLost               a database's volume vanished or was replaced under it: nothing starts on it
+    ├── StateError               the state database is not one (garbage, another program's file)
     └── ProbeError               a database server did not answer as declared
 
 `retryable(exc)` is the only place that decides what a retry policy may retry.
@@ -47,6 +48,10 @@ class ImageNotFound(EnginePermanent):
 class VolumeLost(DbstateError):
     """A database's volume vanished, or was replaced by a new empty one, between the plan and the change: the
     container is not created (or is removed before it ever starts). Retrying will not bring the data back."""
+
+
+class StateError(DbstateError):
+    """The state database cannot be used: the file is not a dbstate state database."""
 
 
 class ProbeError(DbstateError):

@@ -83,3 +83,32 @@ def test_an_unwritable_place_gives_no_store_rather_than_an_error(tmp_path: Path)
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     assert store.open_optional(blocker / "state.db") is None
+
+
+def test_the_file_is_private_in_a_private_directory(tmp_path: Path):
+    path = tmp_path / "new" / "state.db"
+    with store.Store(path) as db:
+        db.mark_volumes_seen({"data": None})
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    for f in path.parent.iterdir():  # the database and its -wal / -shm files
+        assert f.stat().st_mode & 0o777 == 0o600, f
+    loose = tmp_path / "loose.db"
+    loose.touch(mode=0o644)
+    loose.chmod(0o644)
+    store.Store(loose).close()
+    assert loose.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_garbage_file_is_a_clear_error_naming_it_never_ignored(tmp_path: Path):
+    import pytest
+
+    from controller.core.errors import StateError
+
+    garbage = tmp_path / "state.db"
+    garbage.write_bytes(b"this is not sqlite at all, but it is somebody's file\n" * 100)
+    for opener in (lambda: store.Store(garbage), lambda: store.Store(garbage, readonly=True)):
+        with pytest.raises(StateError, match=f"{garbage} is not a dbstate state database"):
+            opener()
+    with pytest.raises(StateError):
+        store.open_optional(garbage)  # not "work without history" as if nothing were wrong
+    assert garbage.read_bytes().startswith(b"this is not sqlite")  # untouched

@@ -92,3 +92,13 @@ def test_validate_never_loads_docker_py_nor_a_database_client(tmp_path: Path):
 def test_version_and_help_load_nothing_heavy():
     assert loaded_by("--version")[:2] == (0, [])
     assert loaded_by("plan", "--help")[:2] == (0, [])
+
+
+@pytest.mark.parametrize("command", [("status",), ("ack", "volume-lost", "data"), ("plan",)])
+def test_a_garbage_state_database_is_one_clear_line(tmp_path: Path, command: tuple[str, ...]):
+    garbage = tmp_path / "state.db"
+    garbage.write_text("not a database\n" * 200)
+    r = run(*command, "--state", str(garbage), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"dbstate: error: {garbage} is not a dbstate state database"), r.stderr
+    assert garbage.read_text().startswith("not a database")
