@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from controller.core import secrets
+from controller.core.text import printable
 
 Log = Callable[..., None]  # log(level=..., msg=..., **fields)
 
@@ -25,7 +26,7 @@ def logger(fmt: str, known_secrets: Callable[[], set[str]], stream: TextIO | Non
         else:
             head = f"{record.pop('ts')} {str(record.pop('level', 'info')).upper():7} {record.pop('msg', '')}"
             line = head + "".join(f" {k}={v}" for k, v in record.items() if v is not None)
-        line = secrets.scrub(line, known_secrets())
+        line = printable(secrets.scrub(line, known_secrets()))  # one record, one line: nothing can forge another
         with lock:
             out.write(line + "\n")
             out.flush()

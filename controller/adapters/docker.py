@@ -29,6 +29,7 @@ import requests.exceptions
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
 from controller.core.labels import VOLUME_ID
+from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -67,7 +68,7 @@ def translate(exc: BaseException, doing: str, host: str) -> errors.EngineError:
 
 
 def _explain(exc: docker.errors.APIError) -> str:
-    return str(exc.explanation or exc).strip()
+    return printable(str(exc.explanation or exc).strip())
 
 
 def _reason(exc: BaseException) -> str:

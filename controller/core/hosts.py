@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from controller.core.text import printable
+
 EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - recognising, not binding
 
 
@@ -14,8 +16,8 @@ def host_of(value: str) -> str:
     if "://" in value:
         rest = value.split("://", 1)[1].rpartition("@")[2]
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-        return _host_port(authority).lower()
-    return _host_port(value.split("/", 1)[0])
+        return printable(_host_port(authority).lower())
+    return printable(_host_port(value.split("/", 1)[0]))
 
 
 def _host_port(host: str) -> str:

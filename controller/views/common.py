@@ -8,6 +8,7 @@ import os
 from typing import Any, TextIO
 
 from controller.core import live, plan, secrets
+from controller.core.text import terminal_safe
 
 COLOURS = {"green": "32", "yellow": "33", "red": "31", "magenta": "35", "cyan": "36", "dim": "2", "bold": "1"}
 
@@ -22,8 +23,9 @@ def colour(mode: str, stream: TextIO) -> bool:
 
 
 def scrub(text: str, known: frozenset[str]) -> str:
-    """Every known secret value replaced: the last safety net before anything is printed."""
-    return secrets.scrub(text, set(known))
+    """The last safety net before anything is printed: every known secret value replaced, and no control character
+    but dbstate's own newlines, tabs and colours."""
+    return terminal_safe(secrets.scrub(text, set(known)))
 
 
 def dumps(doc: dict[str, Any]) -> str:

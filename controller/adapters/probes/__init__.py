@@ -8,6 +8,7 @@ a password (the client libraries' error texts are reduced to their kind and the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 from controller.core import health, live, spec
 from controller.core.health import ProbeResult, ProbeTarget
+from controller.core.text import printable
 
 K = TypeVar("K")
 __all__ = [
@@ -37,7 +39,7 @@ def probe(target: spec.DatabaseInstance | ProbeTarget, address: str, timeout: fl
         target = ProbeTarget.of(target)
     t0 = time.perf_counter()
     try:
-        return _prober(target.engine)(target, address, timeout)
+        return _printable(_prober(target.engine)(target, address, timeout))
     except Exception as e:  # a probe never raises: an unexpected failure is a result too
         return ProbeResult(
             target.name,
@@ -46,6 +48,17 @@ def probe(target: spec.DatabaseInstance | ProbeTarget, address: str, timeout: fl
             rtt_ms=(time.perf_counter() - t0) * 1000,
             error=f"probe failed: {type(e).__name__}",
         )
+
+
+def _printable(r: ProbeResult) -> ProbeResult:
+    """What a server said (its version, its errors, its facts), with no control character left in it."""
+    return dataclasses.replace(
+        r,
+        version=printable(r.version) if r.version is not None else None,
+        error=printable(r.error) if r.error is not None else None,
+        auth_weak=tuple(printable(w) for w in r.auth_weak),
+        facts={printable(k): printable(v) for k, v in r.facts.items()},
+    )
 
 
 def _prober(engine: spec.Engine) -> Prober:
@@ -126,7 +139,8 @@ def mariadb_handshake(address: str, timeout: float) -> str | None:
     """The version a MariaDB/MySQL server announces before any login."""
     from controller.adapters.probes import mariadb
 
-    return mariadb.handshake_version(address, timeout)
+    version = mariadb.handshake_version(address, timeout)
+    return printable(version) if version is not None else None
 
 
 class Probes:
