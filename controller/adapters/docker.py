@@ -28,7 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
-from controller.core.labels import VOLUME_ID
+from controller.core.labels import LEASE_MARKER_PREFIX, VOLUME_ID
 from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
@@ -287,6 +287,19 @@ EVENT_ACTIONS = {
 }
 
 
+def trigger_of(event: Mapping[str, Any]) -> str | None:
+    """Why an engine event should trigger a pass, or None: only what can mean drift, and never dbstate's own lease
+    markers (each renewal makes and removes one: they would trigger a pass every few seconds)."""
+    kind, action = event.get("Type", ""), str(event.get("Action", "")).split(":")[0]
+    if action not in EVENT_ACTIONS.get(kind, ()):
+        return None
+    actor = event.get("Actor") or {}
+    name = (actor.get("Attributes") or {}).get("name") or (actor.get("ID", "") if kind == "volume" else "")
+    if kind == "volume" and str(name).startswith(LEASE_MARKER_PREFIX):
+        return None
+    return printable(f"docker {kind} {action} {name}".strip())
+
+
 def follow_events(
     host: str,
     on_event: Callable[[str], None],
@@ -318,10 +331,9 @@ def follow_events(
             for event in stream:
                 if stop.is_set():
                     break
-                kind, action = event.get("Type", ""), str(event.get("Action", "")).split(":")[0]
-                if action in EVENT_ACTIONS.get(kind, ()):
-                    name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name", "")
-                    on_event(f"docker {kind} {action} {name}".strip())
+                reason = trigger_of(event)
+                if reason is not None:
+                    on_event(reason)
         except Exception:  # noqa: S110 - any failure of the stream means: reconnect
             pass
         finally:

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from controller.adapters.docker import DockerEngine
+from controller.core.labels import LEASE_MARKER_PREFIX
 
 LABEL = "io.dbstate.lease"
 
@@ -83,7 +84,7 @@ class EngineLease:
             self.since = None
             return other
         since = self.since or now
-        name = f"dbstate-lease-{self.holder}-{int(now * 1000)}"
+        name = f"{LEASE_MARKER_PREFIX}{self.holder}-{int(now * 1000)}"
         labels = {
             LABEL: "true",
             f"{LABEL}.holder": self.holder,

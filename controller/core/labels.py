@@ -19,6 +19,7 @@ PROTECTED = "io.dbstate.deletion-protection"
 
 OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
+LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's marker volumes (adapters/lease.py)
 
 
 def volume_identity(labels: Mapping[str, str]) -> str:
