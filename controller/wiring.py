@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.adapters import lease, store
+from controller.adapters import desired, lease, store
 from controller.adapters.docker import DockerRuntime
 from controller.adapters.source import DirectorySource
 from controller.core import errors
@@ -52,6 +52,10 @@ def _history(path: Path | None, required: bool) -> Iterator[tuple[History, store
             db.close()
 
 
+def _limits(target: Target) -> desired.Limits:
+    return desired.Limits.raised(target.max_file_bytes, target.max_total_bytes)
+
+
 def _runtime(
     target: Target, db: store.Store | None, retry_budget: float, progress: Callable[[str], None] | None
 ) -> DockerRuntime:
@@ -80,7 +84,7 @@ def reconciler(
         runtime = _runtime(target, db, retry_budget, progress)
         try:
             r = Reconciler(
-                DirectorySource(target.directory, target.env_file, source),
+                DirectorySource(target.directory, target.env_file, source, limits=_limits(target)),
                 runtime,
                 runtime,
                 history,
@@ -106,7 +110,11 @@ def audit(target: Target, timeout: float) -> AuditResult:
         runtime = _runtime(target, db, 30.0, None)
         try:
             return auditing.run(
-                DirectorySource(target.directory, target.env_file), runtime, _prober(), history, timeout
+                DirectorySource(target.directory, target.env_file, limits=_limits(target)),
+                runtime,
+                _prober(),
+                history,
+                timeout,
             )
         finally:
             runtime.close()

@@ -6,6 +6,7 @@ One broken document never stops the others: it is held back (not reconciled, nev
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,29 @@ from controller.core.errors import DesiredStateError
 
 DEFAULT_ENV_FILE = ".workspace/.env"
 SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a desired state may be: beyond these, a file is a located error (and held back), never read on."""
+
+    file_bytes: int = 1 << 20  # one file: 1 MiB
+    total_bytes: int = 32 << 20  # every file of the directory together: 32 MiB
+    documents: int = 10_000  # documents in the whole directory
+
+    @classmethod
+    def raised(cls, file_bytes: int | None, total_bytes: int | None) -> Limits:
+        """The defaults, with what the command line raised (`--max-file-bytes`, `--max-total-bytes`)."""
+        default = cls()
+        return cls(file_bytes or default.file_bytes, total_bytes or default.total_bytes, default.documents)
+
+
+@dataclass
+class _Budget:
+    limits: Limits
+    bytes: int = 0
+    documents: int = 0
+
 
 _UNION_TAGS = ("function-", "str", "is-")  # pydantic's names for union members in error locations
 _FRIENDLY = {
@@ -70,6 +94,7 @@ def load(
     env_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     display: Path | None = None,
+    limits: Limits | None = None,
 ) -> spec.Loaded:
     """`display`: the directory to name in messages, when `directory` is a copy (a commit exported from git)."""
     if not directory.is_dir():
@@ -78,8 +103,10 @@ def load(
     files = find_files(directory)
     docs: list[_Doc] = []
     unreadable: list[str] = []
+    budget = _Budget(limits or Limits())
+    roots = _roots(directory)
     for path in files:
-        got = _read_file(path, variables, diagnostics)
+        got = _read_file(path, variables, diagnostics, budget, roots)
         if got is None:
             unreadable.append(str(path))
         else:
@@ -102,14 +129,57 @@ def load_text(text: str, file: str = "<text>", variables: Mapping[str, str] | No
     return spec.Loaded(state, tuple(diagnostics), (file,), sources)
 
 
-def _read_file(path: Path, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc] | None:
+def _roots(directory: Path) -> tuple[Path, ...]:
+    """Where a symlink may point: inside the desired-state directory, or inside the git repository holding it."""
+    top = directory.resolve()
+    roots = [top]
+    for parent in (top, *top.parents):
+        if (parent / ".git").exists():
+            roots.append(parent)
+            break
+    return tuple(roots)
+
+
+def _refusal(path: Path, budget: _Budget, roots: tuple[Path, ...]) -> str | None:
+    """Why a file is not read at all, before it is opened: not a regular file (a FIFO would block, a device flood), a
+    symlink out of the repository, or over a size limit."""
+    limits = budget.limits
+    try:
+        if path.is_symlink():
+            target = path.resolve(strict=True)
+            if not any(target == r or r in target.parents for r in roots):
+                return "a symlink to a file outside the desired-state directory and its repository: not read"
+        st = path.stat()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop
+        return f"cannot be read: {getattr(e, 'strerror', None) or type(e).__name__}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a device, a FIFO or a socket): not read"
+    if st.st_size > limits.file_bytes:
+        return f"{st.st_size} bytes, more than the {limits.file_bytes} a file may have (--max-file-bytes)"
+    if budget.bytes + st.st_size > limits.total_bytes:
+        return f"the desired state would pass {limits.total_bytes} bytes with this file (--max-total-bytes)"
+    return None
+
+
+def _read_file(
+    path: Path, variables: Mapping[str, str], diagnostics: list[Diagnostic], budget: _Budget, roots: tuple[Path, ...]
+) -> list[_Doc] | None:
     """The documents of one file, or None when the file could not be read or parsed at all."""
     file = str(path)
+    refused = _refusal(path, budget, roots)
+    if refused is not None:
+        diagnostics.append(Diagnostic(file, 1, 1, refused))
+        return None
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(budget.limits.file_bytes + 1)
     except OSError as e:
         diagnostics.append(Diagnostic(file, 1, 1, f"cannot be read: {e.strerror or type(e).__name__}"))
         return None
+    if len(raw) > budget.limits.file_bytes:
+        diagnostics.append(Diagnostic(file, 1, 1, "grew past the size limit while it was read"))
+        return None
+    budget.bytes += len(raw)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -117,15 +187,27 @@ def _read_file(path: Path, variables: Mapping[str, str], diagnostics: list[Diagn
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         diagnostics.append(Diagnostic(file, line, column, "not valid UTF-8 text"))
         return None
-    return _read_text(text, file, variables, diagnostics)
+    return _read_text(text, file, variables, diagnostics, budget)
 
 
-def _read_text(text: str, file: str, variables: Mapping[str, str], diagnostics: list[Diagnostic]) -> list[_Doc] | None:
+def _read_text(
+    text: str,
+    file: str,
+    variables: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    budget: _Budget | None = None,
+) -> list[_Doc] | None:
     try:
         parsed = yamlpos.parse(text)
     except yamlpos.YamlSyntaxError as e:
         diagnostics.append(Diagnostic(file, e.position.line, e.position.column, e.message))
         return None
+    if budget is not None:
+        budget.documents += len(parsed)
+        if budget.documents > budget.limits.documents:
+            limit = budget.limits.documents
+            diagnostics.append(Diagnostic(file, 1, 1, f"more than {limit} documents in the desired state: not read"))
+            return None
     if not parsed:
         diagnostics.append(Diagnostic(file, 1, 1, "empty file: no document (delete it, or declare a resource)"))
         return []

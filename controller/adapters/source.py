@@ -21,11 +21,13 @@ class DirectorySource:
         env_file: Path | None = None,
         mode: Mode = "worktree",
         environ: Mapping[str, str] | None = None,
+        limits: desired.Limits | None = None,
     ) -> None:
         self.directory = directory
         self.env_file = env_file
         self.mode = mode
         self.environ = environ
+        self.limits = limits
 
     def load(self) -> Desired:
         rev = git.revision(self.directory)
@@ -34,5 +36,6 @@ class DirectorySource:
                 raise git.GitError(f"--source commit: {self.directory} is not a git checkout with a commit")
             with tempfile.TemporaryDirectory(prefix="dbstate-commit-") as tmp:
                 exported = git.export(self.directory, rev.commit, Path(tmp) / "desired")
-                return Desired(rev, desired.load(exported, self.env_file, self.environ, display=self.directory))
-        return Desired(rev, desired.load(self.directory, self.env_file, self.environ))
+                loaded = desired.load(exported, self.env_file, self.environ, self.directory, self.limits)
+                return Desired(rev, loaded)
+        return Desired(rev, desired.load(self.directory, self.env_file, self.environ, limits=self.limits))

@@ -16,6 +16,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 Path = tuple[str | int, ...]
 MAX_NODES = 100_000
+MAX_DEPTH = 64  # nesting deeper than this is not a desired state
+_CORE = "tag:yaml.org,2002:"
+# the YAML core schema: nothing else is constructed (no binary, set, omap, pairs, custom or python tags)
+CORE_TAGS = frozenset(_CORE + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "merge"))
+TIMESTAMP = _CORE + "timestamp"  # YAML 1.1 resolves 2024-01-01 to a date; the core schema reads it as a string
 # libyaml's parser is about ten times faster than PyYAML's pure-Python one and gives the same marks.
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -60,14 +65,30 @@ class _Builder:
         self.count = 0
         self.stack: set[int] = set()
 
+    def scalar(self, node: ScalarNode) -> Any:
+        """A scalar of the core schema; a value its tag cannot read (`!!bool maybe`) is a located error."""
+        if node.tag == TIMESTAMP:
+            return node.value
+        if node.tag not in CORE_TAGS:
+            raise YamlSyntaxError(_pos(node), f"YAML tag {node.tag!r} is not allowed: only the core schema")
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (KeyError, ValueError, TypeError, OverflowError):
+            short = node.tag.removeprefix(_CORE)
+            raise YamlSyntaxError(_pos(node), f"this value cannot be read as !!{short}") from None
+
     def build(self, node: Node, path: Path) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise YamlSyntaxError(_pos(node), f"document too large (more than {MAX_NODES} nodes after aliases)")
+        if len(path) > MAX_DEPTH:
+            raise YamlSyntaxError(_pos(node), f"nested deeper than {MAX_DEPTH} levels")
         if id(node) in self.stack:
             raise YamlSyntaxError(_pos(node), "recursive alias")
         if isinstance(node, ScalarNode):
-            return self.constructor.construct_object(node, deep=True)
+            return self.scalar(node)
+        if node.tag not in CORE_TAGS:
+            raise YamlSyntaxError(_pos(node), f"YAML tag {node.tag!r} is not allowed: only the core schema")
         self.stack.add(id(node))
         try:
             if isinstance(node, SequenceNode):
@@ -83,7 +104,7 @@ class _Builder:
                     if not isinstance(key_node, ScalarNode):
                         self.doc.problems.append((path, "a key must be a plain scalar", _pos(key_node)))
                         continue
-                    key_value = self.constructor.construct_object(key_node, deep=True)
+                    key_value = self.scalar(key_node)
                     key = key_value if isinstance(key_value, str) else str(key_value)
                     if key in out:
                         first = self.doc.positions[(*path, key)].line

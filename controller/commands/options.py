@@ -28,6 +28,20 @@ def add_desired(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="where ${VAR} references resolve first, then the environment (default: .workspace/.env when it exists)",
     )
+    p.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the largest desired-state file read (default: 1048576); a larger one is an error, held back",
+    )
+    p.add_argument(
+        "--max-total-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the most all desired-state files may hold together (default: 33554432)",
+    )
 
 
 def add_output(p: argparse.ArgumentParser) -> None:
@@ -64,7 +78,17 @@ def add_engine(p: argparse.ArgumentParser) -> None:
 
 
 def target(ns: argparse.Namespace) -> Target:
-    return Target(ns.dir, ns.env_file, getattr(ns, "docker_host", None), getattr(ns, "state", None))
+    for flag, value in (("--max-file-bytes", ns.max_file_bytes), ("--max-total-bytes", ns.max_total_bytes)):
+        if value is not None and value < 1:
+            raise DbstateError(f"{flag} must be at least 1")
+    return Target(
+        ns.dir,
+        ns.env_file,
+        getattr(ns, "docker_host", None),
+        getattr(ns, "state", None),
+        ns.max_file_bytes,
+        ns.max_total_bytes,
+    )
 
 
 def add_probe_timeout(p: argparse.ArgumentParser) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TextIO
 
 from controller.commands import options as common
+from controller.engine.options import Target
 
 DESCRIPTION = (
     "Load every *.yaml/*.yml below --dir and report every error as FILE:LINE:COLUMN: Kind/name: field: message. "
@@ -18,8 +18,7 @@ DESCRIPTION = (
 
 @dataclass(frozen=True)
 class Options:
-    directory: Path
-    env_file: Path | None
+    target: Target
     output: str
     strict: bool
 
@@ -31,19 +30,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(ns: argparse.Namespace) -> Options:
-    return Options(ns.dir, ns.env_file, ns.output, ns.strict)
+    return Options(common.target(ns), ns.output, ns.strict)
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller.adapters import desired
     from controller.views import validate as view
 
-    loaded = desired.load(opts.directory, opts.env_file)
+    t = opts.target
+    loaded = desired.load(t.directory, t.env_file, limits=desired.Limits.raised(t.max_file_bytes, t.max_total_bytes))
     failed = bool(loaded.errors) or (opts.strict and bool(loaded.warnings))
     if opts.output == "json":
-        out.write(view.to_json(opts.directory, loaded, not failed))
+        out.write(view.to_json(t.directory, loaded, not failed))
     else:
-        err.write(view.problems_text(opts.directory, loaded))
+        err.write(view.problems_text(t.directory, loaded))
         if not loaded.errors:
-            out.write(view.summary_text(opts.directory, loaded))
+            out.write(view.summary_text(t.directory, loaded))
     return common.EXIT_ERROR if failed else common.EXIT_OK

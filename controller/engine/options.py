@@ -18,6 +18,8 @@ class Target:
     env_file: Path | None = None  # None: .workspace/.env when it exists
     docker_host: str | None = None  # None: $DOCKER_HOST, then the default socket
     state: Path | None = None  # None: $DBSTATE_STATE, then .dbstate/state.db
+    max_file_bytes: int | None = None  # None: the loader's defaults (adapters/desired.Limits)
+    max_total_bytes: int | None = None
 
 
 @dataclass(frozen=True)

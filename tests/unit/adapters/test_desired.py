@@ -272,3 +272,53 @@ def test_labels_under_dbstates_prefix_are_an_error_at_the_key(tmp_path: Path, ki
     assert (kind, {"Volume": "v", "Network": "n", "DatabaseInstance": "pg", "Consumer": "app"}[kind]) in (
         loaded.state.held_back
     )
+
+
+def test_only_regular_files_inside_the_repository_are_read(tmp_path: Path):
+    import os
+    import time
+
+    root = write_tree(tmp_path / "ds", {**BASE, "pg.yaml": instance_yaml()})
+    (root / "zero.yaml").symlink_to("/dev/zero")  # would be read without end
+    os.mkfifo(root / "fifo.yaml")  # would block forever
+    (root / "inside.yaml").symlink_to(root / "vol.yaml")  # fine: a regular file in the directory
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(VOLUME)
+    (root / "out.yaml").symlink_to(outside)
+    t0 = time.monotonic()
+    loaded = desired.load(root, environ=VARS)
+    assert time.monotonic() - t0 < 5
+    errors = {Path(e.file).name: (e.line, e.column, e.message) for e in loaded.errors}
+    assert errors["zero.yaml"][:2] == (1, 1) and "outside the desired-state directory" in errors["zero.yaml"][2]
+    assert errors["fifo.yaml"] == (1, 1, "not a regular file (a device, a FIFO or a socket): not read")
+    assert "outside the desired-state directory" in errors["out.yaml"][2]
+    # read, not refused (its volume is then declared twice: a duplicate, at its line)
+    assert errors["inside.yaml"][0] == 3 and "not read" not in errors["inside.yaml"][2]
+    assert set(loaded.state.unreadable_files) >= {str(root / "zero.yaml"), str(root / "fifo.yaml")}
+
+
+def test_size_and_document_limits(tmp_path: Path):
+    root = write_tree(tmp_path / "ds", {**BASE, "pg.yaml": instance_yaml()})
+    small = desired.Limits(file_bytes=200)
+    errors = [e for e in desired.load(root, environ=VARS, limits=small).errors if e.file.endswith("pg.yaml")]
+    assert errors and "more than the 200 a file may have (--max-file-bytes)" in errors[0].message
+    few = desired.Limits(documents=2)
+    loaded = desired.load(root, environ=VARS, limits=few)
+    assert any("more than 2 documents" in e.message for e in loaded.errors)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: !!bool maybe\n", "this value cannot be read as !!bool"),
+        ("a: !!int 12x\n", "this value cannot be read as !!int"),
+        ("a: !!binary aGVsbG8=\n", "is not allowed: only the core schema"),
+        ("a: !custom x\n", "is not allowed: only the core schema"),
+        ("a: !!set {x}\n", "is not allowed: only the core schema"),
+        ("a: " + "[" * 500 + "]" * 500 + "\n", "nested deeper than 64 levels"),
+    ],
+)
+def test_yaml_beyond_the_core_schema_is_a_located_error(text: str, message: str):
+    loaded = desired.load_text(text, "t.yaml", {})
+    (err,) = loaded.errors
+    assert err.file == "t.yaml" and err.line == 1 and message in err.message

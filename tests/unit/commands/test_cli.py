@@ -74,6 +74,7 @@ def test_an_unknown_command_suggests_the_nearest():
         (("run", "--listen", "127.0.0.1:99999"), "expected HOST:PORT with a port from 1 to 65535"),
         (("run", "--listen", "::1:9464"), "write an IPv6 address in brackets"),
         (("run", "--resync", "0"), "--resync must be more than 0"),
+        (("validate", "--max-file-bytes", "0"), "--max-file-bytes must be at least 1"),
     ],
 )
 def test_bad_values_are_one_clear_line(args: tuple[str, ...], message: str):
