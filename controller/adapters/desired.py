@@ -74,19 +74,27 @@ def load_variables(
     env_file: Path | None, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, str], list[Diagnostic], str | None]:
     """Variables from the env file first, then the environment. `env_file=None` means the default, if present."""
+    variables, problems, used, _ = _variables(env_file, environ)
+    return variables, problems, used
+
+
+def _variables(
+    env_file: Path | None, environ: Mapping[str, str] | None
+) -> tuple[dict[str, str], list[Diagnostic], str | None, dict[str, str]]:
+    """As load_variables, and the env file's own variables (whose secret-named values are secrets by value)."""
     explicit = env_file is not None
     path = env_file if env_file is not None else Path(DEFAULT_ENV_FILE)
     variables = dict(os.environ if environ is None else environ)
     if not path.exists():
         if explicit:
             raise DesiredStateError(f"env file {path} does not exist")
-        return variables, [], None
+        return variables, [], None, {}
     try:
         from_file, problems = envfile.read(path)
     except (OSError, UnicodeDecodeError) as e:
         raise DesiredStateError(f"env file {path} cannot be read: {type(e).__name__}") from None
     variables.update(from_file)
-    return variables, problems, str(path)
+    return variables, problems, str(path), from_file
 
 
 def load(
@@ -99,34 +107,64 @@ def load(
     """`display`: the directory to name in messages, when `directory` is a copy (a commit exported from git)."""
     if not directory.is_dir():
         raise DesiredStateError(f"desired-state directory {directory} does not exist (use --dir)")
-    variables, diagnostics, used_env = load_variables(env_file, environ)
+    variables, diagnostics, used_env, from_file = _variables(env_file, environ)
     files = find_files(directory)
-    docs: list[_Doc] = []
+    parsed: list[tuple[str, list[yamlpos.ParsedDocument]]] = []
     unreadable: list[str] = []
     budget = _Budget(limits or Limits())
     roots = _roots(directory)
     for path in files:
-        got = _read_file(path, variables, diagnostics, budget, roots)
+        got = _parse_file(path, diagnostics, budget, roots)
         if got is None:
             unreadable.append(str(path))
         else:
-            docs.extend(got)
+            parsed.append((str(path), got))
+    docs, secret_values = _validate_all(parsed, variables, from_file, diagnostics)
     state, sources = _assemble(docs, diagnostics, unreadable)
     if display is not None:
         old, new = str(directory), str(display)
         diagnostics = [replace(d, file=new + d.file[len(old) :]) if d.file.startswith(old) else d for d in diagnostics]
         files = [Path(new + str(f)[len(old) :]) for f in files]
     diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
-    return spec.Loaded(state, tuple(diagnostics), tuple(str(f) for f in files), sources, used_env)
+    files_read = tuple(str(f) for f in files)
+    return spec.Loaded(state, tuple(diagnostics), files_read, sources, used_env, frozenset(secret_values))
 
 
 def load_text(text: str, file: str = "<text>", variables: Mapping[str, str] | None = None) -> spec.Loaded:
-    """Load one file's text (tests and tools); the same rules as a directory of one file."""
+    """Load one file's text (tests and tools); the same rules as a directory of one file, the variables taken as
+    if they came from the env file."""
     diagnostics: list[Diagnostic] = []
-    docs = _read_text(text, file, dict(variables or {}), diagnostics)
-    state, sources = _assemble(docs or [], diagnostics, [] if docs is not None else [file])
+    values = dict(variables or {})
+    parsed = _parse_text(text, file, diagnostics)
+    docs, secret_values = _validate_all([(file, parsed or [])], values, values, diagnostics)
+    state, sources = _assemble(docs, diagnostics, [] if parsed is not None else [file])
     diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
-    return spec.Loaded(state, tuple(diagnostics), (file,), sources)
+    return spec.Loaded(state, tuple(diagnostics), (file,), sources, None, frozenset(secret_values))
+
+
+def _validate_all(
+    parsed: list[tuple[str, list[yamlpos.ParsedDocument]]],
+    variables: Mapping[str, str],
+    from_file: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+) -> tuple[list[_Doc], set[str]]:
+    """Every parsed document validated, knowing first what is secret across the whole desired state: the variables
+    used under a secret key anywhere, and (by value) those and every secret-named variable of the env file."""
+    refs: set[str] = set()
+    for _, docs in parsed:
+        for doc in docs:
+            if isinstance(doc.data, dict) and "spec" in doc.data:
+                refs |= interpolate.secret_references(doc.data["spec"])
+    values = {v for k, v in from_file.items() if v and spec.is_secret_key(k)}
+    values |= {variables[n] for n in refs if variables.get(n)}
+    secrets = interpolate.Secrets(frozenset(refs), frozenset(values))
+    out = []
+    for file, docs in parsed:
+        for doc in docs:
+            d = _validate(doc, file, variables, diagnostics, secrets)
+            if d is not None:
+                out.append(d)
+    return out, values
 
 
 def _roots(directory: Path) -> tuple[Path, ...]:
@@ -161,9 +199,9 @@ def _refusal(path: Path, budget: _Budget, roots: tuple[Path, ...]) -> str | None
     return None
 
 
-def _read_file(
-    path: Path, variables: Mapping[str, str], diagnostics: list[Diagnostic], budget: _Budget, roots: tuple[Path, ...]
-) -> list[_Doc] | None:
+def _parse_file(
+    path: Path, diagnostics: list[Diagnostic], budget: _Budget, roots: tuple[Path, ...]
+) -> list[yamlpos.ParsedDocument] | None:
     """The documents of one file, or None when the file could not be read or parsed at all."""
     file = str(path)
     refused = _refusal(path, budget, roots)
@@ -187,16 +225,12 @@ def _read_file(
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         diagnostics.append(Diagnostic(file, line, column, "not valid UTF-8 text"))
         return None
-    return _read_text(text, file, variables, diagnostics, budget)
+    return _parse_text(text, file, diagnostics, budget)
 
 
-def _read_text(
-    text: str,
-    file: str,
-    variables: Mapping[str, str],
-    diagnostics: list[Diagnostic],
-    budget: _Budget | None = None,
-) -> list[_Doc] | None:
+def _parse_text(
+    text: str, file: str, diagnostics: list[Diagnostic], budget: _Budget | None = None
+) -> list[yamlpos.ParsedDocument] | None:
     try:
         parsed = yamlpos.parse(text)
     except yamlpos.YamlSyntaxError as e:
@@ -210,17 +244,15 @@ def _read_text(
             return None
     if not parsed:
         diagnostics.append(Diagnostic(file, 1, 1, "empty file: no document (delete it, or declare a resource)"))
-        return []
-    out = []
-    for doc in parsed:
-        d = _validate(doc, file, variables, diagnostics)
-        if d is not None:
-            out.append(d)
-    return out
+    return parsed
 
 
 def _validate(
-    doc: yamlpos.ParsedDocument, file: str, variables: Mapping[str, str], diagnostics: list[Diagnostic]
+    doc: yamlpos.ParsedDocument,
+    file: str,
+    variables: Mapping[str, str],
+    diagnostics: list[Diagnostic],
+    secrets: interpolate.Secrets,
 ) -> _Doc | None:
     data = doc.data
     if not isinstance(data, dict):
@@ -255,7 +287,7 @@ def _validate(
     resolved = dict(data)
     issues: list[interpolate.Issue] = []
     if "spec" in data:
-        resolved["spec"], issues = interpolate.resolve_spec(data["spec"], variables)
+        resolved["spec"], issues = interpolate.resolve_spec(data["spec"], variables, secrets)
     for issue in issues:
         report(issue.path, issue.message)
     try:

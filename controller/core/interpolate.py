@@ -69,24 +69,53 @@ def interpolate(text: str, variables: Mapping[str, str]) -> Interpolated:
     return Interpolated(out, tuple(names), tuple(dict.fromkeys(missing)), malformed)
 
 
-def resolve_spec(spec: Any, variables: Mapping[str, str]) -> tuple[Any, list[Issue]]:
+@dataclass(frozen=True)
+class Secrets:
+    """What makes a value secret besides its own key: variables used under a secret key anywhere in the desired state
+    (`POSTGRES_PASSWORD: ${DB_PASS}` makes DB_PASS secret wherever else it is used), and the values themselves (a
+    value that embeds one of them is secret, whatever the variable it came through)."""
+
+    variables: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()
+
+    def embedded_in(self, text: str) -> bool:
+        return any(len(v) >= 4 and v in text for v in self.values)
+
+
+def secret_references(spec: Any) -> set[str]:
+    """The variables a document's spec references as the value of a secret key (`KEY: ${VAR}`)."""
+    found: set[str] = set()
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            if is_secret_key(str(k)) and isinstance(v, str) and (m := _PURE_REF.match(v)):
+                found.add(m.group("name"))
+            found |= secret_references(v)
+    elif isinstance(spec, list):
+        for item in spec:
+            found |= secret_references(item)
+    return found
+
+
+def resolve_spec(spec: Any, variables: Mapping[str, str], secrets: Secrets | None = None) -> tuple[Any, list[Issue]]:
     """Interpolate every string below a document's `spec`, turning secret values into `Secret`.
 
     Returns the resolved data and the issues (missing variables, literal secrets, malformed references). The
     data is still returned on issues, with the broken values left out, so validation can report more.
     """
     issues: list[Issue] = []
-    resolved = _walk(spec, ("spec",), None, variables, issues)
+    resolved = _walk(spec, ("spec",), None, variables, issues, secrets or Secrets())
     return resolved, issues
 
 
-def _walk(node: Any, path: Path, key: str | None, variables: Mapping[str, str], issues: list[Issue]) -> Any:
+def _walk(
+    node: Any, path: Path, key: str | None, variables: Mapping[str, str], issues: list[Issue], secrets: Secrets
+) -> Any:
     if isinstance(node, dict):
-        return {k: _walk(v, (*path, k), str(k), variables, issues) for k, v in node.items()}
+        return {k: _walk(v, (*path, k), str(k), variables, issues, secrets) for k, v in node.items()}
     if isinstance(node, list):
         out = []
         for i, item in enumerate(node):
-            value = _walk(item, (*path, i), None, variables, issues)
+            value = _walk(item, (*path, i), None, variables, issues, secrets)
             if isinstance(value, Secret):
                 issues.append(
                     Issue(
@@ -116,8 +145,7 @@ def _walk(node: Any, path: Path, key: str | None, variables: Mapping[str, str], 
         issues.append(Issue(path, f"{name} is not set"))
     if result.missing:
         return None
-    secret_names = [n for n in result.names if is_secret_key(n)]
-    if secret_names:
+    if any(is_secret_key(n) or n in secrets.variables for n in result.names) or secrets.embedded_in(result.value):
         return Secret(result.value, ref=node)
     return result.value
 

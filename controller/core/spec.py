@@ -340,6 +340,9 @@ class Loaded:
     files: tuple[str, ...]
     sources: dict[tuple[str, str], SourceLocation]
     variables_from: str | None = None  # the env file used, if any
+    # secret values known by value (the env file's secret-named variables, those used under a secret key): the
+    # output scrubbers add them to the resolved Secrets
+    secret_values: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:

@@ -43,7 +43,11 @@ def run(source: DesiredSource, observer: Observer, prober: Prober, history: Hist
     findings = sort_findings(the_plan.findings + health.findings(state, by_instance, failures, 1))
     report = audit.build(state, observed, findings, results, fallback, conn_results)
     return AuditResult(
-        desired.loaded, observed, desired.revision, report, frozenset(secrets.collect(state)) | extra_secrets
+        desired.loaded,
+        observed,
+        desired.revision,
+        report,
+        frozenset(secrets.collect(state)) | desired.loaded.secret_values | extra_secrets,
     )
 
 

@@ -153,7 +153,7 @@ class Reconciler:
             observed,
             desired.revision,
             the_plan,
-            frozenset(secrets.collect(state)),
+            frozenset(secrets.collect(state)) | desired.loaded.secret_values,
             pass_id,
             dict(self.probes) if probe is not None else {},
             dict(self.failures) if probe is not None else {},

@@ -9,6 +9,7 @@ import pytest
 from controller.adapters import desired
 from controller.core import spec
 from controller.core.errors import DesiredStateError
+from controller.core.secrets import Secret
 from tests.helpers import NETWORK, SECRET, VOLUME, consumer_yaml, instance_yaml, write_tree
 
 VARS = {"PG_PASSWORD": SECRET}
@@ -322,3 +323,22 @@ def test_yaml_beyond_the_core_schema_is_a_located_error(text: str, message: str)
     loaded = desired.load_text(text, "t.yaml", {})
     (err,) = loaded.errors
     assert err.file == "t.yaml" and err.line == 1 and message in err.message
+
+
+def test_secrets_are_known_by_use_and_by_value_not_only_by_name(tmp_path: Path):
+    inst = instance_yaml(volume=None).replace(
+        "    POSTGRES_PASSWORD: ${PG_PASSWORD}\n",
+        "    POSTGRES_PASSWORD: ${DB_PASS}\n"  # DB_PASS is no secret name: its use makes it one
+        "    DATABASE_URL: postgres://app:${DB_PASS}@pg/app\n"
+        "    BACKUP_TARGET: ${SAME_VALUE}\n",  # another name, the same value as a secret
+    )
+    env = tmp_path / "e.env"
+    env.write_text("DB_PASS=hunter2-by-use\nSAME_VALUE=hunter2-by-use\nUNUSED_TOKEN=never-used-but-secret\n")
+    root = write_tree(tmp_path / "ds", {"net.yaml": NETWORK, "pg.yaml": inst})
+    loaded = desired.load(root, env, environ={"PG_PASSWORD": SECRET})
+    assert loaded.errors == (), [str(e) for e in loaded.errors]
+    pg_env = loaded.state.instances[0].spec.env
+    for key in ("POSTGRES_PASSWORD", "DATABASE_URL", "BACKUP_TARGET"):
+        assert isinstance(pg_env[key], Secret), key
+    assert pg_env["POSTGRES_USER"] == "app"
+    assert {"hunter2-by-use", "never-used-but-secret"} <= loaded.secret_values
