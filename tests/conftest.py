@@ -16,6 +16,10 @@ import pytest
 
 from devtools import engine as devengine
 
+# The consumers the tests make by hand (run_plain, labelled dbstate-test) are in the controller's scope, as an operator
+# would allow a compose project; tests/e2e/test_plan.py shows the narrow default with this unset.
+os.environ.setdefault("DBSTATE_ALLOW_LABELS", f"{devengine.TEST_LABEL}=1")
+
 
 class EngineHandle:
     """The session's engine; a test may stop and start it again (only one that the suite started itself)."""

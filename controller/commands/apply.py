@@ -39,11 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="apply without asking (for automation)")
     common.add_converge(p, retry_budget=30.0)
     common.add_probe(p, unhealthy_after=1)
+    common.add_scope(p)
     common.add_color(p)
 
 
 def options(ns: argparse.Namespace) -> Options:
-    passes = PassOptions("apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns))
+    passes = PassOptions(
+        "apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
+    )
     return Options(common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget)
 
 

@@ -5,9 +5,11 @@ one is a clear error before anything runs."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from controller.core.errors import DbstateError
+from controller.core.scope import Scope
 from controller.engine.options import ProbeOptions, Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
@@ -147,6 +149,40 @@ def probe(ns: argparse.Namespace) -> ProbeOptions | None:
         raise DbstateError("--probe-interval must be 0 (off) or more")
     enabled = interval > 0 if hasattr(ns, "probe_interval") else ns.probe
     return ProbeOptions(timeout, ns.unhealthy_after, interval) if enabled else None
+
+
+def add_scope(p: argparse.ArgumentParser) -> None:
+    """What the controller may change besides what it made: set here, outside the repository, never by a commit."""
+    p.add_argument(
+        "--allow-compose-project",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="consumers' containers of this compose project may be connected to their networks (repeatable; also "
+        "$DBSTATE_ALLOW_COMPOSE_PROJECTS, comma-separated). Default: only containers dbstate made",
+    )
+    p.add_argument(
+        "--allow-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="containers carrying this label may be connected and disconnected (repeatable; also "
+        "$DBSTATE_ALLOW_LABELS, comma-separated)",
+    )
+
+
+def scope(ns: argparse.Namespace) -> Scope:
+    projects = list(ns.allow_compose_project)
+    projects += [p for p in os.environ.get("DBSTATE_ALLOW_COMPOSE_PROJECTS", "").split(",") if p.strip()]
+    labels: set[tuple[str, str]] = set()
+    for text in [*ns.allow_label, *os.environ.get("DBSTATE_ALLOW_LABELS", "").split(",")]:
+        if not text.strip():
+            continue
+        key, sep, value = text.strip().partition("=")
+        if not sep or not key:
+            raise DbstateError(f"--allow-label {text!r}: expected KEY=VALUE")
+        labels.add((key, value))
+    return Scope(frozenset(p.strip() for p in projects), frozenset(labels))
 
 
 def add_converge(p: argparse.ArgumentParser, retry_budget: float) -> None:

@@ -42,11 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--fail-on-findings", action="store_true", help="exit 3 when there are findings")
     common.add_probe(p, unhealthy_after=1)
+    common.add_scope(p)
     common.add_color(p)
 
 
 def options(ns: argparse.Namespace) -> Options:
-    passes = PassOptions("plan", prune=ns.prune, probe=common.probe(ns))
+    passes = PassOptions("plan", prune=ns.prune, probe=common.probe(ns), scope=common.scope(ns))
     return Options(common.target(ns), passes, ns.output, ns.color, ns.fail_on_findings)
 
 

@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("json", "text"), default="text", help="default: text")
     common.add_converge(p, retry_budget=10.0)
     common.add_probe(p, unhealthy_after=3, controller=True)
+    common.add_scope(p)
     p.add_argument(
         "--lease-ttl",
         type=float,
@@ -83,7 +84,9 @@ def options(ns: argparse.Namespace) -> RunOptions:
     for flag, value in (("--resync", ns.resync), ("--pull-interval", ns.pull_interval), ("--lease-ttl", ns.lease_ttl)):
         if not value > 0:
             raise DbstateError(f"{flag} must be more than 0")
-    passes = PassOptions("run", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns))
+    passes = PassOptions(
+        "run", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
+    )
     return RunOptions(
         common.target(ns),
         passes,

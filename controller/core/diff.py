@@ -27,8 +27,12 @@ from controller.core.hosts import host_of
 from controller.core.labels import OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
 from controller.core.recognise import DATABASE_PORTS, looks_like_database
+from controller.core.scope import Scope
 
 STOPPED = frozenset({"created", "exited", "dead"})
+# the diff's own default, for its unit tests and tools: every container may be touched. Commands always pass the
+# scope the controller was configured with (commands/options.py), which is narrow by default.
+UNBOUNDED = Scope(everything=True)
 
 
 @dataclass
@@ -89,11 +93,13 @@ def diff(
     revision: str | None = None,
     seen_volumes: Mapping[str, str | None] | None = None,
     acknowledged_lost: frozenset[str] = frozenset(),
+    scope: Scope | None = None,
 ) -> Plan:
     """`seen_volumes`: declared volumes dbstate has seen on the engine before, with their identity when known (from
     the state store); `acknowledged_lost`: lost volumes an operator has acknowledged (`dbstate ack volume-lost
     NAME`)."""
     seen_volumes = seen_volumes or {}
+    scope = scope if scope is not None else UNBOUNDED
     b = _Builder([], [], [])
     _networks(b, desired, observed)
     lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
@@ -119,8 +125,8 @@ def diff(
             recreate_allowed=inst.spec.policy.upgrade is spec.UpgradePolicy.RECREATE,
         )
     for con in desired.consumers:
-        _consumer(b, con, desired, observed, revision)
-    _isolation(b, desired, observed)
+        _consumer(b, con, desired, observed, revision, scope)
+    _isolation(b, desired, observed, scope)
     _orphans_and_strangers(b, desired, observed, prune)
     for kind, name in sorted(desired.held_back):
         b.notes.append(
@@ -361,7 +367,12 @@ def _attachments(
 
 
 def _consumer(
-    b: _Builder, con: spec.Consumer, desired: spec.DesiredState, observed: live.LiveState, revision: str | None
+    b: _Builder,
+    con: spec.Consumer,
+    desired: spec.DesiredState,
+    observed: live.LiveState,
+    revision: str | None,
+    scope: Scope,
 ) -> None:
     if con.spec.image is not None:
         _workload(
@@ -387,8 +398,22 @@ def _consumer(
             f"container {con.container_name} does not exist (it is managed elsewhere: image is null)",
         )
         return
-    _attachments(b, con, spec.DriftPolicy.ENFORCE, con.spec.networks, c)
+    if scope.allows(c):
+        _attachments(b, con, spec.DriftPolicy.ENFORCE, con.spec.networks, c)
+    else:
+        _out_of_scope(b, con, c, scope)
     _host_checks(b, con, desired, c)
+
+
+def _out_of_scope(b: _Builder, con: spec.Consumer, c: live.Container, scope: Scope) -> None:
+    b.finding(
+        FindingType.OUT_OF_SCOPE,
+        con.kind,
+        con.metadata.name,
+        f"container {c.name} was not made by dbstate and is outside the scope it may change ({scope.describe()}): "
+        "it is only checked, never connected, disconnected, started or removed; allow it with "
+        "--allow-compose-project or --allow-label",
+    )
 
 
 def _host_checks(b: _Builder, con: spec.Consumer, desired: spec.DesiredState, c: live.Container) -> None:
@@ -422,7 +447,7 @@ def _host_checks(b: _Builder, con: spec.Consumer, desired: spec.DesiredState, c:
             )
 
 
-def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:
+def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState, scope: Scope) -> None:
     isolated = {n.metadata.name for n in desired.networks if n.spec.isolated}
     if not isolated:
         return
@@ -444,6 +469,15 @@ def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState
                     continue
                 if c.owner is None and isinstance(resource, spec.DatabaseInstance):
                     continue  # a name conflict: reported already, never touched
+                if not scope.allows(c):
+                    b.finding(
+                        FindingType.ISOLATION_BREACH,
+                        "Network",
+                        att.network,
+                        f"container {c.name} is attached to isolated {att.network} without declaring it, and is "
+                        "outside dbstate's scope: disconnect it by hand, or allow it",
+                    )
+                    continue
                 b.change(
                     policy,
                     Change(

@@ -44,6 +44,7 @@ class FindingType(enum.StrEnum):
     UNMANAGED_DATABASE = "unmanaged-database"  # a database container nobody declared
     DRIFT = "drift"  # a change held back by policy.drift: warn
     VOLUME_LOST = "volume-lost"  # a declared volume seen before has vanished: nothing starts on a new empty one
+    OUT_OF_SCOPE = "out-of-scope"  # a container dbstate did not make and the controller's scope does not allow
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)
     VERSION_MISMATCH = "version-mismatch"  # the server reports another major version than spec.version

@@ -3,9 +3,11 @@ plain frozen data: cheap to import, so that a command builds its options without
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from controller.core.scope import Scope
 
 SourceMode = Literal["worktree", "commit"]  # the files on disk, or only what is committed at HEAD
 
@@ -38,3 +40,4 @@ class PassOptions:
     prune: bool = False
     parallel: int = 4
     probe: ProbeOptions | None = None
+    scope: Scope = field(default_factory=Scope)  # by default only what dbstate made

@@ -138,6 +138,7 @@ class Reconciler:
             revision=desired.revision.commit,
             seen_volumes=self.history.seen_volumes(),
             acknowledged_lost=self.history.acknowledged("volume-lost"),
+            scope=self.options.scope,
         )
         probe = self.options.probe
         if probe is not None:

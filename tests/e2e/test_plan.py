@@ -418,3 +418,26 @@ def test_plan_loads_a_database_client_only_when_it_probes(world: World):
     assert code == 0, err
     assert "redis" in loaded  # the one engine the world has; psycopg and pymysql are still never loaded
     assert not {"psycopg", "pymysql"} & set(loaded)
+
+
+def test_a_consumer_dbstate_did_not_make_is_out_of_scope_by_default(world: World):
+    world.client.networks.get("net-a").disconnect("app")
+    narrow = {"DBSTATE_ALLOW_LABELS": ""}
+    r = dbstate("plan", "--dir", str(world.root), "--output", "json", host=world.host, env=narrow)
+    doc = r.json()
+    assert r.code == 0 and doc["changes"] == []  # never connected
+    assert ("out-of-scope", "Consumer", "app") in findings(doc)
+    r = dbstate("apply", "--dir", str(world.root), "--yes", host=world.host, env=narrow)
+    assert r.code == 0 and "net-a" not in world.client.containers.get("app").attrs["NetworkSettings"]["Networks"]
+    allowed = dbstate(
+        "plan",
+        "--dir",
+        str(world.root),
+        "--output",
+        "json",
+        "--allow-label",
+        "dbstate-test=1",
+        host=world.host,
+        env=narrow,
+    ).json()
+    assert changes(allowed) == [("connect", "Consumer", "app", "app")]

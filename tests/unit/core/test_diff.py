@@ -197,3 +197,16 @@ def test_a_volume_replaced_under_the_same_name_is_lost_until_acknowledged():
         s, observed, seen_volumes={"kv-data": "an-older-identity"}, acknowledged_lost=frozenset({"kv-data"})
     )
     assert summary(acked) == ([("create", "kv-a")], [])
+
+
+def test_scope_bounds_what_a_consumer_may_be_done_to():
+    from controller.core.scope import Scope
+
+    stranger = live.Container("app1", "app", "app:1", "running", labels={"com.docker.compose.project": "wiki"})
+    observed = world(managed(S), stranger)
+    narrow = diff.diff(S, observed, scope=Scope())
+    assert summary(narrow) == ([], [("out-of-scope", "app")])
+    by_project = diff.diff(S, observed, scope=Scope(compose_projects=frozenset({"wiki"})))
+    assert ("connect", "app") in summary(by_project)[0] and "out-of-scope" not in str(summary(by_project)[1])
+    by_label = diff.diff(S, observed, scope=Scope(labels=frozenset({("com.docker.compose.project", "wiki")})))
+    assert ("connect", "app") in summary(by_label)[0]
