@@ -121,7 +121,7 @@ def _sources(
             target=follow_events,
             name="dbstate-events",
             daemon=True,
-            args=(host, lambda reason: loop.trigger(reason=reason), on_connection, stop),
+            args=(host, loop.engine_event, on_connection, stop),
         ),
         threading.Thread(
             target=watch.watch,

@@ -287,27 +287,29 @@ EVENT_ACTIONS = {
 }
 
 
-def trigger_of(event: Mapping[str, Any]) -> str | None:
-    """Why an engine event should trigger a pass, or None: only what can mean drift, and never dbstate's own lease
-    markers (each renewal makes and removes one: they would trigger a pass every few seconds)."""
-    kind, action = event.get("Type", ""), str(event.get("Action", "")).split(":")[0]
+def trigger_of(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(kind, action, name) of an engine event that should trigger a pass, or None: only what can mean drift, and
+    never dbstate's own lease markers (each renewal makes and removes one: they would trigger a pass every few
+    seconds)."""
+    kind, action = str(event.get("Type", "")), str(event.get("Action", "")).split(":")[0]
     if action not in EVENT_ACTIONS.get(kind, ()):
         return None
     actor = event.get("Actor") or {}
     name = (actor.get("Attributes") or {}).get("name") or (actor.get("ID", "") if kind == "volume" else "")
     if kind == "volume" and str(name).startswith(LEASE_MARKER_PREFIX):
         return None
-    return printable(f"docker {kind} {action} {name}".strip())
+    return kind, action, printable(str(name))
 
 
 def follow_events(
     host: str,
-    on_event: Callable[[str], None],
+    on_event: Callable[[str, str, str], None],
     on_connection: Callable[[bool], None],
     stop: threading.Event,
 ) -> None:
-    """Block until `stop`, calling `on_event(reason)` for the events that can mean drift. When the engine goes away
-    it reconnects with backoff (0.5 s growing to 10 s) and reports the connection state through `on_connection`."""
+    """Block until `stop`, calling `on_event(kind, action, name)` for the events that can mean drift. When the engine
+    goes away it reconnects with backoff (0.5 s growing to 10 s) and reports the connection state through
+    `on_connection`."""
     delay = 0.5
     holder: dict[str, Any] = {}
 
@@ -331,9 +333,9 @@ def follow_events(
             for event in stream:
                 if stop.is_set():
                     break
-                reason = trigger_of(event)
-                if reason is not None:
-                    on_event(reason)
+                found = trigger_of(event)
+                if found is not None:
+                    on_event(*found)
         except Exception:  # noqa: S110 - any failure of the stream means: reconnect
             pass
         finally:

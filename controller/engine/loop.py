@@ -36,6 +36,13 @@ class Reconciles(Protocol):
 
     def probe_due_in(self) -> float | None: ...
 
+    def key_of(self, container: str) -> str | None: ...
+
+
+DEBOUNCE = 0.1  # seconds: the events of one change (kill, die, stop, disconnect...) make one pass
+CRASH_LOOP_DIES = 3  # a container that died this often...
+CRASH_LOOP_WINDOW = 60.0  # ...within this many seconds is crash-looping: its restarts back off
+
 
 class Loop:
     def __init__(
@@ -65,6 +72,8 @@ class Loop:
         self.last_report: PassReport | None = None
         self.ready = False
         self._logged_problems: tuple[str, ...] = ()
+        self._dies: dict[str, list[float]] = {}  # container -> when it died, within the crash-loop window
+        self._crash_looping: set[str] = set()  # resource keys whose restarts back off
 
     # -- sources --------------------------------------------------------------------------------------------------
 
@@ -72,6 +81,28 @@ class Loop:
         with self._lock:
             self._reasons.setdefault(key, reason)
         self.queue.add(key)
+
+    def engine_event(self, kind: str, action: str, name: str) -> None:
+        """A Docker event that can mean drift: one pass for a burst (debounced), and none for each die of a
+        crash-looping container, whose resource is put on the queue's backoff instead (restarted at 1 s, 2 s, 4 s ...,
+        not at every die)."""
+        reason = f"docker {kind} {action} {name}".strip()
+        if kind == "container" and action == "die" and name:
+            now = time.monotonic()
+            recent = [t for t in self._dies.get(name, []) if now - t < CRASH_LOOP_WINDOW] + [now]
+            self._dies[name] = recent
+            key = self.reconciler.key_of(name)
+            if key is not None and len(recent) >= CRASH_LOOP_DIES:
+                if key not in self._crash_looping:
+                    self._crash_looping.add(key)
+                    self.log(level="warning", msg="crash-looping: restarts back off", container=name, resource=key)
+                if self.queue.waiting(key) is None:  # not already waiting: the next retry comes later than the last
+                    error = f"crash-looping: {name} died {len(recent)} times within {CRASH_LOOP_WINDOW:g} s"
+                    self.queue.failed(key, error)
+                return
+        with self._lock:
+            self._reasons.setdefault(WHOLE, reason)
+        self.queue.add(WHOLE, delay=DEBOUNCE)
 
     def new_desired_state(self, reason: str) -> None:
         """A new revision or edited files: retries of the old desired state are superseded."""
@@ -140,6 +171,13 @@ class Loop:
             self._pass_failed(trigger, f"unexpected {type(e).__name__}: {e}")
         return None
 
+    def _still_crash_looping(self, key: str) -> bool:
+        now = time.monotonic()
+        return any(
+            self.reconciler.key_of(name) == key and sum(now - t < CRASH_LOOP_WINDOW for t in times) >= CRASH_LOOP_DIES
+            for name, times in self._dies.items()
+        )
+
     def _pass_failed(self, trigger: str, error: str) -> None:
         delay = self.queue.failed(WHOLE, error)
         self.ready = False
@@ -156,6 +194,9 @@ class Loop:
             key = o.change.key
             changes.append((o.change.action.value, o.status))
             if o.status == "ok":
+                if key in self._crash_looping and self._still_crash_looping(key):
+                    continue  # restarted, but it keeps dying: its backoff keeps growing
+                self._crash_looping.discard(key)
                 self.queue.succeeded(key)
             elif o.status == "failed":
                 delay = self.queue.failed(key, o.message)

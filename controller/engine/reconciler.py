@@ -258,6 +258,19 @@ class Reconciler:
 
     # -- the loop's pass -------------------------------------------------------------------------------------------
 
+    def key_of(self, container: str) -> str | None:
+        """The resource (Kind/name) whose container this is, in the desired state last read."""
+        if self.last is None:
+            return None
+        state = self.last.loaded.state
+        for inst in state.instances:
+            if inst.container_name == container:
+                return f"{inst.kind}/{inst.metadata.name}"
+        for con in state.consumers:
+            if con.container_name == container:
+                return f"{con.kind}/{con.metadata.name}"
+        return None
+
     def probe_due_in(self) -> float | None:
         """Seconds until the probes are due again (0: now); None when this reconciler does not probe."""
         probe = self.options.probe

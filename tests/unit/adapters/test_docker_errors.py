@@ -61,15 +61,21 @@ def test_which_engine_events_trigger_a_pass():
         return {"Type": kind, "Action": action, "Actor": actor}
 
     assert trigger_of(event("container", "die", {"ID": "abc", "Attributes": {"name": "pg-db"}})) == (
-        "docker container die pg-db"
+        "container",
+        "die",
+        "pg-db",
     )
     assert trigger_of(event("container", "exec_start: sh", {"Attributes": {"name": "pg-db"}})) is None
     assert trigger_of(event("volume", "destroy", {"ID": "postgres_data", "Attributes": {"driver": "local"}})) == (
-        "docker volume destroy postgres_data"
+        "volume",
+        "destroy",
+        "postgres_data",
     )
     # the lease's own markers come and go at every renewal: never a cause for a pass
     marker = {"ID": "dbstate-lease-host-1-abc123-1764200000000", "Attributes": {"driver": "local"}}
     assert trigger_of(event("volume", "destroy", marker)) is None
     assert trigger_of(event("network", "disconnect", {"Attributes": {"name": "edge\x1b[2J"}})) == (
-        "docker network disconnect edge?[2J"
+        "network",
+        "disconnect",
+        "edge?[2J",
     )

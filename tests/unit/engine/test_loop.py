@@ -159,3 +159,28 @@ def test_a_desired_state_error_is_logged_once_not_once_per_pass():
     errors_logged = logs.messages("desired state error: held back, nothing torn down")
     assert len(errors_logged) == 1 and errors_logged[0]["resource"] == "DatabaseInstance/kv"
     assert errors_logged[0]["file"] == "state.yaml" and errors_logged[0]["field"] == "spec.engine"
+
+
+def test_a_burst_of_events_is_one_pass_and_a_crash_loop_backs_off():
+    engine = FakeEngine()
+    loop, logs, _ = make(engine)
+    loop.one_pass("start")
+    assert engine.containers["pg-db"].state == "running"
+    for action in ("kill", "die", "stop"):  # one change, several events: one pass
+        loop.engine_event("container", action, "pg-db")
+    assert loop.queue.get(timeout=1.0) == {"*"} and loop.queue.get(timeout=0.3) == set()
+    key = "DatabaseInstance/pg"
+    for _ in range(3):  # it keeps dying: the third die within the window makes it crash-looping
+        engine.kill("pg-db")
+        loop.engine_event("container", "die", "pg-db")
+    backoff = loop.queue.backoffs()[key]
+    assert backoff.attempts == 1 and "crash-looping: pg-db died 3 times" in backoff.last_error
+    assert logs.messages("crash-looping: restarts back off")
+    report = loop.one_pass("resync")  # the start waits for its retry; nothing else is blocked
+    assert report is not None and report.pending == (key,) and engine.containers["pg-db"].state == "exited"
+    loop.queue.backoffs()[key].due = 0.0  # its retry is due: restarted, and still crash-looping...
+    loop.one_pass("retry")
+    assert engine.containers["pg-db"].state == "running"
+    engine.kill("pg-db")
+    loop.engine_event("container", "die", "pg-db")  # ...so the next restart waits twice as long
+    assert loop.queue.backoffs()[key].attempts == 2
