@@ -287,10 +287,10 @@ EVENT_ACTIONS = {
 }
 
 
-def trigger_of(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(kind, action, name) of an engine event that should trigger a pass, or None: only what can mean drift, and
-    never dbstate's own lease markers (each renewal makes and removes one: they would trigger a pass every few
-    seconds)."""
+def trigger_of(event: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
+    """(kind, action, name, container ID) of an engine event that should trigger a pass, or None: only what can mean
+    drift, and never dbstate's own lease markers (each renewal makes and removes one: they would trigger a pass every
+    few seconds). The container ID is the container's, or for a network event the container (dis)connected."""
     kind, action = str(event.get("Type", "")), str(event.get("Action", "")).split(":")[0]
     if action not in EVENT_ACTIONS.get(kind, ()):
         return None
@@ -298,16 +298,19 @@ def trigger_of(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
     name = (actor.get("Attributes") or {}).get("name") or (actor.get("ID", "") if kind == "volume" else "")
     if kind == "volume" and str(name).startswith(LEASE_MARKER_PREFIX):
         return None
-    return kind, action, printable(str(name))
+    attrs = actor.get("Attributes") or {}
+    container = str(actor.get("ID", "")) if kind == "container" else str(attrs.get("container", ""))
+    return kind, action, printable(str(name)), container
 
 
 def follow_events(
     host: str,
-    on_event: Callable[[str, str, str], None],
+    on_event: Callable[[str, str, str, str], None],
     on_connection: Callable[[bool], None],
     stop: threading.Event,
 ) -> None:
-    """Block until `stop`, calling `on_event(kind, action, name)` for the events that can mean drift. When the engine
+    """Block until `stop`, calling `on_event(kind, action, name, container)` for the events that can mean drift. When
+    the engine
     goes away it reconnects with backoff (0.5 s growing to 10 s) and reports the connection state through
     `on_connection`."""
     delay = 0.5

@@ -82,17 +82,22 @@ class Loop:
             self._reasons.setdefault(key, reason)
         self.queue.add(key)
 
-    def engine_event(self, kind: str, action: str, name: str) -> None:
-        """A Docker event that can mean drift: one pass for a burst (debounced), and none for each die of a
-        crash-looping container, whose resource is put on the queue's backoff instead (restarted at 1 s, 2 s, 4 s ...,
-        not at every die)."""
+    def engine_event(self, kind: str, action: str, name: str, container: str = "") -> None:
+        """A Docker event that can mean drift: one pass for a burst (debounced); none for the events of a
+        crash-looping container (its dies, its network attachments coming and going), whose resource is put on the
+        queue's backoff instead (restarted at 1 s, 2 s, 4 s ... 5 min, not at every die). It stays crash-looping
+        until it has run for CRASH_LOOP_WINDOW without dying."""
         reason = f"docker {kind} {action} {name}".strip()
+        if kind == "network" and container:
+            key = self.reconciler.key_of(container)
+            if key is not None and key in self._crash_looping:
+                return
         if kind == "container" and action == "die" and name:
             now = time.monotonic()
             recent = [t for t in self._dies.get(name, []) if now - t < CRASH_LOOP_WINDOW] + [now]
             self._dies[name] = recent
             key = self.reconciler.key_of(name)
-            if key is not None and len(recent) >= CRASH_LOOP_DIES:
+            if key is not None and (key in self._crash_looping or len(recent) >= CRASH_LOOP_DIES):
                 if key not in self._crash_looping:
                     self._crash_looping.add(key)
                     self.log(level="warning", msg="crash-looping: restarts back off", container=name, resource=key)
@@ -172,9 +177,10 @@ class Loop:
         return None
 
     def _still_crash_looping(self, key: str) -> bool:
+        """Its container died within the window (a restart that it survived for a whole window ends it)."""
         now = time.monotonic()
         return any(
-            self.reconciler.key_of(name) == key and sum(now - t < CRASH_LOOP_WINDOW for t in times) >= CRASH_LOOP_DIES
+            self.reconciler.key_of(name) == key and times and now - times[-1] < CRASH_LOOP_WINDOW
             for name, times in self._dies.items()
         )
 
@@ -201,6 +207,11 @@ class Loop:
             elif o.status == "failed":
                 delay = self.queue.failed(key, o.message)
                 failed.append({"key": key, "error": o.message, "retry_in": round(delay, 1)})
+        for key in sorted(self._crash_looping):
+            if not self._still_crash_looping(key):  # it has run a whole window without dying
+                self._crash_looping.discard(key)
+                self.queue.succeeded(key)
+                self.log(level="info", msg="no longer crash-looping", resource=key)
         result = "ok" if not failed else "failed"
         drift = {k: 1 for k in report.drifted} | {k: 0 for k in report.in_sync_keys}
         self.metrics.observe_pass(

@@ -259,9 +259,12 @@ class Reconciler:
     # -- the loop's pass -------------------------------------------------------------------------------------------
 
     def key_of(self, container: str) -> str | None:
-        """The resource (Kind/name) whose container this is, in the desired state last read."""
+        """The resource (Kind/name) whose container this is (by name, or by ID as last observed), in the desired
+        state last read."""
         if self.last is None:
             return None
+        by_id = next((c.name for c in self.last.observed.containers if c.id == container), None)
+        container = by_id or container
         state = self.last.loaded.state
         for inst in state.instances:
             if inst.container_name == container:

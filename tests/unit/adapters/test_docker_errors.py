@@ -64,18 +64,17 @@ def test_which_engine_events_trigger_a_pass():
         "container",
         "die",
         "pg-db",
+        "abc",
     )
     assert trigger_of(event("container", "exec_start: sh", {"Attributes": {"name": "pg-db"}})) is None
     assert trigger_of(event("volume", "destroy", {"ID": "postgres_data", "Attributes": {"driver": "local"}})) == (
         "volume",
         "destroy",
         "postgres_data",
+        "",
     )
     # the lease's own markers come and go at every renewal: never a cause for a pass
     marker = {"ID": "dbstate-lease-host-1-abc123-1764200000000", "Attributes": {"driver": "local"}}
     assert trigger_of(event("volume", "destroy", marker)) is None
-    assert trigger_of(event("network", "disconnect", {"Attributes": {"name": "edge\x1b[2J"}})) == (
-        "network",
-        "disconnect",
-        "edge?[2J",
-    )
+    disconnect = event("network", "disconnect", {"ID": "n1", "Attributes": {"name": "edge\x1b[2J", "container": "c9"}})
+    assert trigger_of(disconnect) == ("network", "disconnect", "edge?[2J", "c9")  # and the container it concerns

@@ -184,3 +184,9 @@ def test_a_burst_of_events_is_one_pass_and_a_crash_loop_backs_off():
     engine.kill("pg-db")
     loop.engine_event("container", "die", "pg-db")  # ...so the next restart waits twice as long
     assert loop.queue.backoffs()[key].attempts == 2
+    time.sleep(0.2)  # drain what is due by now: the second die's pass (asked before it was crash-looping), the retry
+    loop.queue.get(timeout=0.1)
+    loop.engine_event("network", "disconnect", "edge", "pg-db")  # its attachments coming and going: no pass
+    assert loop.queue.get(timeout=0.3) == set()
+    loop.engine_event("network", "disconnect", "edge", "someone-else")  # another container's: a pass
+    assert loop.queue.get(timeout=1.0) == {"*"}
