@@ -74,6 +74,7 @@ class Loop:
         self._logged_problems: tuple[str, ...] = ()
         self._dies: dict[str, list[float]] = {}  # container -> when it died, within the crash-loop window
         self._crash_looping: set[str] = set()  # resource keys whose restarts back off
+        self._down_at: dict[str, float] = {}  # crash-looping key -> when a pass last found it not running
 
     # -- sources --------------------------------------------------------------------------------------------------
 
@@ -177,12 +178,12 @@ class Loop:
         return None
 
     def _still_crash_looping(self, key: str) -> bool:
-        """Its container died within the window (a restart that it survived for a whole window ends it)."""
-        now = time.monotonic()
-        return any(
-            self.reconciler.key_of(name) == key and times and now - times[-1] < CRASH_LOOP_WINDOW
-            for name, times in self._dies.items()
-        )
+        """It died, or a pass found it not running, within the window: only a whole window up ends it."""
+        last = self._down_at.get(key, 0.0)
+        for name, times in self._dies.items():
+            if times and self.reconciler.key_of(name) == key:
+                last = max(last, times[-1])
+        return time.monotonic() - last < CRASH_LOOP_WINDOW
 
     def _pass_failed(self, trigger: str, error: str) -> None:
         delay = self.queue.failed(WHOLE, error)
@@ -194,6 +195,8 @@ class Loop:
     def _settle(self, trigger: str, report: PassReport) -> PassReport:
         """The queue, metrics, status and logs after a pass that ran."""
         self.queue.succeeded(WHOLE)
+        for key in self._crash_looping & report.drifted:  # not running (or being restarted) now
+            self._down_at[key] = time.monotonic()
         changes: list[tuple[str, str]] = []
         failed: list[dict[str, Any]] = []
         for o in report.outcomes:
@@ -208,8 +211,9 @@ class Loop:
                 delay = self.queue.failed(key, o.message)
                 failed.append({"key": key, "error": o.message, "retry_in": round(delay, 1)})
         for key in sorted(self._crash_looping):
-            if not self._still_crash_looping(key):  # it has run a whole window without dying
+            if not self._still_crash_looping(key):  # up for a whole window: over
                 self._crash_looping.discard(key)
+                self._down_at.pop(key, None)
                 self.queue.succeeded(key)
                 self.log(level="info", msg="no longer crash-looping", resource=key)
         result = "ok" if not failed else "failed"

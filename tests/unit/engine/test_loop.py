@@ -190,3 +190,24 @@ def test_a_burst_of_events_is_one_pass_and_a_crash_loop_backs_off():
     assert loop.queue.get(timeout=0.3) == set()
     loop.engine_event("network", "disconnect", "edge", "someone-else")  # another container's: a pass
     assert loop.queue.get(timeout=1.0) == {"*"}
+
+
+def test_crash_looping_ends_only_once_it_has_run_a_whole_window(monkeypatch):
+    from controller.engine import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "CRASH_LOOP_WINDOW", 0.3)
+    engine = FakeEngine()
+    loop, logs, _ = make(engine)
+    loop.one_pass("start")
+    key = "DatabaseInstance/pg"
+    for _ in range(3):
+        engine.kill("pg-db")
+        loop.engine_event("container", "die", "pg-db")
+    time.sleep(0.4)  # no death for a window, but only because it is not running: still crash-looping
+    loop.queue.backoffs()[key].due = time.monotonic() + 60  # its retry is far away
+    report = loop.one_pass("resync")
+    assert report is not None and key in report.drifted and key in loop.queue.backoffs()
+    engine.start("pg-db")  # it runs (started by hand) and does not die for a whole window
+    time.sleep(0.4)
+    loop.one_pass("resync")
+    assert key not in loop.queue.backoffs() and logs.messages("no longer crash-looping")
