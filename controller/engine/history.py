@@ -32,7 +32,7 @@ class MemoryHistory:
 
     def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None:
         for n, identity in volumes.items():
-            self.volumes[n] = identity or self.volumes.get(n)
+            self.volumes[n] = identity if identity is not None else self.volumes.get(n)
             self.acks.discard(("volume-lost", n))
 
     def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.core import diff, health, live, secrets, spec
+from controller.core import diff, errors, health, live, secrets, spec
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
 from controller.core.plan import Change, Finding, FindingType, Outcome, Plan, ResourceStatus
@@ -88,7 +88,7 @@ def _volumes_to_remember(state: spec.DesiredState, observed: live.LiveState, p: 
     for v in state.volumes:
         found = observed.volume(v.metadata.name)
         if found is not None and v.metadata.name not in lost:
-            out[v.metadata.name] = found.identity or None
+            out[v.metadata.name] = found.identity  # "" for an unlabelled volume: remembered as such
     return out
 
 
@@ -201,7 +201,12 @@ class Reconciler:
         def recorded(outcome: Outcome) -> None:
             self.history.record_outcome(result.pass_id, outcome)
             if outcome.status == "ok" and outcome.change.kind == "Volume":
-                self.history.mark_volumes_seen({outcome.change.target: None})  # lost from now on if it vanishes
+                # lost from now on if it vanishes, and known by its identity (labels) if it is made again
+                try:
+                    identity = self.runtime.volume_identity(outcome.change.target)
+                except errors.EngineError:
+                    identity = None  # known at the next pass's observation
+                self.history.mark_volumes_seen({outcome.change.target: identity})
             if on_outcome is not None:
                 on_outcome(outcome)
 

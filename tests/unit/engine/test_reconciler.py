@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core import errors
+from controller.core import errors, live
 from controller.core.health import ProbeResult
 from controller.core.plan import Action, FindingType
 from controller.engine.options import PassOptions, ProbeOptions
@@ -213,3 +213,19 @@ def test_a_container_docker_gave_a_new_empty_volume_is_removed_before_it_starts(
     again = r.reconcile(Request("retry"))  # the new volume is not the one seen: lost, nothing starts on it
     assert again.outcomes == () and again.findings[FindingType.VOLUME_LOST.value] == 2
     assert "pg-db" not in engine.containers
+
+
+def test_an_acknowledged_replacement_without_labels_is_accepted_and_used():
+    """Docker's own empty volume (no labels) replaced the one seen: lost until acknowledged, then it is the volume
+    remembered, and the instance starts on it (the operator said so)."""
+    r, engine, history = reconciler()
+    r.reconcile(Request("start"))
+    engine.remove_container("pg-db")
+    engine.volumes["pg_data"] = live.Volume("pg_data", "local", {})  # made again, empty, unlabelled
+    lost = r.reconcile(Request("docker volume destroy pg_data"))
+    assert lost.outcomes == () and lost.findings[FindingType.VOLUME_LOST.value] == 2
+    history.ack("volume-lost", "pg_data")
+    accepted = r.reconcile(Request("ack"))
+    assert [(o.change.kind, o.status) for o in accepted.outcomes] == [("DatabaseInstance", "ok")]
+    again = r.reconcile(Request("resync"))  # and it stays accepted once the acknowledgement is consumed
+    assert again.outcomes == () and FindingType.VOLUME_LOST.value not in again.findings
