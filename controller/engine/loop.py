@@ -197,6 +197,8 @@ class Loop:
         self.queue.succeeded(WHOLE)
         for key in self._crash_looping & report.drifted:  # not running (or being restarted) now
             self._down_at[key] = time.monotonic()
+        for key in set(self.queue.backoffs()) - report.drifted - self._crash_looping - {WHOLE}:
+            self.queue.succeeded(key)  # nothing to retry any more (repaired, acknowledged, or a finding now)
         changes: list[tuple[str, str]] = []
         failed: list[dict[str, Any]] = []
         for o in report.outcomes:
