@@ -107,3 +107,15 @@ def bench_engine() -> Iterator[tuple[Any, Any]]:
         devengine.cleanup(client)
         client.close()
         eng.stop()
+
+
+def controller_env(host: str, tmp: str, text: str) -> tuple[Path, dict[str, str]]:
+    """A desired-state directory holding `text` under `tmp`, and the environment a `dbstate` process of the
+    benchmarks runs with (this checkout, the engine, a state database of its own)."""
+    import os
+
+    root = Path(tmp) / "ds"
+    root.mkdir()
+    (root / "state.yaml").write_text(text)
+    repo = str(Path(__file__).resolve().parent.parent)
+    return root, {**os.environ, **ENV, "DOCKER_HOST": host, "PYTHONPATH": repo, "DBSTATE_STATE": f"{tmp}/s.db"}

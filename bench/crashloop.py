@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ENV, bench_engine
+from bench.common import bench_engine, controller_env
 from bench.loop import proc_stats
 
-REPO = Path(__file__).resolve().parent.parent
 STATE = """apiVersion: dbstate.io/v1
 kind: Network
 metadata: {name: crash-net}
@@ -63,10 +61,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=300.0)
     args = p.parse_args()
     with bench_engine() as (eng, _client), tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "ds"
-        root.mkdir()
-        (root / "state.yaml").write_text(STATE)
-        env = {**os.environ, **ENV, "DOCKER_HOST": eng.host, "PYTHONPATH": str(REPO), "DBSTATE_STATE": f"{tmp}/s.db"}
+        root, env = controller_env(eng.host, tmp, STATE)
         log_path = Path(tmp) / "run.log"
         with log_path.open("w") as log:
             proc = subprocess.Popen(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import docker
 
-from bench.common import ENV, bench_engine
+from bench.common import bench_engine, controller_env
 
-REPO = Path(__file__).resolve().parent.parent
 STATE = """apiVersion: dbstate.io/v1
 kind: Network
 metadata: {name: race-net}
@@ -89,10 +87,7 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=50)
     args = p.parse_args()
     with bench_engine() as (eng, client), tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "ds"
-        root.mkdir()
-        (root / "state.yaml").write_text(STATE)
-        env = {**os.environ, **ENV, "DOCKER_HOST": eng.host, "PYTHONPATH": str(REPO), "DBSTATE_STATE": f"{tmp}/s.db"}
+        root, env = controller_env(eng.host, tmp, STATE)
         dbstate = [sys.executable, "-m", "controller"]
         with (Path(tmp) / "run.log").open("w") as log:
             proc = subprocess.Popen(
