@@ -49,6 +49,7 @@ def run(opts: RunOptions) -> int:
         retry_budget=opts.retry_budget,
         progress=lambda m: log(level="info", msg=m),
         source=opts.source,
+        lease_ttl=opts.lease_ttl,
     ) as wired:
         reconcilers.append(wired.reconciler)
         loop = Loop(
@@ -56,7 +57,7 @@ def run(opts: RunOptions) -> int:
             resync=opts.resync,
             metrics=metrics,
             log=log,
-            lease=wired.lease(opts.lease_ttl),
+            lease=wired.lease,
             lease_ttl=opts.lease_ttl,
         )
 

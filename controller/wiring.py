@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 class Wired:
     reconciler: Reconciler
     runtime: DockerRuntime
-
-    def lease(self, ttl: float) -> lease.EngineLease:
-        return lease.EngineLease(self.runtime, ttl=ttl)
+    lease: lease.EngineLease | None = None  # with `lease_ttl`: every mutating call of the runtime is fenced by it
 
 
 @contextlib.contextmanager
@@ -77,11 +75,16 @@ def reconciler(
     retry_budget: float = 30.0,
     progress: Callable[[str], None] | None = None,
     source: SourceMode = "worktree",
+    lease_ttl: float | None = None,
 ) -> Iterator[Wired]:
     """A reconciler over the real adapters, for `plan`, `apply` and `run`. Probes (psycopg, pymysql, redis) are
-    wired only when the options ask for them."""
+    wired only when the options ask for them; with `lease_ttl`, the engine lease, which fences every change."""
     with _history(target.state, require_store) as (history, db):
         runtime = _runtime(target, db, retry_budget, progress)
+        held = None
+        if lease_ttl is not None:
+            held = lease.EngineLease(runtime, ttl=lease_ttl)
+            runtime.fence = held.confirm
         try:
             r = Reconciler(
                 DirectorySource(target.directory, target.env_file, source, limits=_limits(target)),
@@ -91,7 +94,7 @@ def reconciler(
                 options,
                 prober=_prober() if options.probe is not None else None,
             )
-            yield Wired(r, runtime)
+            yield Wired(r, runtime, held)
         finally:
             runtime.close()
 

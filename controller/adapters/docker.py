@@ -28,7 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
-from controller.core.labels import LEASE_MARKER_PREFIX, VOLUME_ID
+from controller.core.labels import LEASE, LEASE_MARKER_PREFIX, VOLUME_ID
 from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
@@ -155,7 +155,11 @@ class DockerEngine:
         """A snapshot of every container, network and volume; `inspect` names the containers whose aliases and
         environment the diff needs (the declared ones); `inspect_all` inspects every container (audit)."""
         engine = self.info()
-        raw_containers = self.call("listing containers", lambda: self.api.containers(all=True))
+        raw_containers = [
+            c
+            for c in self.call("listing containers", lambda: self.api.containers(all=True))
+            if not _name(c).startswith(LEASE_MARKER_PREFIX) or LEASE not in (c.get("Labels") or {})
+        ]
         raw_networks = self.call("listing networks", self.api.networks)
         raw_volumes = self.call("listing volumes", self.api.volumes).get("Volumes") or []
         wanted = set(inspect)
@@ -296,7 +300,7 @@ def trigger_of(event: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
         return None
     actor = event.get("Actor") or {}
     name = (actor.get("Attributes") or {}).get("name") or (actor.get("ID", "") if kind == "volume" else "")
-    if kind == "volume" and str(name).startswith(LEASE_MARKER_PREFIX):
+    if str(name).startswith(LEASE_MARKER_PREFIX):
         return None
     attrs = actor.get("Attributes") or {}
     container = str(actor.get("ID", "")) if kind == "container" else str(attrs.get("container", ""))
@@ -365,10 +369,17 @@ def _is(exc: BaseException, status: int, *fragments: str) -> bool:
 
 class DockerRuntime(DockerEngine):
     """The mutating half: implements `engine.ports.Runtime`. Each call is retried on transient errors within the
-    retry budget, and is idempotent: a retry whose first attempt did reach the engine counts as done."""
+    retry budget, and is idempotent: a retry whose first attempt did reach the engine counts as done.
+
+    `fence` runs before every attempt of every mutating call: with a lease (`adapters/lease.py`) it raises
+    `LeaseLost` once this controller no longer holds it, so a holder that lost the lease stops before its next change.
+    """
+
+    fence: Callable[[], None] = staticmethod(lambda: None)
 
     def _do(self, doing: str, fn: Callable[[], Any], already: Callable[[BaseException], bool] = lambda e: False) -> Any:
         def attempt() -> Any:
+            self.fence()
             try:
                 return fn()
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
@@ -411,6 +422,7 @@ class DockerRuntime(DockerEngine):
         except errors.EnginePermanent:
             pass
         repo, tag, digest = versions.split_image(image)
+        self.fence()
         self.progress(f"pulling {image}")
         try:
             last = ""

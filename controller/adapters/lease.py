@@ -1,34 +1,64 @@
-"""One writer per engine: a lease kept on the Docker engine itself, so controllers on different hosts see it too.
+"""One writer per engine: a lease that the Docker engine itself arbitrates, so that two controllers can never both hold
+it, whichever hosts they run on.
 
-Docker labels cannot change, so a lease is a marker volume `dbstate-lease-<holder>-<ms>` whose labels say who holds
-it and until when; renewing creates a fresh marker and removes the holder's older ones. A marker is never a data
-volume: it holds nothing, carries `io.dbstate.lease`, and the diff never sees it as declared, adopted or orphaned.
-A holder that dies simply stops renewing: its lease expires after the TTL. Two controllers racing for a free lease
-both see each other after creating their markers; the one that first acquired (then the smaller holder id) wins, and
-the other withdraws.
+The lease is a sequence of epochs. Epoch N is a container named `dbstate-lease-epoch-<N>` that is created and never
+started (it runs nothing, mounts nothing, has no network). The engine reserves container names atomically, so of any
+number of controllers creating epoch N+1 at once exactly one succeeds (409 for the others): that create is the
+compare-and-swap. The holder of the highest epoch holds the lease.
+
+- Renewing is taking the next epoch (the same compare-and-swap) and removing the older ones, every TTL/4.
+- Another controller may take epoch N+1 only when it has watched epoch N stay the highest for a whole TTL on its own
+  clock (no wall clocks compared across hosts), or when N says it was released.
+- The holder stops acting (fencing, `confirm`) once 3/4 TTL have passed since it began its last successful renewal,
+  before anybody else may take over, and `confirm` also asks the engine that its epoch is still the highest. The
+  controller calls `confirm` before every mutating engine call, so a holder that was paused or cut off stops before
+  its next change. A holder that renews late simply takes the next epoch again, through the same compare-and-swap.
+
+What it cannot close: the engine has no conditional write, so a holder frozen between its last `confirm` and the
+request that follows it (microseconds) for longer than the TTL could still send that one request.
+
+The markers are filtered out of the observed state and their events are never a cause for a pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
 import socket
+import tarfile
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from controller.adapters.docker import DockerEngine
-from controller.core.labels import LEASE_MARKER_PREFIX
+import docker
 
-LABEL = "io.dbstate.lease"
+from controller.adapters.docker import DockerEngine
+from controller.core import errors
+from controller.core.labels import LEASE as LABEL
+from controller.core.labels import LEASE_EPOCH_PREFIX
+
+IMAGE = "dbstate-lease:1"  # an empty image made here (`docker import` of an empty archive): no registry needed
+_EPOCH = re.compile(rf"^/?{re.escape(LEASE_EPOCH_PREFIX)}(\d{{1,18}})$")
+RENEW = 0.25  # of the TTL: how often the holder renews
+VALID = 0.75  # of the TTL: how long after the start of its last renewal the holder may act
+
+
+@dataclass(frozen=True)
+class Epoch:
+    number: int
+    holder: str
+    released: bool
+    container: str
 
 
 @dataclass(frozen=True)
 class Holder:
     holder: str
-    since: float
-    expires: float
-    volume: str
+    expires: float  # wall-clock estimate of when this controller may take over
 
 
 def new_holder_id() -> str:
@@ -36,75 +66,215 @@ def new_holder_id() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def epoch_name(number: int) -> str:
+    return f"{LEASE_EPOCH_PREFIX}{number:012d}"
+
+
 class EngineLease:
     def __init__(self, engine: DockerEngine, holder: str | None = None, ttl: float = 30.0) -> None:
         self.engine = engine
         self.holder = holder or new_holder_id()
         self.ttl = ttl
-        self.since: float | None = None
+        self._lock = threading.Lock()
+        self._epoch: int | None = None  # the epoch this controller holds
+        self._renewed = 0.0  # monotonic time at which the create of that epoch was sent
+        self._seen: tuple[int, str, bool] | None = None  # the highest epoch of another, as last seen...
+        self._seen_at = 0.0  # ...and since when (monotonic)
+        self._renewals_seen = 0  # how often that other holder's epoch changed while we watched
+        self._image_ready = False
 
-    def _leases(self) -> list[Holder]:
-        raw = self.engine.call("listing leases", lambda: self.engine.api.volumes(filters={"label": LABEL}))
+    # -- reading -----------------------------------------------------------------------------------------------------
+
+    def epochs(self) -> list[Epoch]:
+        """Every epoch marker on the engine, highest last."""
+        raw = self.engine.call(
+            "reading the engine lease",
+            lambda: self.engine.api.containers(all=True, filters={"label": LABEL, "name": LEASE_EPOCH_PREFIX}),
+        )
         out = []
-        for v in raw.get("Volumes") or []:
-            labels = v.get("Labels") or {}
-            try:
-                out.append(
-                    Holder(
-                        labels[f"{LABEL}.holder"],
-                        float(labels[f"{LABEL}.since"]),
-                        float(labels[f"{LABEL}.expires"]),
-                        v["Name"],
+        for c in raw:
+            labels = c.get("Labels") or {}
+            for name in c.get("Names") or ():
+                m = _EPOCH.match(name)
+                if m and labels.get(f"{LABEL}.holder"):
+                    out.append(
+                        Epoch(int(m.group(1)), labels[f"{LABEL}.holder"], labels.get(LABEL) == "released", c["Id"])
                     )
-                )
-            except (KeyError, ValueError):
-                continue
-        return out
+        return sorted(out, key=lambda e: e.number)
 
-    def _remove(self, volume: str) -> None:
-        # a marker that is already gone is fine; an expired one is ignored by everybody anyway
-        with contextlib.suppress(Exception):
-            self.engine.call("removing a lease marker", lambda: self.engine.api.remove_volume(volume))
+    def held(self) -> bool:
+        """This controller holds the lease and may act now (its own clock only: no engine call)."""
+        with self._lock:
+            return self._epoch is not None and time.monotonic() - self._renewed < VALID * self.ttl
 
-    def holder_now(self) -> Holder | None:
-        """Who holds the lease now, if anybody else."""
-        now = time.time()
-        others = [h for h in self._leases() if h.expires > now and h.holder != self.holder]
-        return min(others, key=lambda h: (h.since, h.holder)) if others else None
+    def confirm(self) -> None:
+        """Fencing, before every mutating call: raise `LeaseLost` unless this controller still holds the lease, by
+        its own clock and on the engine."""
+        with self._lock:
+            mine, renewed = self._epoch, self._renewed
+        if mine is None:
+            raise errors.LeaseLost("this controller does not hold the engine lease: nothing is changed")
+        if time.monotonic() - renewed >= VALID * self.ttl:
+            raise errors.LeaseLost(
+                f"the engine lease was not renewed for {time.monotonic() - renewed:.1f} s "
+                f"(TTL {self.ttl:g} s): this controller stops changing the engine until it holds it again"
+            )
+        highest = self.epochs()
+        if not highest or highest[-1].number != mine or highest[-1].holder != self.holder:
+            with self._lock:
+                if self._epoch == mine:
+                    self._epoch = None
+            who = highest[-1].holder if highest else "nobody"
+            raise errors.LeaseLost(f"the engine lease is now held by {who}: this controller stops changing the engine")
+
+    # -- acquiring and renewing ------------------------------------------------------------------------------------
 
     def hold(self) -> Holder | None:
-        """Acquire or renew. Returns None when we hold the lease, else the one who does."""
-        now = time.time()
-        leases = self._leases()
-        for h in leases:
-            if h.expires <= now and h.holder != self.holder:
-                self._remove(h.volume)  # expired: its holder stopped renewing
-        other = self.holder_now()
-        if other is not None:
-            self.since = None
-            return other
-        since = self.since or now
-        name = f"{LEASE_MARKER_PREFIX}{self.holder}-{int(now * 1000)}"
-        labels = {
-            LABEL: "true",
-            f"{LABEL}.holder": self.holder,
-            f"{LABEL}.since": f"{since:.3f}",
-            f"{LABEL}.expires": f"{now + self.ttl:.3f}",
-        }
-        self.engine.call("creating a lease marker", lambda: self.engine.api.create_volume(name, labels=labels))
-        other = self.holder_now()
-        if other is not None and (other.since, other.holder) < (since, self.holder):
-            self._remove(name)
-            self.since = None
-            return other
-        for h in leases:
-            if h.holder == self.holder and h.volume != name:
-                self._remove(h.volume)
-        self.since = since
+        """Acquire or renew. None when this controller holds the lease afterwards, else who does."""
+        found = self.epochs()
+        top = found[-1] if found else None
+        now = time.monotonic()
+        if top is not None and top.holder != self.holder and not top.released:
+            with self._lock:
+                self._epoch = None
+            tag = (top.number, top.holder, top.released)
+            if tag != self._seen:
+                self._renewals_seen = self._renewals_seen + 1 if self._seen and self._seen[1] == top.holder else 1
+                self._seen, self._seen_at = tag, now
+            if now - self._seen_at < self.ttl:
+                return Holder(top.holder, time.time() + self.ttl - (now - self._seen_at))
+        number = (top.number if top else 0) + 1
+        if not self._take(number):
+            return self._other_holder()
+        for e in found:
+            if e.number < number:
+                self._remove(e.container)
         return None
 
+    def _take(self, number: int) -> bool:
+        """The compare-and-swap: create epoch `number`; False when another controller created it first."""
+        sent = time.monotonic()
+        if not self._create_epoch(number, "held"):
+            with self._lock:
+                self._epoch = None
+            return False
+        with self._lock:
+            self._epoch, self._renewed, self._seen = number, sent, None
+        return True
+
+    def _other_holder(self) -> Holder | None:
+        found = self.epochs()
+        if not found:
+            return None if self.held() else Holder("nobody", time.time())
+        top = found[-1]
+        if top.holder == self.holder:
+            return None
+        now = time.monotonic()
+        self._seen, self._seen_at = (top.number, top.holder, top.released), now
+        return Holder(top.holder, time.time() + self.ttl)
+
+    def _ensure_image(self) -> None:
+        if self._image_ready:
+            return
+        try:
+            self.engine.call("checking the lease image", lambda: self.engine.api.inspect_image(IMAGE))  # type: ignore[no-untyped-call]
+        except errors.EnginePermanent:
+            empty = io.BytesIO()
+            tarfile.open(fileobj=empty, mode="w").close()
+            repo, tag = IMAGE.split(":")
+            self.engine.call(
+                "making the lease image",
+                lambda: self.engine.api.import_image_from_data(empty.getvalue(), repository=repo, tag=tag),
+            )
+        legacy = self.engine.call(
+            "listing old lease markers", lambda: self.engine.api.volumes(filters={"label": LABEL})
+        )
+        for name in [v["Name"] for v in legacy.get("Volumes") or []]:  # the marker volumes of earlier releases
+            self._remove_volume(name)
+        self._image_ready = True
+
+    def _remove_volume(self, name: str) -> None:
+        with contextlib.suppress(errors.EngineError):
+            self.engine.call("removing an old lease marker", lambda: self.engine.api.remove_volume(name))
+
+    def _remove(self, container: str) -> None:
+        # an epoch that is already gone is fine: only the highest one matters
+        with contextlib.suppress(errors.EngineError, docker.errors.DockerException):
+            self.engine.call("removing an old lease epoch", lambda: self.engine.api.remove_container(container))
+
     def release(self) -> None:
-        for h in self._leases():
-            if h.holder == self.holder:
-                self._remove(h.volume)
-        self.since = None
+        """On a clean stop: stop acting, then mark the lease released (the next controller need not wait a TTL)."""
+        with self._lock:
+            mine, self._epoch = self._epoch, None
+        if mine is None:
+            return
+        found = self.epochs()
+        if not found or found[-1].number != mine or found[-1].holder != self.holder:
+            return  # somebody else holds it already
+        if self._create_epoch(mine + 1, "released"):
+            for e in found:
+                self._remove(e.container)
+
+    def _create_epoch(self, number: int, state: str) -> bool:
+        """Create the marker of epoch `number`; False when it exists already (another controller made it)."""
+        self._ensure_image()
+        try:
+            self.engine.call(
+                "taking the engine lease",
+                lambda: self.engine.api.create_container(
+                    IMAGE,
+                    command=["lease"],
+                    name=epoch_name(number),
+                    labels={LABEL: state, f"{LABEL}.holder": self.holder},
+                    network_disabled=True,
+                    host_config=self.engine.api.create_host_config(network_mode="none"),
+                ),
+            )
+        except errors.EnginePermanent as e:
+            if "already in use" in str(e) or "conflict" in str(e).lower():
+                return False
+            raise
+        return True
+
+    @contextlib.contextmanager
+    def holding(self, progress: Callable[[str], None]) -> Iterator[None]:
+        """For a one-shot writer (`dbstate apply`): take the lease or raise `LeaseHeld`, renew it in the background
+        while the body runs, release it after. A holder that is renewing is alive: that fails at once, without
+        waiting for a TTL; a holder that stopped renewing is waited out (progress says so)."""
+        other = self.hold()
+        said = False
+        deadline = time.monotonic() + self.ttl * 1.5
+        while other is not None:
+            if self._renewals_seen > 1 or time.monotonic() > deadline:
+                raise errors.LeaseHeld(_held_message(other.holder))
+            if not said:
+                progress(
+                    f"waiting for the engine lease of {other.holder} to expire "
+                    f"(it is not renewed; up to {self.ttl:g} s)"
+                )
+                said = True
+            time.sleep(min(1.0, self.ttl / 4))
+            other = self.hold()
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.ttl * RENEW):
+                with contextlib.suppress(errors.EngineError):
+                    self.hold()
+
+        keeper = threading.Thread(target=renew, name="dbstate-lease", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join()
+            with contextlib.suppress(errors.EngineError):
+                self.release()
+
+
+def _held_message(holder: str) -> str:
+    return (
+        f"another dbstate holds the engine lease ({holder}) and is renewing it: two writers must never act at once, "
+        "so nothing was changed. Stop that `dbstate run`, or let it apply this desired state"
+    )

@@ -18,6 +18,8 @@ DESCRIPTION = """\
 Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
 volumes first, instances before the consumers that use them, independent changes in parallel. Transient engine
 errors are retried within --retry-budget; a failed change blocks only what depends on it. Volumes are never removed.
+While it changes the engine, apply holds the engine lease: if a `dbstate run` holds it, apply changes nothing and
+says so; a lease whose holder stopped renewing is waited out (up to --lease-ttl).
 
 exit codes: 0 converged; 1 a change failed or the desired state has errors (every outcome is still reported)."""
 
@@ -30,6 +32,7 @@ class Options:
     color: str
     yes: bool
     retry_budget: float
+    lease_ttl: float
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_converge(p, retry_budget=30.0)
     common.add_probe(p, unhealthy_after=1)
     common.add_scope(p)
+    common.add_lease(p)
     common.add_color(p)
 
 
@@ -47,7 +51,7 @@ def options(ns: argparse.Namespace) -> Options:
     passes = PassOptions(
         "apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
     )
-    return Options(common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget)
+    return Options(common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget, common.lease_ttl(ns))
 
 
 def confirm(count: int, out: TextIO) -> bool | None:
@@ -75,6 +79,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         require_store=True,
         retry_budget=opts.retry_budget,
         progress=lambda message: print(f"  .. {message}", file=err),
+        lease_ttl=opts.lease_ttl,
     ) as wired:
         reconciler = wired.reconciler
         result = reconciler.plan()
@@ -103,7 +108,11 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
         if changes and not json_out:
             out.write("\nApplying:\n")
-        outcomes = reconciler.apply(result, on_outcome=line) if changes else ()
+        outcomes: tuple[Outcome, ...] = ()
+        if changes:
+            assert wired.lease is not None
+            with wired.lease.holding(lambda message: print(f"  .. {message}", file=err)):
+                outcomes = reconciler.apply(result, on_outcome=line)
         reconciler.finish(result, outcomes)
     converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors
     if json_out:

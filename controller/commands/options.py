@@ -209,3 +209,20 @@ def parallel(ns: argparse.Namespace) -> int:
     if not ns.retry_budget >= 0:
         raise DbstateError("--retry-budget must be 0 or more")
     return int(ns.parallel)
+
+
+def add_lease(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the one-writer lease on the engine: a controller that stops renewing it is taken over after this long; "
+        "the holder itself stops changing the engine after 3/4 of it without a renewal (default: 30)",
+    )
+
+
+def lease_ttl(ns: argparse.Namespace) -> float:
+    if not ns.lease_ttl > 0:
+        raise DbstateError("--lease-ttl must be more than 0")
+    return float(ns.lease_ttl)

@@ -55,13 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_converge(p, retry_budget=10.0)
     common.add_probe(p, unhealthy_after=3, controller=True)
     common.add_scope(p)
-    p.add_argument(
-        "--lease-ttl",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long the one-writer lease lasts without renewal (default: 30)",
-    )
+    common.add_lease(p)
 
 
 def listen_address(text: str) -> tuple[str, int] | None:
@@ -81,7 +75,7 @@ def listen_address(text: str) -> tuple[str, int] | None:
 def options(ns: argparse.Namespace) -> RunOptions:
     from controller.run import RunOptions
 
-    for flag, value in (("--resync", ns.resync), ("--pull-interval", ns.pull_interval), ("--lease-ttl", ns.lease_ttl)):
+    for flag, value in (("--resync", ns.resync), ("--pull-interval", ns.pull_interval)):
         if not value > 0:
             raise DbstateError(f"{flag} must be more than 0")
     passes = PassOptions(
@@ -97,7 +91,7 @@ def options(ns: argparse.Namespace) -> RunOptions:
         listen=listen_address(ns.listen),
         log_format=ns.log_format,
         retry_budget=ns.retry_budget,
-        lease_ttl=ns.lease_ttl,
+        lease_ttl=common.lease_ttl(ns),
     )
 
 

@@ -50,6 +50,14 @@ class VolumeLost(DbstateError):
     container is not created (or is removed before it ever starts). Retrying will not bring the data back."""
 
 
+class LeaseLost(DbstateError):
+    """This controller no longer holds the engine lease: it must not change the engine (fencing)."""
+
+
+class LeaseHeld(DbstateError):
+    """Another controller holds the engine lease and is alive: a one-shot writer does not act."""
+
+
 class StateError(DbstateError):
     """The state database cannot be used: the file is not a dbstate state database."""
 

@@ -19,7 +19,9 @@ PROTECTED = "io.dbstate.deletion-protection"
 
 OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
-LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's marker volumes (adapters/lease.py)
+LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adapters/lease.py): never a cause for a pass
+LEASE = "io.dbstate.lease"  # on every lease marker
+LEASE_EPOCH_PREFIX = LEASE_MARKER_PREFIX + "epoch-"  # its epochs: containers created and never started
 
 
 def volume_identity(labels: Mapping[str, str]) -> str:

@@ -54,6 +54,7 @@ def apply(
     outcomes: dict[int, Outcome] = {}
     running: dict[Future[None], int] = {}
     started: dict[int, float] = {}
+    lost: list[str] = []  # the lease was lost (fencing): nothing more is started
 
     def settle(i: int, outcome: Outcome) -> None:
         outcomes[i] = outcome
@@ -73,8 +74,8 @@ def apply(
                     )
                     continue
                 if all(j in outcomes for j in deps[i]):
-                    if should_stop():  # shutting down: what runs finishes, nothing new starts
-                        settle(i, Outcome(c, "skipped", "shutting down", 0.0))
+                    if should_stop() or lost:  # shutting down, or no longer the writer: nothing new starts
+                        settle(i, Outcome(c, "skipped", lost[0] if lost else "shutting down", 0.0))
                         continue
                     if on_start is not None:
                         on_start(c)
@@ -89,6 +90,9 @@ def apply(
                 exc = fut.exception()
                 if exc is None:
                     settle(i, Outcome(changes[i], "ok", "done", seconds))
+                elif isinstance(exc, errors.LeaseLost):
+                    lost.append(str(exc))
+                    settle(i, Outcome(changes[i], "skipped", str(exc), seconds))
                 else:
                     settle(i, Outcome(changes[i], "failed", describe(exc), seconds))
     return tuple(outcomes[i] for i in range(len(changes)))

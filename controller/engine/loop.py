@@ -7,7 +7,8 @@ its retry; a failed change puts its resource on exponential backoff, and the que
 pass that fails as a whole (the engine is gone, the desired state cannot be read, or a bug) is logged, counted and
 retried with the same backoff while the loop stays up and reports not ready. Only `stop` ends `run`.
 
-Timers: with a lease, the loop acts only while it holds it (renewed every TTL/3; a second controller waits); with
+Timers: with a lease, the loop acts only while it holds it (renewed every TTL/4; a second controller waits;
+every mutating call is fenced by the lease, see adapters/lease.py); with
 probes, a pass is asked for when the probes are due and no other pass has probed within the interval.
 """
 
@@ -121,7 +122,7 @@ class Loop:
 
     def is_ready(self) -> bool:
         """/readyz: the engine answered and the last pass completed, and this controller may act."""
-        return self.ready and self.leading.is_set()
+        return self.ready and self._may_act()
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class Loop:
             with self._lock:
                 reasons = [self._reasons.pop(k, "retry") for k in keys]
             trigger = ",".join(sorted(set(reasons))) if keys else "resync"
-            if not self.leading.is_set():
+            if not self._may_act():
                 self.ready = False
                 self.metrics.ready = 0
                 self.queue.add(WHOLE, delay=1.0)
@@ -269,7 +270,7 @@ class Loop:
     # -- timers ---------------------------------------------------------------------------------------------------
 
     def _keep_lease(self) -> None:
-        """Acquire and renew the lease every TTL/3; while another controller holds it, do not act."""
+        """Acquire and renew the lease every TTL/4; while another controller holds it, do not act."""
         assert self.lease is not None
         ttl = self.lease_ttl
         waiting_logged = False
@@ -288,7 +289,7 @@ class Loop:
                     self.trigger(reason="lease acquired")
                 self.leading.set()
                 self.metrics.leader = 1
-                self.stopping.wait(ttl / 3)
+                self.stopping.wait(ttl / 4)
                 continue
             self._not_leading()
             if not waiting_logged:
@@ -300,7 +301,11 @@ class Loop:
                     expires=f"{until}Z",
                 )
                 waiting_logged = True
-            self.stopping.wait(min(2.0, ttl / 3))
+            self.stopping.wait(min(2.0, ttl / 4))
+
+    def _may_act(self) -> bool:
+        """Holding the lease, by its own clock too (a controller that was paused must not act on a stale flag)."""
+        return self.leading.is_set() and (self.lease is None or self.lease.held())
 
     def _not_leading(self) -> None:
         self.leading.clear()

@@ -134,6 +134,10 @@ class Lease(Protocol):
         """Acquire or renew: None when we hold the lease, else who does."""
         ...
 
+    def held(self) -> bool:
+        """Whether this controller may act now, by its own clock (no engine call)."""
+        ...
+
     def release(self) -> None: ...
 
 

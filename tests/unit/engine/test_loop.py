@@ -124,6 +124,9 @@ class FakeLease:
     def hold(self) -> Other | None:
         return self.other
 
+    def held(self) -> bool:
+        return self.other is None
+
     def release(self) -> None:
         self.released = True
 

@@ -1,0 +1,123 @@
+"""The engine lease on a real engine: the engine arbitrates who holds it (exactly one create of an epoch wins), the
+holder is fenced by its own clock and by the engine, a stopped holder is taken over only after a whole TTL, a released
+lease is free at once, and a one-shot `apply` never acts while a live controller holds it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from controller.adapters.docker import DockerRuntime
+from controller.adapters.lease import EngineLease
+from controller.core import errors
+from tests.e2e.helpers import dbstate
+from tests.helpers import network, redis_instance, write_tree
+
+
+@pytest.fixture
+def leases(docker_client, engine_host):
+    made: list[DockerRuntime] = []
+
+    def make(holder: str, ttl: float = 2.0) -> EngineLease:
+        runtime = DockerRuntime(engine_host, retry_budget=2.0)
+        made.append(runtime)
+        return EngineLease(runtime, holder=holder, ttl=ttl)
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_exactly_one_of_many_controllers_racing_for_a_free_lease_gets_it(leases):
+    contenders = [leases(f"c{i}") for i in range(8)]
+    results: dict[str, object] = {}
+    go = threading.Barrier(len(contenders))
+
+    def race(lease: EngineLease) -> None:
+        go.wait()
+        results[lease.holder] = lease.hold()
+
+    threads = [threading.Thread(target=race, args=(lease,)) for lease in contenders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    winners = [h for h, other in results.items() if other is None]
+    assert len(winners) == 1, results
+    for lease in contenders:
+        assert lease.held() == (lease.holder in winners)
+    winner = next(lease for lease in contenders if lease.holder in winners)
+    winner.confirm()
+    for lease in contenders:
+        if lease is not winner:
+            with pytest.raises(errors.LeaseLost):
+                lease.confirm()
+
+
+def test_a_holder_that_stops_renewing_stops_acting_before_anybody_takes_over(leases):
+    a, b = leases("a", ttl=2.0), leases("b", ttl=2.0)
+    assert a.hold() is None
+    first = b.hold()
+    assert first is not None and first.holder == "a"
+    time.sleep(1.6)  # a is "paused": more than 3/4 TTL without a renewal
+    assert not a.held()
+    with pytest.raises(errors.LeaseLost, match="not renewed"):
+        a.confirm()  # fenced by its own clock, before b may take over
+    assert b.hold() is not None  # b has not watched a whole TTL yet
+    time.sleep(0.6)
+    assert b.hold() is None  # now it has: b takes the next epoch
+    b.confirm()
+    assert a.hold() is not None  # a woke up: b holds it now
+    with pytest.raises(errors.LeaseLost):
+        a.confirm()
+
+
+def test_renewal_keeps_the_lease_and_a_released_lease_is_free_at_once(leases, docker_client):
+    a, b = leases("a", ttl=2.0), leases("b", ttl=2.0)
+    for _ in range(6):  # renewed every TTL/4: b never gets it
+        assert a.hold() is None
+        assert b.hold() is not None
+        time.sleep(0.5)
+    a.confirm()
+    epochs = docker_client.containers.list(all=True, filters={"label": "io.dbstate.lease"})
+    assert len(epochs) == 1 and epochs[0].status == "created"  # older epochs removed, none ever started
+    a.release()
+    assert not a.held()
+    assert b.hold() is None  # no TTL to wait out
+
+
+def test_lease_markers_are_neither_observed_nor_in_scope(leases, engine_host):
+    a = leases("a")
+    assert a.hold() is None
+    observed = DockerRuntime(engine_host).observe()
+    assert not [c for c in observed.containers if c.name.startswith("dbstate-lease-")]
+
+
+def test_apply_changes_nothing_while_a_live_controller_holds_the_lease(leases, docker_client, engine_host, tmp_path):
+    holder = leases("a-running-controller", ttl=2.0)
+    assert holder.hold() is None
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(0.5):
+            holder.hold()
+
+    t = threading.Thread(target=renew)
+    t.start()
+    root = write_tree(tmp_path / "d", {"kv.yaml": redis_instance("kv", "kv-db"), "net.yaml": network("net-a")})
+    try:
+        r = dbstate("apply", "--yes", "--dir", str(root), "--lease-ttl", "2", host=engine_host)
+    finally:
+        stop.set()
+        t.join()
+    assert r.code == 1, r.stdout + r.stderr
+    assert "another dbstate holds the engine lease (a-running-controller)" in r.stderr
+    assert "nothing was changed" in r.stderr
+    assert docker_client.containers.list(all=True, filters={"name": "kv-db"}) == []
+    # once it stopped renewing, apply waits it out and converges
+    r = dbstate("apply", "--yes", "--dir", str(root), "--lease-ttl", "2", host=engine_host)
+    assert r.code == 0, r.stdout + r.stderr
+    assert "waiting for the engine lease of a-running-controller to expire" in r.stderr
+    assert docker_client.containers.get("kv-db").status == "running"
