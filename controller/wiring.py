@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.adapters import desired, lease, store
+from controller.adapters import desired, facts, lease, store
 from controller.adapters.docker import DockerRuntime
 from controller.adapters.source import DirectorySource
 from controller.core import errors
@@ -78,7 +78,8 @@ def reconciler(
     lease_ttl: float | None = None,
 ) -> Iterator[Wired]:
     """A reconciler over the real adapters, for `plan`, `apply` and `run`. Probes (psycopg, pymysql, redis) are
-    wired only when the options ask for them; with `lease_ttl`, the engine lease, which fences every change."""
+    wired only when the options ask for them; with `lease_ttl` (a writer), the engine lease, which fences every change,
+    and the volume facts are written to the engine as well as read from it."""
     with _history(target.state, require_store) as (history, db):
         runtime = _runtime(target, db, retry_budget, progress)
         held = None
@@ -93,6 +94,7 @@ def reconciler(
                 history,
                 options,
                 prober=_prober() if options.probe is not None else None,
+                facts=facts.EngineVolumeFacts(runtime, write=held is not None),
             )
             yield Wired(r, runtime, held)
         finally:

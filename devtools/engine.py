@@ -276,10 +276,16 @@ def ensure_images(client: docker.DockerClient, log=print) -> dict[str, str]:  # 
 
 def cleanup(
     client: docker.DockerClient,
-    labels: tuple[str, ...] = (TEST_LABEL, "io.dbstate.test", "io.dbstate.managed", "io.dbstate.lease"),
+    labels: tuple[str, ...] = (
+        TEST_LABEL,
+        "io.dbstate.test",
+        "io.dbstate.managed",
+        "io.dbstate.lease",
+        "io.dbstate.seen",
+    ),
 ) -> None:
     """Remove every container, network and volume carrying one of `labels` (never anything else): what tests made,
-    what dbstate made for them, and the lease markers of their controllers."""
+    what dbstate made for them, and the markers of their controllers (lease, volumes seen)."""
     for label in labels:
         for c in client.containers.list(all=True, filters={"label": label}):
             with contextlib.suppress(docker.errors.NotFound):

@@ -28,7 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
-from controller.core.labels import LEASE, LEASE_MARKER_PREFIX, VOLUME_ID
+from controller.core.labels import LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
 from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
@@ -158,7 +158,7 @@ class DockerEngine:
         raw_containers = [
             c
             for c in self.call("listing containers", lambda: self.api.containers(all=True))
-            if not _name(c).startswith(LEASE_MARKER_PREFIX) or LEASE not in (c.get("Labels") or {})
+            if not _name(c).startswith(MARKER_PREFIXES) or LEASE not in (c.get("Labels") or {})
         ]
         raw_networks = self.call("listing networks", self.api.networks)
         raw_volumes = self.call("listing volumes", self.api.volumes).get("Volumes") or []
@@ -182,7 +182,11 @@ class DockerEngine:
             live.Network(n["Id"], n["Name"], n.get("Driver") or "", bool(n.get("Internal")), n.get("Labels") or {})
             for n in raw_networks
         )
-        volumes = tuple(live.Volume(v["Name"], v.get("Driver") or "", v.get("Labels") or {}) for v in raw_volumes)
+        volumes = tuple(
+            live.Volume(v["Name"], v.get("Driver") or "", v.get("Labels") or {})
+            for v in raw_volumes
+            if not (str(v["Name"]).startswith(MARKER_PREFIXES) and SEEN in (v.get("Labels") or {}))
+        )
         return live.LiveState(engine, containers, networks, volumes)
 
     def _inspect_many(self, raw: list[dict[str, Any]], force: bool = False) -> dict[str, dict[str, Any]]:
@@ -300,7 +304,7 @@ def trigger_of(event: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
         return None
     actor = event.get("Actor") or {}
     name = (actor.get("Attributes") or {}).get("name") or (actor.get("ID", "") if kind == "volume" else "")
-    if str(name).startswith(LEASE_MARKER_PREFIX):
+    if str(name).startswith(MARKER_PREFIXES):
         return None
     attrs = actor.get("Attributes") or {}
     container = str(actor.get("ID", "")) if kind == "container" else str(attrs.get("container", ""))
@@ -405,6 +409,22 @@ class DockerRuntime(DockerEngine):
         never equal a volume made again later under the same name."""
         tagged = {**labels, VOLUME_ID: uuid.uuid4().hex}
         self._do(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=tagged))
+
+    def marker_volumes(self, label: str) -> dict[str, dict[str, str]]:
+        """dbstate's own marker volumes carrying `label`: name -> labels."""
+        raw = self.call("listing markers", lambda: self.api.volumes(filters={"label": label})).get("Volumes") or []
+        return {str(v["Name"]): dict(v.get("Labels") or {}) for v in raw}
+
+    def create_marker_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """One of dbstate's own markers; fenced like every change."""
+        self._do(f"creating marker {name}", lambda: self.api.create_volume(name, driver="local", labels=dict(labels)))
+
+    def remove_marker_volume(self, name: str) -> None:
+        self._do(
+            f"removing marker {name}",
+            lambda: self.api.remove_volume(name),
+            lambda e: isinstance(e, docker.errors.NotFound),
+        )
 
     def volume_identity(self, name: str) -> str | None:
         try:

@@ -8,7 +8,9 @@ compare-and-swap. The holder of the highest epoch holds the lease.
 
 - Renewing is taking the next epoch (the same compare-and-swap) and removing the older ones, every TTL/4.
 - Another controller may take epoch N+1 only when it has watched epoch N stay the highest for a whole TTL on its own
-  clock (no wall clocks compared across hosts), or when N says it was released.
+  clock (no wall clocks compared across hosts), or when N says it was released, or when N's holder is provably dead:
+  it ran on this very kernel boot and pid namespace, and its pid is gone or now belongs to a process started at another
+  time (a restart after SIGKILL need not wait a TTL; a paused holder is alive, and is waited for).
 - The holder stops acting (fencing, `confirm`) once 3/4 TTL have passed since it began its last successful renewal,
   before anybody else may take over, and `confirm` also asks the engine that its epoch is still the highest. The
   controller calls `confirm` before every mutating engine call, so a holder that was paused or cut off stops before
@@ -53,6 +55,43 @@ class Epoch:
     holder: str
     released: bool
     container: str
+    process: str = ""  # "<boot id>/<pid namespace>/<pid>/<start time>" of the holder, when it could tell
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or "" when it is gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    return stat.rpartition(")")[2].split()[19] if stat else ""
+
+
+def _namespace() -> str:
+    try:
+        return f"{_read('/proc/sys/kernel/random/boot_id')}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def this_process() -> str:
+    """Who we are, precisely enough that a controller on the same kernel can tell whether we are still alive."""
+    namespace, start = _namespace(), _start_time(os.getpid())
+    return f"{namespace}/{os.getpid()}/{start}" if namespace and start else ""
+
+
+def provably_dead(process: str) -> bool:
+    """The holder ran in our boot and pid namespace and its process is gone (or its pid was reused)."""
+    parts = process.split("/")
+    if len(parts) != 4 or not all(parts) or f"{parts[0]}/{parts[1]}" != _namespace():
+        return False
+    pid, start = parts[2], parts[3]
+    return pid.isdigit() and _start_time(int(pid)) != start
 
 
 @dataclass(frozen=True)
@@ -82,6 +121,7 @@ class EngineLease:
         self._seen_at = 0.0  # ...and since when (monotonic)
         self._renewals_seen = 0  # how often that other holder's epoch changed while we watched
         self._image_ready = False
+        self.process = this_process()
 
     # -- reading -----------------------------------------------------------------------------------------------------
 
@@ -97,9 +137,9 @@ class EngineLease:
             for name in c.get("Names") or ():
                 m = _EPOCH.match(name)
                 if m and labels.get(f"{LABEL}.holder"):
-                    out.append(
-                        Epoch(int(m.group(1)), labels[f"{LABEL}.holder"], labels.get(LABEL) == "released", c["Id"])
-                    )
+                    released = labels.get(LABEL) == "released"
+                    holder, process = labels[f"{LABEL}.holder"], labels.get(f"{LABEL}.process", "")
+                    out.append(Epoch(int(m.group(1)), holder, released, c["Id"], process))
         return sorted(out, key=lambda e: e.number)
 
     def held(self) -> bool:
@@ -141,7 +181,7 @@ class EngineLease:
             if tag != self._seen:
                 self._renewals_seen = self._renewals_seen + 1 if self._seen and self._seen[1] == top.holder else 1
                 self._seen, self._seen_at = tag, now
-            if now - self._seen_at < self.ttl:
+            if now - self._seen_at < self.ttl and not provably_dead(top.process):
                 return Holder(top.holder, time.time() + self.ttl - (now - self._seen_at))
         number = (top.number if top else 0) + 1
         if not self._take(number):
@@ -225,7 +265,7 @@ class EngineLease:
                     IMAGE,
                     command=["lease"],
                     name=epoch_name(number),
-                    labels={LABEL: state, f"{LABEL}.holder": self.holder},
+                    labels={LABEL: state, f"{LABEL}.holder": self.holder, f"{LABEL}.process": self.process},
                     network_disabled=True,
                     host_config=self.engine.api.create_host_config(network_mode="none"),
                 ),

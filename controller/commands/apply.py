@@ -13,6 +13,7 @@ from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
     from controller.core.plan import Outcome
+    from controller.engine.reconciler import Reconciler
 
 DESCRIPTION = """\
 Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
@@ -67,53 +68,59 @@ def confirm(count: int, out: TextIO) -> bool | None:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    """Plan, confirm and apply while holding the engine lease: no `dbstate run` acts meanwhile."""
     from controller import wiring
-    from controller.views import apply as view
-    from controller.views.common import dumps, scrub
 
-    json_out = opts.output == "json"
-    probed = opts.passes.probe is not None
+    def progress(message: str) -> None:
+        print(f"  .. {message}", file=err)
+
     with wiring.reconciler(
         opts.target,
         opts.passes,
         require_store=True,
         retry_budget=opts.retry_budget,
-        progress=lambda message: print(f"  .. {message}", file=err),
+        progress=progress,
         lease_ttl=opts.lease_ttl,
     ) as wired:
-        reconciler = wired.reconciler
-        result = reconciler.plan()
-        changes = result.plan.changes
+        assert wired.lease is not None
+        with wired.lease.holding(progress):
+            return _plan_and_apply(opts, wired.reconciler, out, err)
+
+
+def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: TextIO) -> int:
+    from controller.views import apply as view
+    from controller.views.common import dumps, scrub
+
+    json_out = opts.output == "json"
+    probed = opts.passes.probe is not None
+    result = reconciler.plan()
+    changes = result.plan.changes
+    if not json_out:
+        text = render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err)
+        out.write(scrub(text, result.secrets))
+    if changes and not opts.yes:
+        answer = confirm(len(changes), out)
+        if not answer:
+            reconciler.finish(result)
+            if answer is None:
+                print(
+                    "dbstate: error: refusing to change the engine without confirmation: there is no terminal to "
+                    "ask on; review `dbstate plan`, then run `dbstate apply --yes`",
+                    file=err,
+                )
+            else:
+                print("Apply cancelled; nothing was changed.", file=out)
+            return common.EXIT_ERROR
+
+    def line(o: Outcome) -> None:
         if not json_out:
-            text = render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err)
-            out.write(scrub(text, result.secrets))
-        if changes and not opts.yes:
-            answer = confirm(len(changes), out)
-            if not answer:
-                reconciler.finish(result)
-                if answer is None:
-                    print(
-                        "dbstate: error: refusing to change the engine without confirmation: there is no terminal to "
-                        "ask on; review `dbstate plan`, then run `dbstate apply --yes`",
-                        file=err,
-                    )
-                else:
-                    print("Apply cancelled; nothing was changed.", file=out)
-                return common.EXIT_ERROR
+            out.write(scrub(view.outcome_line(o), result.secrets))
+            out.flush()
 
-        def line(o: Outcome) -> None:
-            if not json_out:
-                out.write(scrub(view.outcome_line(o), result.secrets))
-                out.flush()
-
-        if changes and not json_out:
-            out.write("\nApplying:\n")
-        outcomes: tuple[Outcome, ...] = ()
-        if changes:
-            assert wired.lease is not None
-            with wired.lease.holding(lambda message: print(f"  .. {message}", file=err)):
-                outcomes = reconciler.apply(result, on_outcome=line)
-        reconciler.finish(result, outcomes)
+    if changes and not json_out:
+        out.write("\nApplying:\n")
+    outcomes = reconciler.apply(result, on_outcome=line) if changes else ()
+    reconciler.finish(result, outcomes)
     converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors
     if json_out:
         out.write(scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets))

@@ -21,6 +21,9 @@ OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recre
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
 LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adapters/lease.py): never a cause for a pass
 LEASE = "io.dbstate.lease"  # on every lease marker
+SEEN_MARKER_PREFIX = "dbstate-seen-"  # `dbstate-seen-<volume>`: a declared volume dbstate has seen (adapters/facts.py)
+SEEN = "io.dbstate.seen"  # on those markers: the volume's name; SEEN + ".identity": its identity
+MARKER_PREFIXES = (LEASE_MARKER_PREFIX, SEEN_MARKER_PREFIX)  # dbstate's own markers: never observed, never a cause
 LEASE_EPOCH_PREFIX = LEASE_MARKER_PREFIX + "epoch-"  # its epochs: containers created and never started
 
 

@@ -115,6 +115,15 @@ class History(Protocol):
         ...
 
 
+class VolumeFacts(Protocol):
+    """The facts that protect data, kept outside the state database too (on the engine), so that losing the state
+    database never makes a lost volume look new."""
+
+    def seen_volumes(self) -> Mapping[str, str | None]: ...
+
+    def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None: ...
+
+
 class LeaseHolder(Protocol):
     @property
     def holder(self) -> str: ...

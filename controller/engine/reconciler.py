@@ -19,7 +19,16 @@ from controller.core.plan import Change, Finding, FindingType, Outcome, Plan, Re
 from controller.core.revision import Revision
 from controller.engine import apply as applying
 from controller.engine.options import PassOptions, ProbeOptions
-from controller.engine.ports import Clock, DesiredSource, History, Observer, Prober, Runtime, SystemClock
+from controller.engine.ports import (
+    Clock,
+    DesiredSource,
+    History,
+    Observer,
+    Prober,
+    Runtime,
+    SystemClock,
+    VolumeFacts,
+)
 from controller.engine.queue import Backoff
 
 
@@ -103,8 +112,12 @@ class Reconciler:
         *,
         prober: Prober | None = None,
         clock: Clock | None = None,
+        facts: VolumeFacts | None = None,
     ) -> None:
+        """`facts`: where the volume facts are kept besides the history (the engine), so that a lost history never
+        makes a lost volume look new."""
         self.source = source
+        self.facts = facts
         self.observer = observer
         self.runtime = runtime
         self.history = history
@@ -136,7 +149,7 @@ class Reconciler:
             observed,
             prune=self.options.prune,
             revision=desired.revision.commit,
-            seen_volumes=self.history.seen_volumes(),
+            seen_volumes=self._seen_volumes(),
             acknowledged_lost=self.history.acknowledged("volume-lost"),
             scope=self.options.scope,
         )
@@ -146,7 +159,7 @@ class Reconciler:
         else:  # what the desired state itself declares about shared versions
             found = health.findings(state, {}, {}, 1)
             the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
-        self.history.mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
+        self._mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
         pass_id = self.history.begin_pass(self.options.command, desired.revision.commit, desired.revision.dirty)
         self.history.record_findings(pass_id, the_plan.findings)
         return PassResult(
@@ -159,6 +172,19 @@ class Reconciler:
             dict(self.probes) if probe is not None else {},
             dict(self.failures) if probe is not None else {},
         )
+
+    def _seen_volumes(self) -> dict[str, str | None]:
+        seen = dict(self.history.seen_volumes())
+        if self.facts is not None:
+            for name, identity in self.facts.seen_volumes().items():
+                if seen.get(name) is None:
+                    seen[name] = identity
+        return seen
+
+    def _mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None:
+        self.history.mark_volumes_seen(volumes)
+        if self.facts is not None:
+            self.facts.mark_volumes_seen(volumes)
 
     def _probe(
         self, state: spec.DesiredState, observed: live.LiveState, the_plan: Plan, options: ProbeOptions, now: bool
@@ -206,7 +232,7 @@ class Reconciler:
                     identity = self.runtime.volume_identity(outcome.change.target)
                 except errors.EngineError:
                     identity = None  # known at the next pass's observation
-                self.history.mark_volumes_seen({outcome.change.target: identity})
+                self._mark_volumes_seen({outcome.change.target: identity})
             if on_outcome is not None:
                 on_outcome(outcome)
 

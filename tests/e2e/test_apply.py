@@ -253,7 +253,7 @@ def test_crash_safety_under_sigkill(docker_client, engine_host, tmp_path, state)
         _killed_apply(root, engine_host, state, rng.uniform(0.2, 2.0))
         r = apply(root, engine_host, state)
         assert r.code == 0, f"cold trial {trial}: {r.stdout}{r.stderr}"
-        assert managed_names(docker_client) == expected
+        assert managed_names(docker_client) == expected, r.stdout + r.stderr
         assert plan(root, engine_host, state).code == 0
     with pg_connect(docker_client) as conn:
         conn.execute("create table if not exists marker (note text)")
@@ -303,7 +303,7 @@ def test_engine_going_away_mid_apply(docker_client, engine, tmp_path, state):
     engine.stop()
     rest, err = proc.communicate(timeout=120)
     elapsed = time.monotonic() - t0
-    assert proc.returncode == 1
+    assert proc.returncode == 1, rest + err
     assert "Errors in the desired state" not in rest
     assert "FAILED" in rest and "cannot reach the Docker engine" in rest
     assert "skipped" in rest or rest.count("FAILED") >= 1
@@ -346,6 +346,30 @@ def test_lost_volume_is_a_finding_until_acknowledged(docker_client, engine_host,
     docker_client.containers.get("kv-a-db").remove(force=True)
     docker_client.volumes.get("kv-data").remove()
     assert {f["type"] for f in plan(root, engine_host, state).json()["findings"]} == {"volume-lost"}
+
+
+def test_an_emptied_state_database_does_not_forget_a_lost_volume(docker_client, engine_host, tmp_path, state):
+    """What protects data is kept on the engine too (a `dbstate-seen-<volume>` marker): with the state database
+    emptied, and then another one altogether, the lost volume is still lost, and the acknowledged replacement is
+    remembered by its new identity."""
+    root = write_tree(tmp_path / "d", SMALL)
+    assert apply(root, engine_host, state).code == 0
+    docker_client.containers.get("kv-a-db").remove(force=True)
+    docker_client.volumes.get("kv-data").remove()
+    state.unlink()
+    for db in (state, tmp_path / "elsewhere.db"):
+        r = apply(root, engine_host, db)
+        assert r.code == 0 and "volume-lost Volume/kv-data" in r.stdout, r.stdout
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get("kv-a-db")
+    assert [v.name for v in docker_client.volumes.list() if v.name.startswith("dbstate-seen-")] == [
+        "dbstate-seen-kv-data"
+    ]
+    assert "dbstate-seen-kv-data" not in plan(root, engine_host, state).stdout  # never shown as a volume
+    assert dbstate("ack", "volume-lost", "kv-data", host=engine_host, state=state).code == 0
+    assert apply(root, engine_host, state).code == 0
+    assert docker_client.containers.get("kv-a-db").status == "running"
+    assert plan(root, engine_host, tmp_path / "third.db").json()["findings"] == []  # the new volume is the one seen
 
 
 def test_unpullable_image_fails_that_change_only(docker_client, engine_host, tmp_path, state):

@@ -121,3 +121,36 @@ def test_apply_changes_nothing_while_a_live_controller_holds_the_lease(leases, d
     assert r.code == 0, r.stdout + r.stderr
     assert "waiting for the engine lease of a-running-controller to expire" in r.stderr
     assert docker_client.containers.get("kv-db").status == "running"
+
+
+HOLDER = """
+import sys, time
+from controller.adapters.docker import DockerRuntime
+from controller.adapters.lease import EngineLease
+lease = EngineLease(DockerRuntime(sys.argv[1]), holder="doomed", ttl=30.0)
+assert lease.hold() is None
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_holder_killed_on_this_host_is_taken_over_at_once_a_paused_one_is_waited_for(leases, engine_host):
+    import signal
+    import subprocess
+    import sys
+
+    b = leases("b", ttl=30.0)
+    for sig, taken in ((signal.SIGSTOP, False), (signal.SIGKILL, True)):
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, engine_host], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+            proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                proc.wait()
+            other = b.hold()
+            assert (other is None) == taken, other  # dead: its pid is gone; paused: alive, a TTL is waited out
+        finally:
+            proc.kill()
+            proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
