@@ -20,63 +20,69 @@ import docker
 
 from bench.common import bench_engine, controller_env
 
-STATE = """apiVersion: dbstate.io/v1
+HEAD = """apiVersion: dbstate.io/v1
 kind: Network
 metadata: {name: race-net}
----
-apiVersion: dbstate.io/v1
+"""
+INSTANCE = """apiVersion: dbstate.io/v1
 kind: Volume
-metadata: {name: race-vol}
+metadata: {name: race-vol-N}
 ---
 apiVersion: dbstate.io/v1
 kind: DatabaseInstance
-metadata: {name: race}
+metadata: {name: race-N}
 spec:
   engine: redis
   version: "7"
   image: dbstate-local/redis:7.0
-  containerName: race-redis-1
+  containerName: race-N-redis-1
   networks: [{name: race-net}]
-  volumes: [{source: race-vol, target: /data}]
+  volumes: [{source: race-vol-N, target: /data}]
   env: {REDIS_PASSWORD: "${BENCH_PASSWORD}"}
   command: [sleep, infinity]
   restartPolicy: "no"
   auth: {method: password, password: "${BENCH_PASSWORD}"}
 """
-NAME, VOLUME = "race-redis-1", "race-vol"
 
 
-def running(client: docker.DockerClient) -> docker.models.containers.Container | None:
+def state(trials: int) -> str:
+    """One instance per trial: a container removed three times within a minute would be crash-looping, and its
+    restarts would back off (engine/loop.py), which is not what this measures."""
+    return "---\n".join([HEAD] + [INSTANCE.replace("-N", f"-{n}") for n in range(trials)])
+
+
+def running(client: docker.DockerClient, name: str) -> docker.models.containers.Container | None:
     try:
-        c = client.containers.get(NAME)
+        c = client.containers.get(name)
     except docker.errors.NotFound:
         return None
     return c if c.status == "running" else None
 
 
-def wait_running(client: docker.DockerClient, timeout: float = 330) -> docker.models.containers.Container:
+def wait_running(client: docker.DockerClient, name: str, timeout: float = 120) -> docker.models.containers.Container:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        c = running(client)
+        c = running(client, name)
         if c is not None:
             return c
         time.sleep(0.1)
-    raise TimeoutError(f"{NAME} not running within {timeout} s")
+    raise TimeoutError(f"{name} not running within {timeout} s")
 
 
 def trial(client: docker.DockerClient, n: int, env: dict[str, str], ack: list[str]) -> str:
     """One trial's verdict: kept (the old volume, marker seen), lost (not running, volume-lost), or EMPTY (a server
     running on a volume without the marker: data lost)."""
-    c = wait_running(client)  # after an acknowledged loss: when the failed change's backoff lets it (up to 5 min)
+    name, volume = f"race-{n}-redis-1", f"race-vol-{n}"
+    c = wait_running(client, name)
     marker = f"marker-{n}"
     c.exec_run(["sh", "-c", f"echo {marker} > /data/marker"])
     c.remove(force=True)
     with contextlib.suppress(docker.errors.APIError):  # the controller was faster: its new container pins the volume
-        client.volumes.get(VOLUME).remove()
+        client.volumes.get(volume).remove()
     time.sleep(2.0)
-    c = running(client)
+    c = running(client, name)
     if c is None:
-        subprocess.run([*ack, "ack", "volume-lost", VOLUME], env=env, check=True, capture_output=True)
+        subprocess.run([*ack, "ack", "volume-lost", volume], env=env, check=True, capture_output=True)
         return "lost"
     seen = c.exec_run(["cat", "/data/marker"]).output.decode().strip()
     return "kept" if seen == marker else "EMPTY"
@@ -87,7 +93,7 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=50)
     args = p.parse_args()
     with bench_engine() as (eng, client), tempfile.TemporaryDirectory() as tmp:
-        root, env = controller_env(eng.host, tmp, STATE)
+        root, env = controller_env(eng.host, tmp, state(args.trials))
         dbstate = [sys.executable, "-m", "controller"]
         with (Path(tmp) / "run.log").open("w") as log:
             proc = subprocess.Popen(

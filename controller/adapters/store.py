@@ -17,11 +17,14 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from controller.core import errors
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 if TYPE_CHECKING:
     from controller.core.health import ProbeResult
@@ -101,6 +104,22 @@ def default_path() -> Path:
     return Path(os.environ.get("DBSTATE_STATE") or DEFAULT_PATH)
 
 
+def _guarded(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], T]:
+    """A SQLite error while in use (disk full, I/O error, locked past the timeout, a file replaced underneath) is a
+    `StateError` that names the file and says what to do: a pass reports it and is retried, and nothing else fails."""
+
+    def guarded(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise errors.StateError(
+                f"the state database {self.path} cannot be used: {e} (free space or fix its filesystem; dbstate "
+                "retries, and changes nothing while it cannot record what it does)"
+            ) from e
+
+    return guarded
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         """`readonly`: for readers such as `dbstate status`, which must never take a write lock from the controller.
@@ -144,10 +163,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_guarded
     def endpoint_aliases(self) -> dict[str, tuple[str, ...]]:
         rows = self.db.execute("SELECT endpoint_id, aliases FROM endpoint_aliases").fetchall()
         return {e: tuple(json.loads(a)) for e, a in rows}
 
+    @_guarded
     def save_endpoint_aliases(self, current: Mapping[str, tuple[str, ...]]) -> None:
         """Keep exactly the endpoints seen now: the table never grows beyond the engine's endpoints."""
         with self.db:
@@ -159,6 +180,7 @@ class Store:
 
     # -- passes -------------------------------------------------------------------------------------------------
 
+    @_guarded
     def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:
         cur = self.db.execute(
             "INSERT INTO passes (command, started, revision, dirty) VALUES (?, ?, ?, ?)",
@@ -166,6 +188,7 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
+    @_guarded
     def record_findings(self, pass_id: int, findings: Iterable[Finding]) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -174,6 +197,7 @@ class Store:
                 [(pass_id, f.type.value, f.kind, f.name, f.message) for f in findings],
             )
 
+    @_guarded
     def record_outcome(self, pass_id: int, outcome: Outcome) -> None:
         """One change with its outcome, as soon as it is known (a crash loses nothing already done)."""
         c = outcome.change
@@ -192,22 +216,26 @@ class Store:
             ),
         )
 
+    @_guarded
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None:
         self.db.execute(
             "UPDATE passes SET finished = ?, changes = ?, failed = ?, findings = ?, errors = ? WHERE id = ?",
             (time.time(), changes, failed, findings, errors, pass_id),
         )
 
+    @_guarded
     def passes(self, limit: int = 20) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT * FROM passes ORDER BY id DESC LIMIT ?", (limit,))
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    @_guarded
     def changes_of(self, pass_id: int) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT * FROM changes WHERE pass_id = ?", (pass_id,))
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    @_guarded
     def set_resources(self, rows: Iterable[ResourceStatus]) -> None:
         """The state of every resource after a pass."""
         now = time.time()
@@ -216,6 +244,7 @@ class Store:
             self.db.execute("DELETE FROM resources")
             self.db.executemany("INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows])
 
+    @_guarded
     def resources(self) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT * FROM resources ORDER BY key")
         cols = [d[0] for d in cur.description]
@@ -223,10 +252,12 @@ class Store:
 
     # -- volumes ------------------------------------------------------------------------------------------------
 
+    @_guarded
     def seen_volumes(self) -> dict[str, str | None]:
         """Every declared volume seen on the engine, with its identity when known."""
         return dict(self.db.execute("SELECT name, identity FROM volumes_seen").fetchall())
 
+    @_guarded
     def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None:
         """Declared volumes present on the engine now (name -> identity, None when not known yet): the caller
         has decided that each is the volume to keep. Seeing one consumes its volume-lost acknowledgement."""
@@ -241,14 +272,17 @@ class Store:
             )
             self.db.executemany("DELETE FROM acks WHERE type = 'volume-lost' AND name = ?", [(r[0],) for r in rows])
 
+    @_guarded
     def acknowledged(self, type_: str) -> frozenset[str]:
         return frozenset(r[0] for r in self.db.execute("SELECT name FROM acks WHERE type = ?", (type_,)))
 
+    @_guarded
     def ack(self, type_: str, name: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (type_, name, time.time()))
 
     # -- health -------------------------------------------------------------------------------------------------
 
+    @_guarded
     def record_probes(self, results: Iterable[ProbeResult], keep: Iterable[str]) -> dict[str, int]:
         """Each probe result of this pass; returns the consecutive failures per instance,
         this probe included. Instances not in `keep` (no longer declared) are forgotten."""
@@ -283,6 +317,7 @@ class Store:
             )
         return counts
 
+    @_guarded
     def health(self) -> list[dict[str, Any]]:
         try:
             cur = self.db.execute("SELECT * FROM health ORDER BY instance")

@@ -309,3 +309,40 @@ def test_engine_restart_under_a_running_controller(engine, repo, tmp_path, docke
     finally:
         code, _ = c.stop()
         assert code == 0
+
+
+def test_a_full_disk_under_the_state_database_fails_passes_not_the_controller(
+    repo, engine_host, tmp_path, docker_client
+):
+    """The state database on a small tmpfs that fills up: each pass is reported failed (naming the file) and
+    retried, the process stays up and says so on /healthz, and once there is room again the drift is repaired."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    c = None
+    try:
+        c = Controller(repo, engine_host, disk / "state" / "state.db", tmp_path / "run.log")
+        wait_for(c.ready, timeout=30)
+        wait_for(lambda: running(docker_client, "kv-a-db"))
+        filler = disk / "filler"
+        with filler.open("wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        docker_client.containers.get("kv-a-db").stop(timeout=1)
+        wait_for(lambda: any("state database" in str(r.get("error", "")) for r in c.logs()), timeout=20)
+        failed = [r for r in c.logs() if r.get("msg") == "pass failed"]
+        assert failed and all("Traceback" not in str(r) for r in c.logs()), failed
+        assert "disk is full" in str(failed[-1]["error"]) and str(disk) in str(failed[-1]["error"])
+        assert c.proc.poll() is None and c.get("/healthz")[0] == 200
+        filler.unlink()
+        wait_for(lambda: running(docker_client, "kv-a-db"), timeout=30)
+        wait_for(c.ready, timeout=30)
+    finally:
+        if c is not None:
+            code, _ = c.stop()
+            assert code == 0
+        subprocess.run(["umount", "-l", str(disk)], check=False)
