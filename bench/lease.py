@@ -212,7 +212,7 @@ def one_trial(client: Any, upstream: str, root: Path, env: dict[str, str], tmp: 
         argv = [sys.executable, "-m", "controller", "run", "--dir", str(root), "--listen", "", "--log-format", "json"]
         argv += ["--lease-ttl", str(TTL), "--resync", "2", "--probe-interval", "0"]
         procs.append(subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    takeover = None
+    holder, hit = None, 0.0
     try:
         names = [f"kv-{i}-redis-1" for i in range(INSTANCES)]
         wait(lambda: all(running(client, n) for n in names), 40)
@@ -220,16 +220,18 @@ def one_trial(client: Any, upstream: str, root: Path, env: dict[str, str], tmp: 
         holder = next((p for p in procs if top and p.pid == pid_of(top[1])), None)
         if holder is not None:
             client.api.stop(names[0], timeout=0)  # work for whoever holds the lease...
-            time.sleep(random.uniform(0.0, 0.3))  # ...and the holder is hit in the middle of it
+            time.sleep(random.uniform(0.0, 0.3))  # ...and the holder is hit in the middle of it (or just after)
             hit = time.time()
             holder.send_signal(signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
-            wait(lambda: running(client, names[0]), 30)
-            after = [when for when, _n, h, _s in epochs.seen if when > hit and pid_of(h) != holder.pid]
-            takeover = min(after) - hit if after else None
+            if mode == "kill":
+                holder.wait()  # reaped, as its supervisor would: provably dead to the others on this host
+            took = wait(lambda: any(w > hit and pid_of(h) != holder.pid for w, _n, h, _s in epochs.seen), 30)
+            client.api.stop(names[1], timeout=0)  # work for the new holder
+            wait(lambda: took and all(running(client, n) for n in names), 30)
             if mode == "stop":
-                client.api.stop(names[1], timeout=0)
+                client.api.stop(names[2], timeout=0)
                 holder.send_signal(signal.SIGCONT)  # it wakes up with its lease long expired, and work in sight
-                wait(lambda: running(client, names[1]), 30)
+                wait(lambda: running(client, names[2]), 30)
                 time.sleep(TTL)
     finally:
         for p in procs:
@@ -246,6 +248,10 @@ def one_trial(client: Any, upstream: str, root: Path, env: dict[str, str], tmp: 
         stop.set()
         for proxy in proxies:
             proxy.close()
+    takeover = None
+    if holder is not None:  # the events arrive a little late: read after the trial
+        after = [when for when, _n, h, _s in epochs.seen if when > hit and pid_of(h) != holder.pid]
+        takeover = min(after) - hit if after else None
     violations = []
     count = 0
     for proxy, p in zip(proxies, procs, strict=True):
