@@ -4,7 +4,7 @@ probes, the lease) and hands them to the engine. No decision lives here; the com
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 from controller.adapters import desired, facts, lease, store
 from controller.adapters.docker import DockerRuntime
 from controller.adapters.source import DirectorySource
-from controller.core import errors
+from controller.core import errors, live
+from controller.core.adoption import Adoption
+from controller.core.importer import Found
 from controller.engine.history import MemoryHistory
 from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.ports import History, Prober
@@ -85,7 +87,7 @@ def reconciler(
         held = None
         if lease_ttl is not None:
             held = lease.EngineLease(runtime, ttl=lease_ttl)
-            runtime.fence = held.confirm
+            runtime.fence, runtime.gate = held.confirm, held.check_clock
         try:
             r = Reconciler(
                 DirectorySource(target.directory, target.env_file, source, limits=_limits(target)),
@@ -94,7 +96,7 @@ def reconciler(
                 history,
                 options,
                 prober=_prober() if options.probe is not None else None,
-                facts=facts.EngineVolumeFacts(runtime, write=held is not None),
+                facts=facts.EngineFacts(runtime, write=held is not None),
             )
             yield Wired(r, runtime, held)
         finally:
@@ -121,5 +123,30 @@ def audit(target: Target, timeout: float) -> AuditResult:
                 history,
                 timeout,
             )
+        finally:
+            runtime.close()
+
+
+def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
+    """For `dbstate import`: every container with what its image adds, the observed state, and the engine's address."""
+    from controller.adapters.inventory import inventory as read
+
+    runtime = _runtime(target, None, 10.0, None)
+    try:
+        found, observed = read(runtime)
+        return found, observed, runtime.host
+    finally:
+        runtime.close()
+
+
+def record_adoptions(target: Target, adoptions: Sequence[Adoption]) -> None:
+    """Ownership of containers taken over as they are: in the state database, and on the engine."""
+    with _history(target.state, True) as (history, _db):
+        runtime = _runtime(target, None, 10.0, None)
+        try:
+            kept = facts.EngineFacts(runtime, write=True)
+            for a in adoptions:
+                history.record_adoption(a)
+                kept.record_adoption(a)
         finally:
             runtime.close()

@@ -28,7 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
-from controller.core.labels import LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
+from controller.core.labels import ADOPTION, LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
 from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
@@ -79,8 +79,31 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+_fenced = threading.local()  # set while a fenced (mutating) call of DockerRuntime runs in this thread
+
+
+class _Gated(requests.adapters.BaseAdapter):
+    """docker-py's transport with a last check: a request of a fenced call is sent only if `gate()` allows it, checked
+    after docker-py and requests have prepared it, right before it leaves (the lease's clock: a controller frozen
+    after its `fence` and woken after its lease expired does not send)."""
+
+    def __init__(self, inner: requests.adapters.BaseAdapter, gate: Callable[[], None]) -> None:
+        super().__init__()
+        self.inner, self.gate = inner, gate
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        if getattr(_fenced, "active", False):
+            self.gate()
+        return self.inner.send(request, *args, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class DockerEngine:
     """The Docker engine as dbstate sees it. Not thread-safe for mutation; observation is."""
+
+    gate: Callable[[], None] = staticmethod(lambda: None)
 
     def __init__(
         self,
@@ -101,6 +124,8 @@ class DockerEngine:
             self.api = docker.APIClient(base_url=self.host, version=API_VERSION, timeout=timeout)
         except docker.errors.DockerException as e:
             raise translate(e, "connecting", self.host) from e
+        for prefix, adapter in list(self.api.adapters.items()):
+            self.api.mount(prefix, _Gated(adapter, lambda: self.gate()))
         self._aliases: dict[str, tuple[str, ...]] = dict(known_aliases or {})  # EndpointID -> aliases
         self.current_aliases: dict[str, tuple[str, ...]] = dict(self._aliases)  # as saved, then as last observed
         self._lock = threading.Lock()
@@ -185,7 +210,7 @@ class DockerEngine:
         volumes = tuple(
             live.Volume(v["Name"], v.get("Driver") or "", v.get("Labels") or {})
             for v in raw_volumes
-            if not (str(v["Name"]).startswith(MARKER_PREFIXES) and SEEN in (v.get("Labels") or {}))
+            if not (str(v["Name"]).startswith(MARKER_PREFIXES) and {SEEN, ADOPTION} & set(v.get("Labels") or {}))
         )
         return live.LiveState(engine, containers, networks, volumes)
 
@@ -268,12 +293,13 @@ def _container(
         for p in c.get("Ports") or []
         if "PrivatePort" in p
     )
-    env = None
+    env, command = None, None
     if detail is not None:
         env = {}
         for item in (detail.get("Config") or {}).get("Env") or []:
             key, _, value = item.partition("=")
             env[key] = value
+        command = tuple(str(a) for a in (detail.get("Config") or {}).get("Cmd") or ())
     return live.Container(
         id=c["Id"],
         name=_name(c),
@@ -285,6 +311,7 @@ def _container(
         ports=ports,
         health=_health(c.get("Status", "")),
         env=env,
+        command=command,
     )
 
 
@@ -376,7 +403,8 @@ class DockerRuntime(DockerEngine):
     retry budget, and is idempotent: a retry whose first attempt did reach the engine counts as done.
 
     `fence` runs before every attempt of every mutating call: with a lease (`adapters/lease.py`) it raises
-    `LeaseLost` once this controller no longer holds it, so a holder that lost the lease stops before its next change.
+    `LeaseLost` once this controller no longer holds it, so a holder that lost the lease stops before its next change;
+    `gate` (the lease's clock only) runs again as the request leaves (`_Gated`).
     """
 
     fence: Callable[[], None] = staticmethod(lambda: None)
@@ -384,12 +412,16 @@ class DockerRuntime(DockerEngine):
     def _do(self, doing: str, fn: Callable[[], Any], already: Callable[[BaseException], bool] = lambda e: False) -> Any:
         def attempt() -> Any:
             self.fence()
+            _fenced.active = True
             try:
                 return fn()
             except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+                _fenced.active = False  # `already` may ask the engine: not a change
                 if already(e):
                     return None
                 raise translate(e, doing, self.host) from e
+            finally:
+                _fenced.active = False
 
         # an engine that is down or restarting is waited for within the same budget
         retry.call(self.preflight, self.retry_budget)

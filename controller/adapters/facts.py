@@ -1,21 +1,25 @@
 """Facts that protect data, kept on the engine as well as in the state database, so that an emptied, lost or
-replaced state database never turns a lost volume into a new, empty one.
+replaced state database never turns a lost volume into a new, empty one, nor an adopted database into a stranger.
 
 Which declared volumes dbstate has seen, and by which identity (`core.labels.volume_identity`), is the fact behind
 `volume-lost`. Each is also a marker volume `dbstate-seen-<volume>` (labels: the volume's name and identity; it holds
 no data) made by a writer (`apply`, `run`) when it first sees the volume, and replaced when an acknowledged new volume
 takes the old one's place. The reconciler unions both (the state database wins where it knows an identity); `plan`
 reads the markers and never writes them. The markers are never observed as volumes and their events never cause a pass.
+
+A container dbstate adopted (core/adoption.py) has a marker `dbstate-adopted-<container id>` the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping
 
 from controller.adapters.docker import DockerRuntime
 from controller.core import errors
-from controller.core.labels import SEEN, SEEN_MARKER_PREFIX
+from controller.core.adoption import Adoption
+from controller.core.labels import ADOPTED_MARKER_PREFIX, ADOPTION, SEEN, SEEN_MARKER_PREFIX
 
 IDENTITY = f"{SEEN}.identity"
 
@@ -28,8 +32,8 @@ def marker_name(volume: str) -> str:
     return f"{SEEN_MARKER_PREFIX}{volume[:150]}-{hashlib.sha256(volume.encode()).hexdigest()[:16]}"
 
 
-class EngineVolumeFacts:
-    """Implements `engine.ports.VolumeFacts` with marker volumes; `write` only for a writer (apply, run)."""
+class EngineFacts:
+    """Implements `engine.ports.Facts` with marker volumes; `write` only for a writer (apply, run)."""
 
     def __init__(self, runtime: DockerRuntime, *, write: bool) -> None:
         self.runtime = runtime
@@ -66,3 +70,26 @@ class EngineVolumeFacts:
                 self._markers = None  # written at the next pass; the state database has it meanwhile
                 return
             markers[volume] = (marker_name(volume), identity)
+
+    def adoptions(self) -> dict[str, Adoption]:
+        out = {}
+        for marker, labels in self.runtime.marker_volumes(ADOPTION).items():
+            key, cid, spec_hash = (
+                labels.get(ADOPTION),
+                labels.get(f"{ADOPTION}.container"),
+                labels.get(f"{ADOPTION}.spec-hash"),
+            )
+            if marker.startswith(ADOPTED_MARKER_PREFIX) and key and cid and spec_hash:
+                out[key] = Adoption(key, cid, spec_hash)
+        return out
+
+    def record_adoption(self, adopted: Adoption) -> None:
+        if not self.write:
+            return
+        labels = {
+            ADOPTION: adopted.key,
+            f"{ADOPTION}.container": adopted.container_id,
+            f"{ADOPTION}.spec-hash": adopted.spec_hash,
+        }
+        with contextlib.suppress(errors.EnginePermanent):  # one per container: recorded already
+            self.runtime.create_marker_volume(f"{ADOPTED_MARKER_PREFIX}{adopted.container_id[:32]}", labels)

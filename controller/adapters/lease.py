@@ -16,8 +16,9 @@ compare-and-swap. The holder of the highest epoch holds the lease.
   controller calls `confirm` before every mutating engine call, so a holder that was paused or cut off stops before
   its next change. A holder that renews late simply takes the next epoch again, through the same compare-and-swap.
 
-What it cannot close: the engine has no conditional write, so a holder frozen between its last `confirm` and the
-request that follows it (microseconds) for longer than the TTL could still send that one request.
+The controller's transport checks the lease's clock once more as each fenced request leaves (adapters/docker.py).
+What it cannot close: the engine has no conditional write, so a holder frozen between that last check and the write
+of the request to the socket (microseconds), for longer than the TTL, could still send that one request.
 
 The markers are filtered out of the observed state and their events are never a cause for a pass.
 """
@@ -146,6 +147,11 @@ class EngineLease:
         """This controller holds the lease and may act now (its own clock only: no engine call)."""
         with self._lock:
             return self._epoch is not None and time.monotonic() - self._renewed < VALID * self.ttl
+
+    def check_clock(self) -> None:
+        """The last check before a fenced request leaves (no engine call): raise `LeaseLost` unless `held()`."""
+        if not self.held():
+            raise errors.LeaseLost("the engine lease expired before this request could be sent: nothing was sent")
 
     def confirm(self) -> None:
         """Fencing, before every mutating call: raise `LeaseLost` unless this controller still holds the lease, by

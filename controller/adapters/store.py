@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from controller.core import errors
+from controller.core.adoption import Adoption
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -90,6 +91,12 @@ CREATE TABLE IF NOT EXISTS health (
     error      TEXT,
     probed     REAL NOT NULL,
     last_ok    REAL
+);
+CREATE TABLE IF NOT EXISTS adoptions (
+    key          TEXT PRIMARY KEY,  -- DatabaseInstance/NAME
+    container_id TEXT NOT NULL,     -- labels cannot be added to a running container: ownership is by id
+    spec_hash    TEXT NOT NULL,     -- of the declaration it matched
+    at           REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS acks (
     type  TEXT NOT NULL,
@@ -271,6 +278,18 @@ class Store:
                 rows,
             )
             self.db.executemany("DELETE FROM acks WHERE type = 'volume-lost' AND name = ?", [(r[0],) for r in rows])
+
+    @_guarded
+    def adoptions(self) -> dict[str, Adoption]:
+        rows = self.db.execute("SELECT key, container_id, spec_hash FROM adoptions").fetchall()
+        return {key: Adoption(key, cid, spec_hash) for key, cid, spec_hash in rows}
+
+    @_guarded
+    def record_adoption(self, adopted: Adoption) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO adoptions VALUES (?, ?, ?, ?)",
+            (adopted.key, adopted.container_id, adopted.spec_hash, time.time()),
+        )
 
     @_guarded
     def acknowledged(self, type_: str) -> frozenset[str]:

@@ -18,11 +18,12 @@ Pure and level-triggered: every call computes the whole answer from the two snap
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core import labels, live, spec
+from controller.core import adoption, labels, live, spec
 from controller.core.hosts import host_of
 from controller.core.labels import OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
@@ -69,6 +70,7 @@ def requirements(resource: spec.DatabaseInstance | spec.Consumer) -> tuple[str, 
 
 
 ORDER = {
+    Action.ADOPT: 0,
     Action.CREATE: 0,
     Action.RECREATE: 1,
     Action.START: 2,
@@ -289,18 +291,36 @@ def _workload(
         b.change(policy, Change(Action.CREATE, kind, name, cname, "declared, no container", details, needs, resource))
         return
     if c.owner != (kind, name):
-        who = f"{c.owner[0]}/{c.owner[1]}" if c.owner else "something other than dbstate"
-        b.finding(
-            FindingType.NAME_CONFLICT,
-            kind,
-            name,
-            f"container {cname} exists but was created by {who}: it is left alone; rename or remove it, "
-            "or change containerName",
+        verdict = _adopt(b, resource, policy, c, needs)
+        if verdict is None:
+            who = f"{c.owner[0]}/{c.owner[1]}" if c.owner else adoption.creator(c)
+            hint = "" if c.owner else ", or take it over as it is with policy.adopt: in-place (`dbstate import`)"
+            b.finding(
+                FindingType.NAME_CONFLICT,
+                kind,
+                name,
+                f"container {cname} exists but was created by {who}: it is left alone; rename or remove it, "
+                f"or change containerName{hint}",
+            )
+        if verdict != "adopted":
+            return
+        c = dataclasses.replace(
+            c, labels={**c.labels, labels.SPEC_HASH: spec.spec_hash(resource), adoption.ADOPTED: "true"}
         )
-        return
+    if c.labels.get(adoption.ADOPTED):
+        _co_managed(b, resource, c)
     want_hash = spec.spec_hash(resource)
     if c.labels.get(labels.SPEC_HASH) != want_hash:
-        if recreate_allowed:
+        if recreate_allowed and c.labels.get(adoption.ADOPTED):
+            b.finding(
+                FindingType.CONFIG_DRIFT,
+                kind,
+                name,
+                f"the declaration changed since {cname} was adopted: dbstate does not recreate a container it "
+                "adopted until a verified backup of it exists; recreate it by hand after a backup, or revert the "
+                "declaration",
+            )
+        elif recreate_allowed:
             b.change(
                 policy,
                 Change(
@@ -340,6 +360,52 @@ def _workload(
     elif c.state == "paused":
         b.finding(FindingType.CONFIG_DRIFT, kind, name, f"container {cname} is paused: unpause it by hand")
     _attachments(b, resource, policy, networks, c)
+
+
+def _adopt(
+    b: _Builder,
+    resource: spec.DatabaseInstance | spec.Consumer,
+    policy: spec.DriftPolicy,
+    c: live.Container,
+    needs: tuple[str, ...],
+) -> str | None:
+    """policy.adopt: in-place and a container nobody else claims: "adopted" when it matches, "blocked" (with a
+    finding saying what differs) when not; None when it is not a candidate (a name-conflict)."""
+    if not isinstance(resource, spec.DatabaseInstance) or c.owner is not None:
+        return None
+    if resource.spec.policy.adopt is not spec.AdoptPolicy.IN_PLACE:
+        return None
+    kind, name = resource.kind, resource.metadata.name
+    differs = adoption.differences(resource, c)
+    if differs:
+        b.finding(
+            FindingType.ADOPTION_BLOCKED,
+            kind,
+            name,
+            f"container {c.name} was created by {adoption.creator(c)} and differs from the declaration: "
+            f"{'; '.join(differs)}. Nothing is recreated: make the declaration match (`dbstate import` writes one "
+            "that does)",
+        )
+        return "blocked"
+    details = {"container_id": c.id, "spec_hash": spec.spec_hash(resource)}
+    reason = f"created by {adoption.creator(c)}; matches the declaration: taken over as it is, not recreated"
+    b.change(policy, Change(Action.ADOPT, kind, name, c.name, reason, details, needs))
+    return "adopted"
+
+
+def _co_managed(b: _Builder, resource: spec.DatabaseInstance | spec.Consumer, c: live.Container) -> None:
+    command = adoption.retire_command(c)
+    if command is None:
+        return
+    b.finding(
+        FindingType.CO_MANAGED,
+        resource.kind,
+        resource.metadata.name,
+        f"compose also manages {c.name} (project {c.labels.get(adoption.COMPOSE_PROJECT)}): a `docker compose up` "
+        f"there could recreate it behind dbstate's back. Retire it from compose with `{command}` (stops and "
+        "removes the container, keeps every volume; dbstate then creates its own on the same data) and remove "
+        "the service from the compose file; never `down -v`",
+    )
 
 
 def _attachments(

@@ -23,7 +23,13 @@ LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adap
 LEASE = "io.dbstate.lease"  # on every lease marker
 SEEN_MARKER_PREFIX = "dbstate-seen-"  # `dbstate-seen-<volume>`: a declared volume dbstate has seen (adapters/facts.py)
 SEEN = "io.dbstate.seen"  # on those markers: the volume's name; SEEN + ".identity": its identity
-MARKER_PREFIXES = (LEASE_MARKER_PREFIX, SEEN_MARKER_PREFIX)  # dbstate's own markers: never observed, never a cause
+ADOPTED_MARKER_PREFIX = "dbstate-adopted-"  # `dbstate-adopted-<container id>`: a container dbstate took over
+ADOPTION = "io.dbstate.adoption"  # on those markers: the resource key; ADOPTION + ".container", ".spec-hash"
+MARKER_PREFIXES = (
+    LEASE_MARKER_PREFIX,
+    SEEN_MARKER_PREFIX,
+    ADOPTED_MARKER_PREFIX,
+)  # dbstate's own markers: never observed, never a cause
 LEASE_EPOCH_PREFIX = LEASE_MARKER_PREFIX + "epoch-"  # its epochs: containers created and never started
 
 

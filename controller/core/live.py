@@ -51,6 +51,7 @@ class Container:
     health: str | None = None  # starting | healthy | unhealthy, when the image has a HEALTHCHECK
     # Only for containers that were inspected (the consumers). May hold secrets: never printed, never in repr.
     env: Mapping[str, str] | None = field(default=None, repr=False)
+    command: tuple[str, ...] | None = field(default=None, repr=False)  # inspected only; may hold a secret too
 
     @property
     def managed(self) -> bool:

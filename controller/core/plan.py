@@ -19,6 +19,7 @@ class Action(enum.StrEnum):
     DISCONNECT = "disconnect"  # an undeclared attachment to an isolated network
     REMOVE = "remove"  # an orphan container, only with --prune
     RESTART = "restart"  # an instance whose probes keep failing, only with policy.restartAfterFailedProbes
+    ADOPT = "adopt"  # take over a matching container someone else made (policy.adopt: in-place); no engine call
 
 
 SYMBOLS = {
@@ -29,6 +30,7 @@ SYMBOLS = {
     Action.DISCONNECT: "~",
     Action.REMOVE: "-",
     Action.RESTART: "!",
+    Action.ADOPT: "=",
 }
 
 
@@ -45,6 +47,8 @@ class FindingType(enum.StrEnum):
     DRIFT = "drift"  # a change held back by policy.drift: warn
     VOLUME_LOST = "volume-lost"  # a declared volume seen before has vanished: nothing starts on a new empty one
     OUT_OF_SCOPE = "out-of-scope"  # a container dbstate did not make and the controller's scope does not allow
+    ADOPTION_BLOCKED = "adoption-blocked"  # policy.adopt: in-place, but the container differs from the declaration
+    CO_MANAGED = "co-managed"  # an adopted container that compose also claims (its project label)
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)
     VERSION_MISMATCH = "version-mismatch"  # the server reports another major version than spec.version

@@ -100,6 +100,11 @@ class UpgradePolicy(enum.StrEnum):
     RECREATE = "recreate"  # recreate the container, keeping its volumes
 
 
+class AdoptPolicy(enum.StrEnum):
+    NEVER = "never"  # a container of the declared name that dbstate did not create is a name-conflict
+    IN_PLACE = "in-place"  # ...is taken over as it is when it matches the declaration (core/adoption.py)
+
+
 class RestartPolicy(enum.StrEnum):
     NO = "no"
     ALWAYS = "always"
@@ -157,6 +162,11 @@ class Auth(Model):
 class InstancePolicy(Model):
     drift: DriftPolicy = DriftPolicy.ENFORCE
     upgrade: UpgradePolicy = UpgradePolicy.MANUAL
+    adopt: AdoptPolicy = Field(
+        default=AdoptPolicy.NEVER,
+        description="in-place: a container of the declared name made by someone else (compose, by hand) is taken "
+        "over without being recreated when its image, volumes and env match (`dbstate import` writes it)",
+    )
     deletion_protection: bool = True
     restart_after_failed_probes: int | None = Field(
         default=None,

@@ -121,6 +121,8 @@ def execute(c: plan.Change, runtime: Runtime) -> None:
     elif c.action is plan.Action.CREATE:
         _create(c, runtime)
         runtime.start(c.target)
+    elif c.action is plan.Action.ADOPT:
+        pass  # ownership is a record, not an engine call: the reconciler keeps it when this outcome is ok
     elif c.action is plan.Action.START:
         runtime.start(c.target)
     elif c.action is plan.Action.CONNECT:

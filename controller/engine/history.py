@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 
 from controller.core import plan
+from controller.core.adoption import Adoption
 from controller.core.health import ProbeResult
 
 
@@ -19,10 +20,17 @@ class MemoryHistory:
         self.outcomes: dict[int, list[plan.Outcome]] = {}
         self.resources: list[plan.ResourceStatus] = []
         self.failures: dict[str, int] = {}
+        self.adopted: dict[str, Adoption] = {}
         self._ids = itertools.count(1)
 
     def seen_volumes(self) -> dict[str, str | None]:
         return dict(self.volumes)
+
+    def adoptions(self) -> dict[str, Adoption]:
+        return dict(self.adopted)
+
+    def record_adoption(self, adopted: Adoption) -> None:
+        self.adopted[adopted.key] = adopted
 
     def acknowledged(self, type_: str) -> frozenset[str]:
         return frozenset(n for t, n in self.acks if t == type_)

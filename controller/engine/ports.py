@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from controller.core import live, plan, spec
+from controller.core.adoption import Adoption
 from controller.core.health import ProbeResult, ProbeTarget
 from controller.core.revision import Desired as Desired  # what a DesiredSource returns
 
@@ -98,6 +99,12 @@ class History(Protocol):
 
     def acknowledged(self, type_: str) -> frozenset[str]: ...
 
+    def adoptions(self) -> Mapping[str, Adoption]:
+        """The containers dbstate took over (policy.adopt: in-place), by resource key."""
+        ...
+
+    def record_adoption(self, adopted: Adoption) -> None: ...
+
     def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None: ...
 
     def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int: ...
@@ -115,13 +122,17 @@ class History(Protocol):
         ...
 
 
-class VolumeFacts(Protocol):
+class Facts(Protocol):
     """The facts that protect data, kept outside the state database too (on the engine), so that losing the state
-    database never makes a lost volume look new."""
+    database never makes a lost volume look new, nor an adopted database look like a stranger."""
 
     def seen_volumes(self) -> Mapping[str, str | None]: ...
 
     def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None: ...
+
+    def adoptions(self) -> Mapping[str, Adoption]: ...
+
+    def record_adoption(self, adopted: Adoption) -> None: ...
 
 
 class LeaseHolder(Protocol):

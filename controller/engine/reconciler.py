@@ -12,22 +12,23 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.core import diff, errors, health, live, secrets, spec
+from controller.core import adoption, diff, errors, health, live, secrets, spec
+from controller.core.adoption import Adoption
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
-from controller.core.plan import Change, Finding, FindingType, Outcome, Plan, ResourceStatus
+from controller.core.plan import Action, Change, Finding, FindingType, Outcome, Plan, ResourceStatus
 from controller.core.revision import Revision
 from controller.engine import apply as applying
 from controller.engine.options import PassOptions, ProbeOptions
 from controller.engine.ports import (
     Clock,
     DesiredSource,
+    Facts,
     History,
     Observer,
     Prober,
     Runtime,
     SystemClock,
-    VolumeFacts,
 )
 from controller.engine.queue import Backoff
 
@@ -112,7 +113,7 @@ class Reconciler:
         *,
         prober: Prober | None = None,
         clock: Clock | None = None,
-        facts: VolumeFacts | None = None,
+        facts: Facts | None = None,
     ) -> None:
         """`facts`: where the volume facts are kept besides the history (the engine), so that a lost history never
         makes a lost volume look new."""
@@ -143,7 +144,8 @@ class Reconciler:
         desired = self.source.load()
         state = desired.loaded.state
         names = [i.container_name for i in state.instances] + [c.container_name for c in state.consumers]
-        observed = self.observer.observe(inspect=names)
+        declared = {f"{i.kind}/{i.metadata.name}" for i in state.instances}
+        observed = adoption.relabel(self.observer.observe(inspect=names), self._adoptions(), declared)
         the_plan = diff.diff(
             state,
             observed,
@@ -180,6 +182,16 @@ class Reconciler:
                 if seen.get(name) is None:
                     seen[name] = identity
         return seen
+
+    def _adoptions(self) -> dict[str, Adoption]:
+        adopted = dict(self.facts.adoptions()) if self.facts is not None else {}
+        adopted.update(self.history.adoptions())
+        return adopted
+
+    def _record_adoption(self, adopted: Adoption) -> None:
+        self.history.record_adoption(adopted)
+        if self.facts is not None:
+            self.facts.record_adoption(adopted)
 
     def _mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None:
         self.history.mark_volumes_seen(volumes)
@@ -226,6 +238,9 @@ class Reconciler:
 
         def recorded(outcome: Outcome) -> None:
             self.history.record_outcome(result.pass_id, outcome)
+            if outcome.status == "ok" and outcome.change.action is Action.ADOPT:
+                d = outcome.change.details
+                self._record_adoption(Adoption(outcome.change.key, d["container_id"], d["spec_hash"]))
             if outcome.status == "ok" and outcome.change.kind == "Volume":
                 # lost from now on if it vanishes, and known by its identity (labels) if it is made again
                 try:

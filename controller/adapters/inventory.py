@@ -1,0 +1,48 @@
+"""What `dbstate import` needs from an engine beyond the observed state: each container's command and restart policy,
+and its image's own env and command (so that only what the container adds is declared)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.adapters.docker import DockerEngine
+from controller.core import errors, live
+from controller.core.importer import Found
+
+
+def _env(pairs: list[str] | None) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in pairs or [] if "=" in p)
+
+
+def inventory(engine: DockerEngine) -> tuple[list[Found], live.LiveState]:
+    observed = engine.observe(inspect_all=True)
+    images: dict[str, dict[str, Any]] = {}
+    found = []
+    for c in observed.containers:
+        detail = _inspect(engine, "container", c.id)
+        if not detail:
+            continue  # removed meanwhile
+        image_id = str(detail.get("Image", ""))
+        if image_id not in images:
+            images[image_id] = _inspect(engine, "image", image_id)
+        image_config = images[image_id].get("Config") or {}
+        config = detail.get("Config") or {}
+        found.append(
+            Found(
+                container=c,
+                command=tuple(config.get("Cmd") or ()),
+                image_env=_env(image_config.get("Env")),
+                image_command=tuple(image_config.get("Cmd") or ()),
+                restart=str(((detail.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or ""),
+            )
+        )
+    return found, observed
+
+
+def _inspect(engine: DockerEngine, what: str, ident: str) -> dict[str, Any]:
+    call = engine.api.inspect_container if what == "container" else engine.api.inspect_image
+    try:
+        found: dict[str, Any] = engine.call(f"inspecting a {what}", lambda: call(ident))
+    except errors.EnginePermanent:
+        return {}
+    return found

@@ -1,0 +1,167 @@
+"""`dbstate import`: write the desired state of a host as it runs (compose-made or hand-made), secrets to a separate
+env file, and take over its databases in place: the first plan has nothing to change."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from controller.commands import options as common
+from controller.core.errors import DbstateError
+
+if TYPE_CHECKING:
+    from controller.core.importer import Imported
+
+DESCRIPTION = """\
+Read every container on the engine and write desired-state YAML that describes it as it is: database containers
+become DatabaseInstances (policy.adopt: in-place), containers whose env names a database become Consumers (image:
+null: compose or a human keeps running them), and the networks and named volumes they use. One file per compose
+project. Every secret-looking value becomes a ${VAR} reference; the values go to --env-out (mode 0600), never to the
+YAML or to the terminal.
+
+The databases written are recorded as adopted (state database and engine), so a plan of the result changes nothing:
+dbstate takes them over without recreating them. Review the files, commit them, then `dbstate plan` and `dbstate run`.
+
+exit codes: 0 written; 1 nothing written (an error, or existing files without --force)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    out: Path
+    env_out: Path
+    docker_host: str | None
+    state: Path | None
+    force: bool
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from-engine",
+        action="store_true",
+        help="read the running engine (the default and, for now, the only source)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("desired-state"),
+        metavar="DIR",
+        help="where the YAML goes (default: ./desired-state)",
+    )
+    p.add_argument(
+        "--env-out",
+        type=Path,
+        default=Path(".workspace/.env"),
+        metavar="FILE",
+        help="where the secret values go, mode 0600 (default: .workspace/.env, where plan and run look); keep it "
+        "out of git. New variables are added to an existing file; one that holds another value is an error",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite YAML files that exist in --out")
+    common.add_engine(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    return Options(ns.out, ns.env_out, ns.docker_host, ns.state, ns.force)
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller import wiring
+    from controller.adapters import desired
+    from controller.adapters.yamlwrite import render
+    from controller.core import importer, spec
+    from controller.core.adoption import Adoption, differences
+    from controller.engine.options import Target
+
+    t0 = time.monotonic()
+    target = Target(opts.out, opts.env_out, opts.docker_host, opts.state)
+    print("  .. reading the engine", file=err)
+    found, observed, host = wiring.inventory(target)
+    imported = importer.build(found, observed)
+    if not imported.adopt:
+        print(f"dbstate: no database container on {host}: nothing to import", file=err)
+        return common.EXIT_ERROR
+    files: dict[str, list[importer.Document]] = {}
+    for d in imported.documents:
+        files.setdefault(d.file, []).append(d)
+    existing = sorted(f for f in files if (opts.out / f).exists())
+    if existing and not opts.force:
+        raise DbstateError(f"{', '.join(str(opts.out / f) for f in existing)} exist: nothing written (--force)")
+    env = _merged_env(opts.env_out, imported.env)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    header = f"written by `dbstate import` from {host}: review it, then commit"
+    for name, docs in sorted(files.items()):
+        (opts.out / name).write_text(render(docs, header))
+    _write_private(opts.env_out, env)
+    loaded = desired.load(opts.out, opts.env_out)
+    if loaded.errors:
+        for e in loaded.errors:
+            print(f"dbstate: {e}", file=err)
+        raise DbstateError("the imported desired state does not validate (a bug in import): nothing adopted")
+    by_key = {f"{i.kind}/{i.metadata.name}": i for i in loaded.state.instances}
+    containers = {f.container.id: f.container for f in found}
+    adoptions = [  # only what matches as written: the rest is an adoption-blocked finding in the plan, not adopted
+        Adoption(k, cid, spec.spec_hash(by_key[k]))
+        for k, cid in sorted(imported.adopt.items())
+        if not differences(by_key[k], containers[cid])
+    ]
+    wiring.record_adoptions(target, adoptions)
+    _summary(out, opts, len(files), imported, len(adoptions), time.monotonic() - t0)
+    return common.EXIT_OK
+
+
+def _merged_env(path: Path, new: dict[str, str]) -> dict[str, str]:
+    """The env file's variables with the new ones added; a variable that holds another value is an error."""
+    from controller.adapters.envfile import read
+
+    have: dict[str, str] = {}
+    if path.exists():
+        have, problems = read(path)
+        if problems:
+            raise DbstateError(f"{problems[0]}: nothing written (fix it, or use --env-out)")
+    clash = sorted(k for k, v in new.items() if k in have and have[k] != v)
+    if clash:
+        raise DbstateError(
+            f"{path} already sets {', '.join(clash)} to another value: nothing written (move the file away, or "
+            "use --env-out)"
+        )
+    return {**have, **new}
+
+
+def _write_private(path: Path, env: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# secrets written by `dbstate import`: keep this file out of git\n")
+        for k, v in sorted(env.items()):
+            f.write(f"{k}='{v}'\n" if "'" not in v else f'{k}="{_double_quoted(v)}"\n')
+
+
+def _double_quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+
+
+def _summary(out: TextIO, opts: Options, files: int, imported: Imported, adopted: int, seconds: float) -> None:
+    kinds: dict[str, int] = {}
+    for d in imported.documents:
+        kinds[d.body["kind"]] = kinds.get(d.body["kind"], 0) + 1
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    print(f"Imported {counts} into {opts.out} ({files} files) in {seconds:.1f} s.", file=out)
+    print(f"  {len(imported.env)} secret values in {opts.env_out} (mode 0600; keep it out of git).", file=out)
+    print(f"  {adopted} databases recorded as adopted: dbstate takes them over as they are.", file=out)
+    if adopted < len(imported.adopt):
+        print(
+            f"  {len(imported.adopt) - adopted} not adopted: `dbstate plan` says what differs (adoption-blocked).",
+            file=out,
+        )
+    for note in imported.notes:
+        print(f"  note: {note}", file=out)
+    allow = f" --allow-compose-project {','.join(imported.compose_projects)}" if imported.compose_projects else ""
+    print("Next:", file=out)
+    print(f"  dbstate plan --dir {opts.out} --env-file {opts.env_out}{allow}", file=out)
+    print(
+        "  (nothing to change is expected; then commit the files and start `dbstate run` with the same flags)", file=out
+    )

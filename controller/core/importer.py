@@ -1,0 +1,339 @@
+"""`dbstate import`, pure: from what runs on an engine, the desired-state documents that describe it as it is, with
+every secret replaced by a `${VAR}` reference (the values go to a separate env file, never into the documents).
+
+Database containers (recognised by image or port) become `DatabaseInstance`s with `policy.adopt: in-place`; containers
+whose env names a database's host become `Consumer`s (`image: null`: compose or a human still runs them) with `uses`
+and `hostEnv`; the networks and named volumes they use become `Network` and `Volume` documents. One file per compose
+project (and `standalone.yaml`, `networks.yaml`); every order is sorted, so the same engine gives the same files. A
+value that had to be guessed carries a comment that says so.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core import adoption, live, spec, versions
+from controller.core.hosts import every_interface, host_of
+from controller.core.recognise import ENGINE_OF_WORD, looks_like_database
+
+VERSION_ENV = (
+    "PG_MAJOR",
+    "PG_VERSION",
+    "MARIADB_VERSION",
+    "MARIADB_MAJOR",
+    "MYSQL_VERSION",
+    "MYSQL_MAJOR",
+    "REDIS_VERSION",
+)
+PASSWORD_ENV = {
+    spec.Engine.POSTGRES: ("POSTGRES_PASSWORD",),
+    spec.Engine.MARIADB: ("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
+    spec.Engine.MYSQL: ("MYSQL_ROOT_PASSWORD", "MARIADB_ROOT_PASSWORD"),
+    spec.Engine.REDIS: ("REDIS_PASSWORD",),
+}
+RESTART = {p.value for p in spec.RestartPolicy}
+NOT_DECLARED_NETWORKS = {"host", "none"}
+
+
+@dataclass(frozen=True)
+class Found:
+    """A container as import needs it: the observed container (with its env) and what its image and config add."""
+
+    container: live.Container
+    command: tuple[str, ...] = ()
+    image_env: Mapping[str, str] = field(default_factory=dict)
+    image_command: tuple[str, ...] = ()
+    restart: str = ""
+
+
+@dataclass(frozen=True)
+class Document:
+    file: str
+    body: dict[str, Any]
+    comments: tuple[str, ...] = ()
+
+
+@dataclass
+class Imported:
+    documents: list[Document]
+    env: dict[str, str]  # VAR -> value: goes to the env file only
+    adopt: dict[str, str]  # "DatabaseInstance/NAME" -> container id
+    notes: list[str]
+    compose_projects: list[str]  # of the consumers: the controller's scope must allow them
+
+
+def resource_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return name or "imported"
+
+
+def _var(owner: str, key: str) -> str:
+    return re.sub(r"[^A-Z0-9_]", "_", f"{owner}_{key}".upper())
+
+
+class _Secrets:
+    """Secret values found so far, each under one variable name."""
+
+    def __init__(self) -> None:
+        self.by_value: dict[str, str] = {}
+
+    def ref(self, owner: str, key: str, value: str) -> str:
+        var = self.by_value.get(value)
+        if var is None:
+            var = _var(owner, key)
+            while var in self.by_value.values():
+                var += "_2"
+            self.by_value[value] = var
+        return "${" + var + "}"
+
+    def scrub(self, text: str) -> str:
+        """`$` escaped for interpolation, and every known secret inside replaced by its reference."""
+        out = text.replace("$", "$$")
+        for value, var in sorted(self.by_value.items(), key=lambda kv: -len(kv[0])):
+            if len(value) >= 4:
+                out = out.replace(value.replace("$", "$$"), "${" + var + "}")
+        return out
+
+
+def _file_of(c: live.Container) -> str:
+    project = c.labels.get(adoption.COMPOSE_PROJECT)
+    return f"{resource_name(project)}.yaml" if project else "standalone.yaml"
+
+
+def _base_name(c: live.Container) -> str:
+    project, service = c.labels.get(adoption.COMPOSE_PROJECT), c.labels.get(adoption.COMPOSE_SERVICE)
+    if project and service:
+        return service if service == project else f"{project}-{service}"
+    return c.name
+
+
+def _unique(names: dict[str, str], c: live.Container) -> str:
+    base = resource_name(_base_name(c))
+    name, n = base, 2
+    while name in names.values():
+        name, n = f"{base}-{n}", n + 1
+    names[c.id] = name
+    return name
+
+
+def _version(image: str, image_env: Mapping[str, str]) -> tuple[str, str | None]:
+    """The version, and a comment when it was guessed."""
+    _repo, tag, _digest = versions.split_image(image)
+    found = versions.tag_version(tag) if tag else None
+    if found:
+        return found, None
+    for key in VERSION_ENV:
+        if image_env.get(key) and versions.tag_version(image_env[key]):
+            return str(versions.tag_version(image_env[key])), f"version from the image's {key}"
+    return "0", "version UNKNOWN: the image says nothing; set it (a probe reports the server's)"
+
+
+def _attachments(c: live.Container) -> list[dict[str, Any]]:
+    out = []
+    for a in sorted(c.networks, key=lambda a: a.network):
+        if a.network in NOT_DECLARED_NETWORKS:
+            continue
+        aliases = sorted({x for x in a.aliases if x != c.id[:12] and x != c.id})
+        out.append({"name": a.network, "aliases": aliases} if aliases else {"name": a.network})
+    return out
+
+
+def _ports(c: live.Container) -> list[str]:
+    out = []
+    for p in sorted(c.ports, key=lambda p: (p.container_port, p.proto, p.host_ip or "", p.host_port or 0)):
+        if p.host_port is None:
+            continue
+        ip = p.host_ip or ""
+        ip = "" if every_interface(ip) else (f"[{ip}]" if ":" in ip else ip)
+        out.append(f"{ip + ':' if ip else ''}{p.host_port}:{p.container_port}/{p.proto}")
+    return list(dict.fromkeys(out))
+
+
+def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Document:
+    c = f.container
+    env = {k: v for k, v in (c.env or {}).items() if f.image_env.get(k) != v}
+    comments = []
+    declared_env: dict[str, str] = {}
+    for key in sorted(env):
+        value = env[key]
+        declared_env[key] = secrets.ref(name, key, value) if spec.is_secret_key(key) and value else value
+    command = list(f.command) if f.command and tuple(f.command) != tuple(f.image_command) else []
+    if engine is spec.Engine.REDIS and "--requirepass" in command[:-1] and "REDIS_PASSWORD" not in env:
+        command = _requirepass_through_env(command, name, declared_env, secrets)
+        comments.append(
+            "its command line passes the password (`--requirepass`, visible in the process list); declared through "
+            "env REDIS_PASSWORD instead: the same server, without the secret in `ps` once dbstate recreates it"
+        )
+    for key, value in declared_env.items():
+        if not value.startswith("${") or not spec.is_secret_key(key):
+            declared_env[key] = secrets.scrub(value)
+    password_key = next((k for k in PASSWORD_ENV[engine] if k in declared_env), None)
+    auth: dict[str, Any]
+    if engine is spec.Engine.POSTGRES:
+        auth = {"method": "scram-sha-256", "user": env.get("POSTGRES_USER", "postgres")}
+        if env.get("POSTGRES_DB"):
+            auth["database"] = env["POSTGRES_DB"]
+        comments.append("auth.method guessed (scram-sha-256 is PostgreSQL's default since 14); a probe checks it")
+    elif engine is spec.Engine.REDIS:
+        auth = {"method": "password"}
+        if password_key is None:
+            auth = {"method": "none"}
+            comments.append("no password found: Redis without requirepass (an auth-weak finding when probed)")
+    else:
+        auth = {"method": "password", "user": "root"}
+    if password_key is not None:
+        auth["password"] = declared_env[password_key]
+    version, guessed = _version(c.image, f.image_env)
+    if guessed:
+        comments.append(guessed)
+    body_spec: dict[str, Any] = {
+        "engine": engine.value,
+        "version": version,
+        "image": c.image,
+        "containerName": c.name,
+        "networks": _attachments(c) or [{"name": "bridge"}],
+    }
+    named = [m for m in sorted(c.mounts, key=lambda m: m.destination) if m.type == "volume"]
+    if named:
+        body_spec["volumes"] = [{"source": m.source, "target": m.destination} for m in named]
+    for m in c.mounts:
+        if m.type == "bind":
+            comments.append(
+                f"bind mount {m.source} -> {m.destination} cannot be declared yet: adoption stays blocked "
+                "(data-moved) until it is a named volume"
+            )
+    if declared_env:
+        body_spec["env"] = declared_env
+    if command:
+        body_spec["command"] = [secrets.scrub(a) for a in command]
+    ports = _ports(c)
+    if ports:
+        body_spec["ports"] = ports
+    if f.restart in RESTART:
+        body_spec["restartPolicy"] = f.restart
+    body_spec["auth"] = auth
+    body_spec["policy"] = {"adopt": "in-place"}
+    body = {"apiVersion": "dbstate.io/v1", "kind": "DatabaseInstance", "metadata": {"name": name}, "spec": body_spec}
+    return Document(_file_of(c), body, tuple(comments))
+
+
+def _requirepass_through_env(
+    command: list[str], name: str, declared_env: dict[str, str], secrets: _Secrets
+) -> list[str]:
+    """`redis-server ... --requirepass VALUE ...` -> `sh -c 'exec redis-server ... --requirepass "$REDIS_PASSWORD"'`
+    with REDIS_PASSWORD declared (a reference) in env."""
+    i = command.index("--requirepass")
+    declared_env["REDIS_PASSWORD"] = secrets.ref(name, "REDIS_PASSWORD", command[i + 1])
+    parts = [shlex.quote(a) for a in command]
+    parts[i + 1] = '"$REDIS_PASSWORD"'
+    return ["sh", "-c", "exec " + " ".join(parts)]
+
+
+def _names_of(c: live.Container) -> set[str]:
+    """Every name a consumer may use to reach `c`."""
+    names = {c.name}
+    for a in c.networks:
+        names.update(a.aliases)
+    service = c.labels.get(adoption.COMPOSE_SERVICE)
+    if service:
+        names.add(service)
+    return {n.lower() for n in names}
+
+
+def _consumer(f: Found, name: str, instances: Sequence[tuple[str, live.Container]]) -> Document | None:
+    c = f.container
+    uses: list[dict[str, str]] = []
+    shared: set[str] = set()
+    for key, value in sorted((c.env or {}).items()):
+        if not value or spec.is_secret_key(key):
+            continue
+        host = host_of(value) if ("://" in value or ":" in value) else value.lower()
+        for inst_name, inst in instances:
+            common = {a.network for a in c.networks} & {a.network for a in inst.networks}
+            if host in _names_of(inst) and common and inst_name not in {u["instance"] for u in uses}:
+                uses.append({"instance": inst_name, "hostEnv": key})
+                shared |= common
+    if not uses:
+        return None
+    networks = [a for a in _attachments(c) if a["name"] in shared]
+    body = {
+        "apiVersion": "dbstate.io/v1",
+        "kind": "Consumer",
+        "metadata": {"name": name},
+        "spec": {"containerName": c.name, "image": None, "networks": networks, "uses": uses},
+    }
+    return Document(_file_of(c), body, ("image: null: compose (or a human) runs it; dbstate checks and reconnects it",))
+
+
+def build(found: Sequence[Found], observed: live.LiveState) -> Imported:
+    """The documents for everything `found` on the engine `observed` (for the networks' and volumes' drivers)."""
+    secrets = _Secrets()
+    names: dict[str, str] = {}
+    documents: list[Document] = []
+    instances: list[tuple[str, live.Container]] = []
+    adopt: dict[str, str] = {}
+    notes: list[str] = []
+    ordered = sorted(found, key=lambda f: f.container.name)
+    for f in ordered:
+        word = looks_like_database(f.container)
+        engine = ENGINE_OF_WORD.get(word) if word else None
+        if engine is None:
+            continue
+        name = _unique(names, f.container)
+        documents.append(_instance(f, name, engine, secrets))
+        instances.append((name, f.container))
+        adopt[f"DatabaseInstance/{name}"] = f.container.id
+    projects: set[str] = set()
+    for f in ordered:
+        if f.container.id in names:
+            continue
+        name = resource_name(_base_name(f.container))
+        if name in names.values():
+            name = _unique(names, f.container)
+        doc = _consumer(f, name, instances)
+        if doc is not None:
+            names[f.container.id] = name
+            documents.append(doc)
+            project = f.container.labels.get(adoption.COMPOSE_PROJECT)
+            if project:
+                projects.add(project)
+            else:
+                notes.append(
+                    f"consumer {name} ({f.container.name}) was not made by compose: allow it with "
+                    f"--allow-label KEY=VALUE of one of its labels, or it stays out-of-scope"
+                )
+    documents += _networks_and_volumes(documents, observed)
+    documents.sort(key=lambda d: (d.file, _KIND_ORDER[d.body["kind"]], d.body["metadata"]["name"]))
+    env = {var: value for value, var in secrets.by_value.items()}
+    return Imported(documents, dict(sorted(env.items())), adopt, notes, sorted(projects))
+
+
+_KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
+
+
+def _networks_and_volumes(documents: Sequence[Document], observed: live.LiveState) -> list[Document]:
+    nets: set[str] = set()
+    vols: dict[str, str] = {}
+    for d in documents:
+        s = d.body["spec"]
+        nets.update(a["name"] for a in s.get("networks", []))
+        for v in s.get("volumes", []):
+            vols.setdefault(v["source"], d.file)
+    out = []
+    for n in sorted(nets):
+        found = observed.network(n)
+        body: dict[str, Any] = {"apiVersion": "dbstate.io/v1", "kind": "Network", "metadata": {"name": n}}
+        if found is not None and (found.driver != "bridge" or found.internal):
+            body["spec"] = {"driver": found.driver, "internal": found.internal}
+        out.append(Document("networks.yaml", body))
+    for v, file in sorted(vols.items()):
+        found_v = observed.volume(v)
+        body = {"apiVersion": "dbstate.io/v1", "kind": "Volume", "metadata": {"name": v}}
+        if found_v is not None and found_v.driver != "local":
+            body["spec"] = {"driver": found_v.driver}
+        out.append(Document(file, body))
+    return out

@@ -1,0 +1,304 @@
+"""Adopting a host as it is, built the way the seed's team built theirs: real `docker-compose` projects for the main
+PostgreSQL, MariaDB and Redis on the external network `edge`, Supabase's database on an internal network with a bind
+mount, application containers that use them, marker rows in every database. Then `dbstate import`, `validate`,
+`plan` (nothing to change, no name-conflict) and `run`: the compose-made PostgreSQL is restarted in place (same
+container id), a disconnected consumer is reconnected with its compose alias, a stray database is an unmanaged
+finding, every marker is still there, and no secret value is in any output, file or state database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from devtools.engine import TEST_LABEL
+from tests.e2e.helpers import dbstate, wait_for
+from tests.e2e.test_run import Controller, running
+
+PG_PASSWORD = "pg-Adopt#1@x"
+MARIADB_PASSWORD = "maria-Adopt#2"
+REDIS_PASSWORD = "redis-Adopt#3"
+SUPA_PASSWORD = "supa-Adopt#4"
+SECRETS = (PG_PASSWORD, MARIADB_PASSWORD, REDIS_PASSWORD, SUPA_PASSWORD)
+MARK = "marker-row-before-adoption"
+WRITE = f"create table if not exists m (v text); delete from m; insert into m values ('{MARK}')"  # noqa: S608
+READ = "select v from m"
+LABELS = f'labels: {{"{TEST_LABEL}": "1"}}'
+
+COMPOSE = {
+    "postgres": f"""version: "3.8"
+services:
+  postgres:
+    image: dbstate-local/postgres:15
+    container_name: postgres-postgres-1
+    restart: unless-stopped
+    environment: {{POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "{PG_PASSWORD}"}}
+    volumes: ["postgres_data:/var/lib/postgresql/data"]
+    networks: [edge]
+    {LABELS}
+volumes:
+  postgres_data: {{{LABELS}}}
+networks:
+  edge: {{external: true}}
+""",
+    "mariadb": f"""version: "3.8"
+services:
+  mariadb:
+    image: dbstate-local/mariadb:10.11
+    container_name: mariadb-mariadb-1
+    restart: unless-stopped
+    environment: {{MARIADB_ROOT_PASSWORD: "{MARIADB_PASSWORD}", MARIADB_DATABASE: wiki}}
+    volumes: ["mariadb_data:/var/lib/mysql"]
+    networks: [edge]
+    {LABELS}
+volumes:
+  mariadb_data: {{{LABELS}}}
+networks:
+  edge: {{external: true}}
+""",
+    "redis": f"""version: "3.8"
+services:
+  redis:
+    image: dbstate-local/redis:7.0
+    container_name: redis-redis-1
+    restart: unless-stopped
+    command: ["redis-server", "--requirepass", "{REDIS_PASSWORD}"]
+    volumes: ["redis_data:/data"]
+    networks: [edge]
+    {LABELS}
+volumes:
+  redis_data: {{{LABELS}}}
+networks:
+  edge: {{external: true}}
+""",
+    "supabase": f"""version: "3.8"
+services:
+  db:
+    image: dbstate-local/postgres:15
+    container_name: supabase-db
+    restart: unless-stopped
+    environment: {{POSTGRES_PASSWORD: "{SUPA_PASSWORD}"}}
+    volumes: ["./data/postgres:/var/lib/postgresql/data"]
+    networks: [internal]
+    {LABELS}
+  auth:
+    image: dbstate-local/app:1
+    container_name: supabase-auth
+    environment: {{DB_HOST: db, DB_PASSWORD: "{SUPA_PASSWORD}"}}
+    networks: [internal]
+    {LABELS}
+networks:
+  internal: {{internal: true, {LABELS}}}
+""",
+    "apps": f"""version: "3.8"
+services:
+  n8n:
+    image: dbstate-local/app:1
+    container_name: n8n-n8n-1
+    environment: {{DB_POSTGRESDB_HOST: postgres, DB_POSTGRESDB_PASSWORD: "{PG_PASSWORD}"}}
+    networks: [edge]
+    {LABELS}
+  wikijs:
+    image: dbstate-local/app:1
+    container_name: wikijs-wikijs-1
+    environment: {{DB_HOST: "mariadb:3306", DB_PASS: "{MARIADB_PASSWORD}"}}
+    networks: [edge]
+    {LABELS}
+  cache-user:
+    image: dbstate-local/app:1
+    container_name: outline-outline-1
+    environment: {{REDIS_URL: "redis://:{REDIS_PASSWORD}@redis:6379/0"}}
+    networks: [edge]
+    {LABELS}
+networks:
+  edge: {{external: true}}
+""",
+}
+
+
+def compose(root: Path, project: str, host: str, *args: str) -> None:
+    env = {**os.environ, "DOCKER_HOST": host}
+    r = subprocess.run(
+        ["docker-compose", "-p", project, "-f", str(root / project / "compose.yml"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, f"docker-compose -p {project} {' '.join(args)}: {r.stderr}"
+
+
+def sql(client: docker.DockerClient, container: str, argv: list[str]) -> str:
+    """Run a client in the container until it succeeds (the server may still be initialising)."""
+    last: list[str] = []
+
+    def attempt() -> tuple[str] | None:
+        r = client.containers.get(container).exec_run(argv)
+        last[:] = [r.output.decode(errors="replace")]
+        return (r.output.decode(),) if r.exit_code == 0 else None
+
+    try:
+        return str(wait_for(attempt, timeout=120, interval=0.5)[0])
+    except AssertionError as e:
+        raise AssertionError(f"{container}: {argv[0]} kept failing: {last}") from e
+
+
+def markers(client: docker.DockerClient) -> dict[str, str]:
+    return {
+        "postgres": sql(client, "postgres-postgres-1", ["psql", "-U", "app", "-d", "app", "-Atc", READ]),
+        "mariadb": sql(
+            client,
+            "mariadb-mariadb-1",
+            ["sh", "-c", f"mariadb -uroot -p'{MARIADB_PASSWORD}' wiki -N -e '{READ}'"],
+        ),
+        "redis": sql(client, "redis-redis-1", ["redis-cli", "-a", REDIS_PASSWORD, "--no-auth-warning", "get", "m"]),
+        "supabase": sql(client, "supabase-db", ["psql", "-U", "postgres", "-Atc", READ]),
+    }
+
+
+@pytest.fixture
+def host_built(docker_client, engine_host, tmp_path):
+    """The seed's shape, made with real docker-compose; torn down (with its volumes) afterwards."""
+    root = tmp_path / "services"
+    for project, text in COMPOSE.items():
+        (root / project).mkdir(parents=True)
+        (root / project / "compose.yml").write_text(text)
+    docker_client.networks.create("edge", driver="bridge", labels={TEST_LABEL: "1"})
+    try:
+        for project in COMPOSE:
+            compose(root, project, engine_host, "up", "-d")
+        sql(
+            docker_client,
+            "postgres-postgres-1",
+            ["psql", "-U", "app", "-d", "app", "-c", WRITE],
+        )
+        sql(
+            docker_client,
+            "mariadb-mariadb-1",
+            [
+                "sh",
+                "-c",
+                f"mariadb -uroot -p'{MARIADB_PASSWORD}' wiki -e \"{WRITE}\"",
+            ],
+        )
+        sql(docker_client, "redis-redis-1", ["redis-cli", "-a", REDIS_PASSWORD, "--no-auth-warning", "set", "m", MARK])
+        sql(
+            docker_client,
+            "supabase-db",
+            ["psql", "-U", "postgres", "-c", WRITE],
+        )
+        yield root
+    finally:
+        for project in COMPOSE:
+            subprocess.run(
+                ["docker-compose", "-p", project, "-f", str(root / project / "compose.yml"), "down", "-v"],
+                env={**os.environ, "DOCKER_HOST": engine_host},
+                capture_output=True,
+                timeout=300,
+            )
+        shutil.rmtree(root / "supabase" / "data", ignore_errors=True)
+
+
+def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_place(
+    host_built, docker_client, engine_host, tmp_path
+):
+    out, env_file, state = tmp_path / "ds", tmp_path / "ws" / ".env", tmp_path / "state.db"
+    ids = {c.name: c.id for c in docker_client.containers.list(all=True)}
+    t0 = time.monotonic()
+    r = dbstate("import", "--out", str(out), "--env-out", str(env_file), host=engine_host, state=state, secrets=SECRETS)
+    import_seconds = time.monotonic() - t0
+    assert r.code == 0, r.stdout + r.stderr
+    assert "4 DatabaseInstance" in r.stdout and "4 Consumer" in r.stdout, r.stdout
+    assert "--allow-compose-project apps,supabase" in r.stdout
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["apps.yaml", "mariadb.yaml", "networks.yaml", "postgres.yaml", "redis.yaml", "supabase.yaml"]
+    text = "".join((out / f).read_text() for f in files)
+    for s in SECRETS:
+        assert s not in text
+        assert s in env_file.read_text()
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert "policy:\n    adopt: in-place" in (out / "postgres.yaml").read_text()
+    assert "bind mount" in (out / "supabase.yaml").read_text()  # said where it was guessed or cannot be declared
+    again = tmp_path / "ds2"
+    assert (
+        dbstate(
+            "import", "--out", str(again), "--env-out", str(env_file), host=engine_host, state=state, secrets=SECRETS
+        ).code
+        == 0
+    )
+    assert {f: (again / f).read_text() for f in files} == {f: (out / f).read_text() for f in files}  # deterministic
+
+    assert (
+        dbstate("validate", "--dir", str(out), "--env-file", str(env_file), host=engine_host, secrets=SECRETS).code == 0
+    )
+    allow = ("--allow-compose-project", "apps,supabase")
+    t0 = time.monotonic()
+    r = dbstate(
+        "plan",
+        "--dir",
+        str(out),
+        "--env-file",
+        str(env_file),
+        "--output",
+        "json",
+        *allow,
+        host=engine_host,
+        state=state,
+        secrets=SECRETS,
+    )
+    plan_seconds = time.monotonic() - t0
+    p = json.loads(r.stdout)
+    assert p["changes"] == [], p["changes"]
+    found = {(f["type"], f["name"]) for f in p["findings"]}
+    assert not any(t == "name-conflict" for t, _ in found), found
+    assert {("co-managed", n) for n in ("postgres", "mariadb", "redis")} <= found
+    assert ("adoption-blocked", "supabase-db") in found  # its data is on a bind mount, which cannot be declared yet
+    print(f"import {import_seconds:.2f} s, first plan {plan_seconds:.2f} s")
+
+    c = Controller(out, engine_host, state, tmp_path / "run.log", "--env-file", str(env_file), *allow)
+    try:
+        wait_for(c.ready, timeout=60)
+        docker_client.containers.get("postgres-postgres-1").stop(timeout=5)
+        wait_for(lambda: running(docker_client, "postgres-postgres-1"), timeout=30)
+        assert docker_client.containers.get("postgres-postgres-1").id == ids["postgres-postgres-1"]  # not recreated
+        docker_client.networks.get("edge").disconnect("n8n-n8n-1")
+        wait_for(lambda: "edge" in docker_client.containers.get("n8n-n8n-1").attrs["NetworkSettings"]["Networks"], 30)
+        aliases = docker_client.containers.get("n8n-n8n-1").attrs["NetworkSettings"]["Networks"]["edge"]["Aliases"]
+        assert "n8n" in aliases  # compose's service alias kept
+        docker_client.containers.run(
+            "dbstate-local/redis:7.0", name="stray-redis", detach=True, labels={TEST_LABEL: "1"}, network="edge"
+        )
+        r = dbstate(
+            "plan",
+            "--dir",
+            str(out),
+            "--env-file",
+            str(env_file),
+            "--output",
+            "json",
+            *allow,
+            host=engine_host,
+            state=tmp_path / "plan.db",
+            secrets=SECRETS,
+        )
+        assert ("unmanaged-database", "stray-redis") in {
+            (f["type"], f["name"]) for f in json.loads(r.stdout)["findings"]
+        }
+    finally:
+        code, _ = c.stop()
+        assert code == 0
+    assert {c.name: c.id for c in docker_client.containers.list(all=True) if c.name in ids} == {
+        n: i for n, i in ids.items() if n in {c.name for c in docker_client.containers.list(all=True)}
+    }
+    assert markers(docker_client) == {k: MARK + "\n" for k in ("postgres", "mariadb", "redis", "supabase")}
+    log = (tmp_path / "run.log").read_text()
+    database = state.read_bytes()
+    for s in SECRETS:
+        assert s not in log and s.encode() not in database
