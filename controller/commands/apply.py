@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.commands.plan import render
+from controller.core.plan import FindingType
 from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
@@ -22,7 +23,10 @@ errors are retried within --retry-budget; a failed change blocks only what depen
 While it changes the engine, apply holds the engine lease: if a `dbstate run` holds it, apply changes nothing and
 says so; a lease whose holder stopped renewing is waited out (up to --lease-ttl).
 
-exit codes: 0 converged; 1 a change failed or the desired state has errors (every outcome is still reported)."""
+exit codes: 0 converged; 1 a change failed, the desired state has errors, or a declared resource is not under
+dbstate's management (name-conflict, adoption-blocked); every outcome is still reported."""
+
+NOT_UNDER_MANAGEMENT = frozenset({FindingType.NAME_CONFLICT, FindingType.ADOPTION_BLOCKED})
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,13 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
         out.write("\nApplying:\n")
     outcomes = reconciler.apply(result, on_outcome=line) if changes else ()
     reconciler.finish(result, outcomes)
-    converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors
+    unmanaged = sorted({f"{f.kind}/{f.name}" for f in result.plan.findings if f.type in NOT_UNDER_MANAGEMENT})
+    converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors and not unmanaged
     if json_out:
         out.write(scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets))
-    elif changes:
-        out.write(view.closing_line(outcomes))
+    else:
+        if changes:
+            out.write(view.closing_line(outcomes))
+        if unmanaged:
+            out.write(f"Not converged: {', '.join(unmanaged)} not under dbstate's management (see the findings).\n")
     return common.EXIT_OK if converged else common.EXIT_ERROR

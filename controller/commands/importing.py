@@ -160,6 +160,7 @@ def _summary(out: TextIO, opts: Options, files: int, imported: Imported, adopted
     for note in imported.notes:
         print(f"  note: {note}", file=out)
     allow = f" --allow-compose-project {','.join(imported.compose_projects)}" if imported.compose_projects else ""
+    allow += "".join(f" --allow-bind-root {root}" for root in imported.bind_roots)
     print("Next:", file=out)
     print(f"  dbstate plan --dir {opts.out} --env-file {opts.env_out}{allow}", file=out)
     print(

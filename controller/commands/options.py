@@ -169,6 +169,14 @@ def add_scope(p: argparse.ArgumentParser) -> None:
         help="containers carrying this label may be connected and disconnected (repeatable; also "
         "$DBSTATE_ALLOW_LABELS, comma-separated)",
     )
+    p.add_argument(
+        "--allow-bind-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="database bind mounts (type: bind) may use host directories under DIR (repeatable; also "
+        "$DBSTATE_ALLOW_BIND_ROOTS, comma-separated). Default: none",
+    )
 
 
 def scope(ns: argparse.Namespace) -> Scope:
@@ -182,7 +190,12 @@ def scope(ns: argparse.Namespace) -> Scope:
         if not sep or not key:
             raise DbstateError(f"--allow-label {text!r}: expected KEY=VALUE")
         labels.add((key, value))
-    return Scope(frozenset(p.strip() for p in projects), frozenset(labels))
+    roots = [*ns.allow_bind_root, *os.environ.get("DBSTATE_ALLOW_BIND_ROOTS", "").split(",")]
+    for root in roots:
+        if root.strip() and (not root.strip().startswith("/") or root.strip().rstrip("/") == ""):
+            raise DbstateError(f"--allow-bind-root {root!r}: an absolute directory other than /")
+    binds = frozenset(r.strip().rstrip("/") for r in roots if r.strip())
+    return Scope(frozenset(p.strip() for p in projects), frozenset(labels), binds)
 
 
 def add_converge(p: argparse.ArgumentParser, retry_budget: float) -> None:

@@ -42,13 +42,13 @@ def differences(inst: spec.DatabaseInstance, c: live.Container) -> list[str]:
     out = []
     if not _same_image(c.image, inst.spec.image):
         out.append(f"image: runs {c.image}, declared {inst.spec.image}")
-    declared = {m.target: m.source for m in inst.spec.volumes}
-    for target, source in sorted(declared.items()):
+    declared = {m.target: (m.type, m.source) for m in inst.spec.volumes}
+    for target, (kind, source) in sorted(declared.items()):
         found = next((m for m in c.mounts if m.destination == target), None)
         if found is None:
-            out.append(f"{target}: nothing mounted there, declared volume {source}")
-        elif found.type != "volume" or found.source != source:
-            out.append(f"{target}: mounts {found.type} {found.source}, declared volume {source}")
+            out.append(f"{target}: nothing mounted there, declared {kind} {source}")
+        elif found.type != kind or found.source.rstrip("/") != source:
+            out.append(f"{target}: mounts {found.type} {found.source}, declared {kind} {source}")
     for m in c.mounts:
         if m.destination not in declared and m.type in ("volume", "bind"):
             out.append(f"{m.destination}: mounts {m.type} {m.source}, which the declaration does not (data-moved)")

@@ -138,7 +138,8 @@ def check_all(
         for i, att in enumerate(inst.spec.networks):
             ref(me, ("spec", "networks", i, "name"), "Network", att.name, net_by_name)
         for i, vm in enumerate(inst.spec.volumes):
-            ref(me, ("spec", "volumes", i, "source"), "Volume", vm.source, vol_names)
+            if vm.type == "volume":
+                ref(me, ("spec", "volumes", i, "source"), "Volume", vm.source, vol_names)
         _dup_attachments(out, me, inst.spec.networks)
         isolated = [a.name for a in inst.spec.networks if a.name in net_by_name and net_by_name[a.name].spec.isolated]
         shared = [a.name for a in inst.spec.networks if a.name in net_by_name and not net_by_name[a.name].spec.isolated]

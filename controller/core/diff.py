@@ -63,7 +63,7 @@ def requirements(resource: spec.DatabaseInstance | spec.Consumer) -> tuple[str, 
     """What must exist before this container's changes: its networks, volumes, and the instances it uses."""
     out = [f"Network/{a.name}" for a in resource.spec.networks]
     if isinstance(resource, spec.DatabaseInstance):
-        out += [f"Volume/{v.source}" for v in resource.spec.volumes]
+        out += [f"Volume/{v.source}" for v in resource.spec.volumes if v.type == "volume"]
     else:
         out += [f"DatabaseInstance/{u.instance}" for u in resource.spec.uses]
     return tuple(out)
@@ -106,7 +106,18 @@ def diff(
     _networks(b, desired, observed)
     lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
     for inst in desired.instances:
-        blocked = sorted({v.source for v in inst.spec.volumes} & lost)
+        outside = [v.source for v in inst.spec.volumes if v.type == "bind" and not scope.allows_bind(v.source)]
+        if outside:
+            b.finding(
+                FindingType.OUT_OF_SCOPE,
+                inst.kind,
+                inst.metadata.name,
+                f"bind mount {outside[0]} is outside the host directories this controller may mount "
+                f"({', '.join(sorted(scope.bind_roots)) or 'none allowed'}): not created, started or adopted; allow "
+                "its root with --allow-bind-root",
+            )
+            continue
+        blocked = sorted({v.source for v in inst.spec.volumes if v.type == "volume"} & lost)
         if blocked:
             b.finding(
                 FindingType.VOLUME_LOST,
@@ -426,6 +437,8 @@ def _attachments(
         else:
             reason = f"alias {', '.join(missing)} missing on {att.name}"
             details["reconnect"] = True  # an endpoint's aliases cannot change: disconnect, then connect
+            # ...keeping the aliases it had (compose's service name): reconnecting must not take a name away
+            details["aliases"] = list(att.aliases) + [a for a in have.aliases if a not in att.aliases]
         change = Change(
             Action.CONNECT, resource.kind, resource.metadata.name, c.name, reason, details, requirements(resource)
         )

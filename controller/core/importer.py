@@ -64,6 +64,7 @@ class Imported:
     adopt: dict[str, str]  # "DatabaseInstance/NAME" -> container id
     notes: list[str]
     compose_projects: list[str]  # of the consumers: the controller's scope must allow them
+    bind_roots: list[str]  # the directories of the bind mounts of the instances: the scope must allow them
 
 
 def resource_name(text: str) -> str:
@@ -197,15 +198,18 @@ def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Do
         "containerName": c.name,
         "networks": _attachments(c) or [{"name": "bridge"}],
     }
-    named = [m for m in sorted(c.mounts, key=lambda m: m.destination) if m.type == "volume"]
-    if named:
-        body_spec["volumes"] = [{"source": m.source, "target": m.destination} for m in named]
-    for m in c.mounts:
-        if m.type == "bind":
+    mounts = []
+    for m in sorted(c.mounts, key=lambda m: m.destination):
+        if m.type == "volume":
+            mounts.append({"source": m.source, "target": m.destination})
+        elif m.type == "bind":
+            mounts.append({"type": "bind", "source": m.source.rstrip("/"), "target": m.destination})
             comments.append(
-                f"bind mount {m.source} -> {m.destination} cannot be declared yet: adoption stays blocked "
-                "(data-moved) until it is a named volume"
+                f"its data is a host directory ({m.source}): the controller must allow it (--allow-bind-root); "
+                "moving it to a named volume is an explicit step, never a silent switch"
             )
+    if mounts:
+        body_spec["volumes"] = mounts
     if declared_env:
         body_spec["env"] = declared_env
     if command:
@@ -309,7 +313,10 @@ def build(found: Sequence[Found], observed: live.LiveState) -> Imported:
     documents += _networks_and_volumes(documents, observed)
     documents.sort(key=lambda d: (d.file, _KIND_ORDER[d.body["kind"]], d.body["metadata"]["name"]))
     env = {var: value for value, var in secrets.by_value.items()}
-    return Imported(documents, dict(sorted(env.items())), adopt, notes, sorted(projects))
+    binds = sorted(
+        {m.source.rstrip("/").rsplit("/", 1)[0] or "/" for _name, c in instances for m in c.mounts if m.type == "bind"}
+    )
+    return Imported(documents, dict(sorted(env.items())), adopt, notes, sorted(projects), binds)
 
 
 _KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
@@ -322,7 +329,8 @@ def _networks_and_volumes(documents: Sequence[Document], observed: live.LiveStat
         s = d.body["spec"]
         nets.update(a["name"] for a in s.get("networks", []))
         for v in s.get("volumes", []):
-            vols.setdefault(v["source"], d.file)
+            if v.get("type", "volume") == "volume":
+                vols.setdefault(v["source"], d.file)
     out = []
     for n in sorted(nets):
         found = observed.network(n)

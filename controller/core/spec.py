@@ -10,9 +10,9 @@ import enum
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from controller.core.hosts import every_interface
@@ -146,8 +146,30 @@ class NetworkAttachment(Model):
 
 
 class VolumeMount(Model):
-    source: DockerName = Field(description="a declared Volume")
+    # fields added after containers were created from this model: left out of the spec hash at their default, so that
+    # adding them recreates nothing
+    HASH_OMIT_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"type"})
+
+    type: Literal["volume", "bind"] = Field(
+        default="volume",
+        description="volume: a declared Volume; bind: a host directory, inside a bind root the controller allows "
+        "(--allow-bind-root)",
+    )
+    source: str = Field(description="a declared Volume's name; for type bind, an absolute host path")
     target: Annotated[str, StringConstraints(pattern=r"^/")]
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("type", "volume") == "volume":
+            if not re.match(DOCKER_NAME_PATTERN, value) or len(value) > 128:
+                raise ValueError(f"{value!r} is not a volume name (a bind mount needs `type: bind`)")
+            return value
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r}: a bind mount's source is an absolute host path")
+        if value.rstrip("/") == "" or ".." in value.split("/") or "//" in value:
+            raise ValueError(f"{value!r}: not / itself, and no `..` or `//` in the path")
+        return value.rstrip("/")
 
 
 class Auth(Model):
@@ -311,7 +333,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Secret):
         return value.reveal()
     if isinstance(value, BaseModel):
-        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+        fields = type(value).model_fields
+        omit: frozenset[str] = getattr(type(value), "HASH_OMIT_DEFAULTS", frozenset())
+        return {
+            k: _plain(getattr(value, k)) for k in fields if not (k in omit and getattr(value, k) == fields[k].default)
+        }
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in sorted(value.items())}
     if isinstance(value, list | tuple):

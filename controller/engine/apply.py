@@ -154,6 +154,8 @@ def _create(c: plan.Change, runtime: Runtime) -> None:
     before = {}
     if isinstance(resource, spec.DatabaseInstance):
         for v in resource.spec.volumes:
+            if v.type != "volume":
+                continue  # a bind mount is a host directory: Docker never makes one up
             before[v.source] = runtime.volume_identity(v.source)
             if before[v.source] is None:
                 raise errors.VolumeLost(

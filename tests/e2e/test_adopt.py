@@ -216,6 +216,7 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     import_seconds = time.monotonic() - t0
     assert r.code == 0, r.stdout + r.stderr
     assert "4 DatabaseInstance" in r.stdout and "4 Consumer" in r.stdout, r.stdout
+    assert "4 databases recorded as adopted" in r.stdout
     assert "--allow-compose-project apps,supabase" in r.stdout
     files = sorted(p.name for p in out.iterdir())
     assert files == ["apps.yaml", "mariadb.yaml", "networks.yaml", "postgres.yaml", "redis.yaml", "supabase.yaml"]
@@ -225,7 +226,10 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         assert s in env_file.read_text()
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "policy:\n    adopt: in-place" in (out / "postgres.yaml").read_text()
-    assert "bind mount" in (out / "supabase.yaml").read_text()  # said where it was guessed or cannot be declared
+    supabase = (out / "supabase.yaml").read_text()
+    assert "type: bind" in supabase and "--allow-bind-root" in supabase  # its data stays where it is
+    bind_root = str(host_built / "supabase" / "data")
+    assert f"--allow-bind-root {bind_root}" in r.stdout
     again = tmp_path / "ds2"
     assert (
         dbstate(
@@ -238,7 +242,7 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     assert (
         dbstate("validate", "--dir", str(out), "--env-file", str(env_file), host=engine_host, secrets=SECRETS).code == 0
     )
-    allow = ("--allow-compose-project", "apps,supabase")
+    allow = ("--allow-compose-project", "apps,supabase", "--allow-bind-root", bind_root)
     t0 = time.monotonic()
     r = dbstate(
         "plan",
@@ -258,8 +262,7 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     assert p["changes"] == [], p["changes"]
     found = {(f["type"], f["name"]) for f in p["findings"]}
     assert not any(t == "name-conflict" for t, _ in found), found
-    assert {("co-managed", n) for n in ("postgres", "mariadb", "redis")} <= found
-    assert ("adoption-blocked", "supabase-db") in found  # its data is on a bind mount, which cannot be declared yet
+    assert found == {("co-managed", n) for n in ("postgres", "mariadb", "redis", "supabase-db")}, found
     print(f"import {import_seconds:.2f} s, first plan {plan_seconds:.2f} s")
 
     c = Controller(out, engine_host, state, tmp_path / "run.log", "--env-file", str(env_file), *allow)
@@ -302,3 +305,57 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     database = state.read_bytes()
     for s in SECRETS:
         assert s not in log and s.encode() not in database
+
+
+def test_dbstate_adopt_takes_over_one_hand_made_database_or_says_what_differs(docker_client, engine_host, tmp_path):
+    """A Redis started by hand (the declaration matches it): a name-conflict until `dbstate adopt`, then dbstate's own
+    (started again when stopped, same container). A second one with another password is not adopted."""
+    from tests.e2e.helpers import ENV as TEST_ENV
+    from tests.e2e.helpers import load, run_instance
+    from tests.helpers import network, redis_instance, write_tree
+
+    root = write_tree(
+        tmp_path / "d",
+        {
+            "net.yaml": network("net-a"),
+            "kv.yaml": redis_instance("kv", "kv-db") + "---\n" + redis_instance("kv2", "kv2-db"),
+        },
+    )
+    docker_client.networks.create("net-a", labels={TEST_LABEL: "1"})
+    state = load(root)
+    for inst in state.instances:  # by hand: no dbstate labels, as compose or a human would
+        c = run_instance(docker_client, inst)
+        c.stop(timeout=1)
+        c.remove()
+    kv = next(i for i in state.instances if i.metadata.name == "kv")
+    hand = docker_client.containers.run(
+        kv.spec.image,
+        list(kv.spec.command),
+        name="kv-db",
+        detach=True,
+        network="net-a",
+        environment={"REDIS_PASSWORD": TEST_ENV["TEST_REDIS_PASSWORD"]},
+        labels={TEST_LABEL: "1"},
+    )
+    docker_client.containers.run(
+        kv.spec.image,
+        list(kv.spec.command),
+        name="kv2-db",
+        detach=True,
+        network="net-a",
+        environment={"REDIS_PASSWORD": "another-one"},
+        labels={TEST_LABEL: "1"},
+    )
+    db = tmp_path / "state.db"
+    p = dbstate("plan", "--dir", str(root), "--output", "json", host=engine_host, state=db).json()
+    assert {(f["type"], f["name"]) for f in p["findings"]} == {("name-conflict", "kv"), ("name-conflict", "kv2")}
+    r = dbstate("adopt", "kv", "--dir", str(root), host=engine_host, state=db)
+    assert r.code == 0 and "nothing was recreated" in r.stdout, r.stdout + r.stderr
+    r = dbstate("adopt", "kv2", "--dir", str(root), host=engine_host, state=db, secrets=("another-one",))
+    assert r.code == 1 and "env REDIS_PASSWORD: differs" in r.stdout, r.stdout + r.stderr
+    hand.stop(timeout=1)
+    r = dbstate("apply", "--yes", "--dir", str(root), host=engine_host, state=db)
+    assert r.code == 1, r.stdout  # kv2 is still not under management: not converged
+    assert "Not converged: DatabaseInstance/kv2" in r.stdout
+    hand.reload()
+    assert hand.status == "running" and docker_client.containers.get("kv-db").id == hand.id

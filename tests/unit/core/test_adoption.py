@@ -95,3 +95,36 @@ def test_a_container_of_another_declaration_is_never_adopted():
     assert FindingType.NAME_CONFLICT in {f.type for f in p.findings} and FindingType.ADOPTION_BLOCKED not in {
         f.type for f in p.findings
     }
+
+
+BIND = TEXT.replace(
+    "volumes: [{source: kv-data, target: /data}]", "volumes: [{type: bind, source: /srv/kv/data, target: /data}]"
+)
+
+
+def test_a_bind_mount_is_declared_only_under_an_allowed_root_and_then_adopted_where_it_is():
+    from controller.adapters import desired
+    from controller.core.scope import Scope
+
+    s = state(BIND.replace("  auth:", f"  {ADOPTING}  auth:"))
+    c = composed(mounts=(live.Mount("bind", "/srv/kv/data", "/data"),))
+    observed = live.LiveState(world().engine, (c,), (net("net-a"),), ())
+    p = diff.diff(s, observed, scope=Scope())
+    assert [f.type for f in p.findings] == [FindingType.OUT_OF_SCOPE]
+    assert [c for c in p.changes if c.kind == "DatabaseInstance"] == []
+    p = diff.diff(s, observed, scope=Scope(bind_roots=frozenset({"/srv/kv"})))
+    assert [c.action for c in p.changes if c.kind == "DatabaseInstance"] == [Action.ADOPT]
+    for bad, message in (("data", "absolute host path"), ("/", "not / itself"), ("/srv/../etc", "no `..`")):
+        loaded = desired.load_text(BIND.replace("/srv/kv/data", bad), "t.yaml", ENV)
+        assert any(message in str(e) and "spec.volumes[0].source" in str(e) for e in loaded.errors), [
+            str(e) for e in loaded.errors
+        ]
+
+
+def test_the_spec_hash_of_an_existing_declaration_never_moves():
+    """Containers carry the hash they were made from: a new field that changed it would recreate every one of them
+    (under policy.upgrade: recreate). `type: volume` is the default and is left out."""
+    from controller.core import spec
+
+    plain, explicit = state(TEXT), state(TEXT.replace("[{source: kv-data", "[{type: volume, source: kv-data"))
+    assert spec.spec_hash(plain.instances[0]) == spec.spec_hash(explicit.instances[0]) == "46ef2ab564944612"

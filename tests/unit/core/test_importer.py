@@ -1,0 +1,97 @@
+"""`dbstate import`'s rules, pure: what a compose host's containers become, secrets moved out, the result loadable
+and matching the containers it came from (so that they can be adopted as they are), the same output every time."""
+
+from __future__ import annotations
+
+from controller.adapters import desired
+from controller.adapters.yamlwrite import render
+from controller.core import adoption, importer, live
+
+PG_PW, REDIS_PW = "pg-Imp0rt@#x", "redis-Imp0rt$2"
+COMPOSE = {adoption.COMPOSE_PROJECT: "postgres", adoption.COMPOSE_SERVICE: "postgres"}
+PG = live.Container(
+    "a" * 64,
+    "postgres-postgres-1",
+    "postgres:16-alpine",
+    "running",
+    labels=COMPOSE,
+    networks=(live.Attachment("edge", ("postgres", "a" * 12)),),
+    mounts=(live.Mount("volume", "postgres_data", "/var/lib/postgresql/data"),),
+    env={"POSTGRES_USER": "app", "POSTGRES_PASSWORD": PG_PW, "PATH": "/usr/bin", "PGDATA": "/var/lib/postgresql/data"},
+    command=("postgres",),
+)
+REDIS = live.Container(
+    "b" * 64,
+    "redis-redis-1",
+    "redis:7.2",
+    "running",
+    labels={adoption.COMPOSE_PROJECT: "redis", adoption.COMPOSE_SERVICE: "redis"},
+    networks=(live.Attachment("edge", ("redis",)),),
+    mounts=(live.Mount("volume", "redis_data", "/data"),),
+    env={"PATH": "/usr/bin"},
+    command=("redis-server", "--requirepass", REDIS_PW, "--appendonly", "yes"),
+)
+APP = live.Container(
+    "c" * 64,
+    "n8n-n8n-1",
+    "n8nio/n8n:1",
+    "running",
+    labels={adoption.COMPOSE_PROJECT: "apps", adoption.COMPOSE_SERVICE: "n8n"},
+    networks=(live.Attachment("edge", ("n8n",)),),
+    env={"DB_POSTGRESDB_HOST": "postgres", "QUEUE_URL": f"redis://:{REDIS_PW}@redis:6379/0", "DB_PASS": PG_PW},
+)
+IMAGE_ENV = {"PATH": "/usr/bin", "PGDATA": "/var/lib/postgresql/data"}
+FOUND = [
+    importer.Found(PG, PG.command or (), IMAGE_ENV, ("postgres",), "unless-stopped"),
+    importer.Found(REDIS, REDIS.command or (), {"PATH": "/usr/bin"}, ("redis-server",), "always"),
+    importer.Found(APP, (), {}, (), "no"),
+]
+ENGINE = live.EngineInfo("unix:///x", "28", "1.41")
+OBSERVED = live.LiveState(
+    ENGINE,
+    (PG, REDIS, APP),
+    (live.Network("e", "edge", "bridge", False, {}),),
+    (live.Volume("postgres_data", "local", {}), live.Volume("redis_data", "local", {})),
+)
+
+
+def files(result: importer.Imported) -> dict[str, str]:
+    out: dict[str, list[importer.Document]] = {}
+    for d in result.documents:
+        out.setdefault(d.file, []).append(d)
+    return {f: render(docs, "test") for f, docs in out.items()}
+
+
+def test_a_compose_host_becomes_instances_consumers_networks_and_volumes_without_a_secret():
+    result = importer.build(FOUND, OBSERVED)
+    text = files(result)
+    assert sorted(text) == ["apps.yaml", "networks.yaml", "postgres.yaml", "redis.yaml"]
+    for body in text.values():
+        assert PG_PW not in body and REDIS_PW not in body
+    assert sorted(result.env.values()) == sorted([PG_PW, REDIS_PW])
+    assert result.adopt == {"DatabaseInstance/postgres": PG.id, "DatabaseInstance/redis": REDIS.id}
+    assert result.compose_projects == ["apps"]
+    [consumer] = [d for d in result.documents if d.body["kind"] == "Consumer"]
+    assert consumer.body["spec"]["uses"] == [
+        {"instance": "postgres", "hostEnv": "DB_POSTGRESDB_HOST"},
+        {"instance": "redis", "hostEnv": "QUEUE_URL"},
+    ]
+    assert "PGDATA" not in text["postgres.yaml"]  # what the image sets is not declared
+    assert 'version: "16"' in text["postgres.yaml"] or "version: '16'" in text["postgres.yaml"]
+
+
+def test_the_result_loads_without_errors_and_matches_the_containers_it_came_from():
+    result = importer.build(FOUND, OBSERVED)
+    loaded = desired.load_text("---\n".join(files(result).values()), "imported.yaml", result.env)
+    assert loaded.errors == (), [str(e) for e in loaded.errors]
+    by_name = {i.metadata.name: i for i in loaded.state.instances}
+    assert adoption.differences(by_name["postgres"], PG) == []
+    # the password left the command line for env, and the running server (password on its command line) still matches
+    redis = by_name["redis"]
+    assert "--requirepass" in redis.spec.command[-1] and REDIS_PW not in " ".join(redis.spec.command)
+    assert adoption.differences(redis, REDIS) == []
+    assert redis.spec.auth.password is not None and redis.spec.auth.password.reveal() == REDIS_PW
+
+
+def test_the_same_engine_gives_the_same_files():
+    assert files(importer.build(FOUND, OBSERVED)) == files(importer.build(list(reversed(FOUND)), OBSERVED))
