@@ -264,11 +264,15 @@ def _consumer(f: Found, name: str, instances: Sequence[tuple[str, live.Container
     if not uses:
         return None
     networks = [a for a in _attachments(c) if a["name"] in shared]
+    project, service = c.labels.get(adoption.COMPOSE_PROJECT), c.labels.get(adoption.COMPOSE_SERVICE)
+    named: dict[str, Any] = (
+        {"compose": {"project": project, "service": service}} if project and service else {"containerName": c.name}
+    )
     body = {
         "apiVersion": "dbstate.io/v1",
         "kind": "Consumer",
         "metadata": {"name": name},
-        "spec": {"containerName": c.name, "image": None, "networks": networks, "uses": uses},
+        "spec": {**named, "image": None, "networks": networks, "uses": uses},
     }
     return Document(_file_of(c), body, ("image: null: compose (or a human) runs it; dbstate checks and reconnects it",))
 

@@ -12,7 +12,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from controller.core.hosts import every_interface
@@ -249,8 +258,18 @@ class Use(Model):
     )
 
 
+class ComposeService(Model):
+    project: Annotated[str, StringConstraints(min_length=1)]
+    service: Annotated[str, StringConstraints(min_length=1)]
+
+
 class ConsumerSpec(Model):
-    container_name: DockerName = Field(description="the application's container")
+    container_name: DockerName | None = Field(default=None, description="the application's container")
+    compose: ComposeService | None = Field(
+        default=None,
+        description="instead of containerName: the compose project and service that run it (whatever compose named "
+        "the container: `project-service-1`, `project_service_1` or its container_name)",
+    )
     image: str | None = Field(
         default=None,
         description="null: managed elsewhere, dbstate only checks and reconnects it; set: dbstate manages it too",
@@ -258,6 +277,14 @@ class ConsumerSpec(Model):
     networks: tuple[NetworkAttachment, ...] = ()
     env: EnvMap = Field(default_factory=dict, description="the container's env when dbstate manages it (image set)")
     uses: tuple[Use, ...] = ()
+
+    @model_validator(mode="after")
+    def _named_once(self) -> ConsumerSpec:
+        if (self.container_name is None) == (self.compose is None):
+            raise ValueError("name the container once: containerName, or compose: {project, service}")
+        if self.compose is not None and self.image is not None:
+            raise ValueError("compose names a container that compose runs: image must be null")
+        return self
 
 
 class _Document(Model):
@@ -293,7 +320,12 @@ class Consumer(_Document):
 
     @property
     def container_name(self) -> str:
-        return self.spec.container_name
+        """Its container's name; for `compose`, compose v2's name of replica 1 until the observed state says which
+        container it is (core/composeref.py)."""
+        if self.spec.container_name is not None:
+            return self.spec.container_name
+        assert self.spec.compose is not None
+        return f"{self.spec.compose.project}-{self.spec.compose.service}-1"
 
 
 Resource = DatabaseInstance | Network | Volume | Consumer

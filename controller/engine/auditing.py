@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.core import audit, diff, health, live, recognise, secrets, spec
+from controller.core import adoption, audit, composeref, diff, health, live, recognise, secrets, spec
 from controller.core.revision import Revision
 from controller.engine.ports import DesiredSource, History, Observer, ProbeJob, Prober
 from controller.engine.reconciler import sort_findings
@@ -23,8 +23,10 @@ class AuditResult:
 
 def run(source: DesiredSource, observer: Observer, prober: Prober, history: History, timeout: float) -> AuditResult:
     desired = source.load()
-    state = desired.loaded.state
     observed = observer.observe(inspect_all=True)
+    state = composeref.resolve(desired.loaded.state, observed)
+    declared = {f"{i.kind}/{i.metadata.name}" for i in state.instances}
+    observed = adoption.relabel(observed, dict(history.adoptions()), declared)
     the_plan = diff.diff(
         state,
         observed,

@@ -8,11 +8,12 @@ everything (level-triggered), and returns a `PassReport`, or raises; `core.error
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.core import adoption, diff, errors, health, live, secrets, spec
+from controller.core import adoption, composeref, diff, errors, health, live, secrets, spec
 from controller.core.adoption import Adoption
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
@@ -144,8 +145,16 @@ class Reconciler:
         desired = self.source.load()
         state = desired.loaded.state
         names = [i.container_name for i in state.instances] + [c.container_name for c in state.consumers]
+        observed = self.observer.observe(inspect=names)
+        resolved = composeref.resolve(state, observed)
+        if resolved is not state:  # consumers named by compose service: their containers' env is needed too
+            state = resolved
+            desired = dataclasses.replace(desired, loaded=dataclasses.replace(desired.loaded, state=state))
+            more = [c.container_name for c in state.consumers if c.container_name not in names]
+            if more:
+                observed = self.observer.observe(inspect=names + more)
         declared = {f"{i.kind}/{i.metadata.name}" for i in state.instances}
-        observed = adoption.relabel(self.observer.observe(inspect=names), self._adoptions(), declared)
+        observed = adoption.relabel(observed, self._adoptions(), declared)
         the_plan = diff.diff(
             state,
             observed,
@@ -201,13 +210,10 @@ class Reconciler:
     def _probe(
         self, state: spec.DesiredState, observed: live.LiveState, the_plan: Plan, options: ProbeOptions, now: bool
     ) -> Plan:
-        # an instance whose container is not its own (name conflict) or whose volume is lost is not probed: the
-        # diff's finding says what is wrong, and a probe would only talk to the wrong server or to nothing
-        skip = {
-            f.name
-            for f in the_plan.findings
-            if f.kind == "DatabaseInstance" and f.type in (FindingType.NAME_CONFLICT, FindingType.VOLUME_LOST)
-        }
+        # an instance whose volume is lost is not probed (there is no server, or the wrong one: the diff says so); one
+        # whose container is somebody else's (name-conflict, adoption-blocked) still is, read-only: undeclared is not
+        # ignored, and a declared database that stops is reported whoever made it
+        skip = {f.name for f in the_plan.findings if f.kind == "DatabaseInstance" and f.type is FindingType.VOLUME_LOST}
         instances = [i for i in state.instances if i.metadata.name not in skip]
         probed: frozenset[str] = frozenset()
         if now and self.prober is not None:

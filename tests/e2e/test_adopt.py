@@ -32,52 +32,42 @@ WRITE = f"create table if not exists m (v text); delete from m; insert into m va
 READ = "select v from m"
 LABELS = f'labels: {{"{TEST_LABEL}": "1"}}'
 
+
+def main_database(service: str, image: str, data: str, setting: str) -> str:
+    """One of the seed's main databases: its own compose project, a named volume, the external network `edge`."""
+    return f"""version: "3.8"
+services:
+  {service}:
+    image: {image}
+    container_name: {service}-{service}-1
+    restart: unless-stopped
+    {setting}
+    volumes: ["{service}_data:{data}"]
+    networks: [edge]
+    {LABELS}
+volumes:
+  {service}_data: {{{LABELS}}}
+networks:
+  edge: {{external: true}}
+"""
+
+
 COMPOSE = {
-    "postgres": f"""version: "3.8"
-services:
-  postgres:
-    image: dbstate-local/postgres:15
-    container_name: postgres-postgres-1
-    restart: unless-stopped
-    environment: {{POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "{PG_PASSWORD}"}}
-    volumes: ["postgres_data:/var/lib/postgresql/data"]
-    networks: [edge]
-    {LABELS}
-volumes:
-  postgres_data: {{{LABELS}}}
-networks:
-  edge: {{external: true}}
-""",
-    "mariadb": f"""version: "3.8"
-services:
-  mariadb:
-    image: dbstate-local/mariadb:10.11
-    container_name: mariadb-mariadb-1
-    restart: unless-stopped
-    environment: {{MARIADB_ROOT_PASSWORD: "{MARIADB_PASSWORD}", MARIADB_DATABASE: wiki}}
-    volumes: ["mariadb_data:/var/lib/mysql"]
-    networks: [edge]
-    {LABELS}
-volumes:
-  mariadb_data: {{{LABELS}}}
-networks:
-  edge: {{external: true}}
-""",
-    "redis": f"""version: "3.8"
-services:
-  redis:
-    image: dbstate-local/redis:7.0
-    container_name: redis-redis-1
-    restart: unless-stopped
-    command: ["redis-server", "--requirepass", "{REDIS_PASSWORD}"]
-    volumes: ["redis_data:/data"]
-    networks: [edge]
-    {LABELS}
-volumes:
-  redis_data: {{{LABELS}}}
-networks:
-  edge: {{external: true}}
-""",
+    "postgres": main_database(
+        "postgres",
+        "dbstate-local/postgres:15",
+        "/var/lib/postgresql/data",
+        f'environment: {{POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "{PG_PASSWORD}"}}',
+    ),
+    "mariadb": main_database(
+        "mariadb",
+        "dbstate-local/mariadb:10.11",
+        "/var/lib/mysql",
+        f'environment: {{MARIADB_ROOT_PASSWORD: "{MARIADB_PASSWORD}", MARIADB_DATABASE: wiki}}',
+    ),
+    "redis": main_database(
+        "redis", "dbstate-local/redis:7.0", "/data", f'command: ["redis-server", "--requirepass", "{REDIS_PASSWORD}"]'
+    ),
     "supabase": f"""version: "3.8"
 services:
   db:

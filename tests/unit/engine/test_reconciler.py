@@ -229,3 +229,18 @@ def test_an_acknowledged_replacement_without_labels_is_accepted_and_used():
     assert [(o.change.kind, o.status) for o in accepted.outcomes] == [("DatabaseInstance", "ok")]
     again = r.reconcile(Request("resync"))  # and it stays accepted once the acknowledgement is consumed
     assert again.outcomes == () and FindingType.VOLUME_LOST.value not in again.findings
+
+
+def test_a_declared_database_in_name_conflict_is_still_probed_and_reported_never_touched():
+    """Undeclared is not ignored: somebody else's container of the declared name is probed (read-only); when it stops
+    answering, the instance is unhealthy; dbstate neither starts nor restarts it."""
+    from tests.fakes import _Container
+
+    prober = FakeProber(lambda name: ProbeResult(name, "10.0.0.2", False, error="connection refused"))
+    engine = FakeEngine()
+    engine.containers["pg-db"] = _Container("pg-db", "postgres:16-alpine", {}, {"net-a": ()}, {}, state="exited")
+    r, _, _ = reconciler(probe=ProbeOptions(unhealthy_after=1), prober=prober, engine=engine)
+    report = r.reconcile(Request("start"))
+    assert prober.probed == ["pg"]
+    assert report.findings[FindingType.NAME_CONFLICT.value] == 1 and report.findings[FindingType.UNHEALTHY.value] == 1
+    assert not [call for call in engine.calls if call[1] == "pg-db"]
