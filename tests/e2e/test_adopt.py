@@ -3,7 +3,8 @@ PostgreSQL, MariaDB and Redis on the external network `edge`, Supabase's databas
 mount, application containers that use them, marker rows in every database. Then `dbstate import`, `validate`,
 `plan` (nothing to change, no name-conflict) and `run`: the compose-made PostgreSQL is restarted in place (same
 container id), a disconnected consumer is reconnected with its compose alias, a stray database is an unmanaged
-finding, every marker is still there, and no secret value is in any output, file or state database."""
+finding, retiring compose's PostgreSQL with the command the co-managed finding gives hands it to dbstate on the same
+data, every marker is still there, and no secret value is in any output, file or state database."""
 
 from __future__ import annotations
 
@@ -284,12 +285,21 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         assert ("unmanaged-database", "stray-redis") in {
             (f["type"], f["name"]) for f in json.loads(r.stdout)["findings"]
         }
+        # retiring compose with the finding's own command: dbstate makes its own container on the same data
+        retire = next(f["message"] for f in p["findings"] if f["type"] == "co-managed" and f["name"] == "postgres")
+        assert "`docker compose -p postgres rm -s -f postgres`" in retire and "never `down -v`" in retire
+        compose(host_built, "postgres", engine_host, "rm", "-s", "-f", "postgres")
+        wait_for(lambda: running(docker_client, "postgres-postgres-1"), timeout=60)
+        mine = docker_client.containers.get("postgres-postgres-1")
+        assert mine.id != ids["postgres-postgres-1"] and mine.labels.get("io.dbstate.managed") == "true"
+        assert "com.docker.compose.project" not in mine.labels
     finally:
         code, _ = c.stop()
         assert code == 0
-    assert {c.name: c.id for c in docker_client.containers.list(all=True) if c.name in ids} == {
-        n: i for n, i in ids.items() if n in {c.name for c in docker_client.containers.list(all=True)}
-    }
+    kept = {c.name: c.id for c in docker_client.containers.list(all=True) if c.name in ids}
+    assert {n: i for n, i in kept.items() if n != "postgres-postgres-1"} == {
+        n: i for n, i in ids.items() if n in kept and n != "postgres-postgres-1"
+    }  # every other container is the one compose made: nothing recreated
     assert markers(docker_client) == {k: MARK + "\n" for k in ("postgres", "mariadb", "redis", "supabase")}
     log = (tmp_path / "run.log").read_text()
     database = state.read_bytes()
