@@ -282,10 +282,12 @@ def cleanup(
         "io.dbstate.managed",
         "io.dbstate.lease",
         "io.dbstate.seen",
+        "io.dbstate.adoption",
+        "io.dbstate.helper",
     ),
 ) -> None:
     """Remove every container, network and volume carrying one of `labels` (never anything else): what tests made,
-    what dbstate made for them, and the markers of their controllers (lease, volumes seen)."""
+    what dbstate made for them, and the markers and helpers of their controllers (lease, volumes seen, adoptions)."""
     for label in labels:
         for c in client.containers.list(all=True, filters={"label": label}):
             with contextlib.suppress(docker.errors.NotFound):

@@ -28,7 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
-from controller.core.labels import ADOPTION, LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
+from controller.core.labels import ADOPTION, HELPER, LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
 from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
@@ -442,6 +442,35 @@ class DockerRuntime(DockerEngine):
         tagged = {**labels, VOLUME_ID: uuid.uuid4().hex}
         self._do(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=tagged))
 
+    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
+        """Run `script` with /bin/sh as root in a throw-away container of `image` without a network, with `mounts`
+        (source, target, read-only) where a source is a volume's name or a host path; its exit code and output. The
+        container is removed afterwards, whatever happens."""
+        binds: dict[str, Mapping[str, str]] = {
+            source: {"bind": target, "mode": "ro" if ro else "rw"} for source, target, ro in mounts
+        }
+        created = self._do(
+            "creating a helper container",
+            lambda: self.api.create_container(
+                image,
+                entrypoint=["/bin/sh", "-c"],
+                command=[script],
+                user="0",
+                labels={HELPER: "true"},
+                network_disabled=True,
+                host_config=self.api.create_host_config(binds=binds, network_mode="none"),
+            ),
+        )
+        cid = created["Id"]
+        try:
+            self._do("running a helper container", lambda: self.api.start(cid))
+            code = self.call("waiting for a helper container", lambda: self.api.wait(cid, timeout=3600))
+            output = self.call("reading a helper's output", lambda: self.api.logs(cid, stdout=True, stderr=True))
+            return int(code.get("StatusCode", 1)), printable(output.decode(errors="replace"))
+        finally:
+            with contextlib.suppress(errors.EngineError):
+                self.call("removing a helper container", lambda: self.api.remove_container(cid, force=True))
+
     def marker_volumes(self, label: str) -> dict[str, dict[str, str]]:
         """dbstate's own marker volumes carrying `label`: name -> labels."""
         raw = self.call("listing markers", lambda: self.api.volumes(filters={"label": label})).get("Volumes") or []
@@ -516,7 +545,11 @@ class DockerRuntime(DockerEngine):
             exposed.append((pp.container_port, pp.proto))
             port_bindings[key] = (pp.host_ip, pp.host_port) if pp.host_ip else pp.host_port
         host_config = self.api.create_host_config(
-            mounts=[docker.types.Mount(target=t, source=s, type="volume") for s, t in volumes.items()],
+            # a source that is a path is a host directory (a volume's name never starts with /)
+            mounts=[
+                docker.types.Mount(target=t, source=s, type="bind" if s.startswith("/") else "volume")
+                for s, t in volumes.items()
+            ],
             port_bindings=port_bindings or None,
             restart_policy={"Name": restart_policy} if restart_policy != "no" else None,
         )

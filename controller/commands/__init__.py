@@ -34,6 +34,9 @@ COMMANDS: dict[str, CommandInfo] = {
     "status": CommandInfo("status", "per resource: in sync, drifted, failing, or with findings; the last pass"),
     "ack": CommandInfo("ack", "acknowledge a finding that needs a human decision (volume-lost)"),
     "adopt": CommandInfo("adopt", "take over one declared database whose container someone else made, as it is"),
+    "migrate-volume": CommandInfo(
+        "migrate_volume", "move a database's data to the mounts its declaration names: stopped, copied, verified"
+    ),
     "import": CommandInfo(
         "importing", "write the desired state of a host as it runs, and take its databases over in place"
     ),

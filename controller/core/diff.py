@@ -320,6 +320,8 @@ def _workload(
         )
     if c.labels.get(adoption.ADOPTED):
         _co_managed(b, resource, c)
+    if isinstance(resource, spec.DatabaseInstance) and _data_moved(b, resource, c):
+        recreate_allowed = False  # a new container would start on other (empty) data: migrate-volume moves it
     want_hash = spec.spec_hash(resource)
     if c.labels.get(labels.SPEC_HASH) != want_hash:
         if recreate_allowed and c.labels.get(adoption.ADOPTED):
@@ -402,6 +404,50 @@ def _adopt(
     reason = f"created by {adoption.creator(c)}; matches the declaration: taken over as it is, not recreated"
     b.change(policy, Change(Action.ADOPT, kind, name, c.name, reason, details, needs))
     return "adopted"
+
+
+def moved_mounts(inst: spec.DatabaseInstance, c: live.Container) -> list[str]:
+    """The data mounts of `c` that the declaration puts elsewhere (or drops): a container made from the declaration
+    would not find its data there."""
+    declared = {m.target: (m.type, m.source) for m in inst.spec.volumes}
+    out = []
+    for m in sorted(c.mounts, key=lambda m: m.destination):
+        if m.type not in ("volume", "bind"):
+            continue
+        want = declared.get(m.destination)
+        if want is None:
+            out.append(f"{m.destination} holds {m.type} {m.source}, which the declaration drops")
+        elif want != (m.type, m.source.rstrip("/")):
+            out.append(f"{m.destination} holds {m.type} {m.source}, declared {want[0]} {want[1]}")
+    return out
+
+
+def _data_moved(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> bool:
+    moved = moved_mounts(inst, c)
+    if moved:
+        b.finding(
+            FindingType.DATA_MOVED,
+            inst.kind,
+            inst.metadata.name,
+            f"{'; '.join(moved)}: a container made from the declaration would start without its data, so it is not "
+            f"recreated. Move the data with `dbstate migrate-volume {inst.metadata.name}` (stops it, copies, "
+            "verifies, recreates it on the declared mounts; the old data stays), or revert the declaration",
+        )
+    return bool(moved)
+
+
+def recreate_change(inst: spec.DatabaseInstance, revision: str | None, reason: str) -> Change:
+    """The recreate of `inst` as apply runs it (stop, rename, create from the declaration, start, remove the old)."""
+    return Change(
+        Action.RECREATE,
+        inst.kind,
+        inst.metadata.name,
+        inst.container_name,
+        reason,
+        _create_details(inst, revision),
+        requirements(inst),
+        inst,
+    )
 
 
 def _co_managed(b: _Builder, resource: spec.DatabaseInstance | spec.Consumer, c: live.Container) -> None:

@@ -359,3 +359,45 @@ def test_dbstate_adopt_takes_over_one_hand_made_database_or_says_what_differs(do
     assert "Not converged: DatabaseInstance/kv2" in r.stdout
     hand.reload()
     assert hand.status == "running" and docker_client.containers.get("kv-db").id == hand.id
+
+
+def test_data_that_the_declaration_moves_is_migrated_stopped_copied_verified_never_started_empty(
+    docker_client, engine_host, tmp_path
+):
+    """A Redis whose data is a host directory; the declaration is changed to a named volume. The plan says data-moved
+    and apply does not recreate it (it would start empty); `dbstate migrate-volume` copies, verifies and recreates it
+    on the volume with the data; the host directory keeps its copy."""
+    from tests.e2e.helpers import ENV as TEST_ENV
+    from tests.helpers import network, redis_instance, volume, write_tree
+
+    data = tmp_path / "srv" / "kv"
+    data.mkdir(parents=True)
+    bind = f"  volumes: [{{type: bind, source: {data}, target: /data}}]\n"
+    recreate = "  policy: {upgrade: recreate}\n"
+    root = write_tree(tmp_path / "d", {"net.yaml": network("net-a"), "kv.yaml": redis_instance("kv", "kv-db") + bind})
+    allow = ("--allow-bind-root", str(tmp_path / "srv"))
+    db = tmp_path / "state.db"
+    assert dbstate("apply", "--yes", "--dir", str(root), *allow, host=engine_host, state=db).code == 0
+    password = TEST_ENV["TEST_REDIS_PASSWORD"]
+    cli = ["redis-cli", "-a", password, "--no-auth-warning"]
+    kv = docker_client.containers.get("kv-db")
+    wait_for(lambda: kv.exec_run([*cli, "set", "m", MARK]).exit_code == 0, timeout=30)
+    assert kv.exec_run([*cli, "save"]).exit_code == 0
+    (root / "kv.yaml").write_text(redis_instance("kv", "kv-db", volume="kv-data", extra=recreate))
+    (root / "vol.yaml").write_text(volume("kv-data"))
+    p = dbstate("plan", "--dir", str(root), "--output", "json", *allow, host=engine_host, state=db).json()
+    assert [c["action"] for c in p["changes"] if c["kind"] == "DatabaseInstance"] == []
+    assert ("data-moved", "kv") in {(f["type"], f["name"]) for f in p["findings"]}
+    dbstate("apply", "--yes", "--dir", str(root), *allow, host=engine_host, state=db)
+    assert docker_client.containers.get("kv-db").id == kv.id  # not recreated on the empty volume
+    r = dbstate("migrate-volume", "kv", "--yes", "--dir", str(root), *allow, host=engine_host, state=db)
+    assert r.code == 0, r.stdout + r.stderr
+    moved = docker_client.containers.get("kv-db")
+    assert moved.id != kv.id and moved.status == "running"
+    assert [m["Name"] for m in moved.attrs["Mounts"] if m["Destination"] == "/data"] == ["kv-data"]
+    got = wait_for(lambda: moved.exec_run([*cli, "get", "m"]).output.decode().strip() or None, timeout=30)
+    assert got == MARK
+    assert (data / "dump.rdb").exists()  # the old data stays where it was
+    p = dbstate("plan", "--dir", str(root), "--output", "json", *allow, host=engine_host, state=db).json()
+    assert p["changes"] == [] and p["findings"] == [], p
+    assert docker_client.containers.list(all=True, filters={"label": "io.dbstate.helper"}) == []

@@ -1,0 +1,81 @@
+"""`dbstate migrate-volume NAME`: move a database's data to where its declaration puts it (a data-moved finding)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TextIO
+
+from controller.commands import options as common
+from controller.core.errors import DbstateError
+from controller.core.scope import Scope
+from controller.engine.options import PassOptions, Target
+
+DESCRIPTION = """\
+Move the data of the DatabaseInstance NAME to the mounts its declaration names, when they differ from what its
+container mounts (the plan's data-moved finding: a bind mount to a named volume, one volume to another). The container
+is stopped, each mount is copied with the instance's own image into the declared destination (which must be empty),
+the copy is verified file by file (sha256), and only then is the container recreated from the declaration and started.
+The old data is kept: remove it by hand once you are satisfied. Holds the engine lease throughout.
+
+exit codes: 0 moved (or nothing to move); 1 not moved (a failed copy leaves the container stopped on its old data)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    target: Target
+    name: str
+    yes: bool
+    lease_ttl: float
+    scope: Scope
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the DatabaseInstance's metadata.name")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    common.add_desired(p)
+    common.add_engine(p)
+    common.add_scope(p)
+    common.add_lease(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    return Options(common.target(ns), ns.name, ns.yes, common.lease_ttl(ns), common.scope(ns))
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller import wiring
+    from controller.commands.apply import confirm
+    from controller.engine import migrating
+
+    def progress(message: str) -> None:
+        print(f"  .. {message}", file=err)
+
+    passes = PassOptions("migrate-volume", scope=opts.scope)
+    with wiring.reconciler(opts.target, passes, require_store=True, lease_ttl=opts.lease_ttl) as wired:
+        assert wired.lease is not None
+        with wired.lease.holding(progress):
+            result = wired.reconciler.plan()
+            state = result.loaded.state
+            inst = next((i for i in state.instances if i.metadata.name == opts.name), None)
+            if inst is None:
+                raise DbstateError(f"no DatabaseInstance named {opts.name} (or it has errors)")
+            c = result.observed.container(inst.container_name)
+            if c is None or c.owner != (inst.kind, inst.metadata.name):
+                raise DbstateError(f"{inst.container_name} is not dbstate's (created or adopted): nothing is moved")
+            todo = migrating.moves(inst, c)
+            if not todo:
+                print(f"{inst.container_name} already mounts what its declaration names: nothing to move", file=out)
+                return common.EXIT_OK
+            for mv in todo:
+                print(f"  {mv.target}: {mv.source.type} {mv.source.source} -> {mv.to.type} {mv.to.source}", file=out)
+            answer = True if opts.yes else confirm(len(todo), out)
+            if not answer:
+                why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
+                print(f"Nothing was moved ({why}).", file=out)
+                return common.EXIT_ERROR
+            migrating.migrate(
+                inst, c, todo, state.volumes, wired.runtime, wired.runtime, result.revision.commit, progress
+            )
+    print(f"moved: {inst.container_name} runs on its declared mounts; the old data is still where it was", file=out)
+    return common.EXIT_OK

@@ -1,0 +1,86 @@
+"""`dbstate migrate-volume`: moving a database's data to the mounts its declaration names, as a DBA would: stopped,
+copied with the database's own image, verified file by file, and only then recreated on the new mounts. The old data
+is never deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.core import diff, errors, live, spec
+from controller.core.labels import object_labels
+from controller.engine import apply as applying
+from controller.engine.ports import Runtime
+
+DIGEST = "cd {dir} && find . -type f -exec sha256sum {{}} + | LC_ALL=C sort | sha256sum && find . | wc -l"
+
+
+class Helpers(Protocol):
+    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]: ...
+
+
+@dataclass(frozen=True)
+class Move:
+    target: str  # where the database sees its data
+    source: live.Mount  # where the data is now
+    to: spec.VolumeMount  # where the declaration puts it
+
+
+def moves(inst: spec.DatabaseInstance, c: live.Container) -> list[Move]:
+    """The data mounts to move; a mount the declaration drops is an error (where would its data go?)."""
+    declared = {m.target: m for m in inst.spec.volumes}
+    out = []
+    for m in sorted(c.mounts, key=lambda m: m.destination):
+        if m.type not in ("volume", "bind"):
+            continue
+        want = declared.get(m.destination)
+        if want is None:
+            raise errors.DbstateError(
+                f"{c.name} keeps data at {m.destination} ({m.type} {m.source}) that the declaration drops: declare "
+                "where it goes first"
+            )
+        if (want.type, want.source) != (m.type, m.source.rstrip("/")):
+            out.append(Move(m.destination, m, want))
+    return out
+
+
+def migrate(
+    inst: spec.DatabaseInstance,
+    c: live.Container,
+    todo: Sequence[Move],
+    volumes: Sequence[spec.Volume],
+    runtime: Runtime,
+    helpers: Helpers,
+    revision: str | None,
+    progress: Callable[[str], None],
+) -> None:
+    """Stop, copy each move into its (empty) destination, verify, recreate from the declaration, start."""
+    progress(f"stopping {c.name}")
+    runtime.stop(c.name, applying.STOP_TIMEOUT)
+    declared_volumes = {v.metadata.name: v for v in volumes}
+    for mv in todo:
+        dest = mv.to.source
+        if mv.to.type == "volume" and runtime.volume_identity(dest) is None:
+            vol = declared_volumes.get(dest)
+            if vol is None:
+                raise errors.DbstateError(f"volume {dest} is not declared")
+            runtime.create_volume(dest, vol.spec.driver, object_labels(vol))
+        code, out = helpers.run_once(c.image, [(dest, "/to", False)], 'test -z "$(ls -A /to)"')
+        if code != 0:
+            raise errors.DbstateError(f"{dest} is not empty: nothing copied (it may hold other data; check it)")
+        progress(f"copying {mv.source.type} {mv.source.source} -> {mv.to.type} {dest}")
+        code, out = helpers.run_once(
+            c.image, [(mv.source.source, "/from", True), (dest, "/to", False)], "cp -a /from/. /to/"
+        )
+        if code != 0:
+            raise errors.DbstateError(f"copying into {dest} failed ({out.strip()[-200:]}): {c.name} is left stopped")
+        progress(f"verifying {dest}")
+        _, was = helpers.run_once(c.image, [(mv.source.source, "/d", True)], DIGEST.format(dir="/d"))
+        _, now = helpers.run_once(c.image, [(dest, "/d", True)], DIGEST.format(dir="/d"))
+        if not was.strip() or was != now:
+            raise errors.DbstateError(
+                f"the copy in {dest} differs from {mv.source.source}: {c.name} is left stopped on its old data"
+            )
+    progress(f"recreating {c.name} on the declared mounts")
+    applying.execute(diff.recreate_change(inst, revision, "migrate-volume: data copied and verified"), runtime)
