@@ -14,7 +14,8 @@ from controller.commands import options as common
 from controller.core.errors import DbstateError
 
 if TYPE_CHECKING:
-    from controller.core.importer import Imported
+    from controller.core import live
+    from controller.core.importer import Found, Imported
 
 DESCRIPTION = """\
 Read every container on the engine and write desired-state YAML that describes it as it is: database containers
@@ -32,6 +33,7 @@ exit codes: 0 written; 1 nothing written (an error, or existing files without --
 @dataclass(frozen=True)
 class Options:
     out: Path
+    compose: tuple[Path, ...]
     env_out: Path
     docker_host: str | None
     state: Path | None
@@ -42,7 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--from-engine",
         action="store_true",
-        help="read the running engine (the default and, for now, the only source)",
+        help="read the running engine (always done: what runs is the truth, and what is adopted)",
+    )
+    p.add_argument(
+        "--compose",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="also read this compose file (repeatable; its .env beside it, as compose does): a service that no "
+        "container runs is declared too (not adopted: dbstate creates it once committed)",
     )
     p.add_argument(
         "--out",
@@ -64,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(ns: argparse.Namespace) -> Options:
-    return Options(ns.out, ns.env_out, ns.docker_host, ns.state, ns.force)
+    return Options(ns.out, tuple(ns.compose), ns.env_out, ns.docker_host, ns.state, ns.force)
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
@@ -79,9 +90,12 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     target = Target(opts.out, opts.env_out, opts.docker_host, opts.state)
     print("  .. reading the engine", file=err)
     found, observed, host = wiring.inventory(target)
+    if opts.compose:
+        print(f"  .. reading {', '.join(str(f) for f in opts.compose)}", file=err)
+        found += _not_running(opts.compose, found, observed)
     imported = importer.build(found, observed)
-    if not imported.adopt:
-        print(f"dbstate: no database container on {host}: nothing to import", file=err)
+    if not any(d.body["kind"] == "DatabaseInstance" for d in imported.documents):
+        print(f"dbstate: no database container on {host} (nor in a compose file): nothing to import", file=err)
         return common.EXIT_ERROR
     files: dict[str, list[importer.Document]] = {}
     for d in imported.documents:
@@ -110,6 +124,18 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     wiring.record_adoptions(target, adoptions)
     _summary(out, opts, len(files), imported, len(adoptions), time.monotonic() - t0)
     return common.EXIT_OK
+
+
+def _not_running(files: tuple[Path, ...], found: list[Found], observed: live.LiveState) -> list[Found]:
+    """The services of the compose files that no container runs: what runs is the truth, the files add the rest."""
+    from controller.adapters import compose
+    from controller.core.adoption import COMPOSE_PROJECT, COMPOSE_SERVICE
+
+    def key(f: Found) -> tuple[str | None, str | None]:
+        return f.container.labels.get(COMPOSE_PROJECT), f.container.labels.get(COMPOSE_SERVICE)
+
+    running = {key(f) for f in found}
+    return [f for f in compose.read(files) if key(f) not in running and observed.container(f.container.name) is None]
 
 
 def _merged_env(path: Path, new: dict[str, str]) -> dict[str, str]:
@@ -152,6 +178,9 @@ def _summary(out: TextIO, opts: Options, files: int, imported: Imported, adopted
     print(f"Imported {counts} into {opts.out} ({files} files) in {seconds:.1f} s.", file=out)
     print(f"  {len(imported.env)} secret values in {opts.env_out} (mode 0600; keep it out of git).", file=out)
     print(f"  {adopted} databases recorded as adopted: dbstate takes them over as they are.", file=out)
+    if imported.not_running:
+        names = ", ".join(imported.not_running)
+        print(f"  from compose files, not running: {names} (dbstate creates them once committed).", file=out)
     if adopted < len(imported.adopt):
         print(
             f"  {len(imported.adopt) - adopted} not adopted: `dbstate plan` says what differs (adoption-blocked).",

@@ -36,6 +36,10 @@ PASSWORD_ENV = {
     spec.Engine.REDIS: ("REDIS_PASSWORD",),
 }
 RESTART = {p.value for p in spec.RestartPolicy}
+NOT_RUNNING = "missing"  # the state of a service read from a compose file that no container runs
+NOT_RUNNING_COMMENT = (
+    "from a compose file: no container runs it, so dbstate creates it (on the same volumes) once this is committed"
+)
 NOT_DECLARED_NETWORKS = {"host", "none"}
 
 
@@ -65,6 +69,7 @@ class Imported:
     notes: list[str]
     compose_projects: list[str]  # of the consumers: the controller's scope must allow them
     bind_roots: list[str]  # the directories of the bind mounts of the instances: the scope must allow them
+    not_running: list[str]  # instances read from compose files that no container runs: created, not adopted
 
 
 def resource_name(text: str) -> str:
@@ -292,9 +297,13 @@ def build(found: Sequence[Found], observed: live.LiveState) -> Imported:
         if engine is None:
             continue
         name = _unique(names, f.container)
-        documents.append(_instance(f, name, engine, secrets))
+        made = _instance(f, name, engine, secrets)
+        if f.container.state == NOT_RUNNING:
+            made = Document(made.file, made.body, (*made.comments, NOT_RUNNING_COMMENT))
+        else:
+            adopt[f"DatabaseInstance/{name}"] = f.container.id
+        documents.append(made)
         instances.append((name, f.container))
-        adopt[f"DatabaseInstance/{name}"] = f.container.id
     projects: set[str] = set()
     for f in ordered:
         if f.container.id in names:
@@ -320,7 +329,8 @@ def build(found: Sequence[Found], observed: live.LiveState) -> Imported:
     binds = sorted(
         {m.source.rstrip("/").rsplit("/", 1)[0] or "/" for _name, c in instances for m in c.mounts if m.type == "bind"}
     )
-    return Imported(documents, dict(sorted(env.items())), adopt, notes, sorted(projects), binds)
+    not_running = sorted(name for name, c in instances if c.state == NOT_RUNNING)
+    return Imported(documents, dict(sorted(env.items())), adopt, notes, sorted(projects), binds, not_running)
 
 
 _KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
