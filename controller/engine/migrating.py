@@ -66,9 +66,13 @@ def migrate(
             if vol is None:
                 raise errors.DbstateError(f"volume {dest} is not declared")
             runtime.create_volume(dest, vol.spec.driver, object_labels(vol))
-        code, out = helpers.run_once(c.image, [(dest, "/to", False)], 'test -z "$(ls -A /to)"')
+        code, out = helpers.run_once(c.image, [(dest, "/to", False)], "ls -A /to")
         if code != 0:
-            raise errors.DbstateError(f"{dest} is not empty: nothing copied (it may hold other data; check it)")
+            raise errors.DbstateError(f"cannot look into {dest}: {out.strip()[-200:]}: nothing copied")
+        if out.strip():
+            raise errors.DbstateError(
+                f"{dest} is not empty ({' '.join(out.split()[:5])}...): nothing copied; it may hold other data"
+            )
         progress(f"copying {mv.source.type} {mv.source.source} -> {mv.to.type} {dest}")
         code, out = helpers.run_once(
             c.image, [(mv.source.source, "/from", True), (dest, "/to", False)], "cp -a /from/. /to/"

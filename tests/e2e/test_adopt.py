@@ -27,7 +27,8 @@ PG_PASSWORD = "pg-Adopt#1@x"
 MARIADB_PASSWORD = "maria-Adopt#2"
 REDIS_PASSWORD = "redis-Adopt#3"
 SUPA_PASSWORD = "supa-Adopt#4"
-SECRETS = (PG_PASSWORD, MARIADB_PASSWORD, REDIS_PASSWORD, SUPA_PASSWORD)
+KONG_PASSWORD = "kong-Adopt#5"
+SECRETS = (PG_PASSWORD, MARIADB_PASSWORD, REDIS_PASSWORD, SUPA_PASSWORD, KONG_PASSWORD)
 MARK = "marker-row-before-adoption"
 WRITE = f"create table if not exists m (v text); delete from m; insert into m values ('{MARK}')"  # noqa: S608
 READ = "select v from m"
@@ -112,6 +113,19 @@ networks:
   edge: {{external: true}}
 """,
 }
+
+
+KONG = """services:
+  db:
+    image: dbstate-local/postgres:15
+    environment: {POSTGRES_USER: kong, POSTGRES_PASSWORD: "${KONG_PG_PASSWORD:?set it}"}
+    volumes: ["kong_data:/var/lib/postgresql/data"]
+    networks: [edge]
+volumes:
+  kong_data: {}
+networks:
+  edge: {external: true}
+"""
 
 
 def compose(root: Path, project: str, host: str, *args: str) -> None:
@@ -214,7 +228,7 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     text = "".join((out / f).read_text() for f in files)
     for s in SECRETS:
         assert s not in text
-        assert s in env_file.read_text()
+        assert s in env_file.read_text() or s == KONG_PASSWORD  # (kong is imported later, from its compose file)
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "policy:\n    adopt: in-place" in (out / "postgres.yaml").read_text()
     supabase = (out / "supabase.yaml").read_text()
@@ -229,6 +243,27 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         == 0
     )
     assert {f: (again / f).read_text() for f in files} == {f: (out / f).read_text() for f in files}  # deterministic
+    kong = host_built / "kong"  # a compose project nobody started: --compose declares it, not adopted
+    kong.mkdir()
+    (kong / "compose.yml").write_text(KONG)
+    (kong / ".env").write_text(f"KONG_PG_PASSWORD='{KONG_PASSWORD}'\n")
+    third = tmp_path / "ds3"
+    files3 = ("--compose", str(host_built / "postgres" / "compose.yml"), "--compose", str(kong / "compose.yml"))
+    r = dbstate(
+        "import",
+        "--out",
+        str(third),
+        "--env-out",
+        str(env_file),
+        *files3,
+        host=engine_host,
+        state=state,
+        secrets=SECRETS,
+    )
+    assert r.code == 0 and "not running: kong-db" in r.stdout, r.stdout + r.stderr
+    assert (third / "postgres.yaml").read_text() == (out / "postgres.yaml").read_text()  # what runs wins
+    assert "dbstate creates it" in (third / "kong.yaml").read_text()
+    assert KONG_PASSWORD in env_file.read_text() and KONG_PASSWORD not in (third / "kong.yaml").read_text()
 
     assert (
         dbstate("validate", "--dir", str(out), "--env-file", str(env_file), host=engine_host, secrets=SECRETS).code == 0
@@ -383,8 +418,9 @@ def test_data_that_the_declaration_moves_is_migrated_stopped_copied_verified_nev
     kv = docker_client.containers.get("kv-db")
     wait_for(lambda: kv.exec_run([*cli, "set", "m", MARK]).exit_code == 0, timeout=30)
     assert kv.exec_run([*cli, "save"]).exit_code == 0
-    (root / "kv.yaml").write_text(redis_instance("kv", "kv-db", volume="kv-data", extra=recreate))
-    (root / "vol.yaml").write_text(volume("kv-data"))
+    vol = f"kv-data-{tmp_path.name[-8:].strip('_-.') or 'x'}"  # its own: never another run's leftover
+    (root / "kv.yaml").write_text(redis_instance("kv", "kv-db", volume=vol, extra=recreate))
+    (root / "vol.yaml").write_text(volume(vol))
     p = dbstate("plan", "--dir", str(root), "--output", "json", *allow, host=engine_host, state=db).json()
     assert [c["action"] for c in p["changes"] if c["kind"] == "DatabaseInstance"] == []
     assert ("data-moved", "kv") in {(f["type"], f["name"]) for f in p["findings"]}
@@ -394,7 +430,8 @@ def test_data_that_the_declaration_moves_is_migrated_stopped_copied_verified_nev
     assert r.code == 0, r.stdout + r.stderr
     moved = docker_client.containers.get("kv-db")
     assert moved.id != kv.id and moved.status == "running"
-    assert [m["Name"] for m in moved.attrs["Mounts"] if m["Destination"] == "/data"] == ["kv-data"]
+    assert [m["Name"] for m in moved.attrs["Mounts"] if m["Destination"] == "/data"] == [vol]
+    assert docker_client.volumes.get(vol).attrs["Labels"].get("io.dbstate.managed") == "true"
     got = wait_for(lambda: moved.exec_run([*cli, "get", "m"]).output.decode().strip() or None, timeout=30)
     assert got == MARK
     assert (data / "dump.rdb").exists()  # the old data stays where it was
