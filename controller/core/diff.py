@@ -406,24 +406,26 @@ def _adopt(
     return "adopted"
 
 
-def moved_mounts(inst: spec.DatabaseInstance, c: live.Container) -> list[str]:
-    """The data mounts of `c` that the declaration puts elsewhere (or drops): a container made from the declaration
-    would not find its data there."""
-    declared = {m.target: (m.type, m.source) for m in inst.spec.volumes}
-    out = []
+def moved_mounts(inst: spec.DatabaseInstance, c: live.Container) -> list[tuple[live.Mount, spec.VolumeMount | None]]:
+    """The data mounts of `c` that the declaration puts elsewhere (with where), or drops (None): a container made
+    from the declaration would not find its data there."""
+    declared = {m.target: m for m in inst.spec.volumes}
+    out: list[tuple[live.Mount, spec.VolumeMount | None]] = []
     for m in sorted(c.mounts, key=lambda m: m.destination):
-        if m.type not in ("volume", "bind"):
-            continue
         want = declared.get(m.destination)
-        if want is None:
-            out.append(f"{m.destination} holds {m.type} {m.source}, which the declaration drops")
-        elif want != (m.type, m.source.rstrip("/")):
-            out.append(f"{m.destination} holds {m.type} {m.source}, declared {want[0]} {want[1]}")
+        if m.type in ("volume", "bind") and (
+            want is None or (want.type, want.source) != (m.type, m.source.rstrip("/"))
+        ):
+            out.append((m, want))
     return out
 
 
 def _data_moved(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> bool:
-    moved = moved_mounts(inst, c)
+    moved = [
+        f"{m.destination} holds {m.type} {m.source}, "
+        + (f"declared {want.type} {want.source}" if want else "which the declaration drops")
+        for m, want in moved_mounts(inst, c)
+    ]
     if moved:
         b.finding(
             FindingType.DATA_MOVED,

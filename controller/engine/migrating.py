@@ -29,19 +29,14 @@ class Move:
 
 def moves(inst: spec.DatabaseInstance, c: live.Container) -> list[Move]:
     """The data mounts to move; a mount the declaration drops is an error (where would its data go?)."""
-    declared = {m.target: m for m in inst.spec.volumes}
     out = []
-    for m in sorted(c.mounts, key=lambda m: m.destination):
-        if m.type not in ("volume", "bind"):
-            continue
-        want = declared.get(m.destination)
+    for m, want in diff.moved_mounts(inst, c):
         if want is None:
             raise errors.DbstateError(
                 f"{c.name} keeps data at {m.destination} ({m.type} {m.source}) that the declaration drops: declare "
                 "where it goes first"
             )
-        if (want.type, want.source) != (m.type, m.source.rstrip("/")):
-            out.append(Move(m.destination, m, want))
+        out.append(Move(m.destination, m, want))
     return out
 
 

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -126,6 +127,24 @@ volumes:
 networks:
   edge: {external: true}
 """
+
+
+def plan_json(out: Path, env_file: Path, allow: tuple[str, ...], host: str, state: Path) -> dict[str, Any]:
+    r = dbstate(
+        "plan",
+        "--dir",
+        str(out),
+        "--env-file",
+        str(env_file),
+        "--output",
+        "json",
+        *allow,
+        host=host,
+        state=state,
+        secrets=SECRETS,
+    )
+    doc: dict[str, Any] = json.loads(r.stdout)
+    return doc
 
 
 def compose(root: Path, project: str, host: str, *args: str) -> None:
@@ -270,21 +289,8 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     )
     allow = ("--allow-compose-project", "apps,supabase", "--allow-bind-root", bind_root)
     t0 = time.monotonic()
-    r = dbstate(
-        "plan",
-        "--dir",
-        str(out),
-        "--env-file",
-        str(env_file),
-        "--output",
-        "json",
-        *allow,
-        host=engine_host,
-        state=state,
-        secrets=SECRETS,
-    )
+    p = plan_json(out, env_file, allow, engine_host, state)
     plan_seconds = time.monotonic() - t0
-    p = json.loads(r.stdout)
     assert p["changes"] == [], p["changes"]
     found = {(f["type"], f["name"]) for f in p["findings"]}
     assert not any(t == "name-conflict" for t, _ in found), found
@@ -304,22 +310,8 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         docker_client.containers.run(
             "dbstate-local/redis:7.0", name="stray-redis", detach=True, labels={TEST_LABEL: "1"}, network="edge"
         )
-        r = dbstate(
-            "plan",
-            "--dir",
-            str(out),
-            "--env-file",
-            str(env_file),
-            "--output",
-            "json",
-            *allow,
-            host=engine_host,
-            state=tmp_path / "plan.db",
-            secrets=SECRETS,
-        )
-        assert ("unmanaged-database", "stray-redis") in {
-            (f["type"], f["name"]) for f in json.loads(r.stdout)["findings"]
-        }
+        found = plan_json(out, env_file, allow, engine_host, tmp_path / "plan.db")["findings"]
+        assert ("unmanaged-database", "stray-redis") in {(f["type"], f["name"]) for f in found}
         # retiring compose with the finding's own command: dbstate makes its own container on the same data
         retire = next(f["message"] for f in p["findings"] if f["type"] == "co-managed" and f["name"] == "postgres")
         assert "`docker compose -p postgres rm -s -f postgres`" in retire and "never `down -v`" in retire
