@@ -106,37 +106,7 @@ def diff(
     _networks(b, desired, observed)
     lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
     for inst in desired.instances:
-        outside = [v.source for v in inst.spec.volumes if v.type == "bind" and not scope.allows_bind(v.source)]
-        if outside:
-            b.finding(
-                FindingType.OUT_OF_SCOPE,
-                inst.kind,
-                inst.metadata.name,
-                f"bind mount {outside[0]} is outside the host directories this controller may mount "
-                f"({', '.join(sorted(scope.bind_roots)) or 'none allowed'}): not created, started or adopted; allow "
-                "its root with --allow-bind-root",
-            )
-            continue
-        blocked = sorted({v.source for v in inst.spec.volumes if v.type == "volume"} & lost)
-        if blocked:
-            b.finding(
-                FindingType.VOLUME_LOST,
-                inst.kind,
-                inst.metadata.name,
-                f"not created or started on a new, empty {', '.join(blocked)}: restore the data, or accept an "
-                f"empty volume with `dbstate ack volume-lost {blocked[0]}`",
-            )
-            continue
-        _workload(
-            b,
-            inst,
-            inst.spec.policy.drift,
-            inst.spec.image,
-            inst.spec.networks,
-            observed,
-            revision,
-            recreate_allowed=inst.spec.policy.upgrade is spec.UpgradePolicy.RECREATE,
-        )
+        _instance(b, inst, observed, revision, scope, lost)
     for con in desired.consumers:
         _consumer(b, con, desired, observed, revision, scope)
     _isolation(b, desired, observed, scope)
@@ -148,6 +118,80 @@ def diff(
     changes = sorted(b.changes, key=_rank)
     findings = sorted(b.findings, key=lambda f: (f.type.value, f.kind, f.name, f.message))
     return Plan(tuple(changes), tuple(findings), tuple(b.notes))
+
+
+def _instance(
+    b: _Builder,
+    inst: spec.DatabaseInstance,
+    observed: live.LiveState,
+    revision: str | None,
+    scope: Scope,
+    lost: set[str],
+) -> None:
+    outside = [v.source for v in inst.spec.volumes if v.type == "bind" and not scope.allows_bind(v.source)]
+    if outside:
+        b.finding(
+            FindingType.OUT_OF_SCOPE,
+            inst.kind,
+            inst.metadata.name,
+            f"bind mount {outside[0]} is outside the host directories this controller may mount "
+            f"({', '.join(sorted(scope.bind_roots)) or 'none allowed'}): not created, started or adopted; allow "
+            "its root with --allow-bind-root",
+        )
+        return
+    blocked = sorted({v.source for v in inst.spec.volumes if v.type == "volume"} & lost)
+    if blocked:
+        b.finding(
+            FindingType.VOLUME_LOST,
+            inst.kind,
+            inst.metadata.name,
+            f"not created or started on a new, empty {', '.join(blocked)}: restore the data, or accept an "
+            f"empty volume with `dbstate ack volume-lost {blocked[0]}`",
+        )
+        return
+    first = len(b.changes)
+    _workload(
+        b,
+        inst,
+        inst.spec.policy.drift,
+        inst.spec.image,
+        inst.spec.networks,
+        observed,
+        revision,
+        recreate_allowed=inst.spec.policy.upgrade is spec.UpgradePolicy.RECREATE,
+    )
+    _volume_guard(b, inst, observed, first)
+
+
+MOUNTING = frozenset({Action.CREATE, Action.START, Action.RECREATE})
+PAST = {Action.CREATE: "created", Action.START: "started", Action.RECREATE: "recreated"}
+
+
+def _volume_guard(b: _Builder, inst: spec.DatabaseInstance, observed: live.LiveState, first: int) -> None:
+    """Two database servers never share a data directory, whoever made them: a create, start or recreate of `inst`
+    (planned from change `first` on) that would mount a volume or host directory that another container mounts, one
+    that runs or could be started, is taken out of the plan and is a blocking `volume-in-use` finding."""
+    key = f"{inst.kind}/{inst.metadata.name}"
+    mounting = [c for c in b.changes[first:] if c.key == key and c.action in MOUNTING]
+    if not mounting:
+        return
+    mine = {inst.container_name, inst.container_name + OLD_SUFFIX}
+    for m in inst.spec.volumes:
+        for other in observed.containers:
+            if other.name in mine or other.state in ("dead", "removing"):
+                continue
+            if any(x.type == m.type and x.source.rstrip("/") == m.source for x in other.mounts):
+                b.changes[first:] = [c for c in b.changes[first:] if c not in mounting]
+                b.finding(
+                    FindingType.VOLUME_IN_USE,
+                    inst.kind,
+                    inst.metadata.name,
+                    f"{m.type} {m.source} is mounted by {other.name} ({other.state}): {inst.container_name} is not "
+                    f"{' or '.join(sorted(PAST[c.action] for c in mounting))}, since two database servers must never "
+                    f"share a data directory. If {other.name} is an old copy, stop and remove it (its volumes stay); "
+                    "otherwise declare another volume",
+                )
+                return
 
 
 def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:

@@ -49,6 +49,7 @@ class FindingType(enum.StrEnum):
     OUT_OF_SCOPE = "out-of-scope"  # a container dbstate did not make and the controller's scope does not allow
     ADOPTION_BLOCKED = "adoption-blocked"  # policy.adopt: in-place, but the container differs from the declaration
     CO_MANAGED = "co-managed"  # an adopted container that compose also claims (its project label)
+    VOLUME_IN_USE = "volume-in-use"  # another container (any owner) mounts the data a create/start would mount
     DATA_MOVED = "data-moved"  # the declaration mounts other data than the container holds: no recreate
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.e2e.helpers import ENV as HELPER_ENV
-from tests.e2e.helpers import REPO, dbstate, demo_env, network, redis_instance, volume, wait_for
+from tests.e2e.helpers import REPO, dbstate, demo_env, network, redis_instance, run_plain, volume, wait_for
 from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine
@@ -370,6 +370,27 @@ def test_an_emptied_state_database_does_not_forget_a_lost_volume(docker_client, 
     assert apply(root, engine_host, state).code == 0
     assert docker_client.containers.get("kv-a-db").status == "running"
     assert plan(root, engine_host, tmp_path / "third.db").json()["findings"] == []  # the new volume is the one seen
+
+
+def test_a_second_server_is_never_started_on_data_another_container_holds(docker_client, engine_host, tmp_path, state):
+    """The seed's near miss: the declared name is free, but a container made by someone else (by hand, under another
+    name) still holds the volume. Nothing is created; the finding names the holder; apply is not converged."""
+    root = write_tree(tmp_path / "d", SMALL)
+    assert apply(root, engine_host, state).code == 0
+    docker_client.containers.get("kv-a-db").remove(force=True)
+    other = run_plain(
+        docker_client, "kv-a-by-hand", "dbstate-local/redis:7.0", volumes={"kv-data": {"bind": "/data", "mode": "rw"}}
+    )
+    r = apply(root, engine_host, state)
+    assert r.code == 1 and "volume-in-use DatabaseInstance/kv-a" in r.stdout and "kv-a-by-hand" in r.stdout, r.stdout
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get("kv-a-db")
+    other.stop(timeout=1)  # stopped, it could still be started: still held back
+    assert apply(root, engine_host, state).code == 1
+    other.remove()
+    r = apply(root, engine_host, state)
+    assert r.code == 0, r.stdout
+    assert docker_client.containers.get("kv-a-db").status == "running"
 
 
 def test_unpullable_image_fails_that_change_only(docker_client, engine_host, tmp_path, state):
