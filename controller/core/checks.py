@@ -63,6 +63,14 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
     for i, v in enumerate(s.volumes):
         if sources.count(v.source) > 1 and sources.index(v.source) != i:
             err(("spec", "volumes", i, "source"), f"volume {v.source} is mounted twice")
+    if s.engine is spec.Engine.POSTGRES and (versions.numbers(s.version) or [0])[0] >= 18:
+        for i, v in enumerate(s.volumes):
+            if v.target.rstrip("/") == "/var/lib/postgresql/data":
+                err(
+                    ("spec", "volumes", i, "target"),
+                    "PostgreSQL 18 and later images keep their data in /var/lib/postgresql/18/docker: mount the "
+                    "volume at /var/lib/postgresql (a volume at /var/lib/postgresql/data would hold nothing)",
+                )
     for i, p in enumerate(s.ports):
         if spec.parse_port(p).public:
             err(("spec", "ports", i), f"{p!r} publishes the database on every interface; bind 127.0.0.1", "warning")

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core import adoption, labels, live, spec
+from controller.core import adoption, labels, live, spec, versions
 from controller.core.hosts import host_of
 from controller.core.labels import OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
@@ -364,8 +364,10 @@ def _workload(
         )
     if c.labels.get(adoption.ADOPTED):
         _co_managed(b, resource, c)
-    if isinstance(resource, spec.DatabaseInstance) and _data_moved(b, resource, c):
-        recreate_allowed = False  # a new container would start on other (empty) data: migrate-volume moves it
+    if isinstance(resource, spec.DatabaseInstance):
+        moved = _data_moved(b, resource, c)  # a new container would start on other (empty) data
+        jump = recreate_allowed and _major_upgrade(b, resource, c)  # ...or refuse the data it finds
+        recreate_allowed = recreate_allowed and not moved and not jump
     want_hash = spec.spec_hash(resource)
     if c.labels.get(labels.SPEC_HASH) != want_hash:
         if recreate_allowed and c.labels.get(adoption.ADOPTED):
@@ -480,6 +482,28 @@ def _data_moved(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> 
             "verifies, recreates it on the declared mounts; the old data stays), or revert the declaration",
         )
     return bool(moved)
+
+
+def _major_upgrade(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> bool:
+    """A new major version is never a plain recreate: the new server refuses (PostgreSQL) or must convert (MariaDB)
+    the old data directory. The data's major is taken from the image that runs now (its tag)."""
+    two_part = inst.spec.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
+    tags = [versions.split_image(image)[1] for image in (c.image, inst.spec.image)]
+    found = [versions.tag_version(t) if t else None for t in tags]
+    if c.image == inst.spec.image or found[0] is None or found[1] is None:
+        return False
+    was, new = versions.major(two_part, found[0]), versions.major(two_part, found[1])
+    if was == new:
+        return False
+    b.finding(
+        FindingType.MAJOR_UPGRADE,
+        inst.kind,
+        inst.metadata.name,
+        f"{c.name} runs {c.image} ({inst.spec.engine.value} {was}); the declaration asks for {inst.spec.image} "
+        f"({new}): a recreate would start {new} on data written by {was}, which it refuses or must convert. Not "
+        "recreated: upgrade by dump and restore after a verified backup (by hand for now), or revert the image",
+    )
+    return True
 
 
 def recreate_change(inst: spec.DatabaseInstance, revision: str | None, reason: str) -> Change:

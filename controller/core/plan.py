@@ -50,6 +50,7 @@ class FindingType(enum.StrEnum):
     ADOPTION_BLOCKED = "adoption-blocked"  # policy.adopt: in-place, but the container differs from the declaration
     CO_MANAGED = "co-managed"  # an adopted container that compose also claims (its project label)
     VOLUME_IN_USE = "volume-in-use"  # another container (any owner) mounts the data a create/start would mount
+    MAJOR_UPGRADE = "major-upgrade"  # a new major version: never a plain recreate
     DATA_MOVED = "data-moved"  # the declaration mounts other data than the container holds: no recreate
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)

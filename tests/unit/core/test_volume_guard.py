@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core import diff, live
+from controller.core import diff, labels, live
 from controller.core.plan import Action, FindingType
 from tests.helpers import network, redis_instance, volume
 from tests.unit.core.test_diff import managed, net, state
@@ -46,3 +46,30 @@ def test_its_own_leftover_and_a_reader_of_a_running_database_are_not_in_the_way(
     running = managed(S, mounts=(live.Mount("volume", "kv-data", "/data"),))
     p = plan(running, holder("running", name="backup-sidecar"))  # nothing to create or start: nothing to hold back
     assert not [f for f in p.findings if f.type is FindingType.VOLUME_IN_USE]
+
+
+def test_a_new_major_version_is_never_a_plain_recreate():
+    from tests.unit.core.test_diff import managed as own
+
+    text = "---\n".join([network("net-a"), volume("kv-data"), redis_instance("kv-a", "kv-a-db", volume="kv-data")])
+    recreate = "  policy: {upgrade: recreate}\n"
+    old = state(text.replace("  auth:", recreate + "  auth:"))
+    stale = {**labels.container_labels(old.instances[0], None), labels.SPEC_HASH: "made-from-an-older-declaration"}
+    running = own(old, image="dbstate-local/redis:6.2", labels=stale)
+    obs = live.LiveState(live.EngineInfo("x", "1", "1"), (running,), (net("net-a"),), (KV,))
+    p = diff.diff(old, obs)
+    assert [c.action for c in p.changes if c.kind == "DatabaseInstance"] == []
+    [f] = [f for f in p.findings if f.type is FindingType.MAJOR_UPGRADE]
+    assert "runs dbstate-local/redis:6.2 (redis 6)" in f.message and "(7)" in f.message
+    minor = own(old, image="dbstate-local/redis:7.2", labels=stale)
+    obs = live.LiveState(live.EngineInfo("x", "1", "1"), (minor,), (net("net-a"),), (KV,))
+    assert [c.action for c in diff.diff(old, obs).changes if c.kind == "DatabaseInstance"] == [Action.RECREATE]
+
+
+def test_postgres_18_data_mounted_where_18_keeps_nothing_is_an_error():
+    from controller.adapters import desired
+    from tests.helpers import ENV, instance_yaml
+
+    text = "---\n".join([network("edge"), volume("pg_data"), instance_yaml(version="18", image="postgres:18")])
+    errors = [str(e) for e in desired.load_text(text, "t.yaml", {**ENV, "PG_PASSWORD": "x"}).errors]
+    assert any("spec.volumes[0].target: PostgreSQL 18 and later" in e for e in errors), errors
