@@ -25,10 +25,16 @@ says so; a lease whose holder stopped renewing is waited out (up to --lease-ttl)
 
 exit codes: 0 converged; 1 a change failed, the desired state has errors, or a declared resource is not under
 dbstate's management or is held back to protect its data (name-conflict, adoption-blocked, volume-in-use,
-data-moved); every outcome is still reported."""
+data-moved, major-upgrade); every outcome is still reported."""
 
 NOT_UNDER_MANAGEMENT = frozenset(
-    {FindingType.NAME_CONFLICT, FindingType.ADOPTION_BLOCKED, FindingType.VOLUME_IN_USE, FindingType.DATA_MOVED}
+    {
+        FindingType.NAME_CONFLICT,
+        FindingType.ADOPTION_BLOCKED,
+        FindingType.VOLUME_IN_USE,
+        FindingType.DATA_MOVED,
+        FindingType.MAJOR_UPGRADE,
+    }
 )
 
 
