@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS adoptions (
     spec_hash    TEXT NOT NULL,     -- of the declaration it matched
     at           REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS suspensions (
+    key  TEXT PRIMARY KEY,  -- DatabaseInstance/NAME
+    who  TEXT NOT NULL,
+    why  TEXT NOT NULL,
+    at   REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS acks (
     type  TEXT NOT NULL,
     name  TEXT NOT NULL,
@@ -290,6 +296,19 @@ class Store:
             "INSERT OR REPLACE INTO adoptions VALUES (?, ?, ?, ?)",
             (adopted.key, adopted.container_id, adopted.spec_hash, time.time()),
         )
+
+    @_guarded
+    def suspensions(self) -> dict[str, str]:
+        rows = self.db.execute("SELECT key, who, why FROM suspensions").fetchall()
+        return {key: f"by {who}: {why}" for key, who, why in rows}
+
+    @_guarded
+    def suspend(self, key: str, who: str, why: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)", (key, who, why, time.time()))
+
+    @_guarded
+    def resume(self, key: str) -> bool:
+        return self.db.execute("DELETE FROM suspensions WHERE key = ?", (key,)).rowcount > 0
 
     @_guarded
     def acknowledged(self, type_: str) -> frozenset[str]:

@@ -33,6 +33,8 @@ COMMANDS: dict[str, CommandInfo] = {
     ),
     "status": CommandInfo("status", "per resource: in sync, drifted, failing, or with findings; the last pass"),
     "ack": CommandInfo("ack", "acknowledge a finding that needs a human decision (volume-lost)"),
+    "suspend": CommandInfo("suspend", "maintenance: keep watching an instance, change nothing of it (--why)"),
+    "resume": CommandInfo("resume", "end a suspension: the next pass converges the instance again"),
     "adopt": CommandInfo("adopt", "take over one declared database whose container someone else made, as it is"),
     "migrate-volume": CommandInfo(
         "migrate_volume", "move a database's data to the mounts its declaration names: stopped, copied, verified"

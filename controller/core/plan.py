@@ -62,6 +62,7 @@ class FindingType(enum.StrEnum):
 class NoteType(enum.StrEnum):
     ADOPTED = "adopted"  # a declared network or volume that exists without dbstate's labels, taken as it is
     HELD_BACK = "held-back"  # a declaration with errors: left alone, never orphaned
+    SUSPENDED = "suspended"  # an instance a human works on (policy.suspended, `dbstate suspend`): not acted on
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,7 @@ class ResourceStatus(NamedTuple):
     """A resource after a pass, as `dbstate status` shows it."""
 
     key: str  # Kind/name
-    status: str  # in-sync | drifted | failing | findings | invalid
+    status: str  # in-sync | drifted | failing | findings | invalid | suspended
     message: str
     attempts: int
     next_retry: float | None  # wall-clock time of the next retry, when failing

@@ -193,6 +193,11 @@ class Auth(Model):
 class InstancePolicy(Model):
     drift: DriftPolicy = DriftPolicy.ENFORCE
     upgrade: UpgradePolicy = UpgradePolicy.MANUAL
+    suspended: bool = Field(
+        default=False,
+        description="true: dbstate observes, probes and reports this instance but changes nothing of it (maintenance; "
+        "`dbstate suspend NAME` does the same without a commit)",
+    )
     adopt: AdoptPolicy = Field(
         default=AdoptPolicy.NEVER,
         description="in-place: a container of the declared name made by someone else (compose, by hand) is taken "

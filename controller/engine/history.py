@@ -21,6 +21,7 @@ class MemoryHistory:
         self.resources: list[plan.ResourceStatus] = []
         self.failures: dict[str, int] = {}
         self.adopted: dict[str, Adoption] = {}
+        self.suspended: dict[str, str] = {}
         self._ids = itertools.count(1)
 
     def seen_volumes(self) -> dict[str, str | None]:
@@ -31,6 +32,12 @@ class MemoryHistory:
 
     def record_adoption(self, adopted: Adoption) -> None:
         self.adopted[adopted.key] = adopted
+
+    def suspensions(self) -> dict[str, str]:
+        return dict(self.suspended)
+
+    def suspend(self, key: str, who: str, why: str) -> None:
+        self.suspended[key] = f"by {who}: {why}"
 
     def acknowledged(self, type_: str) -> frozenset[str]:
         return frozenset(n for t, n in self.acks if t == type_)

@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.core import adoption, composeref, diff, errors, health, live, secrets, spec
+from controller.core import adoption, composeref, diff, errors, health, live, secrets, spec, suspension
 from controller.core.adoption import Adoption
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
-from controller.core.plan import Action, Change, Finding, FindingType, Outcome, Plan, ResourceStatus
+from controller.core.plan import Action, Change, Finding, FindingType, NoteType, Outcome, Plan, ResourceStatus
 from controller.core.revision import Revision
 from controller.engine import apply as applying
 from controller.engine.options import PassOptions, ProbeOptions
@@ -170,6 +170,7 @@ class Reconciler:
         else:  # what the desired state itself declares about shared versions
             found = health.findings(state, {}, {}, 1)
             the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
+        the_plan = suspension.hold(the_plan, suspension.suspended(state, self.history.suspensions()))
         self._mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
         pass_id = self.history.begin_pass(self.options.command, desired.revision.commit, desired.revision.dirty)
         self.history.record_findings(pass_id, the_plan.findings)
@@ -288,6 +289,7 @@ class Reconciler:
         findings: dict[str, str] = {}
         for f in result.plan.findings:
             findings.setdefault(f"{f.kind}/{f.name}", f"{f.type.value}: {f.message}")
+        suspended = {f"{n.kind}/{n.name}": n.message for n in result.plan.notes if n.type is NoteType.SUSPENDED}
         rows: list[ResourceStatus] = []
         now_wall, now_mono = self.clock.time(), self.clock.monotonic()
         for key in sorted(set(declared_keys(result.loaded.state)) | set(findings) | set(failed)):
@@ -296,6 +298,8 @@ class Reconciler:
                 message = failed.get(key) or (b.last_error if b else "")
                 next_retry = now_wall + (b.due - now_mono) if b is not None else None
                 rows.append(ResourceStatus(key, "failing", message, b.attempts if b else 1, next_retry, rev))
+            elif key in suspended:
+                rows.append(ResourceStatus(key, "suspended", suspended[key], 0, None, rev))
             elif key in drifted:
                 rows.append(ResourceStatus(key, "drifted", "changes pending", 0, None, rev))
             elif key in findings:

@@ -103,3 +103,18 @@ def test_a_garbage_state_database_is_one_clear_line(tmp_path: Path, command: tup
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith(f"dbstate: error: {garbage} is not a dbstate state database"), r.stderr
     assert garbage.read_text().startswith("not a database")
+
+
+def test_suspend_and_resume_are_recorded_with_who_and_why(tmp_path):
+    from controller.adapters import store
+
+    state = tmp_path / "state.db"
+    r = run("suspend", "pg", "--why", "manual  upgrade to 17", "--state", str(state))
+    assert r.returncode == 0 and "suspended DatabaseInstance/pg" in r.stdout, r.stderr
+    with store.Store(state) as db:
+        [(key, why)] = db.suspensions().items()
+    assert key == "DatabaseInstance/pg" and why.startswith("by ") and why.endswith(": manual upgrade to 17")
+    assert run("suspend", "pg", "--why", " ", "--state", str(state)).returncode == 1  # a reason is required
+    assert run("resume", "pg", "--state", str(state)).returncode == 0
+    r = run("resume", "pg", "--state", str(state))
+    assert r.returncode == 1 and "was not suspended" in r.stderr

@@ -244,3 +244,27 @@ def test_a_declared_database_in_name_conflict_is_still_probed_and_reported_never
     assert prober.probed == ["pg"]
     assert report.findings[FindingType.NAME_CONFLICT.value] == 1 and report.findings[FindingType.UNHEALTHY.value] == 1
     assert not [call for call in engine.calls if call[1] == "pg-db"]
+
+
+def test_a_suspended_instance_is_watched_and_reported_but_never_changed():
+    r, engine, history = reconciler()
+    r.reconcile(Request("start"))
+    engine.kill("pg-db")
+    history.suspend("DatabaseInstance/pg", "dba@host", "manual upgrade to 17")
+    report = r.reconcile(Request("event"))
+    r.record_status(report, {})
+    assert engine.containers["pg-db"].state == "exited"  # not started while a human works on it
+    [row] = [row for row in history.resources if row.key == "DatabaseInstance/pg"]
+    assert row.status == "suspended" and "by dba@host: manual upgrade to 17" in row.message
+    assert "start" in row.message  # the change it holds back is said
+    assert report.outcomes == ()
+    history.suspended.clear()  # dbstate resume
+    r.reconcile(Request("event"))
+    assert engine.containers["pg-db"].state == "running"
+
+
+def test_policy_suspended_in_the_declaration_holds_it_too():
+    r, engine, history = reconciler(STATE.replace("  auth:", "  policy: {suspended: true}\n  auth:"))
+    r.record_status(r.reconcile(Request("start")), {})
+    assert "pg-db" not in engine.containers  # not even created
+    assert [row.status for row in history.resources if row.key == "DatabaseInstance/pg"] == ["suspended"]
