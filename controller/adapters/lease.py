@@ -179,22 +179,34 @@ class EngineLease:
         """Acquire or renew. None when this controller holds the lease afterwards, else who does."""
         found = self.epochs()
         top = found[-1] if found else None
-        now = time.monotonic()
         if top is not None and top.holder != self.holder and not top.released:
-            with self._lock:
-                self._epoch = None
-            tag = (top.number, top.holder, top.released)
-            if tag != self._seen:
-                self._renewals_seen = self._renewals_seen + 1 if self._seen and self._seen[1] == top.holder else 1
-                self._seen, self._seen_at = tag, now
-            if now - self._seen_at < self.ttl and not provably_dead(top.process):
-                return Holder(top.holder, time.time() + self.ttl - (now - self._seen_at))
+            other = self._watch(top)
+            if other is not None:
+                return other
         number = (top.number if top else 0) + 1
-        if not self._take(number):
-            return self._other_holder()
+        if not self._take(number):  # another controller took that epoch first: watch it from now on
+            after = self.epochs()
+            newest = after[-1] if after else None
+            if newest is None or newest.holder == self.holder:
+                return Holder("nobody", time.time())  # gone again already: the next call tries again
+            return self._watch(newest) or Holder(newest.holder, time.time() + self.ttl)
         for e in found:
             if e.number < number:
                 self._remove(e.container)
+        return None
+
+    def _watch(self, top: Epoch) -> Holder | None:
+        """Another controller's epoch is the highest: who holds it, or None once it may be taken over (unchanged for
+        a whole TTL on this controller's clock, or its holder provably dead)."""
+        with self._lock:
+            self._epoch = None
+        now = time.monotonic()
+        tag = (top.number, top.holder, top.released)
+        if tag != self._seen:
+            self._renewals_seen = self._renewals_seen + 1 if self._seen and self._seen[1] == top.holder else 1
+            self._seen, self._seen_at = tag, now
+        if now - self._seen_at < self.ttl and not provably_dead(top.process):
+            return Holder(top.holder, time.time() + self.ttl - (now - self._seen_at))
         return None
 
     def _take(self, number: int) -> bool:
@@ -207,17 +219,6 @@ class EngineLease:
         with self._lock:
             self._epoch, self._renewed, self._seen = number, sent, None
         return True
-
-    def _other_holder(self) -> Holder | None:
-        found = self.epochs()
-        if not found:
-            return None if self.held() else Holder("nobody", time.time())
-        top = found[-1]
-        if top.holder == self.holder:
-            return None
-        now = time.monotonic()
-        self._seen, self._seen_at = (top.number, top.holder, top.released), now
-        return Holder(top.holder, time.time() + self.ttl)
 
     def _ensure_image(self) -> None:
         if self._image_ready:

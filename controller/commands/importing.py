@@ -15,6 +15,7 @@ from controller.core.errors import DbstateError
 
 if TYPE_CHECKING:
     from controller.core import live
+    from controller.core.adoption import Adoption
     from controller.core.importer import Found, Imported
 
 DESCRIPTION = """\
@@ -80,10 +81,7 @@ def options(ns: argparse.Namespace) -> Options:
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller import wiring
-    from controller.adapters import desired
-    from controller.adapters.yamlwrite import render
-    from controller.core import importer, spec
-    from controller.core.adoption import Adoption, differences
+    from controller.core import importer
     from controller.engine.options import Target
 
     t0 = time.monotonic()
@@ -97,7 +95,19 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     if not any(d.body["kind"] == "DatabaseInstance" for d in imported.documents):
         print(f"dbstate: no database container on {host} (nor in a compose file): nothing to import", file=err)
         return common.EXIT_ERROR
-    files: dict[str, list[importer.Document]] = {}
+    written = _write(opts, imported, host)
+    adoptions = _matching(opts, imported, found)
+    wiring.record_adoptions(target, adoptions)
+    _summary(out, opts, written, imported, len(adoptions), time.monotonic() - t0)
+    return common.EXIT_OK
+
+
+def _write(opts: Options, imported: Imported, host: str) -> int:
+    """The YAML files (refusing to overwrite without --force) and the env file; how many files."""
+    from controller.adapters.yamlwrite import render
+    from controller.core.importer import Document
+
+    files: dict[str, list[Document]] = {}
     for d in imported.documents:
         files.setdefault(d.file, []).append(d)
     existing = sorted(f for f in files if (opts.out / f).exists())
@@ -109,21 +119,29 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     for name, docs in sorted(files.items()):
         (opts.out / name).write_text(render(docs, header))
     _write_private(opts.env_out, env)
+    return len(files)
+
+
+def _matching(opts: Options, imported: Imported, found: list[Found]) -> list[Adoption]:
+    """The written desired state, loaded back; the instances whose containers match it as written (the rest are an
+    adoption-blocked finding in the plan, not adopted)."""
+    from controller.adapters import desired
+    from controller.core import spec
+    from controller.core.adoption import Adoption, differences
+
     loaded = desired.load(opts.out, opts.env_out)
     if loaded.errors:
-        for e in loaded.errors:
-            print(f"dbstate: {e}", file=err)
-        raise DbstateError("the imported desired state does not validate (a bug in import): nothing adopted")
+        raise DbstateError(
+            "the imported desired state does not validate (a bug in import): nothing adopted: "
+            + "; ".join(str(e) for e in loaded.errors[:3])
+        )
     by_key = {f"{i.kind}/{i.metadata.name}": i for i in loaded.state.instances}
     containers = {f.container.id: f.container for f in found}
-    adoptions = [  # only what matches as written: the rest is an adoption-blocked finding in the plan, not adopted
+    return [
         Adoption(k, cid, spec.spec_hash(by_key[k]))
         for k, cid in sorted(imported.adopt.items())
         if not differences(by_key[k], containers[cid])
     ]
-    wiring.record_adoptions(target, adoptions)
-    _summary(out, opts, len(files), imported, len(adoptions), time.monotonic() - t0)
-    return common.EXIT_OK
 
 
 def _not_running(files: tuple[Path, ...], found: list[Found], observed: live.LiveState) -> list[Found]:

@@ -381,6 +381,7 @@ def test_a_second_server_is_never_started_on_data_another_container_holds(docker
     other = run_plain(
         docker_client, "kv-a-by-hand", "dbstate-local/redis:7.0", volumes={"kv-data": {"bind": "/data", "mode": "rw"}}
     )
+    assert other.exec_run(["sh", "-c", f"echo {MARKER} > /data/marker"]).exit_code == 0  # its data, written live
     r = apply(root, engine_host, state)
     assert r.code == 1 and "volume-in-use DatabaseInstance/kv-a" in r.stdout and "kv-a-by-hand" in r.stdout, r.stdout
     with pytest.raises(docker.errors.NotFound):
@@ -390,7 +391,9 @@ def test_a_second_server_is_never_started_on_data_another_container_holds(docker
     other.remove()
     r = apply(root, engine_host, state)
     assert r.code == 0, r.stdout
-    assert docker_client.containers.get("kv-a-db").status == "running"
+    mine = docker_client.containers.get("kv-a-db")
+    assert mine.status == "running"
+    assert mine.exec_run(["cat", "/data/marker"]).output.decode().strip() == MARKER  # the same data, not lost
 
 
 def test_unpullable_image_fails_that_change_only(docker_client, engine_host, tmp_path, state):
