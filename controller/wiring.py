@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.adapters import desired, facts, lease, store
+from controller.adapters import backups, desired, facts, lease, store
 from controller.adapters.docker import DockerRuntime
+from controller.adapters.shell import DockerShell
 from controller.adapters.source import DirectorySource
 from controller.core import errors, live
 from controller.core.adoption import Adoption
@@ -28,7 +29,13 @@ if TYPE_CHECKING:
 class Wired:
     reconciler: Reconciler
     runtime: DockerRuntime
+    shell: DockerShell  # the databases' own tools, in their containers (backups, restores, upgrades)
+    backups: backups.BackupDir
     lease: lease.EngineLease | None = None  # with `lease_ttl`: every mutating call of the runtime is fenced by it
+
+
+def backup_dir(target: Target) -> backups.BackupDir:
+    return backups.BackupDir(target.backup_dir or backups.default_dir(target.state or store.default_path()))
 
 
 @contextlib.contextmanager
@@ -98,7 +105,7 @@ def reconciler(
                 prober=_prober() if options.probe is not None else None,
                 facts=facts.EngineFacts(runtime, write=held is not None),
             )
-            yield Wired(r, runtime, held)
+            yield Wired(r, runtime, DockerShell(runtime), backup_dir(target), held)
         finally:
             runtime.close()
 

@@ -28,7 +28,7 @@ import requests.exceptions
 
 from controller.adapters import retry
 from controller.core import errors, labels, live, spec, versions
-from controller.core.labels import ADOPTION, HELPER, LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
+from controller.core.labels import ADOPTION, HELPER, HELPER_PREFIX, LEASE, MARKER_PREFIXES, SEEN, VOLUME_ID
 from controller.core.text import printable
 
 API_VERSION = "1.41"  # Docker Engine 20.10 and newer
@@ -183,7 +183,7 @@ class DockerEngine:
         raw_containers = [
             c
             for c in self.call("listing containers", lambda: self.api.containers(all=True))
-            if not _name(c).startswith(MARKER_PREFIXES) or LEASE not in (c.get("Labels") or {})
+            if not (_name(c).startswith(MARKER_PREFIXES) and {LEASE, HELPER} & set(c.get("Labels") or {}))
         ]
         raw_networks = self.call("listing networks", self.api.networks)
         raw_volumes = self.call("listing volumes", self.api.volumes).get("Volumes") or []
@@ -453,6 +453,7 @@ class DockerRuntime(DockerEngine):
             "creating a helper container",
             lambda: self.api.create_container(
                 image,
+                name=f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}",
                 entrypoint=["/bin/sh", "-c"],
                 command=[script],
                 user="0",

@@ -39,6 +39,11 @@ COMMANDS: dict[str, CommandInfo] = {
     "migrate-volume": CommandInfo(
         "migrate_volume", "move a database's data to the mounts its declaration names: stopped, copied, verified"
     ),
+    "backup": CommandInfo(
+        "backup", "back up running databases with their own tools (pg_dumpall, mariadb-dump, BGSAVE)"
+    ),
+    "backups": CommandInfo("backups", "the backups kept, with what each holds and whether it was verified"),
+    "restore": CommandInfo("restore", "put a backup back into a running database (after backing up what it holds)"),
     "import": CommandInfo(
         "importing", "write the desired state of a host as it runs, and take its databases over in place"
     ),

@@ -77,6 +77,25 @@ def add_engine(p: argparse.ArgumentParser) -> None:
         help="the Docker engine (default: $DOCKER_HOST, then unix:///var/run/docker.sock)",
     )
     add_state(p)
+    add_backup_dir(p)
+
+
+def add_backup_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backup-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where backups are kept, mode 0700 (default: $DBSTATE_BACKUP_DIR, then `backups/` beside the state "
+        "database)",
+    )
+
+
+def backup_dir(ns: argparse.Namespace) -> Path:
+    from controller.adapters import backups, store
+
+    given = getattr(ns, "backup_dir", None) or os.environ.get("DBSTATE_BACKUP_DIR")
+    return Path(given) if given else backups.default_dir(getattr(ns, "state", None) or store.default_path())
 
 
 def target(ns: argparse.Namespace) -> Target:
@@ -90,6 +109,7 @@ def target(ns: argparse.Namespace) -> Target:
         getattr(ns, "state", None),
         ns.max_file_bytes,
         ns.max_total_bytes,
+        backup_dir(ns),
     )
 
 

@@ -9,6 +9,8 @@
     │       └── ImageNotFound    the image is not present and cannot be pulled
     ├── VolumeLost               a database's volume vanished or was replaced under it: nothing starts on it
     ├── StateError               the state database is not one (garbage, another program's file)
+    ├── BackupError              a backup, its verification or a restore failed: the change it guards does not run
+    │   └── ExecFailed           a database tool run in a container exited non-zero
     └── ProbeError               a database server did not answer as declared
 
 `retryable(exc)` is the only place that decides what a retry policy may retry.
@@ -60,6 +62,20 @@ class LeaseHeld(DbstateError):
 
 class StateError(DbstateError):
     """The state database cannot be used: the file is not a dbstate state database."""
+
+
+class BackupError(DbstateError):
+    """A backup could not be taken or verified, or a restore failed: what it guards (a recreate, an upgrade) does not
+    happen."""
+
+
+class ExecFailed(BackupError):
+    """A database tool run in a container (`docker exec`) exited non-zero; carries the end of its stderr."""
+
+    def __init__(self, tool: str, container: str, code: int, stderr: str) -> None:
+        self.tool, self.container, self.code, self.stderr = tool, container, code, stderr
+        last = " / ".join(line for line in stderr.strip().splitlines()[-3:] if line.strip())
+        super().__init__(f"{tool} in {container} exited {code}" + (f": {last}" if last else ""))
 
 
 class ProbeError(DbstateError):

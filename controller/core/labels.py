@@ -25,9 +25,11 @@ SEEN_MARKER_PREFIX = "dbstate-seen-"  # `dbstate-seen-<volume>`: a declared volu
 SEEN = "io.dbstate.seen"  # on those markers: the volume's name; SEEN + ".identity": its identity
 ADOPTED_MARKER_PREFIX = "dbstate-adopted-"  # `dbstate-adopted-<container id>`: a container dbstate took over
 ADOPTION = "io.dbstate.adoption"  # on those markers: the resource key; ADOPTION + ".container", ".spec-hash"
-HELPER = "io.dbstate.helper"  # on the throw-away containers of migrate-volume (removed after each use)
+HELPER = "io.dbstate.helper"  # on throw-away containers (migrate-volume, backup verify): never observed
+HELPER_PREFIX = "dbstate-helper-"  # their names
 MARKER_PREFIXES = (
     LEASE_MARKER_PREFIX,
+    HELPER_PREFIX,
     SEEN_MARKER_PREFIX,
     ADOPTED_MARKER_PREFIX,
 )  # dbstate's own markers: never observed, never a cause

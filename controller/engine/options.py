@@ -22,6 +22,7 @@ class Target:
     state: Path | None = None  # None: $DBSTATE_STATE, then .dbstate/state.db
     max_file_bytes: int | None = None  # None: the loader's defaults (adapters/desired.Limits)
     max_total_bytes: int | None = None
+    backup_dir: Path | None = None  # None: beside the state database (adapters/backups.default_dir)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ imports an adapter and a test can hand it a fake."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from controller.core import live, plan, spec
 from controller.core.adoption import Adoption
+from controller.core.dumps import Manifest, Ran
 from controller.core.health import ProbeResult, ProbeTarget
 from controller.core.revision import Desired as Desired  # what a DesiredSource returns
 
@@ -163,6 +165,68 @@ class Lease(Protocol):
         ...
 
     def release(self) -> None: ...
+
+
+class Shell(Protocol):
+    """A database's own tools, run in its container (`docker exec`) or in a throw-away container: credentials in the
+    exec's environment, never on a command line."""
+
+    def stream(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str = "") -> Iterator[bytes]:
+        """stdout as it comes; raises `ExecFailed` after the last chunk when the tool exits non-zero."""
+        ...
+
+    def run(
+        self,
+        container: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        user: str = "",
+        stdin: Iterable[bytes] | None = None,
+        mutating: bool = False,
+    ) -> Ran: ...
+
+    def put_file(self, container: str, directory: str, name: str, chunks: Iterable[bytes], size: int) -> None: ...
+
+    def scratch(
+        self, image: str, env: Mapping[str, str], volume: str | None = None, target: str | None = None
+    ) -> contextlib.AbstractContextManager[str]: ...
+
+    def logs(self, container: str) -> str: ...
+
+    def running(self, container: str) -> bool: ...
+
+
+class BackupStore(Protocol):
+    """Where backups are kept: a compressed file and a manifest each."""
+
+    def new_id(self, instance: str, when: float) -> str: ...
+
+    def writing(self, instance: str, ident: str, fmt: str) -> contextlib.AbstractContextManager[BackupFile]: ...
+
+    def save(self, manifest: Manifest) -> None: ...
+
+    def manifests(self, instance: str | None = None) -> list[Manifest]: ...
+
+    def get(self, ident: str) -> Manifest: ...
+
+    def check(self, manifest: Manifest) -> None:
+        """Raises `BackupError` unless the file has the manifest's size and sha256."""
+        ...
+
+    def read(self, manifest: Manifest) -> Iterator[bytes]: ...
+
+    def prune(self, instance: str, keep: int) -> list[str]: ...
+
+
+class BackupFile(Protocol):
+    raw_bytes: int
+    size_bytes: int
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> str:
+        """Complete the file; its sha256."""
+        ...
 
 
 class Clock(Protocol):

@@ -1,0 +1,492 @@
+"""Backups, their verification and restores, the way a DBA takes them: the engine's own tools run in the database's
+container (no route to it needed), the dump streamed into a compressed file whose manifest records its sha256 and the
+rows of every table as the dump held them, and a verification that restores it into a throw-away server of the same
+image and compares the rows. Nothing here decides when: `apply` (before a destructive change), `run` (on schedule) and
+the `backup`/`restore` commands do."""
+
+from __future__ import annotations
+
+import secrets as random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from controller.core import dumps, errors, spec
+from controller.core.dumps import Login, Manifest
+from controller.engine.ports import BackupStore, Clock, Runtime, Shell, SystemClock
+
+Progress = Callable[[str], None]
+PROGRESS_EVERY = 2.0  # seconds between progress lines of a long dump or restore
+READY_TIMEOUT = 180.0
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running database server: its declaration, its container and the image it runs."""
+
+    inst: spec.DatabaseInstance
+    container: str
+    image: str
+
+    @property
+    def engine(self) -> spec.Engine:
+        return self.inst.spec.engine
+
+    @property
+    def name(self) -> str:
+        return self.inst.metadata.name
+
+
+def _is_sql(engine: spec.Engine) -> bool:
+    return engine is not spec.Engine.REDIS
+
+
+class _Meter:
+    """Progress lines for a stream: at most one every PROGRESS_EVERY seconds."""
+
+    def __init__(self, progress: Progress, what: str) -> None:
+        self.progress, self.what = progress, what
+        self.bytes, self.start, self.last = 0, time.monotonic(), time.monotonic()
+
+    def tick(self, n: int) -> None:
+        self.bytes += n
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            rate = self.bytes / MiB / max(now - self.start, 1e-6)
+            self.progress(f"{self.what}: {self.bytes / MiB:.0f} MiB ({rate:.0f} MiB/s)")
+
+
+def take(
+    server: Server,
+    shell: Shell,
+    store: BackupStore,
+    *,
+    revision: str | None,
+    reason: str,
+    progress: Progress,
+    clock: Clock | None = None,
+) -> Manifest:
+    """A backup of the running server, written, then checked on disk against its manifest."""
+    clock = clock or SystemClock()
+    who = dumps.login(server.inst)
+    started = clock.time()
+    version = server_version(server.container, server.engine, who, shell)
+    ident = store.new_id(server.name, started)
+    fmt = "sql.gz" if _is_sql(server.engine) else "rdb.gz"
+    counter = dumps.counter(server.engine)
+    meter = _Meter(progress, f"{server.name}: dumped")
+    progress(f"{server.name}: backing up ({server.engine.value} {version}) to {ident}")
+    with store.writing(server.name, ident, fmt) as out:
+        chunks = (
+            shell.stream(server.container, dumps.dump_argv(server.engine, who), who.env, who.os_user)
+            if _is_sql(server.engine)
+            else _redis_rdb(server, who, shell, progress)
+        )
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+                if counter is not None:
+                    counter.feed(chunk)
+                meter.tick(len(chunk))
+        except errors.ExecFailed as e:
+            raise errors.BackupError(f"backup of {server.name} failed: {e}") from e
+        if out.raw_bytes == 0:
+            raise errors.BackupError(f"backup of {server.name} failed: the dump was empty")
+        sha = out.finish()
+    manifest = Manifest(
+        id=ident,
+        instance=server.name,
+        engine=server.engine.value,
+        image=server.image,
+        server_version=version,
+        revision=revision,
+        file=f"{ident}.{fmt}",
+        format=fmt,
+        size_bytes=out.size_bytes,
+        raw_bytes=out.raw_bytes,
+        sha256=sha,
+        started=started,
+        finished=clock.time(),
+        counts=dict(counter.counts) if counter is not None else {},
+        databases=list(counter.databases) if counter is not None else [],
+        reason=reason,
+    )
+    store.save(manifest)
+    store.check(manifest)
+    progress(
+        f"{server.name}: backup {ident} written: {out.raw_bytes / MiB:.1f} MiB dumped, {out.size_bytes / MiB:.1f} MiB "
+        f"stored{f', {len(manifest.counts)} tables' if _is_sql(server.engine) else ''}, {manifest.finished - started:.1f} s"
+    )
+    return manifest
+
+
+def server_version(container: str, engine: spec.Engine, who: Login, shell: Shell) -> str:
+    """What the server reports (PostgreSQL's server_version_num as a major, MariaDB's VERSION(), Redis's INFO)."""
+    if engine is spec.Engine.POSTGRES:
+        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_VERSION), who.env, who.os_user)
+        _ok(ran, "psql", container)
+        return dumps.pg_major(ran.stdout.decode())
+    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.MARIADB_VERSION), who.env, who.os_user)
+        _ok(ran, "mariadb", container)
+        return ran.stdout.decode().strip()
+    info = _redis(container, who, shell, "INFO", "server")
+    return next((ln.split(":", 1)[1] for ln in info.splitlines() if ln.startswith("redis_version:")), "?")
+
+
+def _ok(ran: dumps.Ran, tool: str, container: str) -> None:
+    if ran.code != 0:
+        raise errors.ExecFailed(tool, container, ran.code, ran.stderr)
+
+
+def _redis(container: str, who: Login, shell: Shell, *command: str) -> str:
+    ran = shell.run(container, dumps.redis_argv(*command), who.env)
+    _ok(ran, "redis-cli", container)
+    text = ran.stdout.decode(errors="replace").replace("\r", "")
+    if text.startswith(("ERR", "NOAUTH", "WRONGPASS", "NOPERM")):
+        raise errors.BackupError(f"redis-cli {command[0]} in {container}: {text.strip()[:200]}")
+    return text
+
+
+def _redis_config(container: str, who: Login, shell: Shell, key: str) -> str:
+    lines = _redis(container, who, shell, "CONFIG", "GET", key).splitlines()
+    return lines[1] if len(lines) > 1 else ""
+
+
+def _redis_rdb(server: Server, who: Login, shell: Shell, progress: Progress) -> Iterator[bytes]:
+    """BGSAVE, wait for that very save to finish, then the RDB file as it is on the server's disk."""
+    c = server.container
+    directory, filename = _redis_config(c, who, shell, "dir"), _redis_config(c, who, shell, "dbfilename")
+    if not directory or not filename:
+        raise errors.BackupError(f"{c}: cannot read where Redis keeps its RDB file (CONFIG GET dir, dbfilename)")
+
+    def persistence() -> dict[str, str]:
+        text = _redis(c, who, shell, "INFO", "persistence")
+        return dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+
+    before = persistence()
+    last_save = int(before.get("rdb_last_save_time", "0"))
+    while int(time.time()) <= last_save:  # a save within this second would not be told apart
+        time.sleep(0.2)
+    _redis(c, who, shell, "BGSAVE", "SCHEDULE")
+    deadline = time.monotonic() + 3600
+    while True:
+        now = persistence()
+        done = int(now.get("rdb_last_save_time", "0")) > last_save or int(now.get("rdb_saves", "0")) > int(
+            before.get("rdb_saves", "0")
+        )
+        if done and now.get("rdb_bgsave_in_progress") == "0":
+            if now.get("rdb_last_bgsave_status") != "ok":
+                raise errors.BackupError(
+                    f"{c}: BGSAVE failed (rdb_last_bgsave_status {now.get('rdb_last_bgsave_status')})"
+                )
+            break
+        if time.monotonic() > deadline:
+            raise errors.BackupError(f"{c}: BGSAVE did not finish within an hour")
+        time.sleep(0.2)
+    progress(f"{server.name}: BGSAVE done, copying {directory}/{filename}")
+    yield from shell.stream(c, ["cat", "--", f"{directory.rstrip('/')}/{filename}"], {})
+
+
+def counts(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dict[str, int]:
+    """The rows of every table of every database (the keys for Redis), as the server holds them now."""
+    if engine is spec.Engine.POSTGRES:
+        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_DATABASES), who.env, who.os_user)
+        _ok(ran, "psql", container)
+        out: dict[str, int] = {}
+        for db in ran.stdout.decode().split("\n"):
+            if not db.strip():
+                continue
+            ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_COUNTS, db), who.env, who.os_user)
+            _ok(ran, "psql", container)
+            out.update({f"{db}/{k}": n for k, n in dumps.parse_rows(ran.stdout.decode()).items()})
+        return out
+    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.MARIADB_TABLES), who.env)
+        _ok(ran, "mariadb", container)
+        tables = [tuple(ln.split("\t", 1)) for ln in ran.stdout.decode().splitlines() if "\t" in ln]
+        if not tables:
+            return {}
+        ran = shell.run(
+            container, dumps.sql_argv(engine, who, dumps.mariadb_counts_sql([(d, t) for d, t in tables])), who.env
+        )
+        _ok(ran, "mariadb", container)
+        return dumps.parse_rows(ran.stdout.decode())
+    info = _redis(container, who, shell, "INFO", "keyspace")
+    keys = sum(
+        int(part.split("=")[1])
+        for ln in info.splitlines()
+        if ln.startswith("db")
+        for part in ln.split(":")[1].split(",")
+        if part.startswith("keys=")
+    )
+    return {"keys": keys}
+
+
+def wait_ready(container: str, engine: spec.Engine, who: Login, shell: Shell, timeout: float = READY_TIMEOUT) -> None:
+    """Until the server answers over TCP inside its container (an image's first-start server listens on its socket
+    only, then stops: that one is not the server)."""
+    if engine is spec.Engine.POSTGRES:
+        argv = ["pg_isready", "-q", "-h", "127.0.0.1"]
+    elif engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        argv = ["sh", "-c", dumps.MARIADB_CLIENT, "sh", "-u", who.user or "root", "-h", "127.0.0.1", "-e", "SELECT 1"]
+    else:
+        argv = dumps.redis_argv("PING")
+    deadline = time.monotonic() + timeout
+    while True:
+        if not shell.running(container):
+            raise errors.BackupError(f"{container} stopped while starting: {shell.logs(container)[-600:]}")
+        ran = shell.run(container, argv, who.env)
+        if ran.code == 0 and (engine is not spec.Engine.REDIS or b"PONG" in ran.stdout):
+            return
+        if time.monotonic() > deadline:
+            raise errors.BackupError(f"{container} did not become ready within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def load(
+    container: str,
+    engine: spec.Engine,
+    who: Login,
+    manifest: Manifest,
+    store: BackupStore,
+    shell: Shell,
+    progress: Progress,
+) -> None:
+    """Replay a SQL dump into a running server; its errors (but the expected ones) fail the load."""
+    meter = _Meter(progress, f"{container}: restored")
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in store.read(manifest):
+            meter.tick(len(chunk))
+            yield chunk
+
+    ran = shell.run(container, dumps.restore_argv(engine, who), who.env, who.os_user, stdin=chunks(), mutating=True)
+    bad = dumps.restore_errors(engine, ran.stderr)
+    if ran.code != 0 or bad:
+        raise errors.BackupError(
+            f"restoring {manifest.id} into {container} failed (exit {ran.code}): "
+            f"{' / '.join(bad[:3]) or ran.stderr[-300:]}"
+        )
+
+
+def verify(
+    manifest: Manifest,
+    inst: spec.DatabaseInstance,
+    shell: Shell,
+    store: BackupStore,
+    progress: Progress,
+    clock: Clock | None = None,
+) -> Manifest:
+    """Restore `manifest` into a throw-away server of the image it was taken from (an internal network, removed
+    afterwards) and compare what it holds with what the dump held. Saves and returns the manifest marked verified."""
+    clock = clock or SystemClock()
+    store.check(manifest)
+    engine = spec.Engine(manifest.engine)
+    who = _scratch_login(engine, dumps.login(inst))
+    progress(f"{manifest.instance}: verifying {manifest.id} in a throw-away {manifest.image}")
+    with shell.scratch(manifest.image, _scratch_env(engine, who)) as scratch:
+        wait_ready(scratch, engine, who, shell)
+        if engine is spec.Engine.REDIS:
+            got = _verify_rdb(scratch, manifest, store, shell)
+            want = manifest.counts or got
+        else:
+            load(scratch, engine, who, manifest, store, shell, progress)
+            got, want = counts(scratch, engine, who, shell), manifest.counts
+        wrong = dumps.compare_counts(want, got)
+        if wrong:
+            raise errors.BackupError(f"backup {manifest.id} does not restore what it holds: {'; '.join(wrong[:5])}")
+    done = manifest.with_verified(clock.time(), got)
+    store.save(done)
+    progress(f"{manifest.instance}: {manifest.id} verified ({_summary(got)})")
+    return done
+
+
+def _summary(got: dict[str, int]) -> str:
+    if set(got) == {"keys"}:
+        return f"{got['keys']} keys"
+    return f"{len(got)} tables, {sum(got.values())} rows"
+
+
+def _scratch_login(engine: spec.Engine, who: Login) -> Login:
+    pw = random.token_urlsafe(18)
+    if engine is spec.Engine.POSTGRES:
+        user = who.user or "postgres"
+        return Login(user, {"PGUSER": user, "PGDATABASE": "postgres", "PGPASSWORD": pw}, "postgres")
+    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        return Login("root", {"MYSQL_PWD": pw})
+    return Login(None, {})
+
+
+def _scratch_env(engine: spec.Engine, who: Login) -> dict[str, str]:
+    if engine is spec.Engine.POSTGRES:
+        return {"POSTGRES_USER": who.user or "postgres", "POSTGRES_PASSWORD": who.env["PGPASSWORD"]}
+    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        return {"MARIADB_ROOT_PASSWORD": who.env["MYSQL_PWD"], "MYSQL_ROOT_PASSWORD": who.env["MYSQL_PWD"]}
+    return {}
+
+
+VERIFY_PORT = "6390"
+SCRATCH_DIR = "/tmp"  # noqa: S108 (inside the throw-away container, not on the host)
+
+
+def _verify_rdb(scratch: str, manifest: Manifest, store: BackupStore, shell: Shell) -> dict[str, int]:
+    """redis-check-rdb reads the whole file (checksums, every key); a second server in the scratch container loads it
+    and counts its keys."""
+    shell.put_file(scratch, SCRATCH_DIR, "dbstate-verify.rdb", store.read(manifest), manifest.raw_bytes)
+    check = shell.run(scratch, ["redis-check-rdb", f"{SCRATCH_DIR}/dbstate-verify.rdb"], {})
+    read = dumps.redis_keys(check.stdout.decode(errors="replace"))
+    if check.code != 0 or read is None:
+        raise errors.BackupError(
+            f"backup {manifest.id}: redis-check-rdb rejects it: {check.stdout.decode(errors='replace')[-300:]}"
+        )
+    started = shell.run(
+        scratch,
+        [
+            "redis-server",
+            "--port",
+            VERIFY_PORT,
+            "--dir",
+            SCRATCH_DIR,
+            "--dbfilename",
+            "dbstate-verify.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+        ],
+        {},
+    )
+    _ok(started, "redis-server", scratch)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        ran = shell.run(scratch, dumps.redis_argv("-p", VERIFY_PORT, "INFO", "keyspace"), {})
+        text = ran.stdout.decode(errors="replace")
+        if ran.code == 0 and "# Keyspace" in text and "LOADING" not in text:
+            break
+        if time.monotonic() > deadline:
+            raise errors.BackupError(f"backup {manifest.id}: the throw-away Redis did not load it")
+        time.sleep(0.3)
+    keys = sum(
+        int(p.split("=")[1])
+        for ln in text.splitlines()
+        if ln.startswith("db")
+        for p in ln.split(":")[1].split(",")
+        if p.startswith("keys=")
+    )
+    if keys != read:
+        raise errors.BackupError(f"backup {manifest.id}: {read} keys in the file, {keys} loaded")
+    return {"keys": keys}
+
+
+def _quote_pg(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit_pg(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _clear(server: Server, who: Login, manifest: Manifest, shell: Shell) -> None:
+    """Make room for the databases the dump recreates: each dropped (its sessions ended first); PostgreSQL's
+    `postgres` database, which cannot be dropped, emptied of its schemas instead."""
+    engine, c = server.engine, server.container
+    statements: list[tuple[str, str]] = []
+    if engine is spec.Engine.POSTGRES:
+        major = float(server_version(c, engine, who, shell))
+        for db in manifest.databases:
+            if db == "postgres":
+                public = (
+                    "CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC"
+                    if major >= 15
+                    else "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC"
+                )
+                drop = (
+                    "DO $$DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE "
+                    "'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); "
+                    "END LOOP; END$$"
+                )
+                statements += [("postgres", drop), ("postgres", public)]
+            else:
+                statements += [
+                    (
+                        "postgres",
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+                        f"{_lit_pg(db)} AND pid <> pg_backend_pid()",
+                    ),
+                    ("postgres", f"DROP DATABASE IF EXISTS {_quote_pg(db)}"),
+                ]
+    else:
+        statements = [("", "DROP DATABASE IF EXISTS `" + db.replace("`", "``") + "`") for db in manifest.databases]
+    for database, sql in statements:
+        ran = shell.run(
+            c, dumps.sql_argv(engine, who, sql, database or "postgres"), who.env, who.os_user, mutating=True
+        )
+        _ok(ran, "psql" if engine is spec.Engine.POSTGRES else "mariadb", c)
+
+
+def restore(
+    server: Server,
+    manifest: Manifest,
+    shell: Shell,
+    store: BackupStore,
+    runtime: Runtime,
+    *,
+    revision: str | None,
+    progress: Progress,
+) -> Manifest:
+    """Replace what the server holds with what `manifest` holds, after a backup of what it holds now (returned: the
+    way back). The databases the dump holds are dropped and recreated from it; others are left alone. Redis: the
+    server is stopped, its RDB file replaced, and started again."""
+    store.check(manifest)
+    if manifest.engine != server.engine.value:
+        raise errors.BackupError(
+            f"backup {manifest.id} is of {manifest.engine}; {server.name} runs {server.engine.value}"
+        )
+    safety = take(server, shell, store, revision=revision, reason=f"before restore of {manifest.id}", progress=progress)
+    who = dumps.login(server.inst)
+    if server.engine is spec.Engine.REDIS:
+        _restore_rdb(server, manifest, who, shell, store, runtime, progress)
+        want = manifest.counts
+    else:
+        progress(f"{server.name}: dropping {', '.join(manifest.databases) or 'nothing'} to restore {manifest.id}")
+        _clear(server, who, manifest, shell)
+        load(server.container, server.engine, who, manifest, store, shell, progress)
+        want = manifest.counts
+    got = counts(server.container, server.engine, who, shell)
+    if server.engine is not spec.Engine.REDIS:
+        got = {k: v for k, v in got.items() if k.split("/", 1)[0] in manifest.databases}
+    wrong = dumps.compare_counts(want, got) if want else []
+    if wrong:
+        raise errors.BackupError(
+            f"{server.name} does not hold what {manifest.id} holds after the restore: {'; '.join(wrong[:5])} (what it "
+            f"held before is in {safety.id})"
+        )
+    progress(f"{server.name}: restored from {manifest.id} ({_summary(got)}); before it: {safety.id}")
+    return safety
+
+
+def _restore_rdb(
+    server: Server,
+    manifest: Manifest,
+    who: Login,
+    shell: Shell,
+    store: BackupStore,
+    runtime: Runtime,
+    progress: Progress,
+) -> None:
+    c = server.container
+    if _redis_config(c, who, shell, "appendonly") == "yes":
+        raise errors.BackupError(
+            f"{c} has appendonly yes: Redis would load its AOF, not the RDB file; restore it by hand (nothing changed)"
+        )
+    directory, filename = _redis_config(c, who, shell, "dir"), _redis_config(c, who, shell, "dbfilename")
+    progress(f"{server.name}: stopping {c} to replace {directory}/{filename}")
+    runtime.stop(c, 30)  # returns once it has stopped (and written its own save, which the restore replaces)
+    shell.put_file(c, directory, filename, store.read(manifest), manifest.raw_bytes)
+    runtime.start(c)
+    wait_ready(c, server.engine, who, shell)
