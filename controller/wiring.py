@@ -4,6 +4,7 @@ probes, the lease) and hands them to the engine. No decision lives here; the com
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from controller.adapters.source import DirectorySource
 from controller.core import errors, live
 from controller.core.adoption import Adoption
 from controller.core.importer import Found
+from controller.engine import backing
 from controller.engine.history import MemoryHistory
 from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.ports import History, Prober
@@ -95,6 +97,7 @@ def reconciler(
         if lease_ttl is not None:
             held = lease.EngineLease(runtime, ttl=lease_ttl)
             runtime.fence, runtime.gate = held.confirm, held.check_clock
+        shell, kept = DockerShell(runtime), backup_dir(target)
         try:
             r = Reconciler(
                 DirectorySource(target.directory, target.env_file, source, limits=_limits(target)),
@@ -104,10 +107,15 @@ def reconciler(
                 options,
                 prober=_prober() if options.probe is not None else None,
                 facts=facts.EngineFacts(runtime, write=held is not None),
+                guard=backing.Guard(shell, kept, runtime, progress or _log_progress),
             )
-            yield Wired(r, runtime, DockerShell(runtime), backup_dir(target), held)
+            yield Wired(r, runtime, shell, kept, held)
         finally:
             runtime.close()
+
+
+def _log_progress(message: str) -> None:
+    logging.getLogger("dbstate.backup").info("%s", message)
 
 
 def _prober() -> Prober:

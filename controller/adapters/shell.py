@@ -149,7 +149,10 @@ class DockerShell:
             lambda: self.api.create_network(net, driver="bridge", internal=True, labels={HELPER: "true"}),
         )
         try:
-            mounts = [docker.types.Mount(target=target, source=volume, type="volume")] if volume and target else []
+            mounts = []
+            if volume and target:
+                bind = volume.startswith("/")  # a host directory; else a volume's name
+                mounts = [docker.types.Mount(target=target, source=volume, type="bind" if bind else "volume")]
             self.runtime._do(
                 f"creating {name}",
                 lambda: self.api.create_container(
@@ -170,6 +173,9 @@ class DockerShell:
         finally:
             with contextlib.suppress(errors.EngineError):
                 self.runtime.call(f"removing {net}", lambda: self.api.remove_network(net))
+
+    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
+        return self.runtime.run_once(image, mounts, script)
 
     def logs(self, container: str) -> str:
         out: bytes = self.runtime.call(f"reading the log of {container}", lambda: self.api.logs(container, tail=20))

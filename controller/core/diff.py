@@ -25,7 +25,7 @@ from typing import Any
 
 from controller.core import adoption, labels, live, spec, versions
 from controller.core.hosts import host_of
-from controller.core.labels import OLD_SUFFIX, container_labels, object_labels, redact_env
+from controller.core.labels import KEPT_SUFFIX, OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
 from controller.core.recognise import DATABASE_PORTS, looks_like_database
 from controller.core.scope import Scope
@@ -73,6 +73,7 @@ ORDER = {
     Action.ADOPT: 0,
     Action.CREATE: 0,
     Action.RECREATE: 1,
+    Action.UPGRADE: 1,
     Action.START: 2,
     Action.CONNECT: 3,
     Action.DISCONNECT: 4,
@@ -158,12 +159,12 @@ def _instance(
         inst.spec.networks,
         observed,
         revision,
-        recreate_allowed=inst.spec.policy.upgrade is spec.UpgradePolicy.RECREATE,
+        recreate_allowed=inst.spec.policy.upgrade in (spec.UpgradePolicy.RECREATE, spec.UpgradePolicy.DUMP_RESTORE),
     )
     _volume_guard(b, inst, observed, first)
 
 
-MOUNTING = frozenset({Action.CREATE, Action.START, Action.RECREATE})
+MOUNTING = frozenset({Action.CREATE, Action.START, Action.RECREATE, Action.UPGRADE})
 PAST = {Action.CREATE: "created", Action.START: "started", Action.RECREATE: "recreated"}
 
 
@@ -331,6 +332,17 @@ def _workload(
         if other.name == cname + OLD_SUFFIX:
             leftover = "left over from an interrupted recreate; its volumes are kept"
             b.change(policy, Change(Action.REMOVE, kind, name, other.name, leftover, {"leftover": True}, needs))
+        elif other.name.startswith(cname + KEPT_SUFFIX) and other.state not in ("running", "restarting"):
+            data = ", ".join(f"{m.type} {m.source}" for m in other.mounts) or "no mounts"
+            b.notes.append(
+                Note(
+                    NoteType.KEPT,
+                    kind,
+                    name,
+                    f"{other.name} ({other.image}, on {data}) is the server from before an upgrade, kept stopped: "
+                    "remove it and its data by hand once the new one is trusted",
+                )
+            )
         else:
             b.finding(
                 FindingType.CONFIG_DRIFT,
@@ -365,9 +377,14 @@ def _workload(
     if c.labels.get(adoption.ADOPTED):
         _co_managed(b, resource, c)
     if isinstance(resource, spec.DatabaseInstance):
+        jump = major_jump(resource, c)
+        if jump is not None and resource.spec.policy.upgrade is spec.UpgradePolicy.DUMP_RESTORE:
+            _dump_restore(b, resource, policy, c, jump, needs, revision)
+            return
         moved = _data_moved(b, resource, c)  # a new container would start on other (empty) data
-        jump = recreate_allowed and _major_upgrade(b, resource, c)  # ...or refuse the data it finds
-        recreate_allowed = recreate_allowed and not moved and not jump
+        if recreate_allowed and jump is not None:  # ...or refuse the data it finds
+            _major_upgrade(b, resource, c, jump)
+        recreate_allowed = recreate_allowed and not moved and jump is None
     want_hash = spec.spec_hash(resource)
     if c.labels.get(labels.SPEC_HASH) != want_hash:
         if recreate_allowed and c.labels.get(adoption.ADOPTED):
@@ -392,6 +409,10 @@ def _workload(
                         **_create_details(resource, revision),
                         "from_hash": c.labels.get(labels.SPEC_HASH),
                         "to_hash": want_hash,
+                        "from_image": c.image,
+                        # a database is backed up before it is recreated (engine/backing.py): the change fails if not
+                        "backup_first": isinstance(resource, spec.DatabaseInstance)
+                        and resource.spec.policy.backup.before_change,
                     },
                     needs,
                     resource,
@@ -484,26 +505,70 @@ def _data_moved(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> 
     return bool(moved)
 
 
-def _major_upgrade(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> bool:
-    """A new major version is never a plain recreate: the new server refuses (PostgreSQL) or must convert (MariaDB)
-    the old data directory. The data's major is taken from the image that runs now (its tag)."""
+def major_jump(inst: spec.DatabaseInstance, c: live.Container) -> tuple[str, str] | None:
+    """(the data's major, the declared major) when they differ. The data's major is taken from the image that runs
+    now (its tag)."""
     two_part = inst.spec.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
     tags = [versions.split_image(image)[1] for image in (c.image, inst.spec.image)]
     found = [versions.tag_version(t) if t else None for t in tags]
     if c.image == inst.spec.image or found[0] is None or found[1] is None:
-        return False
+        return None
     was, new = versions.major(two_part, found[0]), versions.major(two_part, found[1])
-    if was == new:
-        return False
+    return None if was == new else (was, new)
+
+
+def _major_upgrade(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, jump: tuple[str, str]) -> None:
+    """A new major version is never a plain recreate: the new server refuses (PostgreSQL) or must convert (MariaDB)
+    the old data directory."""
+    was, new = jump
     b.finding(
         FindingType.MAJOR_UPGRADE,
         inst.kind,
         inst.metadata.name,
         f"{c.name} runs {c.image} ({inst.spec.engine.value} {was}); the declaration asks for {inst.spec.image} "
         f"({new}): a recreate would start {new} on data written by {was}, which it refuses or must convert. Not "
-        "recreated: upgrade by dump and restore after a verified backup (by hand for now), or revert the image",
+        "recreated: set policy.upgrade: dump-restore and declare a new volume for the data (the old one is kept), "
+        "or upgrade by hand after `dbstate backup`, or revert the image",
     )
-    return True
+
+
+def _dump_restore(
+    b: _Builder,
+    inst: spec.DatabaseInstance,
+    policy: spec.DriftPolicy,
+    c: live.Container,
+    jump: tuple[str, str],
+    needs: tuple[str, ...],
+    revision: str | None,
+) -> None:
+    """policy.upgrade: dump-restore across majors: the data is dumped from the old server and restored into a new
+    server on the new volume the declaration names; the old container and volume are kept (engine/upgrading.py)."""
+    was, new = jump
+    moves = moved_mounts(inst, c)
+    bad = [m for m, want in moves if want is None or want.type != "volume"]
+    if not moves or bad:
+        suggestion = f"{inst.metadata.name}-data-v{new}"
+        b.finding(
+            FindingType.MAJOR_UPGRADE,
+            inst.kind,
+            inst.metadata.name,
+            f"{c.name} runs {inst.spec.engine.value} {was}, the declaration asks for {new} with policy.upgrade: "
+            "dump-restore, which restores into a new volume and keeps the old data as it is: declare a new named "
+            f"volume for the data (e.g. {suggestion}) in the same commit. Nothing is changed",
+        )
+        return
+    details = {
+        **_create_details(inst, revision),
+        "from_image": c.image,
+        "from_major": was,
+        "to_major": new,
+        "moves": {m.destination: [m.source, want.source] for m, want in moves if want is not None},
+    }
+    reason = (
+        f"{inst.spec.engine.value} {was} -> {new}: dump from {c.image}, restore into "
+        f"{', '.join(want.source for _m, want in moves if want is not None)}; the old container and volume are kept"
+    )
+    b.change(policy, Change(Action.UPGRADE, inst.kind, inst.metadata.name, c.name, reason, details, needs, inst))
 
 
 def recreate_change(inst: spec.DatabaseInstance, revision: str | None, reason: str) -> Change:

@@ -20,6 +20,7 @@ class Action(enum.StrEnum):
     REMOVE = "remove"  # an orphan container, only with --prune
     RESTART = "restart"  # an instance whose probes keep failing, only with policy.restartAfterFailedProbes
     ADOPT = "adopt"  # take over a matching container someone else made (policy.adopt: in-place); no engine call
+    UPGRADE = "upgrade"  # a new major by dump and restore into a new volume (policy.upgrade: dump-restore)
 
 
 SYMBOLS = {
@@ -31,6 +32,7 @@ SYMBOLS = {
     Action.REMOVE: "-",
     Action.RESTART: "!",
     Action.ADOPT: "=",
+    Action.UPGRADE: "^",
 }
 
 
@@ -63,6 +65,7 @@ class NoteType(enum.StrEnum):
     ADOPTED = "adopted"  # a declared network or volume that exists without dbstate's labels, taken as it is
     HELD_BACK = "held-back"  # a declaration with errors: left alone, never orphaned
     SUSPENDED = "suspended"  # an instance a human works on (policy.suspended, `dbstate suspend`): not acted on
+    KEPT = "kept"  # the stopped server from before an upgrade, kept with its volume until a human removes it
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,10 @@ class DriftPolicy(enum.StrEnum):
 
 class UpgradePolicy(enum.StrEnum):
     MANUAL = "manual"  # an image change is a finding
-    RECREATE = "recreate"  # recreate the container, keeping its volumes
+    RECREATE = "recreate"  # recreate the container, keeping its volumes (never across a major version)
+    DUMP_RESTORE = (
+        "dump-restore"  # as recreate; a new major: dump, restore into a new volume, switch (engine/upgrading)
+    )
 
 
 class AdoptPolicy(enum.StrEnum):
@@ -190,6 +193,35 @@ class Auth(Model):
     database: str | None = None
 
 
+DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    m = DURATION.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a duration such as 30m, 24h or 7d")
+    return int(m.group(1)) * DURATION_SECONDS[m.group(2)]
+
+
+def _duration(text: str | None) -> str | None:
+    if text is not None and duration_seconds(text) < 60:
+        raise ValueError("a backup schedule of less than a minute would never let the server rest")
+    return text
+
+
+class BackupPolicy(Model):
+    before_change: bool = Field(
+        default=True,
+        description="take a backup (checked against its manifest) before a recreate or an upgrade; if it fails, the "
+        "change fails and nothing is recreated",
+    )
+    schedule: Annotated[str | None, AfterValidator(_duration)] = Field(
+        default=None, description="`dbstate run` backs the instance up this often, e.g. 24h (off when unset)"
+    )
+    keep: int = Field(default=7, ge=1, description="the newest N backups of this instance are kept, older ones removed")
+
+
 class InstancePolicy(Model):
     drift: DriftPolicy = DriftPolicy.ENFORCE
     upgrade: UpgradePolicy = UpgradePolicy.MANUAL
@@ -204,6 +236,7 @@ class InstancePolicy(Model):
         "over without being recreated when its image, volumes and env match (`dbstate import` writes it)",
     )
     deletion_protection: bool = True
+    backup: BackupPolicy = Field(default_factory=BackupPolicy)
     restart_after_failed_probes: int | None = Field(
         default=None,
         ge=1,

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from controller.core import errors, plan, spec
 from controller.core.labels import OLD_SUFFIX
 from controller.core.secrets import reveal
-from controller.engine.ports import Runtime
+from controller.engine.ports import DataGuard, Runtime
 
 STOP_TIMEOUT = 30  # seconds a database gets to shut down cleanly before a recreate goes on
 Outcome = plan.Outcome
@@ -48,7 +48,10 @@ def apply(
     on_outcome: Callable[[Outcome], None] | None = None,
     on_start: Callable[[plan.Change], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    guard: DataGuard | None = None,
 ) -> tuple[Outcome, ...]:
+    """`guard` takes the backups that destructive changes ask for and runs dump-restore upgrades; without one, such a
+    change fails (nothing is recreated without its backup)."""
     changes = list(the_plan.changes)
     deps = dependencies(changes)
     outcomes: dict[int, Outcome] = {}
@@ -80,7 +83,7 @@ def apply(
                     if on_start is not None:
                         on_start(c)
                     started[i] = time.monotonic()
-                    running[pool.submit(execute, c, runtime)] = i
+                    running[pool.submit(execute, c, runtime, guard)] = i
             if not running:
                 continue  # everything left was settled as skipped in this round
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -111,9 +114,16 @@ def describe(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}"
 
 
-def execute(c: plan.Change, runtime: Runtime) -> None:
-    """One change, as engine calls."""
+def execute(c: plan.Change, runtime: Runtime, guard: DataGuard | None = None) -> None:
+    """One change, as engine calls; a backup first when the change asks for one."""
     d = c.details
+    if d.get("backup_first") or c.action is plan.Action.UPGRADE:
+        if guard is None:
+            raise errors.BackupError(f"{c.target}: no backup can be taken here (no backup directory): not changed")
+        if c.action is plan.Action.UPGRADE:
+            guard.upgrade(c)
+            return
+        guard.before(c)
     if c.kind == "Network" and c.action is plan.Action.CREATE:
         runtime.create_network(c.target, d["driver"], d["internal"], d["labels"])
     elif c.kind == "Volume" and c.action is plan.Action.CREATE:

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from controller.core import dumps, errors, spec
+from controller.core import dumps, errors, plan, spec
 from controller.core.dumps import Login, Manifest
+from controller.core.labels import REVISION
 from controller.engine.ports import BackupStore, Clock, Runtime, Shell, SystemClock
 
 Progress = Callable[[str], None]
@@ -115,9 +116,10 @@ def take(
     )
     store.save(manifest)
     store.check(manifest)
+    tables = f", {len(manifest.counts)} tables" if _is_sql(server.engine) else ""
     progress(
         f"{server.name}: backup {ident} written: {out.raw_bytes / MiB:.1f} MiB dumped, {out.size_bytes / MiB:.1f} MiB "
-        f"stored{f', {len(manifest.counts)} tables' if _is_sql(server.engine) else ''}, {manifest.finished - started:.1f} s"
+        f"stored{tables}, {manifest.finished - started:.1f} s"
     )
     return manifest
 
@@ -490,3 +492,40 @@ def _restore_rdb(
     shell.put_file(c, directory, filename, store.read(manifest), manifest.raw_bytes)
     runtime.start(c)
     wait_ready(c, server.engine, who, shell)
+
+
+class Guard:
+    """Implements `engine.ports.DataGuard`: what apply and run call around a change that could lose data."""
+
+    def __init__(self, shell: Shell, store: BackupStore, runtime: Runtime, progress: Progress) -> None:
+        self.shell, self.store, self.runtime, self.progress = shell, store, runtime, progress
+
+    def before(self, change: plan.Change) -> None:
+        """A backup of the server as it runs, checked against its manifest; a stopped one is started for it. Older
+        backups beyond policy.backup.keep are removed afterwards."""
+        inst = change.resource
+        if not isinstance(inst, spec.DatabaseInstance):
+            return
+        c = change.target
+        who = dumps.login(inst)
+        try:
+            if not self.shell.running(c):
+                self.progress(f"{inst.metadata.name}: starting {c} to back it up before the {change.action.value}")
+                self.runtime.start(c)
+            wait_ready(c, inst.spec.engine, who, self.shell, timeout=90)
+            take(
+                Server(inst, c, str(change.details.get("from_image") or inst.spec.image)),
+                self.shell,
+                self.store,
+                revision=(change.details.get("labels") or {}).get(REVISION),
+                reason=f"before {change.action.value}",
+                progress=self.progress,
+            )
+        except errors.DbstateError as e:
+            raise errors.BackupError(f"no backup before the {change.action.value}, so {c} is not changed: {e}") from e
+        self.store.prune(inst.metadata.name, inst.spec.policy.backup.keep)
+
+    def upgrade(self, change: plan.Change) -> None:
+        from controller.engine import upgrading
+
+        upgrading.upgrade(change, self.runtime, self.shell, self.store, self.progress)

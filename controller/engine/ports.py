@@ -191,6 +191,10 @@ class Shell(Protocol):
         self, image: str, env: Mapping[str, str], volume: str | None = None, target: str | None = None
     ) -> contextlib.AbstractContextManager[str]: ...
 
+    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
+        """`script` in a throw-away container of `image` without a network, with (source, target, read-only) mounts."""
+        ...
+
     def logs(self, container: str) -> str: ...
 
     def running(self, container: str) -> bool: ...
@@ -227,6 +231,15 @@ class BackupFile(Protocol):
     def finish(self) -> str:
         """Complete the file; its sha256."""
         ...
+
+
+class DataGuard(Protocol):
+    """What protects data around a change (engine/backing.py): a backup before a destructive one, and the
+    dump-restore upgrade across major versions. Each raises `BackupError` and then nothing was changed."""
+
+    def before(self, change: plan.Change) -> None: ...
+
+    def upgrade(self, change: plan.Change) -> None: ...
 
 
 class Clock(Protocol):

@@ -23,6 +23,7 @@ from controller.engine import apply as applying
 from controller.engine.options import PassOptions, ProbeOptions
 from controller.engine.ports import (
     Clock,
+    DataGuard,
     DesiredSource,
     Facts,
     History,
@@ -115,11 +116,13 @@ class Reconciler:
         prober: Prober | None = None,
         clock: Clock | None = None,
         facts: Facts | None = None,
+        guard: DataGuard | None = None,
     ) -> None:
         """`facts`: where the volume facts are kept besides the history (the engine), so that a lost history never
         makes a lost volume look new."""
         self.source = source
         self.facts = facts
+        self.guard = guard  # backups before destructive changes, dump-restore upgrades (engine/backing.py)
         self.observer = observer
         self.runtime = runtime
         self.history = history
@@ -266,6 +269,7 @@ class Reconciler:
             on_outcome=recorded,
             on_start=on_start,
             should_stop=should_stop,
+            guard=self.guard,
         )
 
     def finish(

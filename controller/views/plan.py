@@ -27,6 +27,8 @@ ACTION_COLOUR = {
     plan.Action.DISCONNECT: "yellow",
     plan.Action.REMOVE: "red",
     plan.Action.RESTART: "magenta",
+    plan.Action.ADOPT: "cyan",
+    plan.Action.UPGRADE: "magenta",
 }
 
 

@@ -132,7 +132,9 @@ def test_logins_put_the_password_in_the_environment_never_in_argv() -> None:
 
 
 def test_restore_errors_tolerate_only_what_a_fresh_server_already_has() -> None:
-    stderr = 'psql:<stdin>:14: ERROR:  role "app" already exists\npsql:<stdin>:20: ERROR:  relation "t" does not exist\n'
+    stderr = (
+        'psql:<stdin>:14: ERROR:  role "app" already exists\npsql:<stdin>:20: ERROR:  relation "t" does not exist\n'
+    )
     assert dumps.restore_errors(spec.Engine.POSTGRES, stderr) == [
         'psql:<stdin>:20: ERROR:  relation "t" does not exist'
     ]

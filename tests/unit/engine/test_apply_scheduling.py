@@ -77,3 +77,48 @@ def test_recreate_stops_before_anything_else():
     applying.apply(Plan((change,)), rt)
     assert [c[0] for c in rt.calls] == ["stop", "rename", "create_container", "start", "remove"]
     assert rt.calls[-1] == ("remove", "kv-a-db.dbstate-old")
+
+
+class Guard:
+    """A DataGuard that records what it was asked, and fails for the targets in `fail`."""
+
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.asked: list[str] = []
+        self.fail = fail or set()
+
+    def before(self, c: Change) -> None:
+        from controller.core import errors
+
+        self.asked.append(c.target)
+        if c.target in self.fail:
+            raise errors.BackupError(f"no backup before the recreate, so {c.target} is not changed: disk full")
+
+    def upgrade(self, c: Change) -> None:
+        raise AssertionError("not in these tests")
+
+
+def recreate(name: str) -> Change:
+    """A recreate of a database that asks for a backup first; as a restart (no declaration to create from needed)."""
+    return Change(Action.RESTART, "DatabaseInstance", name, f"{name}-c", "r", {"backup_first": True})
+
+
+def test_a_change_that_asks_for_a_backup_is_not_run_without_one():
+    rt = RecordingRuntime()
+    p = Plan((recreate("pg"), start("Consumer", "app", ("DatabaseInstance/pg",))))
+    outcomes = {o.change.name: o for o in applying.apply(p, rt)}
+    assert outcomes["pg"].status == "failed" and "no backup" in outcomes["pg"].message
+    assert outcomes["app"].status == "skipped"
+    assert rt.calls == []  # nothing stopped
+
+
+def test_a_failed_backup_blocks_the_change_and_its_dependents():
+    rt = RecordingRuntime()
+    guard = Guard(fail={"pg-c"})
+    p = Plan((recreate("pg"), recreate("kv"), start("Consumer", "app", ("DatabaseInstance/pg",))))
+    outcomes = {o.change.name: o for o in applying.apply(p, rt, guard=guard)}
+    assert outcomes["pg"].status == "failed" and "disk full" in outcomes["pg"].message
+    assert outcomes["app"].status == "skipped"
+    assert outcomes["kv"].status == "ok", outcomes["kv"].message
+    assert sorted(guard.asked) == ["kv-c", "pg-c"]
+    assert all(target != "pg-c" for _op, target in rt.calls)  # the one without a backup was never stopped
+    assert rt.calls == [("stop", "kv-c"), ("start", "kv-c")]

@@ -118,3 +118,11 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
     assert common.colour("auto", Tty()) and not common.colour("auto", io.StringIO())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not common.colour("auto", Tty()) and common.colour("always", io.StringIO())
+
+
+def test_every_action_has_a_symbol_and_a_colour() -> None:
+    from controller.core import plan as plan_module
+    from controller.views import plan as plan_view
+
+    for action in plan_module.Action:
+        assert action in plan_module.SYMBOLS and action in plan_view.ACTION_COLOUR, action

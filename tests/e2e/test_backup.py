@@ -1,0 +1,300 @@
+"""Backups, restores and upgrades against real servers on the real engine, with marker rows written first and read
+after: each engine backed up, verified in a throw-away server and restored; no password in any process's command line
+while the dumps run; a damaged backup refused; a recreate backed up first (and not run without its backup); a major
+upgrade 15 -> 17 by dump and restore, and its rollback when the restore fails."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.e2e.helpers import dbstate, network, volume, wait_for
+from tests.helpers import SECRET, write_tree
+
+pytestmark = pytest.mark.engine
+
+PW = "bk-" + SECRET
+ENV = {"BK_PASSWORD": PW}
+
+
+def pg(image: str = "dbstate-local/postgres:15", version: str = "15", vol: str = "pg-data", policy: str = "") -> str:
+    return f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {{name: pg, labels: {{dbstate-test: "1"}}}}
+spec:
+  engine: postgres
+  version: "{version}"
+  image: {image}
+  containerName: pgbk-db
+  networks: [{{name: bk-net, aliases: [pg]}}]
+  volumes: [{{source: {vol}, target: /var/lib/postgresql/data}}]
+  env: {{POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "${{BK_PASSWORD}}"}}
+  auth: {{method: scram-sha-256, user: app, password: "${{BK_PASSWORD}}", database: app}}
+{policy}"""
+
+
+MARIADB = """apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {name: my, labels: {dbstate-test: "1"}}
+spec:
+  engine: mariadb
+  version: "10.11"
+  image: dbstate-local/mariadb:10.11
+  containerName: mybk-db
+  networks: [{name: bk-net, aliases: [my]}]
+  volumes: [{source: my-data, target: /var/lib/mysql}]
+  env: {MARIADB_ROOT_PASSWORD: "${BK_PASSWORD}", MARIADB_DATABASE: app}
+  auth: {method: password, user: root, password: "${BK_PASSWORD}", database: app}
+"""
+
+REDIS = """apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {name: kv, labels: {dbstate-test: "1"}}
+spec:
+  engine: redis
+  version: "7"
+  image: dbstate-local/redis:7.0
+  containerName: kvbk-db
+  networks: [{name: bk-net, aliases: [kv]}]
+  volumes: [{source: kv-data, target: /data}]
+  env: {REDIS_PASSWORD: "${BK_PASSWORD}"}
+  command: ["sh", "-c", "exec redis-server --requirepass \\"$$REDIS_PASSWORD\\""]
+  auth: {method: password, password: "${BK_PASSWORD}"}
+"""
+
+
+def tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    vols = "---\n".join(volume(v) for v in ("pg-data", "my-data", "kv-data", "pg-data-v17"))
+    return write_tree(tmp_path / "ds", {"net.yaml": network("bk-net"), "vols.yaml": vols, **files})
+
+
+def run(*args: str, host: str, state: Path) -> Any:
+    return dbstate(*args, host=host, state=state, env=ENV, secrets=(PW,))
+
+
+def converge(root: Path, host: str, state: Path) -> None:
+    r = run("apply", "--yes", "--dir", str(root), host=host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+
+
+def sql(client: docker.DockerClient, container: str, query: str, database: str = "app") -> str:
+    """A query through the server's own client, as a DBA types it (trust on the local socket)."""
+    c = client.containers.get(container)
+    if container == "mybk-db":
+        code, out = c.exec_run(
+            ["mariadb", "-uroot", "-N", "-B", "-D", database, "-e", query], environment={"MYSQL_PWD": PW}
+        )
+    else:
+        code, out = c.exec_run(["psql", "-U", "app", "-d", database, "-At", "-c", query], user="postgres")
+    assert code == 0, out.decode()
+    return str(out.decode().strip())
+
+
+def redis_cli(client: docker.DockerClient, *command: str) -> str:
+    code, out = client.containers.get("kvbk-db").exec_run(
+        ["redis-cli", "--no-auth-warning", *command], environment={"REDISCLI_AUTH": PW}
+    )
+    assert code == 0, out.decode()
+    return str(out.decode().strip())
+
+
+def ready(client: docker.DockerClient, container: str) -> bool:
+    c = client.containers.get(container)
+    if container == "kvbk-db":
+        return b"PONG" in c.exec_run(["redis-cli", "--no-auth-warning", "ping"], environment={"REDISCLI_AUTH": PW})[1]
+    if container == "mybk-db":
+        return c.exec_run(["mariadb", "-uroot", "-h127.0.0.1", "-e", "SELECT 1"], environment={"MYSQL_PWD": PW})[0] == 0
+    return c.exec_run(["pg_isready", "-h", "127.0.0.1"])[0] == 0
+
+
+def backups(host: str, state: Path) -> list[dict[str, Any]]:
+    r = run("backups", "--output", "json", host=host, state=state)
+    assert r.code == 0, r.stderr
+    return list(json.loads(r.stdout))
+
+
+class CmdlineWatch:
+    """Reads every process's command line on the host (a container's processes are the host's too) as fast as it
+    can, until stopped: what it saw of the dump tools, and any command line holding the password."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.leaks: list[str] = []
+        self.tools: set[str] = set()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        line = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if PW in line:
+                    self.leaks.append(line)
+                for tool in ("pg_dumpall", "mariadb-dump", "redis-cli"):
+                    if tool in line:
+                        self.tools.add(tool)
+
+    def __enter__(self) -> CmdlineWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_each_engine_is_backed_up_verified_and_restored_without_a_password_in_sight(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    state = tmp_path / "state.db"
+    root = tree(tmp_path, {"pg.yaml": pg(), "my.yaml": MARIADB, "kv.yaml": REDIS})
+    converge(root, engine_host, state)
+    for c in ("pgbk-db", "mybk-db", "kvbk-db"):
+        wait_for(lambda c=c: ready(docker_client, c), timeout=90, interval=0.5)
+    # markers, and enough rows that the dumps run long enough to be watched
+    sql(docker_client, "pgbk-db", "CREATE TABLE marker (id int PRIMARY KEY, note text)")
+    sql(docker_client, "pgbk-db", "INSERT INTO marker SELECT g, 'pg row ' || g FROM generate_series(1, 200000) g")
+    sql(docker_client, "mybk-db", "CREATE TABLE app.marker (id int PRIMARY KEY, note text)")
+    sql(docker_client, "mybk-db", "INSERT INTO app.marker SELECT seq, CONCAT('my row ', seq) FROM seq_1_to_50000")
+    redis_cli(docker_client, "MSET", "marker:1", "kv row 1", "marker:2", "kv row 2")
+
+    with CmdlineWatch() as watch:
+        r = run("backup", "--all", "--verify", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stderr
+    assert watch.tools >= {"pg_dumpall", "mariadb-dump", "redis-cli"}  # the watch did see the dumps run
+    assert watch.leaks == []
+    assert "MiB" in r.stderr and "verified" in r.stderr  # progress on stderr
+
+    taken = {m["instance"]: m for m in backups(engine_host, state)}
+    assert set(taken) == {"pg", "my", "kv"} and all(m["verified"] for m in taken.values())
+    assert taken["pg"]["counts"]["app/public.marker"] == 200000
+    assert taken["my"]["counts"]["app/marker"] == 50000
+    assert taken["kv"]["counts"] == {"keys": 2}
+    backup_dir = state.parent / "backups"
+    assert oct(backup_dir.stat().st_mode & 0o777) == "0o700"
+    for path in backup_dir.rglob("*"):  # manifests and dumps: hashes of passwords at most, never one
+        if path.is_file():
+            body = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            assert PW.encode() not in body, path
+
+    # lose data, then restore each from its backup
+    sql(docker_client, "pgbk-db", "DELETE FROM marker WHERE id > 10")
+    sql(docker_client, "mybk-db", "DROP TABLE app.marker")
+    redis_cli(docker_client, "FLUSHALL")
+    for name in ("pg", "my", "kv"):
+        r = run(
+            "restore", name, "--from", taken[name]["id"], "--yes", "--dir", str(root), host=engine_host, state=state
+        )
+        assert r.code == 0, r.stderr
+    assert sql(docker_client, "pgbk-db", "SELECT count(*), max(note) FROM marker") == "200000|pg row 99999"
+    assert sql(docker_client, "mybk-db", "SELECT count(*) FROM app.marker") == "50000"
+    wait_for(lambda: ready(docker_client, "kvbk-db"), timeout=60, interval=0.5)
+    assert redis_cli(docker_client, "GET", "marker:2") == "kv row 2"
+    # each restore first backed up what the server held (the way back)
+    reasons = [m["reason"] for m in backups(engine_host, state)]
+    assert sum(r.startswith("before restore") for r in reasons) == 3
+
+    # a damaged backup is refused before anything is touched
+    damaged = backup_dir / "pg" / taken["pg"]["file"]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    sql(docker_client, "pgbk-db", "INSERT INTO marker VALUES (200001, 'after the backup')")
+    r = run("restore", "pg", "--from", taken["pg"]["id"], "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 1 and "damaged" in r.stderr
+    assert sql(docker_client, "pgbk-db", "SELECT note FROM marker WHERE id = 200001") == "after the backup"
+
+
+def test_a_recreate_is_backed_up_first_and_not_run_without_its_backup(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    state = tmp_path / "state.db"
+    root = tree(tmp_path, {"pg.yaml": pg(policy="  policy: {upgrade: recreate, backup: {keep: 2}}\n")})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "pgbk-db", "CREATE TABLE marker AS SELECT 'before the recreate' AS note")
+
+    # a changed declaration with a backup directory that cannot be used: the recreate fails, nothing is touched
+    before = docker_client.containers.get("pgbk-db").id
+    (root / "pg.yaml").write_text(
+        pg(policy="  policy: {upgrade: recreate, backup: {keep: 2}}\n").replace(
+            "POSTGRES_DB: app,", "POSTGRES_DB: app, TZ: UTC,"
+        )
+    )
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    r = run("apply", "--yes", "--dir", str(root), "--backup-dir", str(blocked), host=engine_host, state=state)
+    assert r.code == 1 and "no backup before the recreate" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert docker_client.containers.get("pgbk-db").id == before
+    assert docker_client.containers.get("pgbk-db").status == "running"
+
+    # with a backup directory: backed up, then recreated, the data still there
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert docker_client.containers.get("pgbk-db").id != before
+    taken = backups(engine_host, state)
+    assert [m["reason"] for m in taken] == ["before recreate"]
+    assert taken[0]["counts"] == {"app/public.marker": 1}
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    assert sql(docker_client, "pgbk-db", "SELECT note FROM marker") == "before the recreate"
+
+
+def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    state = tmp_path / "state.db"
+    root = tree(tmp_path, {"pg.yaml": pg(policy="  policy: {upgrade: recreate}\n")})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "pgbk-db", "CREATE TABLE marker (id int, note text)")
+    sql(docker_client, "pgbk-db", "INSERT INTO marker SELECT g, 'written by 15' FROM generate_series(1, 1000) g")
+
+    def declare(policy: str, vol: str = "pg-data") -> None:
+        (root / "pg.yaml").write_text(pg("dbstate-local/postgres:17", "17", vol, f"  policy: {policy}\n"))
+
+    # recreate across majors: a blocking finding, nothing touched
+    declare("{upgrade: recreate}")
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 1 and "major-upgrade" in r.stdout
+    assert docker_client.containers.get("pgbk-db").attrs["Config"]["Image"] == "dbstate-local/postgres:15"
+    # dump-restore onto the same volume: said what to declare, nothing touched
+    declare("{upgrade: dump-restore}")
+    r = run("plan", "--dir", str(root), host=engine_host, state=state)
+    assert "declare a new named volume" in r.stdout and "pg-data-v17" in r.stdout
+
+    # a restore that fails (an extension 17 no longer ships): rolled back to 15 on its volume, with its rows
+    sql(docker_client, "pgbk-db", "CREATE EXTENSION adminpack", database="postgres")
+    declare("{upgrade: dump-restore}", "pg-data-v17")
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    out = r.stdout + r.stderr
+    assert r.code == 1 and "failed at 'restoring" in out and "rolled back" in out, out
+    c = docker_client.containers.get("pgbk-db")
+    assert c.attrs["Config"]["Image"] == "dbstate-local/postgres:15" and c.status == "running"
+    assert [m["Name"] for m in c.attrs["Mounts"]] == ["pg-data"]
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "1000"
+
+    # the cause removed: upgraded, every row there, the old server and volume kept
+    sql(docker_client, "pgbk-db", "DROP EXTENSION adminpack", database="postgres")
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("17")
+    assert sql(docker_client, "pgbk-db", "SELECT count(*), min(note) FROM marker") == "1000|written by 15"
+    kept = docker_client.containers.get("pgbk-db.dbstate-v15")
+    assert kept.status == "exited" and [m["Name"] for m in kept.attrs["Mounts"]] == ["pg-data"]
+    assert docker_client.volumes.get("pg-data") is not None
+    r = run("plan", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0 and "kept DatabaseInstance/pg" in r.stdout, r.stdout
