@@ -59,6 +59,7 @@ def run(opts: RunOptions) -> int:
             log=log,
             lease=wired.lease,
             lease_ttl=opts.lease_ttl,
+            backups=wired.reconciler,
         )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -13,7 +13,8 @@ from controller.core.errors import DbstateError
 
 DESCRIPTION = (
     "Read the state database: the last pass (its revision, when, its counts) and, per resource, in-sync, drifted, "
-    "failing (last error, attempts, next retry), findings or invalid; and the last probe of each instance."
+    "failing (last error, attempts, next retry), findings or invalid; the last probe of each instance; and the "
+    "newest backup of each instance in the backup directory."
 )
 
 
@@ -21,19 +22,22 @@ DESCRIPTION = (
 class Options:
     state: Path | None
     output: str
+    backup_dir: Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_state(p)
+    common.add_backup_dir(p)
     common.add_output(p)
 
 
 def options(ns: argparse.Namespace) -> Options:
-    return Options(ns.state, ns.output)
+    return Options(ns.state, ns.output, common.backup_dir(ns))
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller.adapters import store
+    from controller.adapters.backups import BackupDir
     from controller.views import status as view
 
     path = opts.state or store.default_path()
@@ -43,6 +47,11 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         passes = db.passes(limit=1)
         resources = db.resources()
         probed = db.health()
+    newest = {m.instance: m.to_json() for m in BackupDir(opts.backup_dir).manifests()}  # sorted: the last one wins
+    kept = [newest[k] for k in sorted(newest)]
     last = passes[0] if passes else None
-    out.write(view.to_json(last, resources, probed) if opts.output == "json" else view.to_text(last, resources, probed))
+    if opts.output == "json":
+        out.write(view.to_json(last, resources, probed, kept))
+    else:
+        out.write(view.to_text(last, resources, probed, kept))
     return common.EXIT_OK

@@ -151,6 +151,8 @@ def execute(c: plan.Change, runtime: Runtime, guard: DataGuard | None = None) ->
         _create(c, runtime)
         runtime.start(c.target)
         runtime.remove_container(old)
+        if guard is not None and d.get("backup_first"):
+            guard.after(c)
     else:  # pragma: no cover - the action set is closed
         raise errors.DbstateError(f"cannot {c.action.value} a {c.kind}")
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import secrets as random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from controller.core import dumps, errors, plan, spec
+from controller.core import dumps, errors, live, plan, spec, versions
 from controller.core.dumps import Login, Manifest
 from controller.core.labels import REVISION
 from controller.engine.ports import BackupStore, Clock, Runtime, Shell, SystemClock
@@ -513,7 +513,7 @@ class Guard:
                 self.progress(f"{inst.metadata.name}: starting {c} to back it up before the {change.action.value}")
                 self.runtime.start(c)
             wait_ready(c, inst.spec.engine, who, self.shell, timeout=90)
-            take(
+            m = take(
                 Server(inst, c, str(change.details.get("from_image") or inst.spec.image)),
                 self.shell,
                 self.store,
@@ -524,8 +524,65 @@ class Guard:
         except errors.DbstateError as e:
             raise errors.BackupError(f"no backup before the {change.action.value}, so {c} is not changed: {e}") from e
         self.store.prune(inst.metadata.name, inst.spec.policy.backup.keep)
+        data = data_major(inst.spec.engine, m.server_version)
+        if data is not None and not versions.agree(data, inst.spec.version):
+            raise errors.BackupError(
+                f"{c}'s server reports {inst.spec.engine.value} {m.server_version} (its data's major is {data}); the "
+                f"declaration's version is {inst.spec.version}: a major upgrade is never a plain recreate, so {c} is "
+                f"not changed (policy.upgrade: dump-restore does it; backup {m.id} was taken)"
+            )
+
+    def after(self, change: plan.Change) -> None:
+        """MariaDB after a new image (a minor step too): `mariadb-upgrade`, as its documentation asks."""
+        inst = change.resource
+        if not isinstance(inst, spec.DatabaseInstance) or change.details.get("from_image") == inst.spec.image:
+            return
+        if inst.spec.engine not in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+            return
+        who = dumps.login(inst)
+        wait_ready(change.target, inst.spec.engine, who, self.shell)
+        ran = self.shell.run(change.target, upgrade_argv(who), who.env, mutating=True)
+        if ran.code != 0:
+            raise errors.ExecFailed("mariadb-upgrade", change.target, ran.code, ran.stderr)
+        self.progress(f"{inst.metadata.name}: mariadb-upgrade done on {change.target}")
 
     def upgrade(self, change: plan.Change) -> None:
         from controller.engine import upgrading
 
         upgrading.upgrade(change, self.runtime, self.shell, self.store, self.progress)
+
+
+MARIADB_UPGRADE = (
+    'if command -v mariadb-upgrade >/dev/null 2>&1; then c=mariadb-upgrade; else c=mysql_upgrade; fi; exec "$c" "$@"'
+)
+
+
+def upgrade_argv(who: Login) -> list[str]:
+    return ["sh", "-c", MARIADB_UPGRADE, "sh", "-u", who.user or "root"]
+
+
+def data_major(engine: spec.Engine, server_version: str) -> str | None:
+    """The major version of the data a server reports (Redis: None, its RDB needs no conversion)."""
+    if engine is spec.Engine.REDIS or not versions.numbers(server_version):
+        return None
+    two_part = engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
+    return versions.major(two_part, ".".join(str(n) for n in versions.numbers(server_version)[:3]))
+
+
+def due(
+    instances: Iterable[spec.DatabaseInstance], observed: live.LiveState, store: BackupStore, now: float
+) -> list[Server]:
+    """The running instances whose policy.backup.schedule has passed since their newest backup (any reason)."""
+    out = []
+    for inst in instances:
+        every = inst.spec.policy.backup.schedule
+        if every is None or inst.spec.policy.suspended:
+            continue
+        c = observed.container(inst.container_name)
+        if c is None or c.state != "running":
+            continue
+        taken = store.manifests(inst.metadata.name)
+        if taken and now - taken[-1].finished < spec.duration_seconds(every):
+            continue
+        out.append(Server(inst, c.name, c.image))
+    return out

@@ -28,6 +28,17 @@ from controller.engine.reconciler import PassReport, Request
 Log = Callable[..., None]
 
 
+class BacksUp(Protocol):
+    """Scheduled backups (`engine.reconciler.Reconciler`): which are due, and taking one."""
+
+    def backups_due(self) -> list[Any]: ...
+
+    def back_up(self, server: Any) -> Any: ...
+
+
+BACKUP_CHECK = 15.0  # seconds between looks at which scheduled backups are due (a schedule is 1m or more)
+
+
 class Reconciles(Protocol):
     """What the loop needs of a reconciler (`engine.reconciler.Reconciler`, or a fake in the unit tests)."""
 
@@ -56,8 +67,10 @@ class Loop:
         log: Log | None = None,
         lease: Lease | None = None,
         lease_ttl: float = 30.0,
+        backups: BacksUp | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.backups = backups
         self.resync = resync
         self.queue = queue or WorkQueue()
         self.metrics = metrics or Metrics()
@@ -133,6 +146,8 @@ class Loop:
             timers.append(threading.Thread(target=self._keep_lease, name="dbstate-lease", daemon=True))
         if self.reconciler.probe_due_in() is not None:
             timers.append(threading.Thread(target=self._probe_timer, name="dbstate-probe", daemon=True))
+        if self.backups is not None:
+            timers.append(threading.Thread(target=self._backup_timer, name="dbstate-backup", daemon=True))
         for t in timers:
             t.start()
         self.trigger(WHOLE, "start")
@@ -310,6 +325,29 @@ class Loop:
     def _not_leading(self) -> None:
         self.leading.clear()
         self.metrics.leader = 0
+
+    def _backup_timer(self) -> None:
+        """Scheduled backups (policy.backup.schedule), one at a time, only by the lease holder; a failure is logged
+        and counted and tried again at the next look."""
+        assert self.backups is not None
+        while not self.stopping.wait(BACKUP_CHECK):
+            if not self._may_act():
+                continue
+            try:
+                servers = self.backups.backups_due()
+            except errors.DbstateError:
+                continue
+            for server in servers:
+                if self.stopping.is_set() or not self._may_act():
+                    break
+                try:
+                    m = self.backups.back_up(server)
+                except errors.DbstateError as e:
+                    self.metrics.backup_failed(server.name)
+                    self.log(level="warning", msg="scheduled backup failed", instance=server.name, error=str(e))
+                    continue
+                self.metrics.backed_up(server.name, m.finished, m.size_bytes)
+                self.log(level="info", msg="backed up", instance=server.name, backup=m.id, bytes=m.size_bytes)
 
     def _probe_timer(self) -> None:
         """A pass probes when its probes are due, whatever triggered it; this timer only asks for a pass when no

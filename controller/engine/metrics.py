@@ -37,6 +37,8 @@ class Metrics:
         self.engine_up = 0
         self.ready = 0
         self.leader = 0
+        self.backup_last: dict[str, tuple[float, int]] = {}  # instance -> (finished, size in bytes) of the last backup
+        self.backup_failures: Counter[str] = Counter()
 
     def observe_pass(
         self,
@@ -64,6 +66,14 @@ class Metrics:
                 self.probes = dict(probes)
             if result == "ok":
                 self.last_success = time.time()
+
+    def backed_up(self, instance: str, finished: float, size: int) -> None:
+        with self.lock:
+            self.backup_last[instance] = (finished, size)
+
+    def backup_failed(self, instance: str) -> None:
+        with self.lock:
+            self.backup_failures[instance] += 1
 
     def failed_pass(self) -> None:
         with self.lock:
@@ -130,6 +140,25 @@ class Metrics:
                 for name, r in sorted(self.probes.items()):
                     if r.version:
                         out.append(f"dbstate_instance_version_info{_labels(name=name, version=r.version)} 1")
+            if self.backup_last or self.backup_failures:
+                out += [
+                    "# HELP dbstate_backup_last_success_timestamp_seconds When the instance's last backup finished.",
+                    "# TYPE dbstate_backup_last_success_timestamp_seconds gauge",
+                ]
+                for name, (when, _size) in sorted(self.backup_last.items()):
+                    out.append(f"dbstate_backup_last_success_timestamp_seconds{_labels(instance=name)} {when:.3f}")
+                out += [
+                    "# HELP dbstate_backup_last_size_bytes The size of the instance's last backup (compressed).",
+                    "# TYPE dbstate_backup_last_size_bytes gauge",
+                ]
+                for name, (_when, size) in sorted(self.backup_last.items()):
+                    out.append(f"dbstate_backup_last_size_bytes{_labels(instance=name)} {size}")
+                out += [
+                    "# HELP dbstate_backup_failures_total Scheduled backups that failed.",
+                    "# TYPE dbstate_backup_failures_total counter",
+                ]
+                for name in sorted(set(self.backup_last) | set(self.backup_failures)):
+                    out.append(f"dbstate_backup_failures_total{_labels(instance=name)} {self.backup_failures[name]}")
             out += [
                 "# HELP dbstate_last_successful_pass_timestamp_seconds When the last pass with no failure ended.",
                 "# TYPE dbstate_last_successful_pass_timestamp_seconds gauge",

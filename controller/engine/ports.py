@@ -239,6 +239,10 @@ class DataGuard(Protocol):
 
     def before(self, change: plan.Change) -> None: ...
 
+    def after(self, change: plan.Change) -> None:
+        """Once the change is done: what the engine's own upgrade step asks (MariaDB's mariadb-upgrade)."""
+        ...
+
     def upgrade(self, change: plan.Change) -> None: ...
 
 

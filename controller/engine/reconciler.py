@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from controller.core import adoption, composeref, diff, errors, health, live, secrets, spec, suspension
 from controller.core.adoption import Adoption
 from controller.core.diagnostics import Diagnostic
+from controller.core.dumps import Manifest
 from controller.core.health import ProbeResult
+from controller.core.labels import SPEC_HASH
 from controller.core.plan import Action, Change, Finding, FindingType, NoteType, Outcome, Plan, ResourceStatus
 from controller.core.revision import Revision
 from controller.engine import apply as applying
+from controller.engine import backing
+from controller.engine.backing import Server
 from controller.engine.options import PassOptions, ProbeOptions
 from controller.engine.ports import (
     Clock,
-    DataGuard,
     DesiredSource,
     Facts,
     History,
@@ -116,7 +119,7 @@ class Reconciler:
         prober: Prober | None = None,
         clock: Clock | None = None,
         facts: Facts | None = None,
-        guard: DataGuard | None = None,
+        guard: backing.Guard | None = None,
     ) -> None:
         """`facts`: where the volume facts are kept besides the history (the engine), so that a lost history never
         makes a lost volume look new."""
@@ -135,6 +138,52 @@ class Reconciler:
         self.last_probe: float | None = None  # monotonic time of the last probe
         self.last: PassResult | None = None
         self.last_outcomes: tuple[Outcome, ...] = ()
+        self.failed_upgrades: dict[str, tuple[str, str]] = {}  # key -> (spec hash, why), for run (not retried)
+
+    def _hold_failed_upgrades(self, result: PassResult) -> PassResult:
+        """`run` does not retry a dump-restore upgrade that failed for the same declaration: each attempt stops the
+        database. It is a finding until the declaration changes or a human runs `dbstate apply`."""
+        held, keep = [], []
+        for c in result.plan.changes:
+            failed = self.failed_upgrades.get(c.key)
+            if c.action is Action.UPGRADE and failed is not None and failed[0] == _spec_hash(c):
+                held.append(
+                    Finding(
+                        FindingType.MAJOR_UPGRADE,
+                        c.kind,
+                        c.name,
+                        f"the upgrade failed and is not retried on its own (each attempt stops the database): "
+                        f"{failed[1]}. Fix the cause, then `dbstate apply` (or change the declaration)",
+                    )
+                )
+            else:
+                keep.append(c)
+        if not held:
+            return result
+        the_plan = Plan(tuple(keep), sort_findings(result.plan.findings + tuple(held)), result.plan.notes)
+        return dataclasses.replace(result, plan=the_plan)
+
+    def backups_due(self) -> list[Server]:
+        """The instances whose scheduled backup is due, as of the last pass (none before the first)."""
+        if self.guard is None or self.last is None:
+            return []
+        return backing.due(self.last.loaded.state.instances, self.last.observed, self.guard.store, self.clock.time())
+
+    def back_up(self, server: Server) -> Manifest:
+        """A scheduled backup, then the instance's retention (policy.backup.keep)."""
+        if self.guard is None:
+            raise errors.BackupError("no backup directory")
+        revision = self.last.revision.commit if self.last is not None else None
+        m = backing.take(
+            server,
+            self.guard.shell,
+            self.guard.store,
+            revision=revision,
+            reason="schedule",
+            progress=self.guard.progress,
+        )
+        self.guard.store.prune(server.name, server.inst.spec.policy.backup.keep)
+        return m
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -348,10 +397,13 @@ class Reconciler:
         Probes run when they are due (on the first pass, then every interval), not on every event."""
         t0 = self.clock.monotonic()
         due = self.probe_due_in()
-        result = self.plan(probe_now=due is not None and due <= 0.5)
+        result = self._hold_failed_upgrades(self.plan(probe_now=due is not None and due <= 0.5))
         now = tuple(c for c in result.plan.changes if not request.deferred(c.key))
         pending = tuple(sorted({c.key for c in result.plan.changes if request.deferred(c.key)}))
         outcomes = self.apply(result, now, should_stop=request.should_stop) if now else ()
+        for o in outcomes:
+            if o.change.action is Action.UPGRADE and o.status == "failed":
+                self.failed_upgrades[o.change.key] = (_spec_hash(o.change), o.message)
         self.last, self.last_outcomes = result, outcomes
         # a probe taken before a change to its instance (created, started, restarted) says nothing about it now: it
         # is dropped until the next probe (the count of failures stays, so restarts keep backing off)
@@ -392,3 +444,7 @@ class Reconciler:
         """After the loop has put failed keys on backoff: the pass's status rows, with their next retry."""
         if self.last is not None:
             self.finish(self.last, self.last_outcomes, backoffs)
+
+
+def _spec_hash(c: Change) -> str:
+    return str((c.details.get("labels") or {}).get(SPEC_HASH, ""))

@@ -12,15 +12,40 @@ def _hms(t: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(t)) + "Z"
 
 
-def to_json(last: Mapping[str, Any] | None, resources: Sequence[Mapping[str, Any]], health: Sequence[Any]) -> str:
-    return json.dumps({"last_pass": last, "resources": list(resources), "health": list(health)}, indent=2) + "\n"
+def to_json(
+    last: Mapping[str, Any] | None,
+    resources: Sequence[Mapping[str, Any]],
+    health: Sequence[Any],
+    backups: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    body = {"last_pass": last, "resources": list(resources), "health": list(health), "backups": list(backups)}
+    return json.dumps(body, indent=2) + "\n"
+
+
+def backup_lines(backups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The newest backup of each instance (manifests as JSON)."""
+    if not backups:
+        return []
+    lines = ["backups (the newest of each instance):"]
+    width = max(len(b["instance"]) for b in backups)
+    for b in backups:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["finished"]))
+        verified = "verified" if b.get("verified") else "not verified"
+        lines.append(
+            f"  {b['instance']:<{width}}  {when}Z  {b['size_bytes'] / 1048576:.1f} MiB  {verified}  {b['reason']}  "
+            f"{b['id']}"
+        )
+    return lines
 
 
 def to_text(
-    last: Mapping[str, Any] | None, resources: Sequence[Mapping[str, Any]], health: Sequence[Mapping[str, Any]]
+    last: Mapping[str, Any] | None,
+    resources: Sequence[Mapping[str, Any]],
+    health: Sequence[Mapping[str, Any]],
+    backups: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     if last is None:
-        return "no pass recorded yet\n"
+        return "\n".join(["no pass recorded yet", *backup_lines(backups)]) + "\n"
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last["started"]))
     rev = (last["revision"] or "(not a git checkout)")[:12] + (" (dirty)" if last["dirty"] else "")
     lines = [
@@ -50,4 +75,5 @@ def to_text(
                 lines.append(
                     f"  down      {h['instance']:<{width}}  {h['failures']} failed in a row ({since}): {h['error']}"
                 )
+    lines += backup_lines(backups)
     return "\n".join(lines) + "\n"

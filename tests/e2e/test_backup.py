@@ -269,6 +269,15 @@ def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
     r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 1 and "major-upgrade" in r.stdout
     assert docker_client.containers.get("pgbk-db").attrs["Config"]["Image"] == "dbstate-local/postgres:15"
+    # a tag that hides the major (the diff cannot tell): the server's own version, read by the backup taken before
+    # the recreate, stops it
+    docker_client.images.get("dbstate-local/postgres:17").tag("dbstate-local/postgres", "next")
+    (root / "pg.yaml").write_text(pg("dbstate-local/postgres:next", "17", "pg-data", "  policy: {upgrade: recreate}\n"))
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    out = r.stdout + r.stderr
+    assert r.code == 1 and "never a plain recreate" in out and "reports postgres 15" in out, out
+    assert docker_client.containers.get("pgbk-db").attrs["Config"]["Image"] == "dbstate-local/postgres:15"
+    assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "1000"
     # dump-restore onto the same volume: said what to declare, nothing touched
     declare("{upgrade: dump-restore}")
     r = run("plan", "--dir", str(root), host=engine_host, state=state)
@@ -298,3 +307,22 @@ def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
     assert docker_client.volumes.get("pg-data") is not None
     r = run("plan", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 0 and "kept DatabaseInstance/pg" in r.stdout, r.stdout
+
+
+def test_a_mariadb_image_step_is_backed_up_then_mariadb_upgrade_runs(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    state = tmp_path / "state.db"
+    recreate = "  policy: {upgrade: recreate}\n"
+    root = tree(tmp_path, {"my.yaml": MARIADB + recreate})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "mybk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "mybk-db", "CREATE TABLE marker AS SELECT 'before the step' AS note")
+    # a minor step (the same major, another tag): recreated after a backup, then mariadb-upgrade
+    docker_client.images.get("dbstate-local/mariadb:10.11").tag("dbstate-local/mariadb", "10.11-step")
+    (root / "my.yaml").write_text(MARIADB.replace("mariadb:10.11\n", "mariadb:10.11-step\n") + recreate)
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert "mariadb-upgrade done on mybk-db" in r.stderr
+    assert [m["reason"] for m in backups(engine_host, state)] == ["before recreate"]
+    assert sql(docker_client, "mybk-db", "SELECT note FROM marker") == "before the step"

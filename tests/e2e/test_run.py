@@ -19,7 +19,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.e2e.helpers import ENV, REPO, network, redis_instance, wait_for
+from tests.e2e.helpers import ENV, REPO, dbstate, network, redis_instance, wait_for
 from tests.helpers import SECRET, git, write_tree
 
 pytestmark = pytest.mark.engine
@@ -346,3 +346,30 @@ def test_a_full_disk_under_the_state_database_fails_passes_not_the_controller(
             code, _ = c.stop()
             assert code == 0
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_scheduled_backups_are_taken_by_run_and_shown_in_metrics_and_status(
+    tmp_path: Path, engine_host: str, docker_client: docker.DockerClient
+) -> None:
+    schedule = "  policy: {backup: {schedule: 1m, keep: 2}}\n"
+    root = write_tree(
+        tmp_path / "sched", {"net.yaml": network("net-a"), "kv.yaml": redis_instance("kv-s", "kv-s-db", extra=schedule)}
+    )
+    state = tmp_path / "state.db"
+    c = Controller(root, engine_host, state, tmp_path / "run.log")
+    try:
+        wait_for(c.ready, timeout=30)
+        docker_client.containers.get("kv-s-db").exec_run(
+            ["redis-cli", "--no-auth-warning", "set", "marker", "scheduled"], environment={"REDISCLI_AUTH": SECRET}
+        )
+        # the first look at the schedule comes 15 s after the start; no backup yet, so one is due
+        wait_for(lambda: 'dbstate_backup_last_success_timestamp_seconds{instance="kv-s"}' in c.get("/metrics")[1], 45)
+        assert 'dbstate_backup_last_size_bytes{instance="kv-s"}' in c.get("/metrics")[1]
+    finally:
+        code, _seconds = c.stop()
+    assert code == 0
+    taken = list((state.parent / "backups" / "kv-s").glob("*.json"))
+    assert len(taken) == 1 and json.loads(taken[0].read_text())["reason"] == "schedule"
+    r = dbstate("status", host=engine_host, state=state)
+    assert "backups (the newest of each instance):" in r.stdout and "kv-s" in r.stdout and "schedule" in r.stdout
+    assert any(rec.get("msg") == "backed up" for rec in c.logs())

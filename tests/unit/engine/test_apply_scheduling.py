@@ -93,6 +93,9 @@ class Guard:
         if c.target in self.fail:
             raise errors.BackupError(f"no backup before the recreate, so {c.target} is not changed: disk full")
 
+    def after(self, c: Change) -> None:
+        self.asked.append(f"after {c.target}")
+
     def upgrade(self, c: Change) -> None:
         raise AssertionError("not in these tests")
 

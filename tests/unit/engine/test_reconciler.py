@@ -268,3 +268,24 @@ def test_policy_suspended_in_the_declaration_holds_it_too():
     r.record_status(r.reconcile(Request("start")), {})
     assert "pg-db" not in engine.containers  # not even created
     assert [row.status for row in history.resources if row.key == "DatabaseInstance/pg"] == ["suspended"]
+
+
+def test_a_failed_dump_restore_upgrade_is_not_retried_by_run_until_the_declaration_changes():
+    r, engine, _history = reconciler()
+    r.reconcile(Request("start"))
+    upgraded = instance_yaml(
+        image="postgres:17-alpine", version="17", volume="pg_data_v17", extra="  policy: {upgrade: dump-restore}\n"
+    )
+    r.source.text = "---\n".join([NETWORK, VOLUME, VOLUME.replace("pg_data", "pg_data_v17"), upgraded])  # type: ignore[attr-defined]
+    first = r.reconcile(Request("commit"))
+    tried = [o for o in first.outcomes if o.change.action is Action.UPGRADE]
+    assert [o.status for o in tried] == ["failed"]  # no backup directory in this reconciler: nothing is touched
+    assert engine.containers["pg-db"].state == "running"
+    again = r.reconcile(Request("resync"))
+    assert [o.change.action for o in again.outcomes] == []
+    held = [f for f in r.last.plan.findings if f.type is FindingType.MAJOR_UPGRADE]  # type: ignore[union-attr]
+    assert len(held) == 1 and "not retried" in held[0].message
+    # a new declaration is tried again
+    r.source.text = r.source.text.replace("POSTGRES_USER: app", "POSTGRES_USER: app\n    TZ: UTC")  # type: ignore[attr-defined]
+    third = r.reconcile(Request("commit"))
+    assert [o.change.action for o in third.outcomes if o.change.kind == "DatabaseInstance"] == [Action.UPGRADE]
