@@ -20,8 +20,11 @@ DESCRIPTION = """\
 Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
 volumes first, instances before the consumers that use them, independent changes in parallel. Transient engine
 errors are retried within --retry-budget; a failed change blocks only what depends on it. Volumes are never removed.
-While it changes the engine, apply holds the engine lease: if a `dbstate run` holds it, apply changes nothing and
-says so; a lease whose holder stopped renewing is waited out (up to --lease-ttl).
+A database is backed up before it is recreated (policy.backup.beforeChange, into --backup-dir): no backup, no
+recreate. policy.upgrade: dump-restore moves a database to a new major by dump and restore into a new volume, and
+rolls back to the old server when any step fails. While it changes the engine, apply holds the engine lease: if a
+`dbstate run` holds it, apply changes nothing and says so; a lease whose holder stopped renewing is waited out (up
+to --lease-ttl).
 
 exit codes: 0 converged; 1 a change failed, the desired state has errors, or a declared resource is not under
 dbstate's management or is held back to protect its data (name-conflict, adoption-blocked, volume-in-use,
