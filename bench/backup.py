@@ -1,10 +1,12 @@
-"""Backup and restore of one PostgreSQL database of --mib MiB through dbstate, against the database's own tools doing
-the same work in the same container, in the same run:
+"""Backup, restore and a major upgrade of one PostgreSQL database of --mib MiB through dbstate, against the database's
+own tools doing the same work in the same container, in the same run:
 
-- backup: `dbstate backup` (pg_dumpall streamed out of the container, counted, compressed, digested, checked) against
-  `pg_dump -Fc` to a file inside the container (its own compression), and against `pg_dumpall > /dev/null`;
-- restore: `dbstate restore` (a backup of what is there first, then drop, replay, row check) against
-  `pg_restore` of that -Fc file into a fresh database; and the replay alone (dbstate's `load`) against it.
+- backup: `dbstate backup`'s path (pg_dumpall streamed out of the container, rows counted, compressed, digested,
+  checked) against `pg_dump -Fc` to a file inside the container (its own compression), and `pg_dumpall > /dev/null`;
+- restore: the replay of that backup (psql) against `pg_restore` of the -Fc file into a new database, and the whole
+  `dbstate restore` (a backup of what is there first, drop, replay, rows checked);
+- upgrade: `dbstate apply` of 15 -> 17 with policy.upgrade: dump-restore, and the downtime a client sees (a query
+  every 0.2 s through the network: from its first failure to its first success after).
 
     .venv/bin/python -m bench.backup [--mib 1024]
 """
@@ -12,16 +14,18 @@ the same work in the same container, in the same run:
 from __future__ import annotations
 
 import argparse
-import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import docker
 import docker.models.containers
+import psycopg
 
-from bench.common import bench_engine
+from bench.common import ENV, bench_engine, controller_env
 from controller.adapters import desired
 from controller.adapters.backups import BackupDir
 from controller.adapters.docker import DockerRuntime
@@ -29,38 +33,100 @@ from controller.adapters.shell import DockerShell
 from controller.core import dumps
 from controller.engine import backing
 
-PW = "bench-only-password"
-INSTANCE = """apiVersion: dbstate.io/v1
+PW = ENV["BENCH_PASSWORD"]
+STATE = """apiVersion: dbstate.io/v1
 kind: Network
 metadata: {name: bk-bench}
+---
+apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {name: VOLUME}
 ---
 apiVersion: dbstate.io/v1
 kind: DatabaseInstance
 metadata: {name: pgb}
 spec:
   engine: postgres
-  version: "15"
-  image: dbstate-local/postgres:15
+  version: "MAJOR"
+  image: dbstate-local/postgres:MAJOR
   containerName: pgb-db
   networks: [{name: bk-bench}]
+  volumes: [{source: VOLUME, target: /var/lib/postgresql/data}]
   env: {POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "${BENCH_PASSWORD}"}
   auth: {method: scram-sha-256, user: app, password: "${BENCH_PASSWORD}", database: app}
+  policy: {upgrade: dump-restore}
 """
+FILL = (  # ~1 KiB of hex digits a row, no two alike: compresses about as well as real text does
+    "INSERT INTO filler SELECT g, array_to_string(ARRAY(SELECT md5((g * 31 + i)::text) "
+    "FROM generate_series(1, 30) i), ' ') FROM generate_series(1, %d) g"
+)
+
+
+def state(major: str, volume: str) -> str:
+    return STATE.replace("MAJOR", major).replace("VOLUME", volume)
 
 
 def psql(c: docker.models.containers.Container, sql: str, db: str = "app") -> str:
     code, out = c.exec_run(["psql", "-U", "app", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], user="postgres")
+    text = out.decode() if isinstance(out, bytes) else ""
     if code != 0:
-        raise RuntimeError(str(out))
-    return bytes(out).decode().strip()
+        raise RuntimeError(text)
+    return text.strip()
 
 
 def sh(c: docker.models.containers.Container, script: str) -> float:
     t0 = time.perf_counter()
     code, out = c.exec_run(["sh", "-c", script], user="postgres", environment={"PGUSER": "app"})
     if code != 0:
-        raise RuntimeError(bytes(out).decode()[-500:])
+        raise RuntimeError(out.decode()[-500:] if isinstance(out, bytes) else script)
     return time.perf_counter() - t0
+
+
+def apply(root: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "apply", "--yes", "--dir", str(root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
+    return time.perf_counter() - t0
+
+
+class Client:
+    """A client of the database through the network, one query every 0.2 s: when it could not get an answer."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.failures: list[float] = []
+        self.successes: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def ip(self) -> str:
+        nets = self.client.containers.get("pgb-db").attrs["NetworkSettings"]["Networks"]
+        return str(nets["bk-bench"]["IPAddress"])
+
+    def watch(self) -> None:
+        while not self.stop.is_set():
+            t = time.monotonic()
+            try:
+                with psycopg.connect(host=self.ip(), user="app", password=PW, dbname="app", connect_timeout=1) as conn:
+                    conn.execute("SELECT 1 FROM filler LIMIT 1").fetchone()
+                self.successes.append(t)
+            except Exception:
+                self.failures.append(t)
+            self.stop.wait(0.2)
+
+    def downtime(self) -> float:
+        if not self.failures:
+            return 0.0
+        first = self.failures[0]
+        after = [s for s in self.successes if s > first]
+        return (after[0] if after else time.monotonic()) - first
 
 
 def main() -> int:
@@ -68,83 +134,82 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=1024, help="size of the table to back up (default 1024)")
     args = ap.parse_args()
     with bench_engine() as (eng, client), tempfile.TemporaryDirectory(prefix="dbstate-bench-backup-") as tmp:
-        host = eng.host
-        root = Path(tmp) / "ds"
-        root.mkdir()
-        (root / "pg.yaml").write_text(INSTANCE)
-        state = desired.load(root, environ={"BENCH_PASSWORD": PW}).state
-        inst = state.instances[0]
-        client.networks.create("bk-bench", labels={"dbstate-test": "1"})
-        c = client.containers.run(
-            "dbstate-local/postgres:15",
-            name="pgb-db",
-            detach=True,
-            network="bk-bench",
-            environment={"POSTGRES_USER": "app", "POSTGRES_DB": "app", "POSTGRES_PASSWORD": PW},
-            labels={"dbstate-test": "1"},
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while c.exec_run(["pg_isready", "-h", "127.0.0.1"])[0] != 0:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("postgres did not start")
-                time.sleep(0.5)
-            rows = args.mib * 1024  # ~1 KiB a row
-            t0 = time.perf_counter()
-            psql(c, "CREATE TABLE filler (id bigint PRIMARY KEY, note text)")
-            fill = (  # ~1 KiB of hex digits a row, no two alike: compresses about as well as real text does
-                "INSERT INTO filler SELECT g, array_to_string(ARRAY(SELECT md5((g * 31 + i)::text) "
-                "FROM generate_series(1, 30) i), ' ') FROM generate_series(1, %d) g"
-            )
-            psql(c, fill % rows)
-            size = psql(c, "SELECT pg_size_pretty(pg_database_size('app'))")
-            print(f"PostgreSQL 15, table of {rows} rows, database {size} (filled in {time.perf_counter() - t0:.0f} s)")
+        root, env = controller_env(eng.host, tmp, state("15", "pgb-data"))
+        apply(root, env)
+        c = client.containers.get("pgb-db")
+        deadline = time.monotonic() + 120
+        while c.exec_run(["pg_isready", "-h", "127.0.0.1"])[0] != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("postgres did not start")
+            time.sleep(0.5)
+        rows = args.mib * 1024
+        t0 = time.perf_counter()
+        psql(c, "CREATE TABLE filler (id bigint PRIMARY KEY, note text)")
+        psql(c, FILL % rows)
+        size = psql(c, "SELECT pg_size_pretty(pg_database_size('app'))")
+        print(f"PostgreSQL 15, table of {rows} rows, database {size} (filled in {time.perf_counter() - t0:.0f} s)")
 
-            floor_dumpall = sh(c, "pg_dumpall > /dev/null")
-            floor_dump = sh(c, "pg_dump -Fc -d app -f /tmp/floor.dump")
-            store = BackupDir(Path(tmp) / "backups")
-            runtime = DockerRuntime(host)
-            try:
-                shell = DockerShell(runtime)
-                server = backing.Server(inst, "pgb-db", "dbstate-local/postgres:15")
-                t0 = time.perf_counter()
-                m = backing.take(server, shell, store, revision=None, reason="bench", progress=lambda _m: None)
-                ours_backup = time.perf_counter() - t0
-                who = dumps.login(inst)
-                floor_restore = sh(c, "createdb restored && pg_restore -d restored /tmp/floor.dump")
-                sh(c, "dropdb restored")
-                psql(c, "DROP TABLE filler")
-                t0 = time.perf_counter()
-                backing.load("pgb-db", inst.spec.engine, who, m, store, shell, lambda _m: None)
-                ours_load = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                backing.restore(server, m, shell, store, runtime, revision=None, progress=lambda _m: None)
-                ours_restore = time.perf_counter() - t0
-            finally:
-                runtime.close()
-            assert psql(c, "SELECT count(*) FROM filler") == str(rows)
-            mib = m.raw_bytes / 1048576
-            print(f"dump {mib:.0f} MiB, stored {m.size_bytes / 1048576:.0f} MiB (gzip level 3)\n")
-            print(f"{'backup':<58} {'seconds':>8}  {'x floor':>7}")
-            print(f"{'floor: pg_dump -Fc to a file in the container':<58} {floor_dump:8.1f}  {1.0:7.2f}")
-            print(f"{'       pg_dumpall > /dev/null':<58} {floor_dumpall:8.1f}  {floor_dumpall / floor_dump:7.2f}")
-            print(
-                f"{'dbstate backup (stream, count, gzip, sha256, check)':<58} {ours_backup:8.1f}  "
-                f"{ours_backup / floor_dump:7.2f}"
-            )
-            print(f"\n{'restore':<58} {'seconds':>8}  {'x floor':>7}")
-            print(f"{'floor: pg_restore of the -Fc file into a new database':<58} {floor_restore:8.1f}  {1.0:7.2f}")
-            print(
-                f"{'dbstate load (replay of the backup, psql)':<58} {ours_load:8.1f}  {ours_load / floor_restore:7.2f}"
-            )
-            print(
-                f"{'dbstate restore (backup first, drop, replay, check rows)':<58} {ours_restore:8.1f}  "
-                f"{ours_restore / floor_restore:7.2f}"
-            )
+        floor_dumpall = sh(c, "pg_dumpall > /dev/null")
+        floor_dump = sh(c, "pg_dump -Fc -d app -f /tmp/floor.dump")
+        floor_restore = sh(c, "createdb restored && pg_restore -d restored /tmp/floor.dump")
+        sh(c, "dropdb restored && rm /tmp/floor.dump")
+        inst = desired.load(root, environ=ENV).state.instances[0]
+        store = BackupDir(Path(tmp) / "backups")
+        runtime = DockerRuntime(eng.host)
+        try:
+            shell = DockerShell(runtime)
+            server = backing.Server(inst, "pgb-db", "dbstate-local/postgres:15")
+            t0 = time.perf_counter()
+            m = backing.take(server, shell, store, revision=None, reason="bench", progress=lambda _m: None)
+            ours_backup = time.perf_counter() - t0
+            psql(c, "DROP TABLE filler")
+            t0 = time.perf_counter()
+            backing.load("pgb-db", inst.spec.engine, dumps.login(inst), m, store, shell, lambda _m: None)
+            ours_load = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            backing.restore(server, m, shell, store, runtime, revision=None, progress=lambda _m: None)
+            ours_restore = time.perf_counter() - t0
         finally:
-            c.remove(force=True, v=True)
-            client.networks.get("bk-bench").remove()
-            shutil.rmtree(Path(tmp) / "backups", ignore_errors=True)
+            runtime.close()
+        assert psql(c, "SELECT count(*) FROM filler") == str(rows)
+
+        (root / "state.yaml").write_text(state("17", "pgb-data-v17"))
+        watcher = Client(client)
+        watcher.thread.start()
+        time.sleep(1)
+        upgrade = apply(root, env)
+        time.sleep(1)
+        watcher.stop.set()
+        watcher.thread.join()
+        c = client.containers.get("pgb-db")
+        assert psql(c, "SHOW server_version_num").startswith("17") and psql(c, "SELECT count(*) FROM filler") == str(
+            rows
+        )
+
+        print(f"dump {m.raw_bytes / 1048576:.0f} MiB, stored {m.size_bytes / 1048576:.0f} MiB (gzip level 3)\n")
+        rows_out = [
+            ("backup", None, None),
+            ("floor: pg_dump -Fc to a file in the container", floor_dump, floor_dump),
+            ("       pg_dumpall > /dev/null (no compression)", floor_dumpall, floor_dump),
+            ("dbstate backup (stream, count rows, gzip, sha256, check)", ours_backup, floor_dump),
+            ("restore", None, None),
+            ("floor: pg_restore of the -Fc file into a new database", floor_restore, floor_restore),
+            ("dbstate replay of its backup (psql)", ours_load, floor_restore),
+            ("dbstate restore (backup first, drop, replay, check rows)", ours_restore, floor_restore),
+            ("backup + restore", None, None),
+            ("floor: pg_dump -Fc, then pg_restore", floor_dump + floor_restore, floor_dump + floor_restore),
+            ("dbstate backup, then its replay", ours_backup + ours_load, floor_dump + floor_restore),
+            ("upgrade 15 -> 17 (dump-restore)", None, None),
+            ("dbstate apply, whole", upgrade, None),
+            ("downtime a client saw", watcher.downtime(), None),
+        ]
+        for label, seconds, floor in rows_out:
+            if seconds is None:
+                print(f"\n{label:<60} {'seconds':>8}  {'x floor':>7}")
+            elif floor is None:
+                print(f"{label:<60} {seconds:8.1f}")
+            else:
+                print(f"{label:<60} {seconds:8.1f}  {seconds / floor:7.2f}")
     return 0
 
 

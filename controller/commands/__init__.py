@@ -43,6 +43,9 @@ COMMANDS: dict[str, CommandInfo] = {
         "backup", "back up running databases with their own tools (pg_dumpall, mariadb-dump, BGSAVE)"
     ),
     "backups": CommandInfo("backups", "the backups kept, with what each holds and whether it was verified"),
+    "verify-backup": CommandInfo(
+        "verify_backup", "restore kept backups into throw-away servers and compare them with their manifests"
+    ),
     "restore": CommandInfo("restore", "put a backup back into a running database (after backing up what it holds)"),
     "import": CommandInfo(
         "importing", "write the desired state of a host as it runs, and take its databases over in place"

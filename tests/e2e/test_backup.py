@@ -5,7 +5,9 @@ upgrade 15 -> 17 by dump and restore, and its rollback when the restore fails.""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import json
 import os
 import threading
@@ -122,16 +124,40 @@ def backups(host: str, state: Path) -> list[dict[str, Any]]:
 
 class CmdlineWatch:
     """Reads every process's command line on the host (a container's processes are the host's too) as fast as it
-    can, until stopped: what it saw of the dump tools, and any command line holding the password."""
+    can, and inside each container every tenth round, until stopped: what it saw of the dump tools, and any command
+    line holding the password."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: docker.DockerClient, containers: tuple[str, ...]) -> None:
+        self.client, self.containers = client, containers
+        self.inside = 0  # reads made inside the containers
         self.stop = threading.Event()
         self.leaks: list[str] = []
         self.tools: set[str] = set()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
+    def _look(self, line: str) -> None:
+        if PW in line:
+            self.leaks.append(line)
+        for tool in ("pg_dumpall", "mariadb-dump", "redis-cli"):
+            if tool in line:
+                self.tools.add(tool)
+
+    def _inside(self) -> None:
+        for name in self.containers:
+            with contextlib.suppress(docker.errors.APIError):
+                _code, out = self.client.containers.get(name).exec_run(
+                    ["sh", "-c", "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done"]
+                )
+                self.inside += 1
+                for line in out.decode(errors="replace").splitlines():
+                    self._look(line)
+
     def _watch(self) -> None:
+        rounds = 0
         while not self.stop.is_set():
+            rounds += 1
+            if rounds % 10 == 0:
+                self._inside()
             for pid in os.listdir("/proc"):
                 if not pid.isdigit():
                     continue
@@ -140,11 +166,7 @@ class CmdlineWatch:
                         line = f.read().replace(b"\0", b" ").decode(errors="replace")
                 except OSError:
                     continue
-                if PW in line:
-                    self.leaks.append(line)
-                for tool in ("pg_dumpall", "mariadb-dump", "redis-cli"):
-                    if tool in line:
-                        self.tools.add(tool)
+                self._look(line)
 
     def __enter__(self) -> CmdlineWatch:
         self.thread.start()
@@ -170,11 +192,11 @@ def test_each_engine_is_backed_up_verified_and_restored_without_a_password_in_si
     sql(docker_client, "mybk-db", "INSERT INTO app.marker SELECT seq, CONCAT('my row ', seq) FROM seq_1_to_50000")
     redis_cli(docker_client, "MSET", "marker:1", "kv row 1", "marker:2", "kv row 2")
 
-    with CmdlineWatch() as watch:
+    with CmdlineWatch(docker_client, ("pgbk-db", "mybk-db", "kvbk-db")) as watch:
         r = run("backup", "--all", "--verify", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 0, r.stderr
     assert watch.tools >= {"pg_dumpall", "mariadb-dump", "redis-cli"}  # the watch did see the dumps run
-    assert watch.leaks == []
+    assert watch.leaks == [] and watch.inside > 0
     assert "MiB" in r.stderr and "verified" in r.stderr  # progress on stderr
 
     taken = {m["instance"]: m for m in backups(engine_host, state)}
@@ -215,6 +237,21 @@ def test_each_engine_is_backed_up_verified_and_restored_without_a_password_in_si
     r = run("restore", "pg", "--from", taken["pg"]["id"], "--yes", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 1 and "damaged" in r.stderr
     assert sql(docker_client, "pgbk-db", "SELECT note FROM marker WHERE id = 200001") == "after the backup"
+    r = run("verify-backup", taken["pg"]["id"], "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 1 and "damaged" in r.stderr
+
+    # a backup whose digest was made to match but whose content lost a row: the throw-away restore finds it out
+    my = backup_dir / "my"
+    body = gzip.decompress((my / taken["my"]["file"]).read_bytes()).replace(b"(7,'my row 7'),\n", b"", 1)
+    forged = dict(taken["my"], id="my-forged", file="my-forged.sql.gz")
+    packed = gzip.compress(body)
+    forged.update(size_bytes=len(packed), raw_bytes=len(body), sha256=hashlib.sha256(packed).hexdigest())
+    (my / "my-forged.sql.gz").write_bytes(packed)
+    (my / "my-forged.json").write_text(json.dumps(forged))
+    r = run("verify-backup", "my-forged", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 1 and "app/marker: 50000 in the backup, 49999 restored" in r.stderr, r.stderr
+    r = run("verify-backup", taken["kv"]["id"], "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0 and "verified" in r.stdout
 
 
 def test_a_recreate_is_backed_up_first_and_not_run_without_its_backup(
