@@ -97,10 +97,11 @@ def apply(root: Path, env: dict[str, str]) -> float:
 
 
 class Client:
-    """A client of the database through the network, one query every 0.2 s: when it could not get an answer."""
+    """A client of the database through the network, one query every 0.2 s for the last row of the table (visible
+    only once the restore of its data is committed): when it could not get that answer."""
 
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
+    def __init__(self, client: docker.DockerClient, last: int) -> None:
+        self.client, self.last = client, last
         self.failures: list[float] = []
         self.successes: list[float] = []
         self.stop = threading.Event()
@@ -115,8 +116,8 @@ class Client:
             t = time.monotonic()
             try:
                 with psycopg.connect(host=self.ip(), user="app", password=PW, dbname="app", connect_timeout=1) as conn:
-                    conn.execute("SELECT 1 FROM filler LIMIT 1").fetchone()
-                self.successes.append(t)
+                    row = conn.execute("SELECT 1 FROM filler WHERE id = %s", (self.last,)).fetchone()
+                (self.successes if row else self.failures).append(t)
             except Exception:
                 self.failures.append(t)
             self.stop.wait(0.2)
@@ -174,7 +175,7 @@ def main() -> int:
         assert psql(c, "SELECT count(*) FROM filler") == str(rows)
 
         (root / "state.yaml").write_text(state("17", "pgb-data-v17"))
-        watcher = Client(client)
+        watcher = Client(client, rows)
         watcher.thread.start()
         time.sleep(1)
         upgrade = apply(root, env)

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from controller import http, logs
-from controller.adapters import git, watch
+from controller.adapters import git, prometheus, watch
 from controller.adapters.docker import follow_events
 from controller.core import errors
 from controller.engine.loop import Loop
@@ -42,10 +42,15 @@ def run(opts: RunOptions) -> int:
     log = logs.logger(opts.log_format, lambda: set(reconcilers[0].secrets) if reconcilers else set())
     stop = threading.Event()
     metrics = Metrics()
+    def state_unusable(message: str) -> None:
+        metrics.state_ok = 0
+        log(level="error", msg="state database unusable: converging without it", error=message)
+
     with reconciler(
         opts.target,
         opts.passes,
         require_store=True,
+        state_unusable=state_unusable,
         retry_budget=opts.retry_budget,
         progress=lambda m: log(level="info", msg=m),
         source=opts.source,
@@ -72,7 +77,7 @@ def run(opts: RunOptions) -> int:
         threads = _sources(opts, loop, wired.runtime.host, metrics, log, stop)
         server = None
         if opts.listen is not None:
-            server = http.serve(opts.listen, metrics.render, loop.is_ready)
+            server = http.serve(opts.listen, prometheus.Exposition(metrics).render, loop.is_ready)
             log(level="info", msg="listening", address=http.display(opts.listen))
         if opts.git_pull:
             try:

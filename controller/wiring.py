@@ -41,15 +41,22 @@ def backup_dir(target: Target) -> backups.BackupDir:
 
 
 @contextlib.contextmanager
-def _history(path: Path | None, required: bool) -> Iterator[tuple[History, store.Store | None]]:
+def _history(
+    path: Path | None, required: bool, unusable: Callable[[str], None] | None = None
+) -> Iterator[tuple[History, store.Store | None]]:
     """The state database; without `required`, an in-memory history when it cannot be opened (a read-only
-    directory): dbstate then works without its memory of earlier passes."""
+    directory): dbstate then works without its memory of earlier passes. With `unusable` (the controller), a state
+    database that is corrupt or from a newer release is reported through it and an in-memory history used: the
+    engine's own facts (adapters/facts.py) still protect the data, and the controller keeps converging."""
     path = path or store.default_path()
     if required:
         try:
             db: store.Store | None = store.Store(path)
-        except errors.StateError:
-            raise
+        except errors.StateError as e:
+            if unusable is None:
+                raise
+            unusable(str(e))
+            db = None
         except Exception as e:
             raise errors.DbstateError(f"cannot open the state database {path}: {type(e).__name__}: {e}") from e
     else:
@@ -87,11 +94,12 @@ def reconciler(
     progress: Callable[[str], None] | None = None,
     source: SourceMode = "worktree",
     lease_ttl: float | None = None,
+    state_unusable: Callable[[str], None] | None = None,
 ) -> Iterator[Wired]:
     """A reconciler over the real adapters, for `plan`, `apply` and `run`. Probes (psycopg, pymysql, redis) are
     wired only when the options ask for them; with `lease_ttl` (a writer), the engine lease, which fences every change,
     and the volume facts are written to the engine as well as read from it."""
-    with _history(target.state, require_store) as (history, db):
+    with _history(target.state, require_store, state_unusable) as (history, db):
         runtime = _runtime(target, db, retry_budget, progress)
         held = None
         if lease_ttl is not None:

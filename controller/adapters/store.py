@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from controller.core.plan import Finding, Outcome, ResourceStatus
 
 DEFAULT_PATH = Path(".dbstate/state.db")
+# The schema's version (PRAGMA user_version). 0 is dbstate 0.1.0, which did not set it; each step of MIGRATIONS takes a
+# database from the version before to its own, forward only, so a database from any earlier release opens.
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_aliases (
     endpoint_id TEXT PRIMARY KEY,
@@ -113,6 +116,23 @@ CREATE TABLE IF NOT EXISTS acks (
 """
 
 
+def _v1_volume_identity(db: sqlite3.Connection) -> None:
+    """0.1.0 databases written before volumes were known by their identity."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(volumes_seen)")}
+    if "identity" not in columns:
+        db.execute("ALTER TABLE volumes_seen ADD COLUMN identity TEXT")
+
+
+def _v2_history_indexes(db: sqlite3.Connection) -> None:
+    """Retention deletes by time and by pass: indexes, so that a year of passes is pruned in one quick statement."""
+    db.execute("CREATE INDEX IF NOT EXISTS passes_started ON passes(started)")
+    db.execute("CREATE INDEX IF NOT EXISTS changes_pass ON changes(pass_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS findings_pass ON findings(pass_id)")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_volume_identity, 2: _v2_history_indexes}
+
+
 def default_path() -> Path:
     return Path(os.environ.get("DBSTATE_STATE") or DEFAULT_PATH)
 
@@ -162,10 +182,21 @@ class Store:
             ) from e
 
     def _migrate(self) -> None:
-        """Columns added since a database was first written."""
-        columns = {r[1] for r in self.db.execute("PRAGMA table_info(volumes_seen)")}
-        if "identity" not in columns:
-            self.db.execute("ALTER TABLE volumes_seen ADD COLUMN identity TEXT")
+        """Forward to SCHEMA_VERSION, one step at a time, each in a transaction with its version."""
+        version = self.version()
+        if version > SCHEMA_VERSION:
+            raise errors.StateError(
+                f"{self.path} was written by a newer dbstate (schema {version}; this one knows {SCHEMA_VERSION}): "
+                "upgrade dbstate, or pass another --state"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                MIGRATIONS[step](self.db)
+                self.db.execute(f"PRAGMA user_version = {int(step)}")
+
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()
@@ -235,6 +266,20 @@ class Store:
             "UPDATE passes SET finished = ?, changes = ?, failed = ?, findings = ?, errors = ? WHERE id = ?",
             (time.time(), changes, failed, findings, errors, pass_id),
         )
+
+    @_guarded
+    def prune(self, before: float) -> int:
+        """Retention: the passes that started before `before` (never the newest), with their changes and findings.
+        The facts that protect data (volumes seen, adoptions, acks, suspensions) are never pruned. The number of
+        passes removed."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            newest = self.db.execute("SELECT max(id) FROM passes").fetchone()[0] or 0
+            old = "SELECT id FROM passes WHERE started < ? AND id < ?"
+            self.db.execute(f"DELETE FROM changes WHERE pass_id IN ({old})", (before, newest))  # noqa: S608
+            self.db.execute(f"DELETE FROM findings WHERE pass_id IN ({old})", (before, newest))  # noqa: S608
+            cur = self.db.execute("DELETE FROM passes WHERE started < ? AND id < ?", (before, newest))
+            return int(cur.rowcount)
 
     @_guarded
     def passes(self, limit: int = 20) -> list[dict[str, Any]]:

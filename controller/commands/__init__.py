@@ -44,7 +44,7 @@ COMMANDS: dict[str, CommandInfo] = {
     ),
     "backups": CommandInfo("backups", "the backups kept, with what each holds and whether it was verified"),
     "verify-backup": CommandInfo(
-        "verify_backup", "restore kept backups into throw-away servers and compare them with their manifests"
+        "verify_backup", "check kept backups: each restored into a throw-away server and compared with its manifest"
     ),
     "restore": CommandInfo("restore", "put a backup back into a running database (after backing up what it holds)"),
     "import": CommandInfo(

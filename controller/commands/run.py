@@ -52,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="/metrics, /healthz, /readyz (default: 127.0.0.1:9464; [::1]:PORT for IPv6; empty to disable)",
     )
     p.add_argument("--log-format", choices=("json", "text"), default="text", help="default: text")
+    p.add_argument(
+        "--keep-history",
+        default="30d",
+        metavar="DURATION",
+        help="passes older than this are forgotten, with their changes and findings; never the facts that protect "
+        "data (volumes seen, adoptions, acks); e.g. 7d, 12h; 0 keeps everything (default: 30d)",
+    )
     common.add_converge(p, retry_budget=10.0)
     common.add_probe(p, unhealthy_after=3, controller=True)
     common.add_scope(p)
@@ -72,6 +79,17 @@ def listen_address(text: str) -> tuple[str, int] | None:
     return host or "127.0.0.1", int(port)
 
 
+def keep_history(text: str) -> float | None:
+    from controller.core.spec import duration_seconds
+
+    if text.strip() == "0":
+        return None
+    try:
+        return float(duration_seconds(text.strip()))
+    except ValueError as e:
+        raise DbstateError(f"--keep-history: {e}") from None
+
+
 def options(ns: argparse.Namespace) -> RunOptions:
     from controller.run import RunOptions
 
@@ -79,7 +97,12 @@ def options(ns: argparse.Namespace) -> RunOptions:
         if not value > 0:
             raise DbstateError(f"{flag} must be more than 0")
     passes = PassOptions(
-        "run", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
+        "run",
+        prune=ns.prune,
+        parallel=common.parallel(ns),
+        probe=common.probe(ns),
+        scope=common.scope(ns),
+        keep_history=keep_history(ns.keep_history),
     )
     return RunOptions(
         common.target(ns),

@@ -4,6 +4,7 @@ the engine's unit tests. It forgets everything when the process ends."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Mapping
 
 from controller.core import plan
@@ -52,8 +53,17 @@ class MemoryHistory:
 
     def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:
         pass_id = next(self._ids)
-        self.passes[pass_id] = {"command": command, "revision": revision, "dirty": dirty}
+        self.passes[pass_id] = {"command": command, "revision": revision, "dirty": dirty, "started": time.time()}
         return pass_id
+
+    def prune(self, before: float) -> int:
+        newest = max(self.passes, default=0)
+        old = [i for i, p in self.passes.items() if float(p["started"]) < before and i < newest]  # type: ignore[arg-type]
+        for i in old:
+            self.passes.pop(i)
+            self.findings.pop(i, None)
+            self.outcomes.pop(i, None)
+        return len(old)
 
     def record_findings(self, pass_id: int, findings: Iterable[plan.Finding]) -> None:
         self.findings.setdefault(pass_id, []).extend(findings)

@@ -323,6 +323,8 @@ class Loop:
         return self.leading.is_set() and (self.lease is None or self.lease.held())
 
     def _not_leading(self) -> None:
+        if self.leading.is_set() and self.lease is not None:
+            self.metrics.lease_lost += 1  # it held the lease and no longer does
         self.leading.clear()
         self.metrics.leader = 0
 

@@ -42,3 +42,4 @@ class PassOptions:
     parallel: int = 4
     probe: ProbeOptions | None = None
     scope: Scope = field(default_factory=Scope)  # by default only what dbstate made
+    keep_history: float | None = 30 * 86400.0  # seconds of passes the history keeps (None: all)

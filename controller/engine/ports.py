@@ -121,6 +121,11 @@ class History(Protocol):
 
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None: ...
 
+    def prune(self, before: float) -> int:
+        """Retention: forget the passes (with their changes and findings) that started before `before`, never the
+        newest one nor a fact that protects data; how many."""
+        ...
+
     def set_resources(self, rows: Iterable[plan.ResourceStatus]) -> None: ...
 
     def record_probes(self, results: Iterable[ProbeResult], keep: Iterable[str]) -> dict[str, int]:

@@ -107,6 +107,9 @@ def _volumes_to_remember(state: spec.DesiredState, observed: live.LiveState, p: 
     return out
 
 
+PRUNE_EVERY = 3600.0  # seconds between two prunes of the history (options.keep_history)
+
+
 class Reconciler:
     def __init__(
         self,
@@ -138,6 +141,7 @@ class Reconciler:
         self.last_probe: float | None = None  # monotonic time of the last probe
         self.last: PassResult | None = None
         self.last_outcomes: tuple[Outcome, ...] = ()
+        self._pruned = float("-inf")  # when the history was last pruned (options.keep_history)
         self.failed_upgrades: dict[str, tuple[str, str]] = {}  # key -> (spec hash, why), for run (not retried)
 
     def _hold_failed_upgrades(self, result: PassResult) -> PassResult:
@@ -330,6 +334,10 @@ class Reconciler:
             result.pass_id, len(result.plan.changes), failed, len(result.plan.findings), len(result.loaded.errors)
         )
         self.history.set_resources(self.status_rows(result, outcomes, backoffs or {}))
+        keep, now = self.options.keep_history, self.clock.time()
+        if keep is not None and now - self._pruned >= PRUNE_EVERY:
+            self._pruned = now
+            self.history.prune(now - keep)
 
     def status_rows(
         self, result: PassResult, outcomes: tuple[Outcome, ...], backoffs: Mapping[str, Backoff]

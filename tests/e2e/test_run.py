@@ -373,3 +373,23 @@ def test_scheduled_backups_are_taken_by_run_and_shown_in_metrics_and_status(
     r = dbstate("status", host=engine_host, state=state)
     assert "backups (the newest of each instance):" in r.stdout and "kv-s" in r.stdout and "schedule" in r.stdout
     assert any(rec.get("msg") == "backed up" for rec in c.logs())
+
+
+def test_a_corrupt_state_database_is_reported_and_run_converges_without_it(
+    repo: Path, engine_host: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    state.write_bytes(b"SQLite format 3\x00" + b"\x07" * 3000)  # a truncated, damaged file
+    c = Controller(repo, engine_host, state, tmp_path / "run.log")
+    try:
+        wait_for(c.ready, timeout=30)
+        wait_for(lambda: running(docker_client, "kv-a-db"), timeout=30)
+        docker_client.containers.get("kv-a-db").stop(timeout=1)
+        wait_for(lambda: running(docker_client, "kv-a-db"), timeout=20)  # still repairing
+        assert "dbstate_state_database_ok 0.0" in c.get("/metrics")[1]
+    finally:
+        code, _seconds = c.stop()
+    assert code == 0
+    (said,) = [r for r in c.logs() if r.get("msg") == "state database unusable: converging without it"]
+    assert str(state) in said["error"] and "move it away" in said["error"]
+    assert state.read_bytes().startswith(b"SQLite format 3\x00\x07")  # never overwritten

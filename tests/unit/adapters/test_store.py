@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controller.adapters import store
+from controller.core import errors
 from controller.core.health import ProbeResult
 from controller.core.plan import Action, Change, Finding, FindingType, Outcome, ResourceStatus
 
@@ -112,3 +115,66 @@ def test_a_garbage_file_is_a_clear_error_naming_it_never_ignored(tmp_path: Path)
     with pytest.raises(StateError):
         store.open_optional(garbage)  # not "work without history" as if nothing were wrong
     assert garbage.read_bytes().startswith(b"this is not sqlite")  # untouched
+
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "state-release-0.1.sql"
+
+
+def test_a_database_of_the_previous_release_opens_migrated_with_everything_it_held(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    old = sqlite3.connect(path)
+    old.executescript(FIXTURE.read_text())  # written by 0.1.0's own Store, which set no schema version
+    old.close()
+    with store.Store(path) as db:
+        assert db.version() == store.SCHEMA_VERSION
+        assert db.seen_volumes() == {"pg_data": "abc123"}
+        assert set(db.adoptions()) == {"DatabaseInstance/pg"}
+        assert "DatabaseInstance/kv" in db.suspensions()
+        (last,) = db.passes()
+        assert last["revision"] == "c0ffee" and [c["target"] for c in db.changes_of(last["id"])] == ["pg_data"]
+        indexes = {r[0] for r in db.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"passes_started", "changes_pass", "findings_pass"} <= indexes
+        assert db.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with store.Store(path) as db:  # opening again changes nothing
+        assert db.version() == store.SCHEMA_VERSION and len(db.passes()) == 1
+
+
+def test_a_database_of_a_newer_release_is_refused_by_name(tmp_path: Path):
+    path = tmp_path / "state.db"
+    with store.Store(path) as db:
+        db.db.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    with pytest.raises(errors.StateError, match=r"state.db was written by a newer dbstate .*pass another --state"):
+        store.Store(path)
+
+
+def test_a_truncated_file_is_a_clear_error_naming_it(tmp_path: Path):
+    path = tmp_path / "state.db"
+    with store.Store(path) as db:
+        for _ in range(50):
+            db.begin_pass("run", None, None)
+        db.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(errors.StateError, match=r"state.db"):
+        db = store.Store(path)
+        db.passes(limit=100)
+
+
+def test_retention_forgets_old_passes_never_the_newest_nor_the_facts(tmp_path: Path):
+    with store.Store(tmp_path / "state.db") as db:
+        ids = [db.begin_pass("run", None, None) for _ in range(3)]
+        db.db.execute("UPDATE passes SET started = 100 WHERE id IN (?, ?)", (ids[0], ids[1]))
+        db.db.execute("UPDATE passes SET started = 50 WHERE id = ?", (ids[2],))  # the newest, however old
+        change = Change(Action.START, "DatabaseInstance", "pg", "pg-db", "stopped")
+        for i in ids:
+            db.record_outcome(i, Outcome(change, "ok", "done", 0.1))
+            db.record_findings(i, [Finding(FindingType.ORPHAN, "Container", "x", "m")])
+        db.mark_volumes_seen({"pg_data": "id1"})
+        assert db.prune(before=1000) == 2
+        assert [p["id"] for p in db.passes()] == [ids[2]]
+        assert db.db.execute("SELECT count(*) FROM changes").fetchone()[0] == 1
+        assert db.db.execute("SELECT count(*) FROM findings").fetchone()[0] == 1
+        assert db.seen_volumes() == {"pg_data": "id1"}
+        assert db.prune(before=1000) == 0

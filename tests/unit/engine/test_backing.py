@@ -1,12 +1,11 @@
-"""Which scheduled backups are due, and how backups show in the metrics (the backups themselves run against real
-servers in tests/e2e/test_backup.py)."""
+"""Which scheduled backups are due (the backups themselves run against real servers in tests/e2e/test_backup.py;
+their metrics are in tests/unit/adapters/test_prometheus.py)."""
 
 from __future__ import annotations
 
 from controller.core import live, spec
 from controller.core.dumps import Manifest
 from controller.engine import backing
-from controller.engine.metrics import Metrics
 
 HOUR = 3600.0
 
@@ -95,14 +94,3 @@ def test_a_schedule_is_a_duration_of_a_minute_or_more() -> None:
     for bad in ("10s", "soon", "24"):
         with pytest.raises(pydantic.ValidationError):
             inst("x", {"backup": {"schedule": bad}})
-
-
-def test_backups_are_metrics() -> None:
-    m = Metrics()
-    assert "dbstate_backup" not in m.render()
-    m.backed_up('we"ird', 1700000000.5, 4096)
-    m.backup_failed("other")
-    text = m.render()
-    assert 'dbstate_backup_last_success_timestamp_seconds{instance="we\\"ird"} 1700000000.500' in text
-    assert 'dbstate_backup_last_size_bytes{instance="we\\"ird"} 4096' in text
-    assert 'dbstate_backup_failures_total{instance="other"} 1' in text
