@@ -1,5 +1,5 @@
 """The controller's HTTP endpoints: /metrics (Prometheus), /healthz (the process is alive), /readyz (the engine is
-reachable and the last pass completed)."""
+reachable and the last pass completed), and the pages of the web view (read-only, GET only)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,33 @@ def display(listen: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def serve(listen: tuple[str, int], metrics: Callable[[], str], ready: Callable[[], bool]) -> ThreadingHTTPServer:
+Page = tuple[int, str, str]  # status, content type, body
+# no script, no frame, no outside asset: the pages are text and inline style only
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def serve(
+    listen: tuple[str, int],
+    metrics: Callable[[], str] | None,
+    ready: Callable[[], bool],
+    pages: Callable[[str], Page | None] | None = None,
+) -> ThreadingHTTPServer:
     """Serve in a thread of its own on `listen` (host, port); an IPv6 host is given without brackets."""
     host, port = listen
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            page = pages(self.path) if pages is not None and path not in ("/metrics", "/healthz", "/readyz") else None
+            if page is not None:
+                self._send(page[0], page[2], page[1])
+            elif path == "/metrics" and metrics is not None:
                 self._send(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
             elif path == "/healthz":
                 self._send(200, "ok\n")
@@ -40,6 +59,8 @@ def serve(listen: tuple[str, int], metrics: Callable[[], str], ready: Callable[[
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+            for k, v in SECURITY_HEADERS.items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(data)
 

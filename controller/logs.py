@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -32,3 +33,33 @@ def logger(fmt: str, known_secrets: Callable[[], set[str]], stream: TextIO | Non
             out.flush()
 
     return log
+
+
+class _Through(logging.Handler):
+    """Hands a library's log record (docker-py, urllib3, a Python warning) to dbstate's own logger: the same format,
+    the same scrubbing of secrets, one line per record."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__(level=logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's broken format string must not take the controller down
+            message = str(record.msg)
+        self.log(level=record.levelname.lower(), msg=message, logger=record.name)
+
+
+def route_libraries(log: Log) -> Callable[[], None]:
+    """Send warnings and errors of every library (and `warnings.warn`) through `log` until the returned undo."""
+    handler = _Through(log)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        logging.captureWarnings(False)
+
+    return undo

@@ -10,11 +10,13 @@ from pathlib import Path
 from types import FrameType
 
 from controller import http, logs
-from controller.adapters import git, prometheus, watch
+from controller.adapters import git, notify, prometheus, store, watch
 from controller.adapters.docker import follow_events
+from controller.commands.serve import Site
 from controller.core import errors
 from controller.engine.loop import Loop
 from controller.engine.metrics import Metrics
+from controller.engine.notifying import Notifications
 from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.reconciler import Reconciler
 from controller.wiring import reconciler
@@ -32,6 +34,7 @@ class RunOptions:
     log_format: str = "text"
     retry_budget: float = 10.0
     lease_ttl: float = 30.0
+    notify: tuple[str, ...] = ()  # Apprise URLs (resolved: they may hold tokens, never printed)
 
 
 def run(opts: RunOptions) -> int:
@@ -39,9 +42,13 @@ def run(opts: RunOptions) -> int:
     if not directory.is_dir():
         raise errors.DesiredStateError(f"desired-state directory {directory} does not exist (use --dir)")
     reconcilers: list[Reconciler] = []  # the one of this process, once built: its secrets scrub every log line
-    log = logs.logger(opts.log_format, lambda: set(reconcilers[0].secrets) if reconcilers else set())
+    urls = set(opts.notify)  # a notification URL may hold a token: scrubbed from every line like a secret
+    log = logs.logger(opts.log_format, lambda: (set(reconcilers[0].secrets) if reconcilers else set()) | urls)
+    notifications = Notifications(notify.notifiers(opts.notify), log) if opts.notify else None
     stop = threading.Event()
     metrics = Metrics()
+    unroute = logs.route_libraries(log)  # docker-py's and urllib3's warnings: same format, same scrubbing
+
     def state_unusable(message: str) -> None:
         metrics.state_ok = 0
         log(level="error", msg="state database unusable: converging without it", error=message)
@@ -65,6 +72,7 @@ def run(opts: RunOptions) -> int:
             lease=wired.lease,
             lease_ttl=opts.lease_ttl,
             backups=wired.reconciler,
+            notifications=notifications,
         )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -77,7 +85,8 @@ def run(opts: RunOptions) -> int:
         threads = _sources(opts, loop, wired.runtime.host, metrics, log, stop)
         server = None
         if opts.listen is not None:
-            server = http.serve(opts.listen, prometheus.Exposition(metrics).render, loop.is_ready)
+            site = Site(opts.target.state or store.default_path(), wired.backups.root)
+            server = http.serve(opts.listen, prometheus.Exposition(metrics).render, loop.is_ready, site.handle)
             log(level="info", msg="listening", address=http.display(opts.listen))
         if opts.git_pull:
             try:
@@ -102,6 +111,9 @@ def run(opts: RunOptions) -> int:
             if server is not None:
                 server.shutdown()
             log(level="info", msg="stopped")
+            if notifications is not None:
+                notifications.stop()
+            unroute()
     return 0
 
 

@@ -4,7 +4,10 @@ escapes (a newline or a quote in a label value cannot break a line)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,9 +19,68 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.engine.metrics import BUCKETS, Metrics
-
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics(Protocol):
+    """What the loop keeps (`engine.metrics.Metrics`): read under its lock at each scrape."""
+
+    @property
+    def lock(self) -> threading.Lock: ...
+
+    @property
+    def buckets(self) -> tuple[float, ...]: ...
+
+    @property
+    def passes(self) -> Counter[str]: ...
+
+    @property
+    def duration_buckets(self) -> list[int]: ...
+
+    @property
+    def duration_sum(self) -> float: ...
+
+    @property
+    def duration_count(self) -> int: ...
+
+    @property
+    def changes(self) -> Counter[tuple[str, str]]: ...
+
+    @property
+    def findings(self) -> dict[str, int]: ...
+
+    @property
+    def drift(self) -> dict[str, int]: ...
+
+    @property
+    def health(self) -> dict[str, int]: ...
+
+    @property
+    def probes(self) -> Mapping[str, Any]: ...
+
+    @property
+    def last_success(self) -> float: ...
+
+    @property
+    def engine_up(self) -> int: ...
+
+    @property
+    def ready(self) -> int: ...
+
+    @property
+    def leader(self) -> int: ...
+
+    @property
+    def backup_last(self) -> dict[str, tuple[float, int]]: ...
+
+    @property
+    def backup_failures(self) -> Counter[str]: ...
+
+    @property
+    def lease_lost(self) -> int: ...
+
+    @property
+    def state_ok(self) -> int: ...
 
 
 class DbstateCollector(Collector):
@@ -41,7 +103,7 @@ class DbstateCollector(Collector):
         for result in sorted(set(m.passes) | {"ok", "failed", "error"}):
             passes.add_metric([result], m.passes[result])
         yield passes
-        buckets = [(str(b), float(n)) for b, n in zip(BUCKETS, m.duration_buckets, strict=True)]
+        buckets = [(str(b), float(n)) for b, n in zip(m.buckets, m.duration_buckets, strict=True)]
         yield HistogramMetricFamily(
             "dbstate_pass_duration_seconds",
             "How long a pass took.",

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_PATH = Path(".dbstate/state.db")
 # The schema's version (PRAGMA user_version). 0 is dbstate 0.1.0, which did not set it; each step of MIGRATIONS takes a
 # database from the version before to its own, forward only, so a database from any earlier release opens.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_aliases (
     endpoint_id TEXT PRIMARY KEY,
@@ -130,7 +130,18 @@ def _v2_history_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS findings_pass ON findings(pass_id)")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_volume_identity, 2: _v2_history_indexes}
+def _v3_overview(db: sqlite3.Connection) -> None:
+    """What the web view shows of the last pass beyond the rows above (core/overview.py), as one JSON document."""
+    db.execute("CREATE TABLE IF NOT EXISTS overview (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL)")
+    if "trigger" not in {r[1] for r in db.execute("PRAGMA table_info(passes)")}:
+        db.execute("ALTER TABLE passes ADD COLUMN trigger TEXT")  # what started the pass (run): an event, a commit
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v1_volume_identity,
+    2: _v2_history_indexes,
+    3: _v3_overview,
+}
 
 
 def default_path() -> Path:
@@ -225,10 +236,17 @@ class Store:
     # -- passes -------------------------------------------------------------------------------------------------
 
     @_guarded
-    def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:
+    def begin_pass(
+        self,
+        command: str,
+        revision: str | None,
+        dirty: bool | None,
+        trigger: str | None = None,
+        started: float | None = None,
+    ) -> int:
         cur = self.db.execute(
-            "INSERT INTO passes (command, started, revision, dirty) VALUES (?, ?, ?, ?)",
-            (command, time.time(), revision, None if dirty is None else int(dirty)),
+            "INSERT INTO passes (command, started, revision, dirty, trigger) VALUES (?, ?, ?, ?, ?)",
+            (command, started or time.time(), revision, None if dirty is None else int(dirty), trigger),
         )
         return int(cur.lastrowid or 0)
 
@@ -266,6 +284,18 @@ class Store:
             "UPDATE passes SET finished = ?, changes = ?, failed = ?, findings = ?, errors = ? WHERE id = ?",
             (time.time(), changes, failed, findings, errors, pass_id),
         )
+
+    @_guarded
+    def set_overview(self, body: Mapping[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO overview VALUES (1, ?)", (json.dumps(body),))
+
+    @_guarded
+    def overview(self) -> dict[str, Any] | None:
+        try:
+            row = self.db.execute("SELECT body FROM overview WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a reader of a database not yet migrated by a writer
+            return None
+        return dict(json.loads(row[0])) if row else None
 
     @_guarded
     def prune(self, before: float) -> int:

@@ -39,6 +39,7 @@ COMMANDS: dict[str, CommandInfo] = {
     "migrate-volume": CommandInfo(
         "migrate_volume", "move a database's data to the mounts its declaration names: stopped, copied, verified"
     ),
+    "serve": CommandInfo("serve", "the read-only web view of a state database, without a controller"),
     "backup": CommandInfo(
         "backup", "back up running databases with their own tools (pg_dumpall, mariadb-dump, BGSAVE)"
     ),

@@ -59,6 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="passes older than this are forgotten, with their changes and findings; never the facts that protect "
         "data (volumes seen, adoptions, acks); e.g. 7d, 12h; 0 keeps everything (default: 30d)",
     )
+    p.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send notifications to this Apprise URL (repeatable: slack://, discord://, ntfy://, mailto://, json://); "
+        "env:NAME reads the URL (or several, space-separated) from the variable NAME, which keeps a token out of the "
+        "process list. Sent once per event, grouped per pass; a failing notifier is retried and never delays a pass",
+    )
     common.add_converge(p, retry_budget=10.0)
     common.add_probe(p, unhealthy_after=3, controller=True)
     common.add_scope(p)
@@ -77,6 +86,14 @@ def listen_address(text: str) -> tuple[str, int] | None:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise DbstateError(f"--listen {text!r}: expected HOST:PORT with a port from 1 to 65535")
     return host or "127.0.0.1", int(port)
+
+
+def notify_urls(specs: list[str]) -> list[str]:
+    from controller.adapters import notify
+
+    urls = notify.resolve(specs)
+    notify.notifiers(urls)  # each understood by Apprise, or a clear error before anything runs
+    return urls
 
 
 def keep_history(text: str) -> float | None:
@@ -115,6 +132,7 @@ def options(ns: argparse.Namespace) -> RunOptions:
         log_format=ns.log_format,
         retry_budget=ns.retry_budget,
         lease_ttl=common.lease_ttl(ns),
+        notify=tuple(notify_urls(ns.notify)),
     )
 
 

@@ -23,6 +23,7 @@ class MemoryHistory:
         self.failures: dict[str, int] = {}
         self.adopted: dict[str, Adoption] = {}
         self.suspended: dict[str, str] = {}
+        self.overview_body: dict[str, object] | None = None
         self._ids = itertools.count(1)
 
     def seen_volumes(self) -> dict[str, str | None]:
@@ -51,10 +52,29 @@ class MemoryHistory:
             self.volumes[n] = identity if identity is not None else self.volumes.get(n)
             self.acks.discard(("volume-lost", n))
 
-    def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int:
+    def begin_pass(
+        self,
+        command: str,
+        revision: str | None,
+        dirty: bool | None,
+        trigger: str | None = None,
+        started: float | None = None,
+    ) -> int:
         pass_id = next(self._ids)
-        self.passes[pass_id] = {"command": command, "revision": revision, "dirty": dirty, "started": time.time()}
+        self.passes[pass_id] = {
+            "command": command,
+            "revision": revision,
+            "dirty": dirty,
+            "started": started or time.time(),
+            "trigger": trigger,
+        }
         return pass_id
+
+    def set_overview(self, body: Mapping[str, object]) -> None:
+        self.overview_body = dict(body)
+
+    def overview(self) -> dict[str, object] | None:
+        return self.overview_body
 
     def prune(self, before: float) -> int:
         newest = max(self.passes, default=0)

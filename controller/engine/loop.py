@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from controller.core import errors
 from controller.engine.metrics import Metrics
+from controller.engine.notifying import Notifications
 from controller.engine.ports import Lease
 from controller.engine.queue import WHOLE, Backoff, WorkQueue
 from controller.engine.reconciler import PassReport, Request
@@ -68,9 +69,11 @@ class Loop:
         lease: Lease | None = None,
         lease_ttl: float = 30.0,
         backups: BacksUp | None = None,
+        notifications: Notifications | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.backups = backups
+        self.notifications = notifications
         self.resync = resync
         self.queue = queue or WorkQueue()
         self.metrics = metrics or Metrics()
@@ -243,6 +246,8 @@ class Loop:
         self.ready = True
         self.metrics.ready = 1
         self.last_report = report
+        if self.notifications is not None:
+            self.notifications.after_pass(report)  # queued: sent by its own thread, never waited for here
         self.reconciler.record_status(report, self.queue.backoffs())
         self.log(
             level="info" if not failed else "warning",
@@ -325,6 +330,10 @@ class Loop:
     def _not_leading(self) -> None:
         if self.leading.is_set() and self.lease is not None:
             self.metrics.lease_lost += 1  # it held the lease and no longer does
+            if self.notifications is not None:
+                self.notifications.event(
+                    "lease", f"lost {self.metrics.lease_lost}", "lease lost: this controller stopped acting"
+                )
         self.leading.clear()
         self.metrics.leader = 0
 
@@ -346,9 +355,15 @@ class Loop:
                     m = self.backups.back_up(server)
                 except errors.DbstateError as e:
                     self.metrics.backup_failed(server.name)
+                    if self.notifications is not None:
+                        self.notifications.event(
+                            f"backup/{server.name}", "failed", f"backup failed: {server.name}: {e}"
+                        )
                     self.log(level="warning", msg="scheduled backup failed", instance=server.name, error=str(e))
                     continue
                 self.metrics.backed_up(server.name, m.finished, m.size_bytes)
+                if self.notifications is not None and self.notifications.tracker.said.get(f"backup/{server.name}"):
+                    self.notifications.event(f"backup/{server.name}", "ok", f"backup works again: {server.name}")
                 self.log(level="info", msg="backed up", instance=server.name, backup=m.id, bytes=m.size_bytes)
 
     def _probe_timer(self) -> None:

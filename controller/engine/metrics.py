@@ -15,6 +15,7 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 class Metrics:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.buckets = BUCKETS
         self.passes: Counter[str] = Counter()  # result -> count
         self.duration_buckets = [0] * len(BUCKETS)
         self.duration_sum = 0.0

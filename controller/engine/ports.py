@@ -113,13 +113,24 @@ class History(Protocol):
 
     def mark_volumes_seen(self, volumes: Mapping[str, str | None]) -> None: ...
 
-    def begin_pass(self, command: str, revision: str | None, dirty: bool | None) -> int: ...
+    def begin_pass(
+        self,
+        command: str,
+        revision: str | None,
+        dirty: bool | None,
+        trigger: str | None = None,
+        started: float | None = None,
+    ) -> int: ...
 
     def record_findings(self, pass_id: int, findings: Iterable[plan.Finding]) -> None: ...
 
     def record_outcome(self, pass_id: int, outcome: plan.Outcome) -> None: ...
 
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None: ...
+
+    def set_overview(self, body: Mapping[str, object]) -> None:
+        """What the web view shows of the last pass (core/overview.py)."""
+        ...
 
     def prune(self, before: float) -> int:
         """Retention: forget the passes (with their changes and findings) that started before `before`, never the
@@ -249,6 +260,14 @@ class DataGuard(Protocol):
         ...
 
     def upgrade(self, change: plan.Change) -> None: ...
+
+
+class Notifier(Protocol):
+    """Where notifications go (adapters/notify.py: any Apprise URL); `send` raises `DbstateError` when it failed."""
+
+    name: str  # how logs name it: never its URL, which may hold a token
+
+    def send(self, title: str, body: str) -> None: ...
 
 
 class Clock(Protocol):

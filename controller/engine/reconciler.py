@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from controller.core import adoption, composeref, diff, errors, health, live, secrets, spec, suspension
+from controller.core import adoption, composeref, diff, errors, health, live, overview, secrets, spec, suspension
 from controller.core.adoption import Adoption
 from controller.core.diagnostics import Diagnostic
 from controller.core.dumps import Manifest
@@ -80,6 +80,7 @@ class PassReport:
     in_sync_keys: frozenset[str] = frozenset()
     problems: tuple[Diagnostic, ...] = ()  # the desired state's errors, with file and line
     probes: Mapping[str, ProbeResult] = field(default_factory=dict)
+    found: tuple[Finding, ...] = ()  # the findings themselves (notifications say what each is)
 
 
 def sort_findings(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
@@ -196,8 +197,9 @@ class Reconciler:
 
     # -- one pass, in steps (plan and apply use them one by one) -------------------------------------------------
 
-    def plan(self, *, probe_now: bool = True) -> PassResult:
+    def plan(self, *, probe_now: bool = True, trigger: str | None = None) -> PassResult:
         """Read both sides and diff them. `probe_now`: probe in this pass, or reuse the last probes."""
+        started = self.clock.time()  # the pass's duration is the reading, the diff, the probes and the apply
         desired = self.source.load()
         state = desired.loaded.state
         names = [i.container_name for i in state.instances] + [c.container_name for c in state.consumers]
@@ -228,7 +230,9 @@ class Reconciler:
             the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
         the_plan = suspension.hold(the_plan, suspension.suspended(state, self.history.suspensions()))
         self._mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
-        pass_id = self.history.begin_pass(self.options.command, desired.revision.commit, desired.revision.dirty)
+        pass_id = self.history.begin_pass(
+            self.options.command, desired.revision.commit, desired.revision.dirty, trigger, started
+        )
         self.history.record_findings(pass_id, the_plan.findings)
         return PassResult(
             desired.loaded,
@@ -335,6 +339,10 @@ class Reconciler:
         )
         self.history.set_resources(self.status_rows(result, outcomes, backoffs or {}))
         keep, now = self.options.keep_history, self.clock.time()
+        state = result.loaded.state
+        self.history.set_overview(
+            overview.build(state, result.plan, outcomes, result.revision.commit, result.probes or self.probes, now)
+        )
         if keep is not None and now - self._pruned >= PRUNE_EVERY:
             self._pruned = now
             self.history.prune(now - keep)
@@ -405,7 +413,9 @@ class Reconciler:
         Probes run when they are due (on the first pass, then every interval), not on every event."""
         t0 = self.clock.monotonic()
         due = self.probe_due_in()
-        result = self._hold_failed_upgrades(self.plan(probe_now=due is not None and due <= 0.5))
+        result = self._hold_failed_upgrades(
+            self.plan(probe_now=due is not None and due <= 0.5, trigger=request.trigger)
+        )
         now = tuple(c for c in result.plan.changes if not request.deferred(c.key))
         pending = tuple(sorted({c.key for c in result.plan.changes if request.deferred(c.key)}))
         outcomes = self.apply(result, now, should_stop=request.should_stop) if now else ()
@@ -446,6 +456,7 @@ class Reconciler:
             in_sync_keys=frozenset(declared_keys(result.loaded.state)) - drifted - finding_keys,
             problems=result.loaded.errors,
             probes=probes_now,
+            found=result.plan.findings,
         )
 
     def record_status(self, report: PassReport, backoffs: Mapping[str, Backoff]) -> None:

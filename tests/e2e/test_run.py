@@ -393,3 +393,101 @@ def test_a_corrupt_state_database_is_reported_and_run_converges_without_it(
     (said,) = [r for r in c.logs() if r.get("msg") == "state database unusable: converging without it"]
     assert str(state) in said["error"] and "move it away" in said["error"]
     assert state.read_bytes().startswith(b"SQLite format 3\x00\x07")  # never overwritten
+
+
+class Receiver:
+    """A local HTTP endpoint for Apprise's json:// notifications: what it received, or (hang) never an answer."""
+
+    def __init__(self, hang: bool = False) -> None:
+        import http.server
+        import threading
+
+        self.bodies: list[dict[str, Any]] = []
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if hang:
+                    outer.release.wait(60)
+                    return
+                outer.bodies.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def texts(self) -> list[str]:
+        return [f"{b.get('title', '')}\n{b.get('message', '')}" for b in self.bodies]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_notifications_say_a_failure_once_across_passes_and_its_recovery_once(
+    tmp_path: Path, engine_host: str, docker_client: docker.DockerClient
+) -> None:
+    root = write_tree(
+        tmp_path / "notify",
+        {
+            "net.yaml": network("net-a"),
+            "kv.yaml": redis_instance("kv-n", "kv-n-db", image="dbstate-local/redis:later", extra=NO_RESTART),
+        },
+    )
+    receiver = Receiver()
+    c = Controller(root, engine_host, tmp_path / "state.db", tmp_path / "run.log", "--notify", receiver.url)
+    try:
+        wait_for(lambda: any("failed: create DatabaseInstance/kv-n" in t for t in receiver.texts()), timeout=30)
+
+        def failed_passes() -> int:
+            return sum(1 for r in c.logs() if r.get("msg") == "pass" and r.get("failed"))
+
+        wait_for(lambda: failed_passes() >= 3, timeout=30, interval=0.5)  # the same failure, seen again and again
+        docker_client.images.get("dbstate-local/redis:7.0").tag("dbstate-local/redis", "later")
+        wait_for(lambda: any("recovered: create DatabaseInstance/kv-n" in t for t in receiver.texts()), timeout=60)
+        wait_for(lambda: running(docker_client, "kv-n-db"), timeout=30)
+    finally:
+        code, _seconds = c.stop()
+        receiver.close()
+        docker_client.images.remove("dbstate-local/redis:later", noprune=True)
+    assert code == 0
+    texts = receiver.texts()
+    assert sum("failed: create DatabaseInstance/kv-n" in t for t in texts) == 1, texts
+    assert sum("recovered: create DatabaseInstance/kv-n" in t for t in texts) == 1, texts
+    assert all(t.startswith("dbstate: ") and "at revision" in t for t in texts)
+    assert all(SECRET not in t for t in texts)
+
+
+def test_a_notifier_that_hangs_does_not_delay_a_repair(
+    repo: Path, engine_host: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    receiver = Receiver(hang=True)
+    c = Controller(repo, engine_host, tmp_path / "state.db", tmp_path / "run.log", "--notify", receiver.url)
+    try:
+        wait_for(c.ready, timeout=30)
+        wait_for(lambda: running(docker_client, "kv-a-db"), timeout=30)
+        for _ in range(2):  # each repair is a notification that hangs
+            docker_client.containers.get("kv-a-db").kill()
+            t0 = time.monotonic()
+            wait_for(lambda: running(docker_client, "kv-a-db"), timeout=15)
+            assert time.monotonic() - t0 < 10
+    finally:
+        code, _seconds = c.stop()
+        receiver.close()
+    assert code == 0
+    assert any(r.get("msg") == "notification failed" for r in c.logs())  # it was tried, timed out, and retried
+    assert receiver.url.split("//")[1] not in (tmp_path / "run.log").read_text()  # never the URL itself

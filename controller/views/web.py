@@ -1,0 +1,146 @@
+"""The web view (`dbstate run --listen`, `dbstate serve`): the models of its pages, built from what the state
+database and the backup directory hold (every text there is already redacted), and their HTML through Jinja2
+templates with autoescaping. The JSON twin of a page under /api/ is its model as it is."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jinja2
+
+STATUSES = ("in-sync", "drifted", "failing", "findings", "suspended", "invalid")
+REFRESH = 30  # seconds: the page reloads itself (no JavaScript)
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("controller.views", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"
+
+
+def _health(h: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if h is None:
+        return None
+    if h["reachable"]:
+        rtt = f"{h['rtt_ms']:.0f} ms" if h.get("rtt_ms") is not None else ""
+        return {"state": "up", "summary": f"{h.get('version') or '?'} {rtt}".strip(), **dict(h)}
+    since = "never up" if h.get("last_ok") is None else f"up last at {_when(h['last_ok'])}"
+    return {"state": "down", "summary": f"{h['failures']} failed in a row ({since}): {h.get('error') or ''}", **dict(h)}
+
+
+def _pass(p: Mapping[str, Any]) -> dict[str, Any]:
+    took = f"{p['finished'] - p['started']:.2f} s" if p.get("finished") else "running"
+    if p.get("finished") is None:
+        outcome = "unknown"
+    elif p.get("errors"):
+        outcome = "error"
+    elif p.get("failed"):
+        outcome = "failed"
+    else:
+        outcome = "ok"
+    counts = f"{p.get('changes') or 0} changes, {p.get('failed') or 0} failed, {p.get('findings') or 0} findings"
+    return {
+        "id": p["id"],
+        "when": _when(p["started"]),
+        "command": p["command"],
+        "trigger": p.get("trigger") or "-",
+        "revision": (p["revision"][:12] + ("+" if p.get("dirty") else "")) if p.get("revision") else "(worktree)",
+        "took": took,
+        "outcome": outcome,
+        "counts": counts,
+    }
+
+
+def _backup(m: Mapping[str, Any]) -> dict[str, Any]:
+    counts = m.get("counts") or {}
+    holds = (
+        f"{counts['keys']} keys" if set(counts) == {"keys"} else f"{len(counts)} tables, {sum(counts.values())} rows"
+    )
+    return {
+        "id": m["id"],
+        "when": _when(m["finished"]),
+        "size": f"{m['size_bytes'] / 1048576:.1f} MiB",
+        "holds": holds,
+        "verified": bool(m.get("verified")),
+        "reason": m.get("reason", ""),
+    }
+
+
+def overview_model(
+    state_path: str,
+    passes: Sequence[Mapping[str, Any]],
+    resources: Sequence[Mapping[str, Any]],
+    health: Sequence[Mapping[str, Any]],
+    overview: Mapping[str, Any] | None,
+    backups: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, Any]:
+    probed = {h["instance"]: h for h in health}
+    rows = []
+    for r in resources:
+        kind, _, name = r["key"].partition("/")
+        h = _health(probed.get(name)) if kind == "DatabaseInstance" else None
+        rows.append(
+            {
+                **dict(r),
+                "kind": kind,
+                "name": name,
+                "health": h,
+                "next_retry": _when(r.get("next_retry")) + "Z" if r.get("next_retry") else "-",
+                "backups": len(backups.get(name, ())) if kind == "DatabaseInstance" else None,
+            }
+        )
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    last = passes[0] if passes else None
+    ov = overview or {}
+    return {
+        "state_path": state_path,
+        "statuses": [s for s in STATUSES if s in counts or s in ("in-sync", "drifted", "failing")],
+        "counts": counts,
+        "last_pass": _pass(last) if last else None,
+        "resources": rows,
+        "findings": list(ov.get("findings", ())),
+        "pending": list(ov.get("pending", ())),
+        "notes": list(ov.get("notes", ())),
+        "passes": [_pass(p) for p in passes],
+    }
+
+
+def instance_model(
+    name: str,
+    resources: Sequence[Mapping[str, Any]],
+    health: Sequence[Mapping[str, Any]],
+    overview: Mapping[str, Any] | None,
+    backups: Sequence[Mapping[str, Any]],
+) -> dict[str, Any] | None:
+    key = f"DatabaseInstance/{name}"
+    row = next((r for r in resources if r["key"] == key), None)
+    info = (overview or {}).get("instances", {}).get(name)
+    if row is None and info is None:
+        return None
+    probed = next((h for h in health if h["instance"] == name), None)
+    return {
+        "name": name,
+        "status": row["status"] if row else "unknown",
+        "message": row["message"] if row else "",
+        "health": _health(probed),
+        "info": info,
+        "consumers": list((info or {}).get("consumers", ())),
+        "backups": [_backup(m) for m in reversed(backups)],
+        "findings": [
+            f for f in (overview or {}).get("findings", ()) if f["kind"] == "DatabaseInstance" and f["name"] == name
+        ],
+    }
+
+
+def render(template: str, model: Mapping[str, Any]) -> str:
+    return _templates.get_template(template).render(refresh=REFRESH, **model)

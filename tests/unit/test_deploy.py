@@ -1,0 +1,67 @@
+"""What `deploy/` ships for Prometheus and Grafana: the alert rules pass `promtool check rules` and fire in
+`promtool test rules`, and every series the rules and the dashboard name is one dbstate exposes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from controller.adapters.prometheus import render
+from controller.core.health import ProbeResult
+from controller.engine.metrics import Metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "alerts.yaml"
+DASHBOARD = DEPLOY / "grafana" / "dbstate.json"
+NAME = re.compile(r"\b((?:dbstate|process)_[a-z_]+)\b")
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    assert found, "promtool is missing: `bash scripts/setup` installs Debian's prometheus package, which has it"
+    return found
+
+
+def test_the_alert_rules_are_valid_and_fire_as_their_tests_say() -> None:
+    checked = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 10 rules found" in checked.stdout
+    tested = subprocess.run(
+        [promtool(), "test", "rules", "alerts_test.yaml"],
+        cwd=RULES.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+
+
+def exposed() -> set[str]:
+    m = Metrics()
+    m.observe_pass("ok", 0.2, [("start", "ok")], {"orphan": 1}, {"DatabaseInstance/pg": 1}, {"pg": 1},
+                   {"pg": ProbeResult("pg", "10.0.0.2", True, version="15.4", rtt_ms=3.0)})  # fmt: skip
+    m.backed_up("pg", 1.0, 10)
+    names = set()
+    for line in render(m).splitlines():
+        if line.startswith("# TYPE ") or not line.startswith("#"):
+            names.add(line.removeprefix("# TYPE ").split("{")[0].split()[0])
+    return names
+
+
+def test_every_series_the_rules_and_the_dashboard_name_is_exposed() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    named = set(NAME.findall(RULES.read_text())) | {n for e in exprs for n in NAME.findall(e)}
+    assert {"dbstate_instance_up", "dbstate_backup_last_success_timestamp_seconds", "dbstate_lease_lost_total"} <= named
+    missing = named - exposed()
+    assert missing == set(), f"named in deploy/ but not on /metrics: {sorted(missing)}"
+
+
+def test_the_dashboard_is_importable_json_with_a_datasource_input() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    assert dash["uid"] == "dbstate" and dash["__inputs"][0]["pluginId"] == "prometheus"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)) and all(p["targets"] for p in dash["panels"])
