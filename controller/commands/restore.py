@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.core.errors import DbstateError
 from controller.engine.options import PassOptions, Target
 
+if TYPE_CHECKING:
+    from controller.core.dumps import Manifest
+    from controller.engine.backing import Server
+    from controller.wiring import Wired
+
 DESCRIPTION = """\
 Restore the backup ID (see `dbstate backups`) into the DatabaseInstance NAME as it runs. First a backup of what NAME
 holds now is taken (the way back, listed by `dbstate backups`); then each database the backup holds is dropped and
 recreated from it (other databases are left alone) and its tables' rows are compared with the backup's manifest.
-Redis: the container is stopped, its RDB file replaced and started again (refused when it uses an AOF). Sessions
-of the databases being restored are ended. Holds the engine lease; a running controller is not stopped by it, so
-suspend the instance first (`dbstate suspend NAME --why restore`) when consumers must not write meanwhile.
+Redis: the container is stopped, its RDB file replaced and started again (refused when it uses an AOF).
+
+--to-new-volume VOLUME overwrites nothing: the container is stopped and kept (`NAME.dbstate-kept-<time>`, on its
+untouched volume), a new one is made from the declaration with its data volume replaced by VOLUME (created when
+missing, refused unless empty), the backup restored into it and its rows compared; any failure rolls back to the old
+container. Then declare VOLUME as the instance's data volume (until then `plan` reports data-moved and nothing
+recreates it). PostgreSQL and MariaDB only.
+
+Sessions of the databases being restored are ended. Holds the engine lease; a running controller is not stopped by
+it, so suspend the instance first (`dbstate suspend NAME --why restore`) when consumers must not write meanwhile.
 
 exit codes: 0 restored and checked; 1 not (the message says what was done, and which backup holds the data before)."""
 
@@ -28,11 +41,18 @@ class Options:
     source: str
     yes: bool
     lease_ttl: float
+    to_new_volume: str | None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="the DatabaseInstance's metadata.name")
     p.add_argument("--from", dest="source", required=True, metavar="ID", help="the backup to restore")
+    p.add_argument(
+        "--to-new-volume",
+        metavar="VOLUME",
+        default=None,
+        help="restore into a new, empty volume and switch to it; the old container and volume are kept",
+    )
     p.add_argument("--yes", action="store_true", help="do not ask")
     common.add_desired(p)
     common.add_engine(p)
@@ -40,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(ns: argparse.Namespace) -> Options:
-    return Options(common.target(ns), ns.name, ns.source, ns.yes, common.lease_ttl(ns))
+    return Options(common.target(ns), ns.name, ns.source, ns.yes, common.lease_ttl(ns), ns.to_new_volume)
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
@@ -61,12 +81,17 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
             if isinstance(server, str):
                 raise DbstateError(server)
             what = ", ".join(manifest.databases) if manifest.databases else "its data"
-            print(f"restore {manifest.id} into {server.container}: replaces {what}", file=out)
+            if opts.to_new_volume:
+                print(f"restore {manifest.id} into a new {server.container} on volume {opts.to_new_volume}", file=out)
+            else:
+                print(f"restore {manifest.id} into {server.container}: replaces {what}", file=out)
             answer = True if opts.yes else confirm(1, out)
             if not answer:
                 why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
                 print(f"Nothing was restored ({why}).", file=out)
                 return common.EXIT_ERROR
+            if opts.to_new_volume:
+                return _to_new_volume(opts, server, manifest, wired, result.revision.commit, progress, out)
             safety = backing.restore(
                 server,
                 manifest,
@@ -77,4 +102,37 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
                 progress=progress,
             )
     print(f"restored: {server.container} holds {manifest.id}; what it held before is backup {safety.id}", file=out)
+    return common.EXIT_OK
+
+
+def _to_new_volume(
+    opts: Options,
+    server: Server,
+    manifest: Manifest,
+    wired: Wired,
+    revision: str | None,
+    progress: Callable[[str], None],
+    out: TextIO,
+) -> int:
+    from controller.engine import upgrading
+
+    assert opts.to_new_volume is not None
+    moved, kept = upgrading.restore_to_new_volume(
+        server,
+        manifest,
+        opts.to_new_volume,
+        wired.runtime,
+        wired.shell,
+        wired.backups,
+        revision=revision,
+        progress=progress,
+    )
+    mount = next(m for m in moved.spec.volumes if m.source == opts.to_new_volume)
+    print(
+        f"restored: {server.container} runs on volume {opts.to_new_volume} with {manifest.id}; the old container is "
+        f"{kept}, stopped, on its untouched volume.\nNow declare it: in DatabaseInstance/{server.name}, "
+        f"volumes: [{{source: {opts.to_new_volume}, target: {mount.target}}}], and a Volume {opts.to_new_volume} "
+        "(until then, plan reports data-moved and nothing recreates it)",
+        file=out,
+    )
     return common.EXIT_OK

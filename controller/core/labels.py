@@ -18,7 +18,9 @@ REVISION = "io.dbstate.revision"
 PROTECTED = "io.dbstate.deletion-protection"
 
 OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recreated
-KEPT_SUFFIX = ".dbstate-v"  # `<name>.dbstate-v<major>`: the server from before a dump-restore upgrade, kept stopped
+KEPT_SUFFIX = (
+    ".dbstate-kept-"  # `<name>.dbstate-kept-<why>`: the server from before an upgrade or restore, kept stopped
+)
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
 LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adapters/lease.py): never a cause for a pass
 LEASE = "io.dbstate.lease"  # on every lease marker

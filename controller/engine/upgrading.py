@@ -1,15 +1,19 @@
-"""A new major version the way a DBA moves to one (policy.upgrade: dump-restore): the old server is stopped and kept,
-its data dumped by a throw-away server of the old image on the old volume (no consumer can write meanwhile, so the
-dump is the whole truth), the new major started on the new volume the declaration names, the dump restored, and the
-new server checked (its major, and the rows of every table against the dump) before it keeps the name. Any failing
-step rolls back: the new container is removed, the old one gets its name back and runs on its untouched volume."""
+"""A database moved onto a new volume the way a DBA does it, for two reasons: a new major version (policy.upgrade:
+dump-restore) and a restore that must not overwrite what is there (`dbstate restore --to-new-volume`).
+
+The old server is stopped and kept (renamed `<name>.dbstate-kept-<why>`, its volume untouched); for an upgrade its
+data is dumped by a throw-away server of the old image on the old volume (no consumer can write meanwhile, so the dump
+is the whole truth); the new server is created from the declaration on the new, empty volume, the dump restored and
+checked (its major, and the rows of every table against the dump) before it keeps the name. Any failing step rolls
+back: the new container is removed, the new volume emptied again, the old server back under its name and started."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.core import dumps, errors, plan, spec
+from controller.core import diff, dumps, errors, plan, spec
 from controller.core.dumps import Manifest
 from controller.core.labels import KEPT_SUFFIX, REVISION
 from controller.core.secrets import reveal
@@ -17,74 +21,80 @@ from controller.engine import apply as applying
 from controller.engine import backing
 from controller.engine.ports import BackupStore, Runtime, Shell
 
+Progress = Callable[[str], None]
 
-def kept_name(container: str, major: str) -> str:
-    return f"{container}{KEPT_SUFFIX}{major}"
+
+def kept_name(container: str, why: str) -> str:
+    return f"{container}{KEPT_SUFFIX}{why}"
 
 
 @dataclass
-class _Upgrade:
-    """One dump-restore upgrade, step by step; `step` names the one under way (for the failure's message)."""
+class _Rebuild:
+    """One move onto new volumes, step by step; `step` names the one under way (for the failure's message)."""
 
-    change: plan.Change
-    inst: spec.DatabaseInstance
+    inst: spec.DatabaseInstance  # what the new container is made from: its data mounts on the new volumes
+    details: dict[str, object]  # the create change's details (labels, env redacted...)
+    kept: str  # the old container's name while it is kept
+    new_volumes: list[str]
     runtime: Runtime
     shell: Shell
     store: BackupStore
-    progress: Callable[[str], None]
+    progress: Progress
     step: str = "checking the new volumes"
     created: bool = False
     renamed: bool = False
 
     @property
     def c(self) -> str:
-        return self.change.target
+        return self.inst.container_name
 
-    def run(self) -> Manifest:
-        d, c, inst = self.change.details, self.c, self.inst
-        was, new = str(d["from_major"]), str(d["to_major"])
-        for _old, new_volume in d["moves"].values():
-            _must_be_empty(self.shell, inst.spec.image, new_volume)
-        self.step = f"stopping {c}"
-        self.progress(f"{inst.metadata.name}: upgrade {was} -> {new}: {self.step} (kept as {kept_name(c, was)})")
-        self.runtime.stop(c, applying.STOP_TIMEOUT)
-        self.step = "dumping the old data"
-        manifest = self.dump_old(f"before upgrade {was} -> {new}")
-        self.step = f"renaming {c} to {kept_name(c, was)}"
-        self.runtime.rename(c, kept_name(c, was))
-        self.renamed = True
-        self.step = f"starting {inst.spec.image} on {', '.join(n for _o, n in d['moves'].values())}"
-        self.progress(f"{inst.metadata.name}: {self.step}")
-        self.created = True
-        create = plan.Change(plan.Action.CREATE, self.change.kind, self.change.name, c, "upgrade", d, (), inst)
-        applying.execute(create, self.runtime)
-        self.restore_and_check(manifest, new)
-        return manifest
+    def check_and_stop(self) -> None:
+        for volume in self.new_volumes:
+            _must_be_empty(self.shell, self.inst.spec.image, volume)
+        self.step = f"stopping {self.c}"
+        self.progress(f"{self.inst.metadata.name}: {self.step} (kept as {self.kept})")
+        self.runtime.stop(self.c, applying.STOP_TIMEOUT)
 
-    def dump_old(self, reason: str) -> Manifest:
+    def dump_old(self, image: str, volume: str, target: str, reason: str, revision: str | None) -> Manifest:
         """The old data dumped by a throw-away server of the old image on the old volume: nothing else can write."""
-        d, inst = self.change.details, self.inst
-        target, (old_volume, _new) = next(iter(d["moves"].items()))
+        self.step = "dumping the old data"
+        inst = self.inst
         env = {k: reveal(v) for k, v in inst.spec.env.items()}
-        with self.shell.scratch(str(d["from_image"]), env, old_volume, target) as old:
+        with self.shell.scratch(image, env, volume, target) as old:
             backing.wait_ready(old, inst.spec.engine, dumps.login(inst), self.shell)
-            server = backing.Server(inst, old, str(d["from_image"]))
-            revision = (d.get("labels") or {}).get(REVISION)
+            server = backing.Server(inst, old, image)
             return backing.take(
                 server, self.shell, self.store, revision=revision, reason=reason, progress=self.progress
             )
 
-    def restore_and_check(self, manifest: Manifest, major: str) -> None:
+    def switch(self) -> None:
+        """The old container renamed aside, the new one created from the declaration and started."""
+        self.step = f"renaming {self.c} to {self.kept}"
+        self.runtime.rename(self.c, self.kept)
+        self.renamed = True
+        self.step = f"starting {self.inst.spec.image} on {', '.join(self.new_volumes)}"
+        self.progress(f"{self.inst.metadata.name}: {self.step}")
+        self.created = True
+        name = self.inst.metadata.name
+        create = plan.Change(
+            plan.Action.CREATE, self.inst.kind, name, self.c, "moved", dict(self.details), (), self.inst
+        )
+        applying.execute(create, self.runtime)
+
+    def restore_and_check(self, manifest: Manifest, major: str | None) -> None:
         c, engine, who, shell = self.c, self.inst.spec.engine, dumps.login(self.inst), self.shell
         backing.wait_ready(c, engine, who, shell)
-        self.step = "checking the new server's version"
-        got = backing.server_version(c, engine, who, shell)
-        if not _same_major(got, major):
-            raise errors.BackupError(f"the new server reports {got}, not {major}")
+        if major is not None:
+            self.step = "checking the new server's version"
+            got = backing.server_version(c, engine, who, shell)
+            if not _same_major(got, major):
+                raise errors.BackupError(f"the new server reports {got}, not {major}")
         self.step = f"restoring {manifest.id}"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
+        if engine is spec.Engine.REDIS:
+            raise errors.BackupError("a Redis RDB is restored in place (`dbstate restore` without --to-new-volume)")
         backing.load(c, engine, who, manifest, self.store, shell, self.progress)
-        if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL) and major is not None:
             self.step = "mariadb-upgrade"
             ran = shell.run(c, backing.upgrade_argv(who), who.env, mutating=True)
             if ran.code != 0:
@@ -92,55 +102,111 @@ class _Upgrade:
         self.step = "comparing the rows with the dump"
         rows = backing.counts(c, engine, who, shell)
         rows = {k: v for k, v in rows.items() if k.split("/", 1)[0] in manifest.databases}
-        wrong = dumps.compare_counts(manifest.counts, rows) if engine is not spec.Engine.REDIS else []
+        wrong = dumps.compare_counts(manifest.counts, rows)
         if wrong:
             raise errors.BackupError("; ".join(wrong[:5]))
 
     def roll_back(self) -> None:
-        """The new container removed, the new volume emptied again (it was checked empty before this attempt and holds
-        only what the attempt wrote; the volume itself is kept), the old server back under its name and started."""
-        c, d = self.c, self.change.details
-        self.progress(f"rolling back: {c} goes back to its old server")
+        """The new container removed, the new volumes emptied again (checked empty before this attempt, they hold only
+        what it wrote; the volumes themselves are kept), the old server back under its name and started."""
+        self.progress(f"rolling back: {self.c} goes back to its old server")
         if self.created:
-            self.runtime.remove_container(c)
-            for _old, new_volume in d["moves"].values():
-                self.shell.run_once(self.inst.spec.image, [(new_volume, "/v", False)], "find /v -mindepth 1 -delete")
+            self.runtime.remove_container(self.c)
+            for volume in self.new_volumes:
+                self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
         if self.renamed:
-            self.runtime.rename(kept_name(c, str(d["from_major"])), c)
-        self.runtime.start(c)
+            self.runtime.rename(self.kept, self.c)
+        self.runtime.start(self.c)
+
+    def failed(self, what: str, e: BaseException, old_image: str) -> errors.BackupError:
+        """Roll back, and the error that says which step failed and where the old server is."""
+        reason = str(e) if isinstance(e, errors.DbstateError) else f"unexpected {type(e).__name__}"
+        try:
+            self.roll_back()
+        except errors.DbstateError as again:
+            where = self.kept if self.renamed else self.c
+            return errors.BackupError(
+                f"{what} failed at '{self.step}': {reason}; and the rollback failed too ({again}): the old server is "
+                f"{where}, stopped, on its old volume, untouched: start it by hand"
+            )
+        return errors.BackupError(
+            f"{what} failed at '{self.step}': {reason}; rolled back: {self.c} runs {old_image} on its old volume, "
+            "unchanged"
+        )
 
 
-def upgrade(
-    change: plan.Change, runtime: Runtime, shell: Shell, store: BackupStore, progress: Callable[[str], None]
-) -> None:
+def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupStore, progress: Progress) -> None:
+    """policy.upgrade: dump-restore (the diff's UPGRADE change)."""
     inst = change.resource
     if not isinstance(inst, spec.DatabaseInstance):
         raise errors.DbstateError(f"{change.key}: only a DatabaseInstance is upgraded")
     d = change.details
-    was, new, name = str(d["from_major"]), str(d["to_major"]), inst.metadata.name
-    job = _Upgrade(change, inst, runtime, shell, store, progress)
+    was, new, name, old_image = str(d["from_major"]), str(d["to_major"]), inst.metadata.name, str(d["from_image"])
+    moves: dict[str, list[str]] = d["moves"]
+    job = _Rebuild(
+        inst, d, kept_name(change.target, f"v{was}"), [n for _o, n in moves.values()], runtime, shell, store, progress
+    )
+    target, (old_volume, _new) = next(iter(moves.items()))
     try:
-        manifest = job.run()
+        job.check_and_stop()
+        manifest = job.dump_old(
+            old_image, old_volume, target, f"before upgrade {was} -> {new}", (d.get("labels") or {}).get(REVISION)
+        )
+        job.switch()
+        job.restore_and_check(manifest, new)
     except Exception as e:
-        reason = str(e) if isinstance(e, errors.DbstateError) else f"unexpected {type(e).__name__}"
-        try:
-            job.roll_back()
-        except errors.DbstateError as again:
-            raise errors.BackupError(
-                f"upgrade of {name} {was} -> {new} failed at '{job.step}': {reason}; and the rollback failed too "
-                f"({again}): the old server is {kept_name(change.target, was) if job.renamed else change.target}, "
-                "stopped, on its old volume, untouched: start it by hand"
-            ) from e
-        raise errors.BackupError(
-            f"upgrade of {name} {was} -> {new} failed at '{job.step}': {reason}; rolled back: {change.target} runs "
-            f"{d['from_image']} on its old volume, unchanged"
-        ) from e
-    old_volumes = ", ".join(o for o, _n in d["moves"].values())
+        raise job.failed(f"upgrade of {name} {was} -> {new}", e, old_image) from e
+    old_volumes = ", ".join(o for o, _n in moves.values())
     progress(
         f"{name}: upgraded {was} -> {new}: {sum(manifest.counts.values())} rows in {len(manifest.counts)} tables "
-        f"restored and checked; {kept_name(change.target, was)} and {old_volumes} are kept (remove them by hand once "
-        "satisfied)"
+        f"restored and checked; {job.kept} and {old_volumes} are kept (remove them by hand once satisfied)"
     )
+
+
+def restore_to_new_volume(
+    server: backing.Server,
+    manifest: Manifest,
+    volume: str,
+    runtime: Runtime,
+    shell: Shell,
+    store: BackupStore,
+    *,
+    revision: str | None,
+    progress: Progress,
+) -> tuple[spec.DatabaseInstance, str]:
+    """`dbstate restore NAME --from ID --to-new-volume VOLUME`: the instance recreated on VOLUME (made when missing,
+    refused unless empty) with the backup restored into it; the old container kept stopped on its untouched volume.
+    The declaration that now matches (its data mount on VOLUME), and the kept container's name."""
+    inst = server.inst
+    data = [m for m in inst.spec.volumes if m.type == "volume"]
+    if len(data) != 1:
+        raise errors.BackupError(
+            f"{inst.metadata.name} mounts {len(data)} named volumes: --to-new-volume needs exactly one data volume"
+        )
+    store.check(manifest)
+    moved = inst.model_copy(
+        update={
+            "spec": inst.spec.model_copy(
+                update={
+                    "volumes": tuple(
+                        m.model_copy(update={"source": volume}) if m is data[0] else m for m in inst.spec.volumes
+                    )
+                }
+            )
+        }
+    )
+    if runtime.volume_identity(volume) is None:
+        runtime.create_volume(volume, "local", {})
+    kept = kept_name(inst.container_name, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    details = diff.recreate_change(moved, revision, "restore").details
+    job = _Rebuild(moved, details, kept, [volume], runtime, shell, store, progress)
+    try:
+        job.check_and_stop()
+        job.switch()
+        job.restore_and_check(manifest, None)
+    except Exception as e:
+        raise job.failed(f"restore of {manifest.id} into {volume}", e, server.image) from e
+    return moved, kept
 
 
 def _same_major(reported: str, major: str) -> bool:
@@ -148,9 +214,9 @@ def _same_major(reported: str, major: str) -> bool:
 
 
 def _must_be_empty(shell: Shell, image: str, volume: str) -> None:
-    """The new volume holds nothing yet: a dump-restore never writes over data."""
+    """The new volume holds nothing yet: a move never writes over data."""
     code, out = shell.run_once(image, [(volume, "/v", True)], "ls -A /v")
     if code != 0:
         raise errors.BackupError(f"cannot look into volume {volume}: {out.strip()[-200:]}")
     if out.strip():
-        raise errors.BackupError(f"volume {volume} is not empty: an upgrade restores only into a new, empty volume")
+        raise errors.BackupError(f"volume {volume} is not empty: a restore or an upgrade writes only into an empty one")

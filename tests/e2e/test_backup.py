@@ -73,7 +73,7 @@ spec:
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:
-    vols = "---\n".join(volume(v) for v in ("pg-data", "my-data", "kv-data", "pg-data-v17"))
+    vols = "---\n".join(volume(v) for v in ("pg-data", "my-data", "kv-data", "pg-data-v17", "pg-restored"))
     return write_tree(tmp_path / "ds", {"net.yaml": network("bk-net"), "vols.yaml": vols, **files})
 
 
@@ -339,7 +339,7 @@ def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
     wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
     assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("17")
     assert sql(docker_client, "pgbk-db", "SELECT count(*), min(note) FROM marker") == "1000|written by 15"
-    kept = docker_client.containers.get("pgbk-db.dbstate-v15")
+    kept = docker_client.containers.get("pgbk-db.dbstate-kept-v15")
     assert kept.status == "exited" and [m["Name"] for m in kept.attrs["Mounts"]] == ["pg-data"]
     assert docker_client.volumes.get("pg-data") is not None
     r = run("plan", "--dir", str(root), host=engine_host, state=state)
@@ -363,3 +363,41 @@ def test_a_mariadb_image_step_is_backed_up_then_mariadb_upgrade_runs(
     assert "mariadb-upgrade done on mybk-db" in r.stderr
     assert [m["reason"] for m in backups(engine_host, state)] == ["before recreate"]
     assert sql(docker_client, "mybk-db", "SELECT note FROM marker") == "before the step"
+
+
+def test_a_restore_to_a_new_volume_overwrites_nothing_and_the_declaration_then_matches(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    state = tmp_path / "state.db"
+    root = tree(tmp_path, {"pg.yaml": pg()})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "pgbk-db", "CREATE TABLE marker AS SELECT g AS id FROM generate_series(1, 100) g")
+    r = run("backup", "pg", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stderr
+    (taken,) = backups(engine_host, state)
+    sql(docker_client, "pgbk-db", "INSERT INTO marker VALUES (101)")  # written after the backup: must survive
+
+    args = ("restore", "pg", "--from", taken["id"], "--to-new-volume", "pg-restored", "--yes", "--dir", str(root))
+    r = run(*args, host=engine_host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert "Now declare it" in r.stdout and "source: pg-restored, target: /var/lib/postgresql/data" in r.stdout
+    new = docker_client.containers.get("pgbk-db")
+    assert [m["Name"] for m in new.attrs["Mounts"]] == ["pg-restored"]
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    assert sql(docker_client, "pgbk-db", "SELECT count(*), max(id) FROM marker") == "100|100"
+    (kept,) = [c for c in docker_client.containers.list(all=True) if c.name.startswith("pgbk-db.dbstate-kept-")]
+    assert kept.status == "exited" and [m["Name"] for m in kept.attrs["Mounts"]] == ["pg-data"]
+
+    # until the declaration says so, nothing recreates it; once it does, it is in sync
+    r = run("plan", "--dir", str(root), host=engine_host, state=state)
+    assert "data-moved" in r.stdout and "kept DatabaseInstance/pg" in r.stdout, r.stdout
+    (root / "pg.yaml").write_text(pg(vol="pg-restored"))
+    r = run("plan", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0 and "data-moved" not in r.stdout and "In sync" in r.stdout, r.stdout
+
+    # the old volume still holds the row written after the backup: its old server, started again, says so
+    docker_client.containers.get("pgbk-db").stop(timeout=10)
+    kept.start()
+    wait_for(lambda: ready(docker_client, kept.name), timeout=90, interval=0.5)
+    assert sql(docker_client, kept.name, "SELECT count(*), max(id) FROM marker") == "101|101"

@@ -109,6 +109,12 @@ def test_the_image_repairs_drift_and_is_healthy(dbstate_image, docker_client, en
 
         wait_for(lambda: health() == "healthy", timeout=60)
         assert controller.attrs["Config"]["User"] == "10001:10001"
+        # the web view's templates are in the installed package, not only in a checkout
+        page = (
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9464/', timeout=5).read().decode())"
+        )
+        code, out = controller.exec_run(["python3", "-c", page])
+        assert code == 0 and "<h1>Overview</h1>" in out.decode() and 'data-key="DatabaseInstance/kv-a"' in out.decode()
         controller.stop(timeout=15)
         controller.reload()
         assert controller.attrs["State"]["ExitCode"] == 0

@@ -365,6 +365,13 @@ def test_scheduled_backups_are_taken_by_run_and_shown_in_metrics_and_status(
         # the first look at the schedule comes 15 s after the start; no backup yet, so one is due
         wait_for(lambda: 'dbstate_backup_last_success_timestamp_seconds{instance="kv-s"}' in c.get("/metrics")[1], 45)
         assert 'dbstate_backup_last_size_bytes{instance="kv-s"}' in c.get("/metrics")[1]
+        # every series the shipped alert rules and dashboard name is on a real controller's /metrics
+        from tests.unit.test_deploy import named_in_deploy
+
+        text = c.get("/metrics")[1]
+        exposed = {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
+        exposed |= {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+        assert named_in_deploy() - exposed == set()
     finally:
         code, _seconds = c.stop()
     assert code == 0
@@ -485,9 +492,10 @@ def test_a_notifier_that_hangs_does_not_delay_a_repair(
             t0 = time.monotonic()
             wait_for(lambda: running(docker_client, "kv-a-db"), timeout=15)
             assert time.monotonic() - t0 < 10
+        # meanwhile its notification was tried, timed out (5 s) and is retried
+        wait_for(lambda: any(r.get("msg") == "notification failed" for r in c.logs()), timeout=30, interval=0.5)
     finally:
         code, _seconds = c.stop()
         receiver.close()
     assert code == 0
-    assert any(r.get("msg") == "notification failed" for r in c.logs())  # it was tried, timed out, and retried
     assert receiver.url.split("//")[1] not in (tmp_path / "run.log").read_text()  # never the URL itself

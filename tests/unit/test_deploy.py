@@ -51,10 +51,15 @@ def exposed() -> set[str]:
     return names
 
 
-def test_every_series_the_rules_and_the_dashboard_name_is_exposed() -> None:
+def named_in_deploy() -> set[str]:
+    """Every series the alert rules and the dashboard name."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
     exprs = [t["expr"] for p in panels for t in p["targets"]]
-    named = set(NAME.findall(RULES.read_text())) | {n for e in exprs for n in NAME.findall(e)}
+    return set(NAME.findall(RULES.read_text())) | {n for e in exprs for n in NAME.findall(e)}
+
+
+def test_every_series_the_rules_and_the_dashboard_name_is_exposed() -> None:
+    named = named_in_deploy()
     assert {"dbstate_instance_up", "dbstate_backup_last_success_timestamp_seconds", "dbstate_lease_lost_total"} <= named
     missing = named - exposed()
     assert missing == set(), f"named in deploy/ but not on /metrics: {sorted(missing)}"
