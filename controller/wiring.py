@@ -113,7 +113,7 @@ def reconciler(
                 runtime,
                 history,
                 options,
-                prober=_prober() if options.probe is not None else None,
+                prober=_prober(options.probe.via, shell) if options.probe is not None else None,
                 facts=facts.EngineFacts(runtime, write=held is not None),
                 guard=backing.Guard(shell, kept, runtime, progress or _log_progress),
             )
@@ -126,10 +126,10 @@ def _log_progress(message: str) -> None:
     logging.getLogger("dbstate.backup").info("%s", message)
 
 
-def _prober() -> Prober:
+def _prober(via: str = "direct", shell: DockerShell | None = None) -> Prober:
     from controller.adapters import probes  # only a command that probes loads the probes
 
-    return probes.Probes()
+    return probes.Probes(via, shell)
 
 
 def audit(target: Target, timeout: float) -> AuditResult:

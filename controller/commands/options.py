@@ -150,6 +150,15 @@ def add_probe(p: argparse.ArgumentParser, *, unhealthy_after: int, controller: b
         )
     add_probe_timeout(p)
     p.add_argument(
+        "--probe-via",
+        choices=("direct", "exec", "auto"),
+        default="direct",
+        help="direct: connect to the container's address (the controller needs a route to it); exec: run the "
+        "engine's own client inside the container (docker exec, over its 127.0.0.1, credentials in the exec's "
+        "environment), for a remote engine or a controller outside the containers' networks; auto: direct, then "
+        "exec when the address cannot be reached (default: direct)",
+    )
+    p.add_argument(
         "--unhealthy-after",
         type=int,
         default=unhealthy_after,
@@ -168,7 +177,7 @@ def probe(ns: argparse.Namespace) -> ProbeOptions | None:
     if interval < 0:
         raise DbstateError("--probe-interval must be 0 (off) or more")
     enabled = interval > 0 if hasattr(ns, "probe_interval") else ns.probe
-    return ProbeOptions(timeout, ns.unhealthy_after, interval) if enabled else None
+    return ProbeOptions(timeout, ns.unhealthy_after, interval, ns.probe_via) if enabled else None
 
 
 def add_scope(p: argparse.ArgumentParser) -> None:

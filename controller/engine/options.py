@@ -33,6 +33,7 @@ class ProbeOptions:
     timeout: float = 2.0
     unhealthy_after: int = 1
     interval: float = 0.0  # probe when this long has passed since the last probe (0: every pass)
+    via: str = "direct"  # direct (a connection to the container's address) | exec (its own client inside) | auto
 
 
 @dataclass(frozen=True)

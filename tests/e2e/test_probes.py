@@ -4,6 +4,7 @@ requirepass, a declared version that differs, an account without a password. No 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -155,3 +156,59 @@ def test_mariadb_account_without_password_is_auth_weak(servers, docker_client):
     r = probe(root_probe, ip(docker_client, "my-db"), 2.0)
     assert r.auth_weak == ("account 'nopass'@'%' has no password",)
     assert r.facts["accounts"] == "accounts checked"
+
+
+def test_probes_through_the_engine_report_what_direct_probes_report(servers, docker_client, engine_host, tmp_path):
+    """The engine's own client inside each container (docker exec) against a connection to its address: the same
+    version, the same verdict and the same weaknesses; and `auto` falls back to exec when there is no route."""
+    from controller.adapters.docker import DockerRuntime
+    from controller.adapters.probes import Probes
+    from controller.adapters.shell import DockerShell
+
+    # a weakness on each engine, so that the facts compared are not all empty
+    c = docker_client.containers.get("pg-db")
+    c.exec_run(["sh", "-c", "sed -i '1i host all all all md5' /var/lib/postgresql/data/pg_hba.conf"])
+    c.kill(signal="SIGHUP")
+    as_root = servers["my"].spec.auth.model_copy(update={"user": "root", "database": None})
+    my_root = servers["my"].model_copy(update={"spec": servers["my"].spec.model_copy(update={"auth": as_root})})
+    pymysql.connect(host=ip(docker_client, "my-db"), user="root", password=PW, connect_timeout=3).cursor().execute(
+        "CREATE USER 'nopass'@'%'"
+    )
+    instances = [servers["pg"], my_root, servers["kv"], servers["my"]]
+    runtime = DockerRuntime(engine_host)
+    try:
+        shell = DockerShell(runtime)
+        observed = runtime.observe()
+        time.sleep(1)  # the reload of pg_hba.conf
+        direct = Probes("direct").probe_all(instances[:3], observed, timeout=3.0, internal=frozenset())
+        via_exec = Probes("exec", shell).probe_all(instances[:3], observed, timeout=3.0, internal=frozenset())
+        for name in ("pg", "my", "kv"):
+            d, e = direct[name], via_exec[name]
+            assert d.reachable and e.reachable, (d, e)
+            assert (e.version, e.auth_weak, e.facts) == (d.version, d.auth_weak, d.facts), (d, e)
+            assert e.address.startswith("exec:") and e.rtt_ms is not None
+            no_secret(e)
+        assert direct["pg"].auth_weak == (
+            "pg_hba.conf line 1: host connections use md5, weaker than the declared scram-sha-256",
+        )
+        assert direct["my"].auth_weak == ("account 'nopass'@'%' has no password",)
+        # no route: an observed state whose addresses lead nowhere (nothing listens there); auto says what exec says
+        nowhere = dataclasses.replace(
+            observed,
+            containers=tuple(
+                dataclasses.replace(c, networks=tuple(dataclasses.replace(a, ip="127.0.0.2") for a in c.networks))
+                for c in observed.containers
+            ),
+        )
+        auto = Probes("auto", shell).probe_all([servers["kv"]], nowhere, timeout=1.0, internal=frozenset())
+        assert auto["kv"].reachable and auto["kv"].address == "exec:kv-db"
+        assert auto["kv"].version == direct["kv"].version
+        # a wrong password through exec: not reachable, and the reason does not hold the password tried
+        wrong = load(
+            tmp_path / "wrong", {"pg.yaml": pg(), "kv.yaml": redis_instance("kv", "kv-db")}, password="x-" + SECRET
+        )
+        refused = Probes("exec", shell).probe_all(list(wrong.values()), observed, timeout=3.0, internal=frozenset())
+        for r in refused.values():
+            assert not r.reachable and r.error and SECRET not in r.error and "x-" + SECRET not in repr(r), r
+    finally:
+        runtime.close()

@@ -12,11 +12,14 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from controller.core import health, live, spec
 from controller.core.health import ProbeResult, ProbeTarget
 from controller.core.text import printable
+
+if TYPE_CHECKING:
+    from controller.adapters.shell import DockerShell
 
 K = TypeVar("K")
 __all__ = [
@@ -135,6 +138,27 @@ def probe_many(
     return {key: r for (key, _, _), r in zip(jobs, results, strict=True)}
 
 
+def _running(observed: live.LiveState, inst: spec.DatabaseInstance) -> bool:
+    c = observed.container(inst.container_name)
+    return c is not None and c.state == "running"
+
+
+# what a direct probe says when there is no route (no address, refused, timed out), not when the server refused us
+_NO_ROUTE = (
+    "has no address",
+    "timeout",
+    "timed out",
+    "Connection refused",
+    "No route",
+    "unreachable",
+    "ConnectionError",
+)
+
+
+def _no_route(r: ProbeResult) -> bool:
+    return not r.reachable and any(w in (r.error or "") for w in _NO_ROUTE)
+
+
 def mariadb_handshake(address: str, timeout: float) -> str | None:
     """The version a MariaDB/MySQL server announces before any login."""
     from controller.adapters.probes import mariadb
@@ -144,7 +168,12 @@ def mariadb_handshake(address: str, timeout: float) -> str | None:
 
 
 class Probes:
-    """The `engine.ports.Prober` of the real servers: psycopg, pymysql and redis, imported on the first probe."""
+    """The `engine.ports.Prober` of the real servers: psycopg, pymysql and redis, imported on the first probe; with
+    `via` exec (or auto, when the address cannot be reached) the engine's own client in the container
+    (probes/viaexec.py) through `shell`."""
+
+    def __init__(self, via: str = "direct", shell: DockerShell | None = None) -> None:
+        self.via, self.shell = via, shell
 
     def probe_all(
         self,
@@ -154,7 +183,34 @@ class Probes:
         timeout: float,
         internal: frozenset[str],
     ) -> dict[str, ProbeResult]:
-        return probe_all(instances, observed, timeout=timeout, internal=internal)
+        if self.via == "direct" or self.shell is None:
+            return probe_all(instances, observed, timeout=timeout, internal=internal)
+        every = list(instances)
+        running = {i.metadata.name: i for i in every if _running(observed, i)}
+        if self.via == "exec":
+            first: dict[str, ProbeResult] = {}
+        else:
+            first = probe_all(every, observed, timeout=timeout, internal=internal)
+        again = [n for n in running if n not in first or _no_route(first[n])]
+        # a missing or stopped container is said at once, without any network or exec
+        out = dict(first) | probe_all([i for i in every if i.metadata.name not in running], observed)
+        out.update(self._through_exec([running[n] for n in again], timeout))
+        return out
+
+    def _through_exec(self, instances: Sequence[spec.DatabaseInstance], timeout: float) -> dict[str, ProbeResult]:
+        from controller.adapters.probes import viaexec
+
+        assert self.shell is not None
+        shell = self.shell
+        if not instances:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(instances)), thread_name_prefix="probe-exec") as pool:
+            found = list(
+                pool.map(
+                    lambda i: _printable(viaexec.probe(shell, i.container_name, ProbeTarget.of(i), timeout)), instances
+                )
+            )
+        return {r.instance: r for r in found}
 
     def probe_many(
         self, jobs: Sequence[tuple[str, spec.DatabaseInstance | ProbeTarget, str]], timeout: float

@@ -11,6 +11,18 @@ import pymysql
 from controller.adapters.probes import ProbeResult, ProbeTarget, unreachable
 from controller.core.secrets import reveal
 
+# accounts that log in without a password (socket and GSSAPI accounts authenticate otherwise)
+ACCOUNTS_QUERY = (
+    "SELECT user, host FROM mysql.user WHERE COALESCE(authentication_string, '') = '' "
+    "AND plugin NOT IN ('unix_socket', 'auth_socket', 'gssapi') AND user <> 'mariadb.sys'"
+)
+CHECKED, NOT_CHECKED = "accounts checked", "accounts not checked: the probe user cannot read mysql.user"
+EMPTY_ROOT = "root accepts an empty password"
+
+
+def no_password(user: str, host: str) -> str:
+    return f"account '{user}'@'{host}' has no password"
+
 
 def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
     password = reveal(target.password) if target.password else ""
@@ -30,25 +42,23 @@ def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
         return unreachable(target, address, t0, e, password)
     weak: list[str] = []
     rtt = (time.perf_counter() - t0) * 1000
-    raw = str(conn.get_server_info())  # what the server announced in its greeting, e.g. "10.11.19-MariaDB-0+deb12u1"
+    # what the server announced in its greeting, e.g. "10.11.19-MariaDB-0+deb12u1"; MariaDB 10 prefixes "5.5.5-" for
+    # old clients, which SELECT VERSION() (the probe through the engine) does not say: dropped, so both say the same
+    raw = str(conn.get_server_info()).removeprefix("5.5.5-")
     with conn, conn.cursor() as cur:
-        version = _version(raw) or raw
+        version = announced_version(raw) or raw
         try:
-            cur.execute(
-                "SELECT user, host FROM mysql.user WHERE COALESCE(authentication_string, '') = '' "
-                "AND plugin NOT IN ('unix_socket', 'auth_socket', 'gssapi') AND user <> 'mariadb.sys'"
-            )
-            for user, host in cur.fetchall():
-                weak.append(f"account '{user}'@'{host}' has no password")
+            cur.execute(ACCOUNTS_QUERY)
+            weak += [no_password(str(user), str(host)) for user, host in cur.fetchall()]
         except pymysql.MySQLError:
             # the declared user may not read mysql.user: say so; the empty-root check below still runs
-            facts_note = "accounts not checked: the probe user cannot read mysql.user"
+            facts_note = NOT_CHECKED
         else:
-            facts_note = "accounts checked"
-    if facts_note != "accounts checked":  # else a root without a password was among the accounts listed above
+            facts_note = CHECKED
+    if facts_note != CHECKED:  # else a root without a password was among the accounts listed above
         try:
             pymysql.connect(host=address, port=3306, user="root", password="", connect_timeout=timeout).close()
-            weak.append("root accepts an empty password")
+            weak.append(EMPTY_ROOT)
         except pymysql.MySQLError:
             pass  # refused, as it must be
     return ProbeResult(
@@ -76,9 +86,9 @@ def handshake_version(address: str, timeout: float) -> str | None:
     if not body or body[0] != 10:  # protocol 10; an error packet (0xff) says the host is refused
         return None
     raw = body[1 : body.find(b"\0", 1)].decode("ascii", "replace")
-    return _version(raw)
+    return announced_version(raw)
 
 
-def _version(announced: str) -> str | None:
+def announced_version(announced: str) -> str | None:
     m = re.match(r"(?:5\.5\.5-)?(\d+(?:\.\d+)*)", announced)  # MariaDB 10 once announced "5.5.5-10.x"
     return m.group(1) if m else None

@@ -21,6 +21,8 @@ from controller.core.secrets import reveal
 # what AUTH answers on a server without requirepass (older servers: NOT_SET)
 SERVER_HAS_NONE = "without any password configured"
 NOT_SET = "no password is set"
+ANSWERS_WITHOUT = "a password is declared but the server answers without one (no requirepass)"
+HAS_NONE = "a password is declared but the server has none (no requirepass)"
 Connection: Any = _connection.Connection  # untyped in redis-py
 
 
@@ -51,11 +53,11 @@ def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
                 conn.send_command("AUTH", password)
                 conn.read_response()
                 if anonymous:
-                    weak.append("a password is declared but the server answers without one (no requirepass)")
+                    weak.append(ANSWERS_WITHOUT)
             except redis.AuthenticationError as e:
                 if SERVER_HAS_NONE not in str(e) and NOT_SET not in str(e):
                     raise
-                weak.append("a password is declared but the server has none (no requirepass)")
+                weak.append(HAS_NONE)
         elif not anonymous:
             raise redis.AuthenticationError("the server requires a password, and none is declared")
         rtt = (time.perf_counter() - t0) * 1000
