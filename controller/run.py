@@ -44,7 +44,15 @@ def run(opts: RunOptions) -> int:
     reconcilers: list[Reconciler] = []  # the one of this process, once built: its secrets scrub every log line
     urls = set(opts.notify)  # a notification URL may hold a token: scrubbed from every line like a secret
     log = logs.logger(opts.log_format, lambda: (set(reconcilers[0].secrets) if reconcilers else set()) | urls)
-    notifications = Notifications(notify.notifiers(opts.notify), log) if opts.notify else None
+    notifications = (
+        Notifications(
+            notify.notifiers(opts.notify),
+            log,
+            known_secrets=lambda: set(reconcilers[0].secrets) if reconcilers else set(),
+        )
+        if opts.notify
+        else None
+    )
     stop = threading.Event()
     metrics = Metrics()
     unroute = logs.route_libraries(log)  # docker-py's and urllib3's warnings: same format, same scrubbing

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller.core import errors
+from controller.core import errors, secrets
 from controller.engine.ports import Notifier
 from controller.engine.reconciler import PassReport
 
@@ -74,9 +74,17 @@ class Tracker:
 class Notifications:
     """The loop's side: events in, one message per pass (or per event outside a pass) out, through an outbox."""
 
-    def __init__(self, notifiers: Sequence[Notifier], log: Log, *, attempts: int = ATTEMPTS) -> None:
+    def __init__(
+        self,
+        notifiers: Sequence[Notifier],
+        log: Log,
+        *,
+        attempts: int = ATTEMPTS,
+        known_secrets: Callable[[], set[str]] = set,
+    ) -> None:
         self.notifiers = list(notifiers)
         self.log = log
+        self.known_secrets = known_secrets  # a last safety net, as for every log line: each message is scrubbed
         self.attempts = attempts
         self.tracker = Tracker()
         self.outbox: queue.Queue[tuple[str, str] | None] = queue.Queue()
@@ -102,7 +110,7 @@ class Notifications:
 
     def _send_all(self) -> None:
         while (item := self.outbox.get()) is not None:
-            title, body = item
+            title, body = (secrets.scrub(text, self.known_secrets()) for text in item)
             for n in self.notifiers:
                 self._send(n, title, body)
 

@@ -96,3 +96,14 @@ def test_a_failed_send_is_retried_with_backoff_and_a_hanging_one_delays_no_pass(
     assert time.monotonic() - t0 < 0.5  # queued, not sent in the pass
     release.set()
     hung.stop()
+
+
+def test_a_secret_that_reached_a_message_is_scrubbed_before_it_is_sent() -> None:
+    from tests.helpers import SECRET
+
+    got = Flaky()
+    n = notifying.Notifications([got], lambda **f: None, known_secrets=lambda: {SECRET})
+    n.after_pass(report((Outcome(START, "failed", f"the server said {SECRET}", 0.1),)))
+    n.stop(wait=5)
+    ((_title, body),) = got.got
+    assert SECRET not in body and "the server said ***" in body
