@@ -195,7 +195,9 @@ def test_each_engine_is_backed_up_verified_and_restored_without_a_password_in_si
     with CmdlineWatch(docker_client, ("pgbk-db", "mybk-db", "kvbk-db")) as watch:
         r = run("backup", "--all", "--verify", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 0, r.stderr
-    assert watch.tools >= {"pg_dumpall", "mariadb-dump", "redis-cli"}  # the watch did see the dumps run
+    # the watcher did see the long dumps run (Redis's redis-cli calls last milliseconds: it may miss them, and they
+    # carry the password in REDISCLI_AUTH by construction, tests/unit/core/test_dumps.py)
+    assert watch.tools >= {"pg_dumpall", "mariadb-dump"}
     assert watch.leaks == [] and watch.inside > 0
     assert "MiB" in r.stderr and "verified" in r.stderr  # progress on stderr
 
