@@ -129,6 +129,10 @@ def test_logins_put_the_password_in_the_environment_never_in_argv() -> None:
         for argv in (dumps.dump_argv(engine, w), dumps.restore_argv(engine, w), dumps.sql_argv(engine, w, "SELECT 1")):
             assert SECRET not in " ".join(argv)
     assert SECRET not in repr(who)
+    kv = _inst("redis", {}, {"method": "password", "password": Secret(SECRET)})  # type: ignore[arg-type]
+    who_kv = dumps.login(kv)
+    assert who_kv.env == {"REDISCLI_AUTH": SECRET}
+    assert SECRET not in " ".join(dumps.redis_argv("BGSAVE", "SCHEDULE"))
 
 
 def test_restore_errors_tolerate_only_what_a_fresh_server_already_has() -> None:
