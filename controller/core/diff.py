@@ -326,8 +326,8 @@ def _workload(
     """A container dbstate creates and owns: an instance, or a consumer with an image."""
     kind, name, cname = resource.kind, resource.metadata.name, resource.container_name
     needs = requirements(resource)
-    for other in observed.containers:
-        if other.owner != (kind, name) or other.name == cname:
+    for other in observed.owned_by(kind, name):
+        if other.name == cname:
             continue
         if other.name == cname + OLD_SUFFIX:
             leftover = "left over from an interrupted recreate; its volumes are kept"

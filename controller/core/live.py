@@ -116,14 +116,24 @@ class LiveState:
     _by_name: Mapping[str, Container] = field(default_factory=dict, repr=False, compare=False)
     _nets: Mapping[str, Network] = field(default_factory=dict, repr=False, compare=False)
     _vols: Mapping[str, Volume] = field(default_factory=dict, repr=False, compare=False)
+    _owned: Mapping[tuple[str, str], tuple[Container, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", MappingProxyType({c.name: c for c in self.containers}))
+        owned: dict[tuple[str, str], list[Container]] = {}
+        for c in self.containers:
+            if (o := c.owner) is not None:
+                owned.setdefault(o, []).append(c)
+        object.__setattr__(self, "_owned", MappingProxyType({k: tuple(v) for k, v in owned.items()}))
         object.__setattr__(self, "_nets", MappingProxyType({n.name: n for n in self.networks}))
         object.__setattr__(self, "_vols", MappingProxyType({v.name: v for v in self.volumes}))
 
     def container(self, name: str) -> Container | None:
         return self._by_name.get(name)
+
+    def owned_by(self, kind: str, name: str) -> tuple[Container, ...]:
+        """The containers whose labels say the declaration `kind`/`name` made them (any container name)."""
+        return self._owned.get((kind, name), ())
 
     def network(self, name: str) -> Network | None:
         return self._nets.get(name)
