@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import docker.errors
@@ -191,14 +191,6 @@ class DockerShell:
                 return False
             raise
         return bool((found.get("State") or {}).get("Running"))
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise errors.DbstateError(f"{what}: not after {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 def _tail(data: bytes) -> str:

@@ -341,6 +341,17 @@ def counter(engine: spec.Engine) -> PgCounter | MariadbCounter | None:
     return None
 
 
+def redis_keyspace(info: str) -> int:
+    """The keys of every database that `INFO keyspace` lists (`db0:keys=3,expires=0,avg_ttl=0`)."""
+    return sum(
+        int(part.split("=", 1)[1])
+        for line in info.splitlines()
+        if line.startswith("db") and ":" in line
+        for part in line.split(":", 1)[1].split(",")
+        if part.startswith("keys=")
+    )
+
+
 def redis_keys(check_output: str) -> int | None:
     """The keys `redis-check-rdb` read ("[info] 3 keys read"), or None when it did not say."""
     m = re.search(r"(\d+) keys read", check_output)

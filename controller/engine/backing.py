@@ -216,15 +216,7 @@ def counts(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dic
         )
         _ok(ran, "mariadb", container)
         return dumps.parse_rows(ran.stdout.decode())
-    info = _redis(container, who, shell, "INFO", "keyspace")
-    keys = sum(
-        int(part.split("=")[1])
-        for ln in info.splitlines()
-        if ln.startswith("db")
-        for part in ln.split(":")[1].split(",")
-        if part.startswith("keys=")
-    )
-    return {"keys": keys}
+    return {"keys": dumps.redis_keyspace(_redis(container, who, shell, "INFO", "keyspace"))}
 
 
 def wait_ready(container: str, engine: spec.Engine, who: Login, shell: Shell, timeout: float = READY_TIMEOUT) -> None:
@@ -373,13 +365,7 @@ def _verify_rdb(scratch: str, manifest: Manifest, store: BackupStore, shell: She
         if time.monotonic() > deadline:
             raise errors.BackupError(f"backup {manifest.id}: the throw-away Redis did not load it")
         time.sleep(0.3)
-    keys = sum(
-        int(p.split("=")[1])
-        for ln in text.splitlines()
-        if ln.startswith("db")
-        for p in ln.split(":")[1].split(",")
-        if p.startswith("keys=")
-    )
+    keys = dumps.redis_keyspace(text)
     if keys != read:
         raise errors.BackupError(f"backup {manifest.id}: {read} keys in the file, {keys} loaded")
     return {"keys": keys}

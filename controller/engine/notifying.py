@@ -88,7 +88,6 @@ class Notifications:
         self.attempts = attempts
         self.tracker = Tracker()
         self.outbox: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self.sent = 0
         self.thread = threading.Thread(target=self._send_all, name="dbstate-notify", daemon=True)
         self.thread.start()
 
@@ -119,7 +118,6 @@ class Notifications:
         for attempt in range(1, self.attempts + 1):
             try:
                 notifier.send(title, body)
-                self.sent += 1
                 return
             except errors.DbstateError as e:
                 if attempt == self.attempts:

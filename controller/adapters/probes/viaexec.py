@@ -10,10 +10,8 @@ import time
 
 from controller.adapters.probes import ProbeResult, ProbeTarget, mariadb, postgres, redis
 from controller.adapters.shell import DockerShell
-from controller.core import errors, spec
+from controller.core import dumps, errors, spec
 from controller.core.secrets import reveal
-
-MARIADB = 'if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi; exec "$c" "$@"'
 
 
 def probe(shell: DockerShell, container: str, target: ProbeTarget, timeout: float) -> ProbeResult:
@@ -68,7 +66,7 @@ def _postgres(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, a
 
 def _mariadb(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, address: str, t0: float) -> ProbeResult:
     env = {"MYSQL_PWD": reveal(target.password) if target.password else ""}
-    base = ["sh", "-c", MARIADB, "sh", "-h", "127.0.0.1", "-P", "3306", "-u", target.user or "root"]
+    base = ["sh", "-c", dumps.MARIADB_CLIENT, "sh", "-h", "127.0.0.1", "-P", "3306", "-u", target.user or "root"]
     base += [f"--connect-timeout={max(1, int(timeout))}", "-N", "-B"]
     if target.database:
         base += ["-D", target.database]
@@ -87,7 +85,21 @@ def _mariadb(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, ad
             weak.append(mariadb.no_password(user, host))
     else:
         note = mariadb.NOT_CHECKED
-        root = ["sh", "-c", MARIADB, "sh", "-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-e", "SELECT 1"]
+        root = [
+            "sh",
+            "-c",
+            dumps.MARIADB_CLIENT,
+            "sh",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-e",
+            "SELECT 1",
+        ]
         if shell.run(c, root, {"MYSQL_PWD": ""}).code == 0:
             weak.append(mariadb.EMPTY_ROOT)
     return ProbeResult(

@@ -92,6 +92,8 @@ def test_versions_and_redis_check_output() -> None:
     assert dumps.pg_major("90624") == "9.6"
     assert dumps.redis_keys("[offset 0] Checking RDB file x\n[info] 3 keys read\n") == 3
     assert dumps.redis_keys("--- RDB ERROR DETECTED ---") is None
+    info = "# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\ndb2:keys=4,expires=1,avg_ttl=9\r\n"
+    assert dumps.redis_keyspace(info) == 7 and dumps.redis_keyspace("# Keyspace\n") == 0
 
 
 def _inst(engine: str, env: str, auth: str) -> spec.DatabaseInstance:
