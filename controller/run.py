@@ -1,15 +1,18 @@
-"""`dbstate run`, the controller process: composes the sources of work (files, git, Docker events, git pull), the
-engine's loop (with its lease and probe timers), the HTTP endpoints and the logs, and stops gracefully on SIGTERM."""
+"""`dbstate run`, the controller process: composes the sources of work (files, git, each engine's Docker events, git
+pull), one loop per engine (each with its lease, queue, backoff and timers, in a thread of its own), the HTTP
+endpoints and the logs, and stops gracefully on SIGTERM."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from controller import http, logs
+from controller import http, logs, wiring
 from controller.adapters import git, notify, prometheus, store, watch
 from controller.adapters.docker import follow_events
 from controller.commands.serve import Site
@@ -19,7 +22,7 @@ from controller.engine.metrics import Metrics
 from controller.engine.notifying import Notifications
 from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.reconciler import Reconciler
-from controller.wiring import reconciler
+from controller.wiring import Wired
 
 
 @dataclass(frozen=True)
@@ -41,27 +44,24 @@ def run(opts: RunOptions) -> int:
     directory: Path = opts.target.directory
     if not directory.is_dir():
         raise errors.DesiredStateError(f"desired-state directory {directory} does not exist (use --dir)")
-    reconcilers: list[Reconciler] = []  # the one of this process, once built: its secrets scrub every log line
+    reconcilers: list[Reconciler] = []  # one per engine, once built: their secrets scrub every log line
     urls = set(opts.notify)  # a notification URL may hold a token: scrubbed from every line like a secret
-    log = logs.logger(opts.log_format, lambda: (set(reconcilers[0].secrets) if reconcilers else set()) | urls)
-    notifications = (
-        Notifications(
-            notify.notifiers(opts.notify),
-            log,
-            known_secrets=lambda: set(reconcilers[0].secrets) if reconcilers else set(),
-        )
-        if opts.notify
-        else None
-    )
+
+    def secrets() -> set[str]:
+        return set().union(*(r.secrets for r in reconcilers))
+
+    log = logs.logger(opts.log_format, lambda: secrets() | urls)
+    notifications = Notifications(notify.notifiers(opts.notify), log, known_secrets=secrets) if opts.notify else None
     stop = threading.Event()
-    metrics = Metrics()
     unroute = logs.route_libraries(log)  # docker-py's and urllib3's warnings: same format, same scrubbing
+    unusable: list[str] = []
 
     def state_unusable(message: str) -> None:
-        metrics.state_ok = 0
-        log(level="error", msg="state database unusable: converging without it", error=message)
+        if not unusable:
+            log(level="error", msg="state database unusable: converging without it", error=message)
+        unusable.append(message)
 
-    with reconciler(
+    with wiring.reconcilers(
         opts.target,
         opts.passes,
         require_store=True,
@@ -70,31 +70,41 @@ def run(opts: RunOptions) -> int:
         progress=lambda m: log(level="info", msg=m),
         source=opts.source,
         lease_ttl=opts.lease_ttl,
-    ) as wired:
-        reconcilers.append(wired.reconciler)
-        loop = Loop(
-            wired.reconciler,
-            resync=opts.resync,
-            metrics=metrics,
-            log=log,
-            lease=wired.lease,
-            lease_ttl=opts.lease_ttl,
-            backups=wired.reconciler,
-            notifications=notifications,
-        )
+    ) as every:
+        several = len(every) > 1
+        loops: dict[str, Loop] = {}
+        for wired in every:
+            reconcilers.append(wired.reconciler)
+            metrics = Metrics()
+            metrics.state_ok = 0 if unusable else 1
+            loops[wired.engine.name] = Loop(
+                wired.reconciler,
+                resync=opts.resync,
+                metrics=metrics,
+                log=functools.partial(log, host=wired.engine.name) if several else log,
+                lease=wired.lease,
+                lease_ttl=opts.lease_ttl,
+                backups=wired.reconciler,
+                notifications=notifications,
+                name=wired.engine.name,
+            )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log(level="info", msg="stopping", signal=signal.Signals(signum).name)
             stop.set()
-            loop.stop()
+            for loop in loops.values():
+                loop.stop()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        threads = _sources(opts, loop, wired.runtime.host, metrics, log, stop)
+        threads = _sources(opts, every, loops, log, stop)
         server = None
         if opts.listen is not None:
-            site = Site(opts.target.state or store.default_path(), wired.backups.root)
-            server = http.serve(opts.listen, prometheus.Exposition(metrics).render, loop.is_ready, site.handle)
+            site = Site(opts.target.state or store.default_path(), every[0].backups.root)
+            exposition = prometheus.Exposition({name: loop.metrics for name, loop in loops.items()})
+            server = http.serve(
+                opts.listen, exposition.render, lambda: all(lp.is_ready() for lp in loops.values()), site.handle
+            )
             log(level="info", msg="listening", address=http.display(opts.listen))
         if opts.git_pull:
             try:
@@ -109,13 +119,23 @@ def run(opts: RunOptions) -> int:
             directory=str(directory),
             source=opts.source,
             resync=opts.resync,
-            engine=wired.runtime.host,
+            engine=", ".join(f"{w.engine.name}={w.runtime.host}" if several else w.runtime.host for w in every),
         )
+        # one thread per engine: a pass that waits on a slow or dead engine holds up no other engine's repairs
+        running = [
+            threading.Thread(target=loop.run, name=f"dbstate-loop-{name}", daemon=True) for name, loop in loops.items()
+        ]
+        for t in running:
+            t.start()
         try:
-            loop.run()
+            while not stop.wait(0.5) and any(t.is_alive() for t in running):
+                pass
         finally:
             stop.set()
-            loop.stop()
+            for loop in loops.values():
+                loop.stop()
+            for t in running:
+                t.join()
             if server is not None:
                 server.shutdown()
             log(level="info", msg="stopped")
@@ -126,37 +146,40 @@ def run(opts: RunOptions) -> int:
 
 
 def _sources(
-    opts: RunOptions, loop: Loop, host: str, metrics: Metrics, log: logs.Log, stop: threading.Event
+    opts: RunOptions, every: list[Wired], loops: dict[str, Loop], log: logs.Log, stop: threading.Event
 ) -> list[threading.Thread]:
-    """The threads that feed the loop: Docker events, the files and git, and the periodic git pull."""
-
-    def on_connection(up: bool) -> None:
-        metrics.engine_up = int(up)
-        if up:
-            loop.trigger(reason="engine connected")
-
+    """The threads that feed the loops: each engine's Docker events, the files and git, and the periodic git pull."""
     directory = opts.target.directory
     if opts.source == "worktree":
-        on_files = loop.new_desired_state
+
+        def on_files(reason: str) -> None:
+            for loop in loops.values():
+                loop.new_desired_state(reason)
+
     else:
 
         def on_files(reason: str) -> None:
             log(level="warning", msg="uncommitted edits are ignored (--source commit)", directory=str(directory))
 
+    def on_commit(rev: str) -> None:
+        for loop in loops.values():
+            loop.new_desired_state(f"commit {rev[:12]}")
+
     threads = [
         threading.Thread(
             target=follow_events,
-            name="dbstate-events",
+            name=f"dbstate-events-{w.engine.name}",
             daemon=True,
-            args=(host, loop.engine_event, on_connection, stop),
-        ),
-        threading.Thread(
-            target=watch.watch,
-            name="dbstate-watch",
-            daemon=True,
-            args=(directory, on_files, lambda rev: loop.new_desired_state(f"commit {rev[:12]}"), stop),
-        ),
+            args=(w.runtime.host, loops[w.engine.name].engine_event, _on_connection(loops[w.engine.name]), stop),
+            kwargs={"tls": w.engine.tls},
+        )
+        for w in every
     ]
+    threads.append(
+        threading.Thread(
+            target=watch.watch, name="dbstate-watch", daemon=True, args=(directory, on_files, on_commit, stop)
+        )
+    )
     if opts.git_pull:
         remote, branch = opts.git_pull
         threads.append(
@@ -176,3 +199,12 @@ def _sources(
             )
         )
     return threads
+
+
+def _on_connection(loop: Loop) -> Callable[[bool], None]:
+    def on_connection(up: bool) -> None:
+        loop.metrics.engine_up = int(up)
+        if up:
+            loop.trigger(reason="engine connected")
+
+    return on_connection

@@ -4,6 +4,7 @@ probes, the lease) and hands them to the engine. No decision lives here; the com
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -11,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.adapters import backups, desired, facts, lease, store
-from controller.adapters.docker import DockerRuntime
+from controller.adapters.docker import DockerRuntime, TLSFiles
 from controller.adapters.shell import DockerShell
 from controller.adapters.source import DirectorySource
-from controller.core import errors, live
+from controller.core import errors, live, placement, spec
 from controller.core.adoption import Adoption
 from controller.core.importer import Found
 from controller.engine import backing
@@ -27,8 +28,58 @@ if TYPE_CHECKING:
     from controller.engine.auditing import AuditResult
 
 
+@dataclass(frozen=True)
+class EngineRef:
+    """One Docker engine: a `kind: Host` document's, or (none declared) the one of --docker-host."""
+
+    name: str
+    url: str | None  # None: --docker-host, then $DOCKER_HOST, then the default socket
+    tls: TLSFiles | None = None
+    probe_via: str | None = None  # the Host's own spec.probeVia, over --probe-via
+
+
+def engines(target: Target, source: SourceMode = "worktree") -> list[EngineRef]:
+    """The engines of the desired state as it reads now. A Host whose declaration has errors is not among them
+    (its resources are held back), and neither is a Host added later: `run` takes it up when restarted."""
+    hosts = _whole(target, source).state.hosts if target.directory.is_dir() else ()
+    if not hosts:
+        return [EngineRef(placement.DEFAULT, target.docker_host)]
+    out = []
+    for h in hosts:
+        tls = None
+        if h.spec.tls is not None:
+            t = h.spec.tls
+            tls = (_file(target, t.ca), _file(target, t.cert), _file(target, t.key))
+        out.append(EngineRef(h.metadata.name, h.spec.endpoint, tls, h.spec.probe_via))
+    return out
+
+
+def _whole(target: Target, source: SourceMode) -> spec.Loaded:
+    return DirectorySource(target.directory, target.env_file, source, limits=_limits(target)).load().loaded
+
+
+def _file(target: Target, path: str) -> str:
+    """A Host's TLS file: absolute, or relative to the desired-state directory."""
+    return str(target.directory / path) if not path.startswith("/") else path
+
+
+def pick(refs: Sequence[EngineRef], host: str | None) -> EngineRef:
+    """The engine a one-engine command works on: --host, or the only one."""
+    if host is not None:
+        for r in refs:
+            if r.name == host:
+                return r
+        raise errors.DbstateError(f"--host {host}: no such Host (declared: {', '.join(r.name for r in refs)})")
+    if len(refs) > 1:
+        raise errors.DbstateError(
+            f"{len(refs)} Hosts are declared ({', '.join(r.name for r in refs)}): say which engine with --host NAME"
+        )
+    return refs[0]
+
+
 @dataclass
 class Wired:
+    engine: EngineRef
     reconciler: Reconciler
     runtime: DockerRuntime
     shell: DockerShell  # the databases' own tools, in their containers (backups, restores, upgrades)
@@ -42,7 +93,10 @@ def backup_dir(target: Target) -> backups.BackupDir:
 
 @contextlib.contextmanager
 def _history(
-    path: Path | None, required: bool, unusable: Callable[[str], None] | None = None
+    path: Path | None,
+    required: bool,
+    unusable: Callable[[str], None] | None = None,
+    host: str = placement.DEFAULT,
 ) -> Iterator[tuple[History, store.Store | None]]:
     """The state database; without `required`, an in-memory history when it cannot be opened (a read-only
     directory): dbstate then works without its memory of earlier passes. With `unusable` (the controller), a state
@@ -51,7 +105,7 @@ def _history(
     path = path or store.default_path()
     if required:
         try:
-            db: store.Store | None = store.Store(path)
+            db: store.Store | None = store.Store(path, host=host)
         except errors.StateError as e:
             if unusable is None:
                 raise
@@ -60,7 +114,7 @@ def _history(
         except Exception as e:
             raise errors.DbstateError(f"cannot open the state database {path}: {type(e).__name__}: {e}") from e
     else:
-        db = store.open_optional(path)
+        db = store.open_optional(path, host)
     try:
         yield (db if db is not None else MemoryHistory()), db
     finally:
@@ -73,10 +127,11 @@ def _limits(target: Target) -> desired.Limits:
 
 
 def _runtime(
-    target: Target, db: store.Store | None, retry_budget: float, progress: Callable[[str], None] | None
+    engine: EngineRef, db: store.Store | None, retry_budget: float, progress: Callable[[str], None] | None
 ) -> DockerRuntime:
     return DockerRuntime(
-        target.docker_host,
+        engine.url,
+        tls=engine.tls,
         known_aliases=db.endpoint_aliases() if db is not None else None,
         save_aliases=db.save_endpoint_aliases if db is not None else None,
         retry_budget=retry_budget,
@@ -89,6 +144,8 @@ def reconciler(
     target: Target,
     options: PassOptions,
     *,
+    host: str | None = None,
+    instance: str | None = None,
     require_store: bool = False,
     retry_budget: float = 30.0,
     progress: Callable[[str], None] | None = None,
@@ -96,11 +153,61 @@ def reconciler(
     lease_ttl: float | None = None,
     state_unusable: Callable[[str], None] | None = None,
 ) -> Iterator[Wired]:
-    """A reconciler over the real adapters, for `plan`, `apply` and `run`. Probes (psycopg, pymysql, redis) are
-    wired only when the options ask for them; with `lease_ttl` (a writer), the engine lease, which fences every change,
-    and the volume facts are written to the engine as well as read from it."""
-    with _history(target.state, require_store, state_unusable) as (history, db):
-        runtime = _runtime(target, db, retry_budget, progress)
+    """The reconciler of one engine for the commands that work on one: `host` (or --host), else the engine of
+    `instance`, else the only one."""
+    refs = engines(target, source)
+    if host is None and target.host is None and instance is not None and len(refs) > 1:
+        host = placement.where(_whole(target, source).state).get(f"DatabaseInstance/{instance}")
+    engine = pick(refs, host or target.host)
+    with _wire(target, options, engine, require_store, retry_budget, progress, source, lease_ttl, state_unusable) as w:
+        yield w
+
+
+@contextlib.contextmanager
+def reconcilers(
+    target: Target,
+    options: PassOptions,
+    *,
+    host: str | None = None,
+    require_store: bool = False,
+    retry_budget: float = 30.0,
+    progress: Callable[[str], None] | None = None,
+    source: SourceMode = "worktree",
+    lease_ttl: float | None = None,
+    state_unusable: Callable[[str], None] | None = None,
+) -> Iterator[list[Wired]]:
+    """One reconciler per engine (or only `host`'s), each with its own runtime, lease, history connection and
+    source of its part of the desired state: `plan`, `apply` and `run` over several engines."""
+    refs, host = engines(target, source), host or target.host
+    chosen = [pick(refs, host)] if host is not None else refs
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                _wire(target, options, e, require_store, retry_budget, progress, source, lease_ttl, state_unusable)
+            )
+            for e in chosen
+        ]
+
+
+@contextlib.contextmanager
+def _wire(
+    target: Target,
+    options: PassOptions,
+    engine: EngineRef,
+    require_store: bool,
+    retry_budget: float,
+    progress: Callable[[str], None] | None,
+    source: SourceMode,
+    lease_ttl: float | None,
+    state_unusable: Callable[[str], None] | None,
+) -> Iterator[Wired]:
+    """A reconciler over the real adapters. Probes (psycopg, pymysql, redis, or the engine's own clients through
+    exec) are wired only when the options ask for them; with `lease_ttl` (a writer), the engine lease, which fences
+    every change, and the volume facts are written to the engine as well as read from it."""
+    if options.probe is not None and engine.probe_via is not None:
+        options = dataclasses.replace(options, probe=dataclasses.replace(options.probe, via=engine.probe_via))
+    with _history(target.state, require_store, state_unusable, engine.name) as (history, db):
+        runtime = _runtime(engine, db, retry_budget, progress)
         held = None
         if lease_ttl is not None:
             held = lease.EngineLease(runtime, ttl=lease_ttl)
@@ -108,7 +215,7 @@ def reconciler(
         shell, kept = DockerShell(runtime), backup_dir(target)
         try:
             r = Reconciler(
-                DirectorySource(target.directory, target.env_file, source, limits=_limits(target)),
+                DirectorySource(target.directory, target.env_file, source, limits=_limits(target), host=engine.name),
                 runtime,
                 runtime,
                 history,
@@ -117,7 +224,7 @@ def reconciler(
                 facts=facts.EngineFacts(runtime, write=held is not None),
                 guard=backing.Guard(shell, kept, runtime, progress or _log_progress),
             )
-            yield Wired(r, runtime, shell, kept, held)
+            yield Wired(engine, r, runtime, shell, kept, held)
         finally:
             runtime.close()
 
@@ -132,15 +239,15 @@ def _prober(via: str = "direct", shell: DockerShell | None = None) -> Prober:
     return probes.Probes(via, shell)
 
 
-def audit(target: Target, timeout: float) -> AuditResult:
-    """`dbstate audit`: read-only; every container inspected and every database probed."""
+def audit(target: Target, timeout: float, engine: EngineRef) -> AuditResult:
+    """`dbstate audit` of one engine: read-only; every container inspected and every database probed."""
     from controller.engine import auditing
 
-    with _history(target.state, False) as (history, db):
-        runtime = _runtime(target, db, 30.0, None)
+    with _history(target.state, False, host=engine.name) as (history, db):
+        runtime = _runtime(engine, db, 30.0, None)
         try:
             return auditing.run(
-                DirectorySource(target.directory, target.env_file, limits=_limits(target)),
+                DirectorySource(target.directory, target.env_file, limits=_limits(target), host=engine.name),
                 runtime,
                 _prober(),
                 history,
@@ -154,7 +261,7 @@ def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
     """For `dbstate import`: every container with what its image adds, the observed state, and the engine's address."""
     from controller.adapters.inventory import inventory as read
 
-    runtime = _runtime(target, None, 10.0, None)
+    runtime = _runtime(pick(engines(target), target.host), None, 10.0, None)
     try:
         found, observed = read(runtime)
         return found, observed, runtime.host
@@ -165,7 +272,7 @@ def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
 def record_adoptions(target: Target, adoptions: Sequence[Adoption]) -> None:
     """Ownership of containers taken over as they are: in the state database, and on the engine."""
     with _history(target.state, True) as (history, _db):
-        runtime = _runtime(target, None, 10.0, None)
+        runtime = _runtime(pick(engines(target), target.host), None, 10.0, None)
         try:
             kept = facts.EngineFacts(runtime, write=True)
             for a in adoptions:

@@ -68,6 +68,7 @@ class Engine:
     pid: int | None
     started_here: bool
     process: subprocess.Popen[bytes] | None = None
+    tcp: str | None = None  # tcp://127.0.0.1:PORT when it also listens with TLS (client certificates verified)
 
     def client(self, timeout: int = 120) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.host, version="auto", timeout=timeout)
@@ -133,8 +134,12 @@ def _ping(host: str) -> bool:
         client.close()
 
 
-def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine:
-    """Start (or, with reuse, find already running) the private engine called `name`."""
+def start(
+    name: str = "test", timeout: float = 60, reuse: bool = True, tls: Certificates | None = None, port: int = 0
+) -> Engine:
+    """Start (or, with reuse, find already running) the private engine called `name`. With `tls`, it also listens on
+    tcp://127.0.0.1:`port` and accepts only clients with a certificate of that CA (dockerd --tlsverify); its unix
+    socket stays, for the harness."""
     if shutil.which("dockerd") is None:
         raise EngineStartError("dockerd is not installed: run `bash scripts/setup` (installs Debian's docker.io)")
     if os.geteuid() != 0:
@@ -142,6 +147,9 @@ def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine
     run_dir, data_root = paths(name)
     host = f"unix://{run_dir}/docker.sock"
     pidfile = run_dir / "docker.pid"
+    tcp = f"tcp://127.0.0.1:{port}" if tls is not None else None
+    if tls is not None:
+        reuse = False  # a running one may have other certificates
     if pidfile.exists():
         try:
             old = int(pidfile.read_text().strip())
@@ -149,7 +157,7 @@ def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine
             old = 0
         if old and _alive(old):
             if reuse and _ping(host):
-                return Engine(name, host, run_dir, data_root, old, started_here=False)
+                return Engine(name, host, run_dir, data_root, old, started_here=False, tcp=tcp)
             _terminate(old, 20)
         pidfile.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +175,14 @@ def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine
         f"--default-address-pool=base={pool},size=24",
         "--log-level=warn",
     ]
+    if tls is not None:
+        cmd += [
+            f"--host={tcp}",
+            "--tlsverify",
+            f"--tlscacert={tls.ca}",
+            f"--tlscert={tls.server_cert}",
+            f"--tlskey={tls.server_key}",
+        ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     deadline = time.monotonic() + timeout
@@ -175,11 +191,101 @@ def start(name: str = "test", timeout: float = 60, reuse: bool = True) -> Engine
             proc.wait()
             raise EngineStartError(f"dockerd exited with {proc.returncode}: {_tail(run_dir / 'dockerd.log')}")
         if _ping(host):
-            return Engine(name, host, run_dir, data_root, proc.pid, started_here=True, process=proc)
+            return Engine(name, host, run_dir, data_root, proc.pid, started_here=True, process=proc, tcp=tcp)
         time.sleep(0.2)
     _terminate(proc.pid, 5)
     proc.wait()
     raise EngineStartError(f"dockerd did not answer within {timeout:.0f}s: {_tail(run_dir / 'dockerd.log')}")
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate signed by it (PEM files in `directory`)."""
+
+    directory: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.directory / "server-cert.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.directory / "server-key.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.directory / "cert.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.directory / "key.pem"
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """What `dockerd --tlsverify` and its clients need, made with openssl (Docker's own "protect the daemon socket"
+    recipe): keys are EC P-256, certificates valid one day, the server's for IP 127.0.0.1."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certs = Certificates(directory)
+
+    def openssl(*args: str, config: str | None = None) -> None:
+        extra = []
+        if config is not None:
+            ext = directory / "ext.cnf"
+            ext.write_text(config)
+            extra = ["-extfile", str(ext)]
+        subprocess.run(["openssl", *args, *extra], check=True, capture_output=True, cwd=directory)
+
+    def key(path: Path) -> None:
+        openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path))
+        path.chmod(0o600)
+
+    key(directory / "ca-key.pem")
+    openssl(
+        "req", "-new", "-x509", "-days", "1", "-key", "ca-key.pem", "-subj", "/CN=dbstate-test-ca", "-out", "ca.pem"
+    )
+    for who, pem, key_path, ext in (
+        (
+            "server",
+            certs.server_cert,
+            certs.server_key,
+            "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n",
+        ),
+        ("client", certs.client_cert, certs.client_key, "extendedKeyUsage = clientAuth\n"),
+    ):
+        key(key_path)
+        csr = directory / f"{who}.csr"
+        openssl("req", "-new", "-key", str(key_path), "-subj", f"/CN=dbstate-test-{who}", "-out", str(csr))
+        openssl(
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            str(csr),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            str(pem),
+            config=ext,
+        )
+    return certs
+
+
+def copy_images(src: docker.DockerClient, dst: docker.DockerClient, refs: list[str]) -> None:
+    """Images from one private engine into another (docker save | docker load), unless it has them with the same
+    recipe: a second engine needs no second mmdebstrap."""
+    for ref in refs:
+        recipe = _image_label(src, ref, "io.dbstate.recipe")
+        if recipe is not None and _image_label(dst, ref, "io.dbstate.recipe") == recipe:
+            continue
+        dst.images.load(b"".join(src.images.get(ref).save(named=True)))
 
 
 def stop(name: str) -> bool:

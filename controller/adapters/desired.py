@@ -355,6 +355,7 @@ def _assemble(
             [d.resource for d in by_kind["Consumer"]],  # type: ignore[misc]
             broken,
             unreadable,
+            [d.resource for d in by_kind["Host"]],  # type: ignore[misc]
         )
         failing = {id(by_kind[p.kind][p.index]) for p in problems if p.severity == "error"}
         if not failing:
@@ -373,6 +374,7 @@ def _assemble(
         networks=tuple(d.resource for d in good if isinstance(d.resource, spec.Network)),
         volumes=tuple(d.resource for d in good if isinstance(d.resource, spec.Volume)),
         consumers=tuple(d.resource for d in good if isinstance(d.resource, spec.Consumer)),
+        hosts=tuple(d.resource for d in good if isinstance(d.resource, spec.Host)),
         held_back=frozenset(broken),
         held_back_containers=frozenset(broken_containers),
         complete=not any(d.severity == "error" for d in diagnostics),

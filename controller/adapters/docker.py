@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import docker.tls
 import docker.types
 import requests.exceptions
 
@@ -54,6 +55,11 @@ def translate(exc: BaseException, doing: str, host: str) -> errors.EngineError:
                 f"the engine at {host} is older than Docker 20.10 (API {API_VERSION}): {_explain(exc)}"
             )
         return errors.EnginePermanent(f"{doing}: {_explain(exc)}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return errors.EngineUnavailable(
+            f"the Docker engine at {host} and dbstate do not trust each other ({_reason(exc)}): its certificate must "
+            "be signed by the Host's tls.ca, and ours (tls.cert, tls.key) by the CA it verifies clients with"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return errors.EngineUnavailable(f"{doing}: the Docker engine at {host} did not answer in time")
     if isinstance(
@@ -73,10 +79,33 @@ def _explain(exc: docker.errors.APIError) -> str:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc)
-    for hint in ("No such file or directory", "Connection refused", "Permission denied", "Connection reset"):
+    for hint in (
+        "No such file or directory",
+        "Connection refused",
+        "Permission denied",
+        "Connection reset",
+        "CERTIFICATE_VERIFY_FAILED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    ):
         if hint in text:
             return hint.lower()
     return type(exc).__name__
+
+
+TLSFiles = tuple[str, str, str]  # ca, cert, key: paths
+
+
+def _tls_config(files: TLSFiles | None, host: str) -> docker.tls.TLSConfig | bool:
+    """The client side of dockerd --tlsverify: the engine's certificate checked against `ca`, ours presented."""
+    if files is None:
+        return False
+    for what, path in zip(("ca", "cert", "key"), files, strict=True):
+        if not os.path.isfile(path):
+            raise errors.EnginePermanent(f"the Docker engine at {host}: tls.{what} {path} is not a readable file")
+    ca, cert, key = files
+    return docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
 
 
 _fenced = threading.local()  # set while a fenced (mutating) call of DockerRuntime runs in this thread
@@ -113,17 +142,30 @@ class DockerEngine:
         retry_budget: float = retry.DEFAULT_BUDGET,
         progress: Callable[[str], None] | None = None,
         save_aliases: Callable[[Mapping[str, tuple[str, ...]]], None] | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         """`known_aliases` and `save_aliases`: where the EndpointID -> aliases cache lives between processes (the
-        state database); it is saved after an observation that changed it."""
+        state database); it is saved after an observation that changed it. `tls`: the client's (ca, cert, key) files
+        for a tcp:// engine that verifies clients; an ssh:// engine is reached through the `ssh` client."""
         self.host = resolve_host(host)
+        self.tls = tls
         self.save_aliases = save_aliases
         self.retry_budget = retry_budget
         self.progress = progress or (lambda _msg: None)
         try:
-            self.api = docker.APIClient(base_url=self.host, version=API_VERSION, timeout=timeout)
+            self.api = docker.APIClient(
+                base_url=self.host,
+                version=API_VERSION,
+                timeout=timeout,
+                tls=_tls_config(tls, self.host),
+                use_ssh_client=self.host.startswith("ssh://"),
+            )
         except docker.errors.DockerException as e:
             raise translate(e, "connecting", self.host) from e
+        if tls is not None:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own CA (psf/requests#3829): the
+            # engine's CA must be the one that decides, whatever the environment says
+            self.api.trust_env = False
         for prefix, adapter in list(self.api.adapters.items()):
             self.api.mount(prefix, _Gated(adapter, lambda: self.gate()))
         self._aliases: dict[str, tuple[str, ...]] = dict(known_aliases or {})  # EndpointID -> aliases
@@ -343,6 +385,7 @@ def follow_events(
     on_event: Callable[[str, str, str, str], None],
     on_connection: Callable[[bool], None],
     stop: threading.Event,
+    tls: TLSFiles | None = None,
 ) -> None:
     """Block until `stop`, calling `on_event(kind, action, name, container)` for the events that can mean drift. When
     the engine
@@ -362,7 +405,7 @@ def follow_events(
     while not stop.is_set():
         engine = None
         try:
-            engine = DockerEngine(host, timeout=60)
+            engine = DockerEngine(host, timeout=60, tls=tls)
             engine.preflight()
             stream = engine.api.events(decode=True, filters={"type": list(EVENT_ACTIONS)})
             holder["stream"] = stream

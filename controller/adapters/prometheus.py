@@ -19,6 +19,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controller.core import placement
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -84,99 +86,81 @@ class Metrics(Protocol):
 
 
 class DbstateCollector(Collector):
-    def __init__(self, metrics: Metrics) -> None:
+    """Every engine's series, each with its `host` label (the Host's name; `default` without Host documents)."""
+
+    def __init__(self, metrics: Mapping[str, Metrics]) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        m = self.metrics
-        with m.lock:
-            yield from self._passes(m)
-            yield from self._resources(m)
-            yield from self._probes(m)
-            yield from self._backups(m)
-            yield from self._controller(m)
+        families: dict[str, Metric] = {}
+        for host, m in sorted(self.metrics.items()):
+            with m.lock:
+                for section in (self._passes, self._resources, self._probes, self._backups, self._controller):
+                    section(_Families(families, host), m)
+        yield from families.values()
 
-    def _passes(self, m: Metrics) -> Iterator[Metric]:
-        passes = CounterMetricFamily(
-            "dbstate_passes", "Reconcile passes by result (ok: every change succeeded).", labels=["result"]
-        )
+    def _passes(self, f: _Families, m: Metrics) -> None:
         for result in sorted(set(m.passes) | {"ok", "failed", "error"}):
-            passes.add_metric([result], m.passes[result])
-        yield passes
+            f.counter("dbstate_passes", "Reconcile passes by result (ok: every change succeeded).", result=result).add(
+                m.passes[result]
+            )
         buckets = [(str(b), float(n)) for b, n in zip(m.buckets, m.duration_buckets, strict=True)]
-        yield HistogramMetricFamily(
-            "dbstate_pass_duration_seconds",
-            "How long a pass took.",
-            buckets=[*buckets, ("+Inf", float(m.duration_count))],
-            sum_value=m.duration_sum,
+        f.histogram("dbstate_pass_duration_seconds", "How long a pass took.").add_metric(
+            [f.host], [*buckets, ("+Inf", float(m.duration_count))], m.duration_sum
         )
-        changes = CounterMetricFamily(
-            "dbstate_changes", "Changes applied, by action and outcome.", labels=["action", "outcome"]
-        )
+        f.declare_counter("dbstate_changes", "Changes applied, by action and outcome.", ("action", "outcome"))
         for (action, outcome), n in sorted(m.changes.items()):
-            changes.add_metric([action, outcome], n)
-        yield changes
+            f.counter("dbstate_changes", "", action=action, outcome=outcome).add(n)
 
-    def _resources(self, m: Metrics) -> Iterator[Metric]:
-        findings = GaugeMetricFamily("dbstate_findings", "Findings of the last pass, by type.", labels=["type"])
+    def _resources(self, f: _Families, m: Metrics) -> None:
+        f.declare_gauge("dbstate_findings", "Findings of the last pass, by type.", ("type",))
         for t, n in sorted(m.findings.items()):
-            findings.add_metric([t], n)
-        yield findings
-        drift = GaugeMetricFamily(
-            "dbstate_drift", "1 when the resource had changes pending in the last pass.", labels=["kind", "name"]
-        )
+            f.gauge("dbstate_findings", "", type=t).add(n)
+        f.declare_gauge("dbstate_drift", "1 when the resource had changes pending in the last pass.", ("kind", "name"))
         for key, v in sorted(m.drift.items()):
             kind, _, name = key.partition("/")
-            drift.add_metric([kind, name], v)
-        yield drift
-        up = GaugeMetricFamily(
+            f.gauge("dbstate_drift", "", kind=kind, name=name).add(v)
+        f.declare_gauge(
             "dbstate_instance_up",
             "1 when the instance's container is running (and healthy, if it has a health check, and its last probe "
             "succeeded, when probing).",
-            labels=["name"],
+            ("name",),
         )
         for name, v in sorted(m.health.items()):
-            up.add_metric([name], v)
-        yield up
+            f.gauge("dbstate_instance_up", "", name=name).add(v)
 
-    def _probes(self, m: Metrics) -> Iterator[Metric]:
-        success = GaugeMetricFamily(
-            "dbstate_instance_probe_success", "1 when the last probe logged in with the declared auth.", labels=["name"]
+    def _probes(self, f: _Families, m: Metrics) -> None:
+        f.declare_gauge(
+            "dbstate_instance_probe_success", "1 when the last probe logged in with the declared auth.", ("name",)
         )
-        rtt = GaugeMetricFamily(
-            "dbstate_instance_probe_rtt_seconds", "How long the last probe took to connect and log in.", labels=["name"]
+        f.declare_gauge(
+            "dbstate_instance_probe_rtt_seconds", "How long the last probe took to connect and log in.", ("name",)
         )
-        version = GaugeMetricFamily(
-            "dbstate_instance_version_info", "The version the server itself reports.", labels=["name", "version"]
-        )
+        f.declare_gauge("dbstate_instance_version_info", "The version the server itself reports.", ("name", "version"))
         for name, r in sorted(m.probes.items()):
-            success.add_metric([name], int(r.reachable))
+            f.gauge("dbstate_instance_probe_success", "", name=name).add(int(r.reachable))
             if r.rtt_ms is not None:
-                rtt.add_metric([name], r.rtt_ms / 1000)
+                f.gauge("dbstate_instance_probe_rtt_seconds", "", name=name).add(r.rtt_ms / 1000)
             if r.version:
-                version.add_metric([name, r.version], 1)
-        yield from (success, rtt, version)
+                f.gauge("dbstate_instance_version_info", "", name=name, version=r.version).add(1)
 
-    def _backups(self, m: Metrics) -> Iterator[Metric]:
-        last = GaugeMetricFamily(
+    def _backups(self, f: _Families, m: Metrics) -> None:
+        f.declare_gauge(
             "dbstate_backup_last_success_timestamp_seconds",
             "When the instance's last scheduled backup finished.",
-            labels=["instance"],
+            ("instance",),
         )
-        size = GaugeMetricFamily(
-            "dbstate_backup_last_size_bytes",
-            "The size of the instance's last backup (compressed).",
-            labels=["instance"],
+        f.declare_gauge(
+            "dbstate_backup_last_size_bytes", "The size of the instance's last backup (compressed).", ("instance",)
         )
+        f.declare_counter("dbstate_backup_failures", "Scheduled backups that failed.", ("instance",))
         for name, (when, nbytes) in sorted(m.backup_last.items()):
-            last.add_metric([name], when)
-            size.add_metric([name], nbytes)
-        failures = CounterMetricFamily("dbstate_backup_failures", "Scheduled backups that failed.", labels=["instance"])
+            f.gauge("dbstate_backup_last_success_timestamp_seconds", "", instance=name).add(when)
+            f.gauge("dbstate_backup_last_size_bytes", "", instance=name).add(nbytes)
         for name in sorted(set(m.backup_last) | set(m.backup_failures)):
-            failures.add_metric([name], m.backup_failures[name])
-        yield from (last, size, failures)
+            f.counter("dbstate_backup_failures", "", instance=name).add(m.backup_failures[name])
 
-    def _controller(self, m: Metrics) -> Iterator[Metric]:
+    def _controller(self, f: _Families, m: Metrics) -> None:
         for name, text, value in (
             (
                 "dbstate_last_successful_pass_timestamp_seconds",
@@ -185,29 +169,62 @@ class DbstateCollector(Collector):
             ),
             ("dbstate_engine_up", "1 when the Docker engine answered the last call.", m.engine_up),
             ("dbstate_ready", "1 when the engine is reachable and the last pass completed.", m.ready),
-            ("dbstate_leader", "1 while this controller holds the one-writer lease.", m.leader),
+            ("dbstate_leader", "1 while this controller holds the engine's one-writer lease.", m.leader),
             (
                 "dbstate_state_database_ok",
                 "0 when the state database cannot be used (corrupt, or from a newer release): the controller "
                 "converges on without its history",
                 m.state_ok,
             ),
-            ("dbstate_lease_lost", "Times this controller lost the lease while it held it.", m.lease_lost),
         ):
-            if name == "dbstate_lease_lost":
-                lost = CounterMetricFamily(name, text)
-                lost.add_metric([], value)
-                yield lost
-                continue
-            yield GaugeMetricFamily(name, text, value=value)
+            f.gauge(name, text).add(value)
+        f.counter("dbstate_lease_lost", "Times this controller lost the engine's lease while it held it.").add(
+            m.lease_lost
+        )
+
+
+class _Sample:
+    def __init__(self, family: Metric, labels: list[str]) -> None:
+        self.family, self.labels = family, labels
+
+    def add(self, value: float) -> None:
+        self.family.add_metric(self.labels, value)  # type: ignore[attr-defined]
+
+
+class _Families:
+    """The families of one scrape, shared by every engine: each sample carries its engine's `host` label first."""
+
+    def __init__(self, families: dict[str, Metric], host: str) -> None:
+        self.families, self.host = families, host
+
+    def declare_gauge(self, name: str, text: str, labels: tuple[str, ...]) -> None:
+        self.families.setdefault(name, GaugeMetricFamily(name, text, labels=["host", *labels]))
+
+    def declare_counter(self, name: str, text: str, labels: tuple[str, ...]) -> None:
+        self.families.setdefault(name, CounterMetricFamily(name, text, labels=["host", *labels]))
+
+    def gauge(self, family: str, text: str, /, **labels: str) -> _Sample:
+        self.declare_gauge(family, text, tuple(labels))
+        return _Sample(self.families[family], [self.host, *labels.values()])
+
+    def counter(self, family: str, text: str, /, **labels: str) -> _Sample:
+        self.declare_counter(family, text, tuple(labels))
+        return _Sample(self.families[family], [self.host, *labels.values()])
+
+    def histogram(self, name: str, text: str) -> HistogramMetricFamily:
+        family = self.families.setdefault(name, HistogramMetricFamily(name, text, labels=["host"]))
+        assert isinstance(family, HistogramMetricFamily)
+        return family
 
 
 class Exposition:
     """One registry per controller: dbstate's series, and the process and platform collectors."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics | Mapping[str, Metrics]) -> None:
+        """`metrics`: each engine's, by its Host's name (one `Metrics` alone is the engine `default`)."""
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(DbstateCollector(metrics))
+        by_host = metrics if isinstance(metrics, Mapping) else {placement.DEFAULT: metrics}
+        self.registry.register(DbstateCollector(by_host))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 

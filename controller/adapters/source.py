@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from controller.adapters import desired, git
+from controller.core import placement
 from controller.core.revision import Desired
 
 Mode = Literal["worktree", "commit"]
@@ -22,7 +23,10 @@ class DirectorySource:
         mode: Mode = "worktree",
         environ: Mapping[str, str] | None = None,
         limits: desired.Limits | None = None,
+        host: str | None = None,
     ) -> None:
+        """`host`: only the resources of this engine (core/placement.py); None: all of them."""
+        self.host = host
         self.directory = directory
         self.env_file = env_file
         self.mode = mode
@@ -30,6 +34,12 @@ class DirectorySource:
         self.limits = limits
 
     def load(self) -> Desired:
+        whole = self._load()
+        if self.host is None:
+            return whole
+        return Desired(whole.revision, placement.slice_loaded(whole.loaded, self.host))
+
+    def _load(self) -> Desired:
         rev = git.revision(self.directory)
         if self.mode == "commit":
             if rev.commit is None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from controller.core import errors
+from controller.core import errors, placement
 from controller.core.adoption import Adoption
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_PATH = Path(".dbstate/state.db")
 # The schema's version (PRAGMA user_version). 0 is dbstate 0.1.0, which did not set it; each step of MIGRATIONS takes a
 # database from the version before to its own, forward only, so a database from any earlier release opens.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_aliases (
     endpoint_id TEXT PRIMARY KEY,
@@ -137,10 +137,26 @@ def _v3_overview(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE passes ADD COLUMN trigger TEXT")  # what started the pass (run): an event, a commit
 
 
+def _v4_hosts(db: sqlite3.Connection) -> None:
+    """Several engines (`kind: Host`), one reconciler each, one state database: what a pass replaces as a whole
+    (the status of its resources, its alias cache, its probes, its overview) is kept per engine. Names stay unique
+    across engines, so the facts kept by name (volumes seen, adoptions, acks, suspensions) need no engine."""
+    for table in ("resources", "endpoint_aliases", "health"):
+        if "host" not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN host TEXT NOT NULL DEFAULT '{placement.DEFAULT}'")
+    if "host" not in {r[1] for r in db.execute("PRAGMA table_info(passes)")}:
+        db.execute("ALTER TABLE passes ADD COLUMN host TEXT")
+        db.execute("ALTER TABLE passes ADD COLUMN error TEXT")  # a pass that could not run: why (redacted)
+    db.execute("CREATE TABLE IF NOT EXISTS overviews (host TEXT PRIMARY KEY, body TEXT NOT NULL)")
+    db.execute(f"INSERT OR IGNORE INTO overviews SELECT '{placement.DEFAULT}', body FROM overview")  # noqa: S608
+    db.execute("DROP TABLE overview")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _v1_volume_identity,
     2: _v2_history_indexes,
     3: _v3_overview,
+    4: _v4_hosts,
 }
 
 
@@ -165,13 +181,15 @@ def _guarded(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate
 
 
 class Store:
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, host: str = placement.DEFAULT) -> None:
         """`readonly`: for readers such as `dbstate status`, which must never take a write lock from the controller.
 
         The file is the operator's record of what dbstate did and what protects data (volumes seen, acks): it is
         made 0600, in a directory made 0700. A file that is not a SQLite database is a `StateError` naming it, never
-        silently replaced or ignored."""
-        self.path = path
+        silently replaced or ignored.
+
+        `host`: the engine whose passes this connection writes (one reconciler per engine, one connection each)."""
+        self.path, self.host = path, host
         try:
             if readonly:
                 self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
@@ -179,7 +197,9 @@ class Store:
                 self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 return
             _private(path)
-            self.db = sqlite3.connect(path, timeout=5, isolation_level=None)
+            # one connection per engine's reconciler, used by the thread of its loop (or of `plan`'s pool): SQLite
+            # is built serialized here (sqlite3.threadsafety 3), so the connection may move between threads
+            self.db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
@@ -220,7 +240,9 @@ class Store:
 
     @_guarded
     def endpoint_aliases(self) -> dict[str, tuple[str, ...]]:
-        rows = self.db.execute("SELECT endpoint_id, aliases FROM endpoint_aliases").fetchall()
+        rows = self.db.execute(
+            "SELECT endpoint_id, aliases FROM endpoint_aliases WHERE host = ?", (self.host,)
+        ).fetchall()
         return {e: tuple(json.loads(a)) for e, a in rows}
 
     @_guarded
@@ -228,9 +250,10 @@ class Store:
         """Keep exactly the endpoints seen now: the table never grows beyond the engine's endpoints."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM endpoint_aliases")
+            self.db.execute("DELETE FROM endpoint_aliases WHERE host = ?", (self.host,))
             self.db.executemany(
-                "INSERT INTO endpoint_aliases VALUES (?, ?)", [(e, json.dumps(list(a))) for e, a in current.items()]
+                "INSERT OR REPLACE INTO endpoint_aliases (endpoint_id, aliases, host) VALUES (?, ?, ?)",
+                [(e, json.dumps(list(a)), self.host) for e, a in current.items()],
             )
 
     # -- passes -------------------------------------------------------------------------------------------------
@@ -245,8 +268,8 @@ class Store:
         started: float | None = None,
     ) -> int:
         cur = self.db.execute(
-            "INSERT INTO passes (command, started, revision, dirty, trigger) VALUES (?, ?, ?, ?, ?)",
-            (command, started or time.time(), revision, None if dirty is None else int(dirty), trigger),
+            "INSERT INTO passes (command, started, revision, dirty, trigger, host) VALUES (?, ?, ?, ?, ?, ?)",
+            (command, started or time.time(), revision, None if dirty is None else int(dirty), trigger, self.host),
         )
         return int(cur.lastrowid or 0)
 
@@ -286,16 +309,35 @@ class Store:
         )
 
     @_guarded
-    def set_overview(self, body: Mapping[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO overview VALUES (1, ?)", (json.dumps(body),))
+    def record_failed_pass(self, command: str, trigger: str | None, started: float, error: str) -> None:
+        self.db.execute(
+            "INSERT INTO passes (command, started, finished, trigger, host, error, errors) "
+            "VALUES (?, ?, ?, ?, ?, ?, 1)",
+            (command, started, time.time(), trigger, self.host, error),
+        )
 
     @_guarded
-    def overview(self) -> dict[str, Any] | None:
+    def last_passes(self) -> dict[str, dict[str, Any]]:
+        """The newest pass of each engine."""
+        cur = self.db.execute(
+            "SELECT * FROM passes WHERE id IN (SELECT max(id) FROM passes GROUP BY host) ORDER BY host"
+        )
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        return {r.get("host") or placement.DEFAULT: r for r in rows}
+
+    @_guarded
+    def set_overview(self, body: Mapping[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO overviews VALUES (?, ?)", (self.host, json.dumps(body)))
+
+    @_guarded
+    def overviews(self) -> dict[str, dict[str, Any]]:
+        """Each engine's overview of its last pass, by engine."""
         try:
-            row = self.db.execute("SELECT body FROM overview WHERE id = 1").fetchone()
+            rows = self.db.execute("SELECT host, body FROM overviews ORDER BY host").fetchall()
         except sqlite3.OperationalError:  # a reader of a database not yet migrated by a writer
-            return None
-        return dict(json.loads(row[0])) if row else None
+            return {}
+        return {host: dict(json.loads(body)) for host, body in rows}
 
     @_guarded
     def prune(self, before: float) -> int:
@@ -329,12 +371,17 @@ class Store:
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM resources")
-            self.db.executemany("INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows])
+            self.db.execute("DELETE FROM resources WHERE host = ?", (self.host,))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO resources "
+                "(key, status, message, attempts, next_retry, revision, updated, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*r, now, self.host) for r in rows],
+            )
 
     @_guarded
     def resources(self) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT * FROM resources ORDER BY key")
+        """Every engine's resources, each with its `host`."""
+        cur = self.db.execute("SELECT * FROM resources ORDER BY host, key")
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
@@ -403,10 +450,13 @@ class Store:
         probed = list(results)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            before = dict(self.db.execute("SELECT instance, failures FROM health").fetchall())
+            before = dict(
+                self.db.execute("SELECT instance, failures FROM health WHERE host = ?", (self.host,)).fetchall()
+            )
             counts = {r.instance: 0 if r.reachable else int(before.get(r.instance, 0)) + 1 for r in probed}
             self.db.executemany(
-                "INSERT INTO health VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO UPDATE SET "
+                "INSERT INTO health (instance, reachable, failures, version, rtt_ms, error, probed, last_ok, host) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance) DO UPDATE SET host = excluded.host, "
                 "reachable = excluded.reachable, failures = excluded.failures, version = COALESCE(excluded.version, "
                 "health.version), rtt_ms = excluded.rtt_ms, error = excluded.error, probed = excluded.probed, "
                 "last_ok = COALESCE(excluded.last_ok, health.last_ok)",
@@ -420,13 +470,15 @@ class Store:
                         r.error,
                         now,
                         now if r.reachable else None,
+                        self.host,
                     )
                     for r in probed
                 ],
             )
             kept = set(keep)
             self.db.executemany(
-                "DELETE FROM health WHERE instance = ?", [(n,) for n in before if n not in kept and n not in counts]
+                "DELETE FROM health WHERE instance = ? AND host = ?",
+                [(n, self.host) for n in before if n not in kept and n not in counts],
             )
         return counts
 
@@ -451,10 +503,10 @@ def _private(path: Path) -> None:
         path.chmod(0o600)
 
 
-def open_optional(path: Path) -> Store | None:
+def open_optional(path: Path, host: str = placement.DEFAULT) -> Store | None:
     """The store, or None when it cannot be opened (a read-only directory): dbstate then works without its memory.
     A file that is not a state database is an error all the same (`errors.StateError`)."""
     try:
-        return Store(path)
+        return Store(path, host=host)
     except (OSError, sqlite3.OperationalError):
         return None

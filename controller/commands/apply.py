@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
@@ -13,8 +14,11 @@ from controller.core.plan import FindingType
 from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from controller.core.plan import Outcome
     from controller.engine.reconciler import Reconciler
+    from controller.wiring import Wired
 
 DESCRIPTION = """\
 Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
@@ -90,20 +94,53 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     def progress(message: str) -> None:
         print(f"  .. {message}", file=err)
 
-    with wiring.reconciler(
+    with wiring.reconcilers(
         opts.target,
         opts.passes,
         require_store=True,
         retry_budget=opts.retry_budget,
         progress=progress,
         lease_ttl=opts.lease_ttl,
-    ) as wired:
-        assert wired.lease is not None
-        with wired.lease.holding(progress):
-            return _plan_and_apply(opts, wired.reconciler, out, err)
+    ) as every:
+        if len(every) == 1:
+            assert every[0].lease is not None
+            with every[0].lease.holding(progress):
+                code, doc = _plan_and_apply(opts, every[0].reconciler, out, err)
+            if doc is not None:
+                out.write(doc)
+            return code
+        return _several(opts, every, out, err, progress)
 
 
-def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: TextIO) -> int:
+def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progress: Callable[[str], None]) -> int:
+    """One engine after the other, each under its own lease and asking for its own changes; an engine that cannot
+    be reached fails alone (reported), and the others are applied."""
+    from controller.core import errors
+    from controller.views.common import dumps
+
+    codes, docs = [], []
+    for w in every:
+        if opts.output != "json":
+            out.write(f"== Host {w.engine.name} ({w.runtime.host}) ==\n")
+        assert w.lease is not None
+        try:
+            with w.lease.holding(progress):
+                code, doc = _plan_and_apply(opts, w.reconciler, out, err)
+        except errors.EngineError as e:
+            print(f"dbstate: error: Host {w.engine.name}: {e}", file=err)
+            code, doc = common.EXIT_ERROR, json.dumps({"error": str(e)})
+        codes.append(code)
+        if doc is not None:
+            docs.append({"host": w.engine.name, "endpoint": w.runtime.host, **json.loads(doc)})
+        if opts.output != "json":
+            out.write("\n")
+    if opts.output == "json":
+        out.write(dumps({"converged": all(c == common.EXIT_OK for c in codes), "hosts": docs}))
+    return max(codes)
+
+
+def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: TextIO) -> tuple[int, str | None]:
+    """The exit code, and the JSON document (--output json) for the caller to write."""
     from controller.views import apply as view
     from controller.views.common import dumps, scrub
 
@@ -126,7 +163,7 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
                 )
             else:
                 print("Apply cancelled; nothing was changed.", file=out)
-            return common.EXIT_ERROR
+            return common.EXIT_ERROR, None
 
     def line(o: Outcome) -> None:
         if not json_out:
@@ -139,11 +176,10 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
     reconciler.finish(result, outcomes)
     unmanaged = sorted({f"{f.kind}/{f.name}" for f in result.plan.findings if f.type in NOT_UNDER_MANAGEMENT})
     converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors and not unmanaged
-    if json_out:
-        out.write(scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets))
-    else:
+    doc = scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets) if json_out else None
+    if not json_out:
         if changes:
             out.write(view.closing_line(outcomes))
         if unmanaged:
             out.write(f"Not converged: {', '.join(unmanaged)} not under dbstate's management (see the findings).\n")
-    return common.EXIT_OK if converged else common.EXIT_ERROR
+    return (common.EXIT_OK if converged else common.EXIT_ERROR), doc

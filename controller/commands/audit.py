@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from typing import TextIO
 
 from controller.commands import options as common
+from controller.core.errors import EngineError
 from controller.engine.options import Target
 
 DESCRIPTION = """\
@@ -52,20 +54,38 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller.views import audit as view
     from controller.views import common as views
 
-    result = wiring.audit(opts.target, opts.probe_timeout)
-    errs = result.loaded.errors
-    rev = result.revision
+    refs = wiring.engines(opts.target)
+    if opts.target.host is not None:
+        refs = [wiring.pick(refs, opts.target.host)]
+    codes, docs = [], []
+    for engine in refs:
+        if len(refs) > 1 and opts.output != "json":
+            out.write(f"== Host {engine.name} ({engine.url}) ==\n")
+        try:
+            result = wiring.audit(opts.target, opts.probe_timeout, engine)
+        except EngineError as e:  # one engine down: the others are audited all the same
+            if len(refs) == 1:
+                raise
+            err.write(f"dbstate: error: Host {engine.name}: {e}\n")
+            docs.append({"host": engine.name, "error": str(e)})
+            codes.append(common.EXIT_ERROR)
+            continue
+        errs = result.loaded.errors
+        rev = result.revision
+        if opts.output == "json":
+            doc = view.audit_json(result.report, result.observed.engine, rev.commit, rev.dirty, errs)
+            docs.append(json.loads(views.scrub(views.dumps({"host": engine.name, **doc}), result.secrets)))
+        else:
+            for w in result.loaded.warnings:
+                err.write(views.scrub(str(w), result.secrets) + "\n")
+            colour = views.colour(opts.color, out)
+            directory = str(opts.target.directory)
+            text = view.audit_text(result.report, result.observed.engine, rev.short, directory, errs, colour)
+            out.write(views.scrub(text, result.secrets))
+        if errs:
+            codes.append(common.EXIT_ERROR)
+        elif opts.strict and result.report.wrong:
+            codes.append(common.EXIT_FINDINGS)
     if opts.output == "json":
-        text = views.dumps(view.audit_json(result.report, result.observed.engine, rev.commit, rev.dirty, errs))
-    else:
-        for w in result.loaded.warnings:
-            err.write(views.scrub(str(w), result.secrets) + "\n")
-        colour = views.colour(opts.color, out)
-        directory = str(opts.target.directory)
-        text = view.audit_text(result.report, result.observed.engine, rev.short, directory, errs, colour)
-    out.write(views.scrub(text, result.secrets))
-    if errs:
-        return common.EXIT_ERROR
-    if opts.strict and result.report.wrong:
-        return common.EXIT_FINDINGS
-    return common.EXIT_OK
+        out.write(views.dumps(docs[0] if len(refs) == 1 and "error" not in docs[0] else {"hosts": docs}))
+    return min(codes, default=common.EXIT_OK)  # an error (1) before findings (3)

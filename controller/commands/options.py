@@ -74,7 +74,15 @@ def add_engine(p: argparse.ArgumentParser) -> None:
         "--docker-host",
         default=None,
         metavar="URL",
-        help="the Docker engine (default: $DOCKER_HOST, then unix:///var/run/docker.sock)",
+        help="the Docker engine when the desired state declares no Host (default: $DOCKER_HOST, then "
+        "unix:///var/run/docker.sock)",
+    )
+    p.add_argument(
+        "--host",
+        default=None,
+        metavar="NAME",
+        help="with Host documents: work on this engine only (default: every engine; for a command on one instance, "
+        "the instance's own)",
     )
     add_state(p)
     add_backup_dir(p)
@@ -110,6 +118,7 @@ def target(ns: argparse.Namespace) -> Target:
         ns.max_file_bytes,
         ns.max_total_bytes,
         backup_dir(ns),
+        getattr(ns, "host", None),
     )
 
 

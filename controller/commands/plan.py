@@ -4,14 +4,16 @@ findings; not one mutating API call."""
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from controller.commands import options as common
 from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
     from controller.engine.reconciler import PassResult
+    from controller.wiring import Wired
 
 DESCRIPTION = """\
 Compare the desired state with the live Docker engine and print the changes that would converge it, each with its
@@ -72,15 +74,77 @@ def render(result: PassResult, output: str, color: str, probed: bool, directory:
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller import wiring
-    from controller.views.common import scrub
 
-    with wiring.reconciler(opts.target, opts.passes) as wired:
+    with wiring.reconcilers(opts.target, opts.passes) as every:
+        if len(every) > 1:
+            return _several(opts, every, out, err)
+        wired = every[0]
         result = wired.reconciler.plan()
         wired.reconciler.finish(result)
+    return _one(opts, result, out, err)
+
+
+def _one(opts: Options, result: PassResult, out: TextIO, err: TextIO) -> int:
+    from controller.views.common import scrub
+
     probed = opts.passes.probe is not None
     out.write(
         scrub(render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err), result.secrets)
     )
+    return _exit(opts, result)
+
+
+def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO) -> int:
+    """Each engine's plan, computed side by side (a slow engine does not hold up the others' reading), shown one
+    engine after the other; an engine that cannot be reached is an error of its own and the others are still shown."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from controller.core import errors
+    from controller.views import common as views
+
+    def one(w: Wired) -> PassResult | str:
+        try:
+            result = w.reconciler.plan()
+        except errors.EngineError as e:
+            return str(e)
+        w.reconciler.finish(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=len(every)) as pool:
+        results = list(pool.map(one, every))
+    secrets = frozenset().union(*(r.secrets for r in results if not isinstance(r, str)))
+    probed = opts.passes.probe is not None
+    codes = [_exit(opts, r) if not isinstance(r, str) else common.EXIT_ERROR for r in results]
+    directory = str(opts.target.directory)
+    if opts.output == "json":
+        hosts: list[dict[str, Any]] = []
+        for w, r in zip(every, results, strict=True):
+            head: dict[str, Any] = {"host": w.engine.name, "endpoint": w.runtime.host}
+            if isinstance(r, str):
+                hosts.append({**head, "error": r})
+            else:
+                hosts.append(
+                    {**head, "error": None, **json.loads(render(r, "json", "never", probed, directory, out, err))}
+                )
+        done = [r for r in results if not isinstance(r, str)]
+        doc = {
+            "revision": done[0].revision.commit if done else None,
+            "dirty": done[0].revision.dirty if done else None,
+            "in_sync": all(c == common.EXIT_OK for c in codes),
+            "hosts": hosts,
+        }
+        out.write(views.scrub(views.dumps(doc), secrets))
+    else:
+        for w, r in zip(every, results, strict=True):
+            out.write(f"== Host {w.engine.name} ({w.runtime.host}) ==\n")
+            if isinstance(r, str):
+                out.write(views.scrub(f"error: {r}\n\n", secrets))
+                continue
+            out.write(views.scrub(render(r, opts.output, opts.color, probed, directory, out, err), secrets) + "\n")
+    return next((c for c in (common.EXIT_ERROR, common.EXIT_CHANGES, common.EXIT_FINDINGS) if c in codes), 0)
+
+
+def _exit(opts: Options, result: PassResult) -> int:
     if result.loaded.errors:
         return common.EXIT_ERROR
     if result.plan.changes:

@@ -41,12 +41,14 @@ class Site:
     def _read(self) -> dict[str, Any]:
         from controller.adapters import store
         from controller.adapters.backups import BackupDir
+        from controller.views import web
 
-        data: dict[str, Any] = {"passes": [], "resources": [], "health": [], "overview": None}
+        data: dict[str, Any] = {"passes": [], "resources": [], "health": [], "overview": None, "engines": {}}
         if self.state.exists():
             with store.Store(self.state, readonly=True) as db:
                 data.update(passes=db.passes(limit=30), resources=db.resources(), health=db.health())
-                data["overview"] = db.overview()
+                data["overview"] = web.merge_overviews(db.overviews())
+                data["engines"] = db.last_passes()
         backups: dict[str, list[dict[str, Any]]] = {}
         for m in BackupDir(self.backup_dir).manifests():
             backups.setdefault(m.instance, []).append(m.to_json())
@@ -71,12 +73,12 @@ class Site:
         if path == "/api/status":
             newest = [ms[-1] for _name, ms in sorted(d["backups"].items())]
             last = d["passes"][0] if d["passes"] else None
-            return 200, JSON, status_view.to_json(last, d["resources"], d["health"], newest)
+            return 200, JSON, status_view.to_json(last, d["resources"], d["health"], newest, d["engines"])
         if path == "/api/passes":
             return 200, JSON, _json(d["passes"])
         if path in ("/", "/api/overview"):
             model = web.overview_model(
-                str(self.state), d["passes"], d["resources"], d["health"], d["overview"], d["backups"]
+                str(self.state), d["passes"], d["resources"], d["health"], d["overview"], d["backups"], d["engines"]
             )
             return (200, HTML, web.render("overview.html", model)) if path == "/" else (200, JSON, _json(model))
         name = path.rsplit("/", 1)[1]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core import spec, versions
+from controller.core import placement, spec, versions
 
 Path = tuple[str | int, ...]
 Severity = Literal["error", "warning"]
@@ -108,6 +108,7 @@ def check_all(
     consumers: Sequence[spec.Consumer],
     broken: Iterable[tuple[str, str]] = (),
     unreadable: Sequence[str] = (),
+    hosts: Sequence[spec.Host] = (),
 ) -> list[Problem]:
     """References, uniqueness and isolation across every resource that validated on its own.
 
@@ -191,7 +192,7 @@ def check_all(
                 continue
             target = inst_by_name[use.instance]
             inst_nets = {a.name for a in target.spec.networks}
-            if not con_nets & inst_nets:
+            if use.published is None and not con_nets & inst_nets:
                 out.append(
                     Problem(
                         con.kind,
@@ -223,10 +224,12 @@ def check_all(
                     )
                 )
 
+    _placement(out, ref, instances, networks, volumes, consumers, hosts, broken_set)
     _unique(out, "DatabaseInstance", [i.metadata.name for i in instances])
     _unique(out, "Consumer", [c.metadata.name for c in consumers])
     _unique(out, "Network", [x.metadata.name for x in networks])
     _unique(out, "Volume", [x.metadata.name for x in volumes])
+    _unique(out, "Host", [x.metadata.name for x in hosts])
 
     claims: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for idx, inst in enumerate(instances):
@@ -268,3 +271,93 @@ def _dup_attachments(out: list[Problem], me: tuple[str, str, int], atts: Sequenc
                 Problem(kind, name, ("spec", "networks", i, "name"), f"network {a.name} is listed twice", index=idx)
             )
         seen.add(a.name)
+
+
+Ref = Callable[[tuple[str, str, int], Path, str, str, Iterable[str]], None]
+
+
+def _placement(
+    out: list[Problem],
+    ref: Ref,
+    instances: Sequence[spec.DatabaseInstance],
+    networks: Sequence[spec.Network],
+    volumes: Sequence[spec.Volume],
+    consumers: Sequence[spec.Consumer],
+    hosts: Sequence[spec.Host],
+    broken: set[tuple[str, str]],
+) -> None:
+    """`spec.host`: it names a declared Host; it is required once several are declared; what a resource attaches
+    to lives on its engine; a consumer uses an instance of another engine only through a published port."""
+    host_names = [h.metadata.name for h in hosts]
+    broken_hosts = sorted(n for k, n in broken if k == "Host")
+    every = tuple(hosts)
+    where: dict[tuple[str, str], str] = {}
+    groups: tuple[Sequence[placement.Placed], ...] = (networks, volumes, instances, consumers)
+    for group in groups:
+        for idx, r in enumerate(group):
+            me = (str(r.kind), r.metadata.name, idx)
+            if r.spec.host is not None:
+                ref(me, ("spec", "host"), "Host", r.spec.host, host_names)
+            elif len(hosts) + len(broken_hosts) > 1:
+                known = ", ".join(sorted(host_names + broken_hosts))
+                why = f"{len(hosts) + len(broken_hosts)} Hosts are declared ({known})"
+                if broken_hosts and len(hosts) <= 1:
+                    why += f"; Host {', '.join(broken_hosts)} has errors, so which engine is meant is not known"
+                out.append(Problem(me[0], me[1], ("spec",), f"spec.host is required: {why}", index=idx))
+                continue
+            where[(me[0], me[1])] = placement.host_of(r, every)
+
+    def same(me: tuple[str, str, int], path: Path, kind: str, name: str, hint: str = "") -> None:
+        mine, theirs = where.get((me[0], me[1])), where.get((kind, name))
+        if mine is not None and theirs is not None and mine != theirs:
+            message = f"{kind}/{name} lives on Host {theirs}, this one on {mine}{hint}"
+            out.append(Problem(me[0], me[1], path, message, index=me[2]))
+
+    for idx, inst in enumerate(instances):
+        me = (inst.kind, inst.metadata.name, idx)
+        for i, att in enumerate(inst.spec.networks):
+            same(me, ("spec", "networks", i, "name"), "Network", att.name)
+        for i, vm in enumerate(inst.spec.volumes):
+            if vm.type == "volume":
+                same(me, ("spec", "volumes", i, "source"), "Volume", vm.source)
+    by_name = {i.metadata.name: i for i in instances}
+    for idx, con in enumerate(consumers):
+        me = (str(con.kind), con.metadata.name, idx)
+        for i, att in enumerate(con.spec.networks):
+            same(me, ("spec", "networks", i, "name"), "Network", att.name)
+        for i, use in enumerate(con.spec.uses):
+            target = by_name.get(use.instance)
+            if target is None:
+                continue
+            if use.published is None:
+                hint = ": to use it across engines, declare `published: ADDRESS:PORT`, a port it publishes"
+                same(me, ("spec", "uses", i, "instance"), "DatabaseInstance", use.instance, hint)
+                continue
+            port = int(use.published.rpartition(":")[2])
+            if not any(spec.parse_port(p).host_port == port for p in target.spec.ports):
+                out.append(
+                    Problem(
+                        me[0],
+                        me[1],
+                        ("spec", "uses", i, "published"),
+                        f"{use.instance} publishes no port {port} "
+                        f"(its ports: {', '.join(target.spec.ports) or 'none'})",
+                        index=idx,
+                    )
+                )
+    endpoints: dict[str, list[str]] = {}
+    for h in hosts:
+        endpoints.setdefault(h.spec.endpoint, []).append(h.metadata.name)
+    for idx, h in enumerate(hosts):
+        same_engine = endpoints[h.spec.endpoint]
+        if len(same_engine) > 1:
+            out.append(
+                Problem(
+                    "Host",
+                    h.metadata.name,
+                    ("spec", "endpoint"),
+                    f"{h.spec.endpoint} is the endpoint of {len(same_engine)} Hosts ({', '.join(same_engine)}): one "
+                    "engine, one Host",
+                    index=idx,
+                )
+            )

@@ -680,12 +680,16 @@ def _host_checks(b: _Builder, con: spec.Consumer, desired: spec.DesiredState, c:
     instances = {i.metadata.name: i for i in desired.instances}
     for use in con.spec.uses:
         inst = instances.get(use.instance)
-        if inst is None or use.host_env is None or c.env is None:
+        if use.host_env is None or c.env is None or (inst is None and use.published is None):
             continue
-        shared = {a.name for a in con.spec.networks} & {a.name for a in inst.spec.networks}
-        aliases = sorted(
-            {al for a in inst.spec.networks if a.name in shared for al in a.aliases} | {inst.container_name}
-        )
+        if use.published is not None:  # on another engine: through its published port, by that engine's address
+            aliases = [use.published.rpartition(":")[0]]
+        else:
+            assert inst is not None
+            shared = {a.name for a in con.spec.networks} & {a.name for a in inst.spec.networks}
+            aliases = sorted(
+                {al for a in inst.spec.networks if a.name in shared for al in a.aliases} | {inst.container_name}
+            )
         value = c.env.get(use.host_env)
         if value is None:
             b.finding(

@@ -82,6 +82,10 @@ class Secrets:
         return any(len(v) >= 4 and v in text for v in self.values)
 
 
+# Keys named like secrets whose value is a file's path, not the secret itself (a Host's client key).
+FILE_REFERENCES = frozenset({("spec", "tls", "key")})
+
+
 def secret_references(spec: Any) -> set[str]:
     """The variables a document's spec references as the value of a secret key (`KEY: ${VAR}`)."""
     found: set[str] = set()
@@ -127,7 +131,7 @@ def _walk(
                 continue
             out.append(value)
         return out
-    secret_key = key is not None and is_secret_key(key)
+    secret_key = key is not None and is_secret_key(key) and path not in FILE_REFERENCES
     if secret_key:
         return _secret(node, path, key or "", variables, issues)
     if isinstance(node, bool) and len(path) >= 2 and path[1] == "env":

@@ -253,7 +253,18 @@ AUTH_METHODS: dict[Engine, frozenset[str]] = {
 }
 
 
+HostName = Annotated[
+    ResourceName | None,
+    Field(
+        default=None,
+        description="the Host (Docker engine) it lives on; without any Host document, the one engine of "
+        "--docker-host; with exactly one Host, that one",
+    ),
+]
+
+
 class DatabaseInstanceSpec(Model):
+    host: HostName
     engine: Engine
     version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] = Field(
         description="the major version the live server must report, e.g. '16' or '10.11'"
@@ -277,12 +288,14 @@ class DatabaseInstanceSpec(Model):
 
 
 class NetworkSpec(Model):
+    host: HostName
     driver: str = "bridge"
     internal: bool = False
     isolated: bool = Field(default=False, description="only declared members may be attached")
 
 
 class VolumeSpec(Model):
+    host: HostName
     driver: str = "local"
 
 
@@ -294,6 +307,11 @@ class Use(Model):
     min_version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] | None = Field(
         default=None, description="the lowest server version the consumer supports, e.g. '14' (audit checks it)"
     )
+    published: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = Field(
+        default=None,
+        description="ADDRESS:PORT: the instance lives on another Host and is reached through its published port on "
+        "that engine's address (the instance must publish PORT; hostEnv must name ADDRESS)",
+    )
 
 
 class ComposeService(Model):
@@ -302,6 +320,7 @@ class ComposeService(Model):
 
 
 class ConsumerSpec(Model):
+    host: HostName
     container_name: DockerName | None = Field(default=None, description="the application's container")
     compose: ComposeService | None = Field(
         default=None,
@@ -322,6 +341,34 @@ class ConsumerSpec(Model):
             raise ValueError("name the container once: containerName, or compose: {project, service}")
         if self.compose is not None and self.image is not None:
             raise ValueError("compose names a container that compose runs: image must be null")
+        return self
+
+
+class HostTLS(Model):
+    """Client certificates for a `tcp://` engine that verifies them (dockerd --tlsverify): file paths, absolute or
+    relative to the desired-state directory. Files, not values: a key never sits in the desired state."""
+
+    ca: Annotated[str, StringConstraints(min_length=1)]
+    cert: Annotated[str, StringConstraints(min_length=1)]
+    key: Annotated[str, StringConstraints(min_length=1)]
+
+
+class HostSpec(Model):
+    endpoint: Annotated[str, StringConstraints(pattern=r"^(unix:///.+|tcp://[^/\s]+|ssh://[^/\s]+)$")] = Field(
+        description="unix:///var/run/docker.sock, tcp://HOST:2376 (with tls), or ssh://user@host (the ssh client "
+        "and the remote docker CLI)"
+    )
+    tls: HostTLS | None = None
+    probe_via: Literal["direct", "exec", "auto"] | None = Field(
+        default=None,
+        description="how its databases are probed; default: --probe-via (auto falls back to exec when the "
+        "controller has no route to the container)",
+    )
+
+    @model_validator(mode="after")
+    def _tls_on_tcp(self) -> HostSpec:
+        if self.tls is not None and not self.endpoint.startswith("tcp://"):
+            raise ValueError("tls goes with a tcp:// endpoint")
         return self
 
 
@@ -351,6 +398,14 @@ class Volume(_Document):
     spec: VolumeSpec = Field(default_factory=VolumeSpec)
 
 
+class Host(_Document):
+    """One Docker engine, reached from the controller: its resources are reconciled by a reconciler of its own."""
+
+    kind: Literal["Host"]
+    metadata: Metadata
+    spec: HostSpec
+
+
 class Consumer(_Document):
     kind: Literal["Consumer"]
     metadata: Metadata
@@ -366,13 +421,14 @@ class Consumer(_Document):
         return f"{self.spec.compose.project}-{self.spec.compose.service}-1"
 
 
-Resource = DatabaseInstance | Network | Volume | Consumer
+Resource = DatabaseInstance | Network | Volume | Consumer | Host
 Document = Annotated[Resource, Field(discriminator="kind")]
 KINDS: dict[str, type[Resource]] = {
     "DatabaseInstance": DatabaseInstance,
     "Network": Network,
     "Volume": Volume,
     "Consumer": Consumer,
+    "Host": Host,
 }
 
 
@@ -385,6 +441,7 @@ class DesiredState:
     networks: tuple[Network, ...] = ()
     volumes: tuple[Volume, ...] = ()
     consumers: tuple[Consumer, ...] = ()
+    hosts: tuple[Host, ...] = ()
     # (kind, name) and container names claimed by documents that failed to load: never orphaned or pruned.
     held_back: frozenset[tuple[str, str]] = frozenset()
     held_back_containers: frozenset[str] = frozenset()
@@ -393,7 +450,7 @@ class DesiredState:
     unreadable_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for kind in ("instances", "networks", "volumes", "consumers"):
+        for kind in ("instances", "networks", "volumes", "consumers", "hosts"):
             resources: tuple[Resource, ...] = getattr(self, kind)
             object.__setattr__(self, kind, tuple(sorted(resources, key=lambda r: r.metadata.name)))
 
@@ -427,6 +484,7 @@ def spec_hash(resource: DatabaseInstance | Consumer) -> str:
     spec = _plain(resource.spec)
     spec.pop("policy", None)
     spec.pop("auth", None)
+    spec.pop("host", None)  # where it runs: the engine, not the container (and added after containers were made)
     body = {"spec": spec, "labels": _plain(resource.metadata.labels)}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 

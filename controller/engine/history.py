@@ -94,6 +94,9 @@ class MemoryHistory:
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None:
         self.passes[pass_id].update(changes=changes, failed=failed, findings=findings, errors=errors)
 
+    def record_failed_pass(self, command: str, trigger: str | None, started: float, error: str) -> None:
+        self.passes[next(self._ids)] = {"command": command, "trigger": trigger, "started": started, "error": error}
+
     def set_resources(self, rows: Iterable[plan.ResourceStatus]) -> None:
         self.resources = list(rows)
 

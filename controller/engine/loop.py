@@ -51,6 +51,8 @@ class Reconciles(Protocol):
 
     def key_of(self, container: str) -> str | None: ...
 
+    def record_failure(self, trigger: str, started: float, error: str) -> None: ...
+
 
 DEBOUNCE = 0.1  # seconds: the events of one change (kill, die, stop, disconnect...) make one pass
 CRASH_LOOP_DIES = 3  # a container that died this often...
@@ -70,7 +72,10 @@ class Loop:
         lease_ttl: float = 30.0,
         backups: BacksUp | None = None,
         notifications: Notifications | None = None,
+        name: str = "default",
     ) -> None:
+        """`name`: the engine's (its Host's), in what the loop says (a lost lease is that engine's)."""
+        self.name = name
         self.reconciler = reconciler
         self.backups = backups
         self.notifications = notifications
@@ -84,6 +89,7 @@ class Loop:
         if lease is None:
             self.leading.set()
         self.stopping = threading.Event()
+        self._lease_error: str | None = None  # the engine did not answer the lease's last renewal
         self._reasons: dict[str, str] = {}
         self._lock = threading.Lock()
         self.last_report: PassReport | None = None
@@ -166,7 +172,11 @@ class Loop:
             if not self._may_act():
                 self.ready = False
                 self.metrics.ready = 0
-                self.queue.add(WHOLE, delay=1.0)
+                error = self._lease_error
+                if error is not None:  # the engine is unreachable: a pass that cannot run, reported and backed off
+                    self._pass_failed(trigger, time.time(), f"cannot hold the engine lease: {error}")
+                else:
+                    self.queue.add(WHOLE, delay=1.0)
                 continue
             self.one_pass(trigger)
             last_pass = time.monotonic()
@@ -178,6 +188,7 @@ class Loop:
 
     def one_pass(self, trigger: str) -> PassReport | None:
         """One pass; whatever goes wrong in it is logged, counted and retried, never raised."""
+        started = time.time()
         try:
             report = self.reconciler.reconcile(
                 Request(
@@ -189,11 +200,11 @@ class Loop:
             return self._settle(trigger, report)
         except errors.EngineError as e:
             self.metrics.engine_up = 0
-            self._pass_failed(trigger, str(e))
+            self._pass_failed(trigger, started, str(e))
         except errors.DbstateError as e:  # the desired state cannot be read at all (no directory, git failed)
-            self._pass_failed(trigger, str(e))
+            self._pass_failed(trigger, started, str(e))
         except Exception as e:  # a bug: the controller stays up, says what it was, and tries again later
-            self._pass_failed(trigger, f"unexpected {type(e).__name__}: {e}")
+            self._pass_failed(trigger, started, f"unexpected {type(e).__name__}: {e}")
         return None
 
     def _still_crash_looping(self, key: str) -> bool:
@@ -204,8 +215,11 @@ class Loop:
                 last = max(last, times[-1])
         return time.monotonic() - last < CRASH_LOOP_WINDOW
 
-    def _pass_failed(self, trigger: str, error: str) -> None:
+    def _pass_failed(self, trigger: str, started: float, error: str) -> None:
         delay = self.queue.failed(WHOLE, error)
+        attempts = self.queue.backoffs()[WHOLE].attempts
+        if attempts & (attempts - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a long outage is a few rows, not a flood
+            self.reconciler.record_failure(trigger, started, error)
         self.ready = False
         self.metrics.ready = 0
         self.metrics.failed_pass()
@@ -299,9 +313,14 @@ class Loop:
                 other = self.lease.hold()
             except errors.EngineError as e:
                 self._not_leading()
-                self.log(level="warning", msg="cannot renew the lease", error=str(e))
+                self.metrics.engine_up = 0
+                if self._lease_error is None:  # once per outage: the failing passes say the rest
+                    self.log(level="warning", msg="cannot renew the lease", error=str(e))
+                    self.queue.add(WHOLE)  # the next pass reports it now, not at the next resync
+                self._lease_error = str(e)
                 self.stopping.wait(2.0)
                 continue
+            self._lease_error = None
             if other is None:
                 if not self.leading.is_set():
                     self.log(level="info", msg="holding the engine lease", holder=self.lease.holder, ttl=ttl)
@@ -332,7 +351,9 @@ class Loop:
             self.metrics.lease_lost += 1  # it held the lease and no longer does
             if self.notifications is not None:
                 self.notifications.event(
-                    "lease", f"lost {self.metrics.lease_lost}", "lease lost: this controller stopped acting"
+                    f"lease/{self.name}",
+                    f"lost {self.metrics.lease_lost}",
+                    f"lease lost on {self.name}: this controller stopped acting there",
                 )
         self.leading.clear()
         self.metrics.leader = 0

@@ -23,6 +23,7 @@ class Target:
     max_file_bytes: int | None = None  # None: the loader's defaults (adapters/desired.Limits)
     max_total_bytes: int | None = None
     backup_dir: Path | None = None  # None: beside the state database (adapters/backups.default_dir)
+    host: str | None = None  # with Host documents: only this engine (None: every engine, or the instance's own)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,11 @@ class History(Protocol):
 
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None: ...
 
+    def record_failed_pass(self, command: str, trigger: str | None, started: float, error: str) -> None:
+        """A pass that could not run at all (its engine unreachable, its desired state unreadable): said in the
+        history, so that status and the web view show this engine's trouble beside the others' passes."""
+        ...
+
     def set_overview(self, body: Mapping[str, object]) -> None:
         """What the web view shows of the last pass (core/overview.py)."""
         ...

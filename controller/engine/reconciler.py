@@ -8,6 +8,7 @@ everything (level-triggered), and returns a `PassReport`, or raises; `core.error
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
@@ -458,6 +459,13 @@ class Reconciler:
             probes=probes_now,
             found=result.plan.findings,
         )
+
+    def record_failure(self, trigger: str, started: float, error: str) -> None:
+        """A pass that failed as a whole (the loop retries it): in the history, the error redacted."""
+        with contextlib.suppress(errors.StateError):  # the state database is the trouble: the loop's log says so
+            self.history.record_failed_pass(
+                self.options.command, trigger, started, secrets.scrub(error, set(self.secrets))
+            )
 
     def record_status(self, report: PassReport, backoffs: Mapping[str, Backoff]) -> None:
         """After the loop has put failed keys on backoff: the pass's status rows, with their next retry."""

@@ -17,8 +17,16 @@ def to_json(
     resources: Sequence[Mapping[str, Any]],
     health: Sequence[Any],
     backups: Sequence[Mapping[str, Any]] = (),
+    engines: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    body = {"last_pass": last, "resources": list(resources), "health": list(health), "backups": list(backups)}
+    """`engines`: the last pass of each engine (Host), by name."""
+    body = {
+        "last_pass": last,
+        "engines": dict(engines or {}),
+        "resources": list(resources),
+        "health": list(health),
+        "backups": list(backups),
+    }
     return json.dumps(body, indent=2) + "\n"
 
 
@@ -38,23 +46,38 @@ def backup_lines(backups: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _pass_line(head: str, p: Mapping[str, Any]) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p["started"]))
+    if p.get("error"):  # the pass could not run: the engine unreachable, the desired state unreadable
+        return f"{head}: {p['command']} at {when}Z FAILED: {p['error']}"
+    rev = (p["revision"] or "(not a git checkout)")[:12] + (" (dirty)" if p["dirty"] else "")
+    return (
+        f"{head}: {p['command']} at {when}Z, revision {rev}: {p['changes'] or 0} changes, "
+        f"{p['failed'] or 0} failed, {p['findings'] or 0} findings, {p['errors'] or 0} errors"
+    )
+
+
 def to_text(
     last: Mapping[str, Any] | None,
     resources: Sequence[Mapping[str, Any]],
     health: Sequence[Mapping[str, Any]],
     backups: Sequence[Mapping[str, Any]] = (),
+    engines: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     if last is None:
         return "\n".join(["no pass recorded yet", *backup_lines(backups)]) + "\n"
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last["started"]))
-    rev = (last["revision"] or "(not a git checkout)")[:12] + (" (dirty)" if last["dirty"] else "")
-    lines = [
-        f"last pass: {last['command']} at {when}Z, revision {rev}: {last['changes'] or 0} changes, "
-        f"{last['failed'] or 0} failed, {last['findings'] or 0} findings, {last['errors'] or 0} errors"
-    ]
+    several = engines is not None and len(engines) > 1
+    if several:
+        assert engines is not None
+        lines = [_pass_line(f"last pass on {host}", p) for host, p in sorted(engines.items())]
+    else:
+        lines = [_pass_line("last pass", last)]
     width = max((len(r["key"]) for r in resources), default=10)
+    hosts = max((len(r.get("host") or "") for r in resources), default=0)
     for r in resources:
         line = f"  {r['status']:<9} {r['key']:<{width}}"
+        if several:
+            line = f"  {r['status']:<9} {r.get('host') or '':<{hosts}}  {r['key']:<{width}}"
         if r["status"] == "failing":
             retry = _hms(r["next_retry"]) if r["next_retry"] else "-"
             line += f"  attempts {r['attempts']}, next retry {retry}: {r['message']}"

@@ -47,8 +47,11 @@ def _pass(p: Mapping[str, Any]) -> dict[str, Any]:
     else:
         outcome = "ok"
     counts = f"{p.get('changes') or 0} changes, {p.get('failed') or 0} failed, {p.get('findings') or 0} findings"
+    if p.get("error"):  # a pass that could not run (engine unreachable, desired state unreadable)
+        counts = str(p["error"])
     return {
         "id": p["id"],
+        "host": p.get("host") or "-",
         "when": _when(p["started"]),
         "command": p["command"],
         "trigger": p.get("trigger") or "-",
@@ -81,7 +84,9 @@ def overview_model(
     health: Sequence[Mapping[str, Any]],
     overview: Mapping[str, Any] | None,
     backups: Mapping[str, Sequence[Mapping[str, Any]]],
+    engines: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`engines`: the last pass of each engine (Host), by name."""
     probed = {h["instance"]: h for h in health}
     rows = []
     for r in resources:
@@ -103,6 +108,7 @@ def overview_model(
     last = passes[0] if passes else None
     ov = overview or {}
     return {
+        "engines": _engines(rows, engines or {}),
         "state_path": state_path,
         "statuses": [s for s in STATUSES if s in counts or s in ("in-sync", "drifted", "failing")],
         "counts": counts,
@@ -113,6 +119,30 @@ def overview_model(
         "notes": list(ov.get("notes", ())),
         "passes": [_pass(p) for p in passes],
     }
+
+
+def _engines(rows: Sequence[Mapping[str, Any]], passes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each engine (`kind: Host`) with its resources' states and its last pass; one line per engine when there are
+    several (a down engine shows as a failed pass of its own, the others' passes go on)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        e = out.setdefault(r.get("host") or "default", {"name": r.get("host") or "default", "counts": {}})
+        e["counts"][r["status"]] = e["counts"].get(r["status"], 0) + 1
+    for host, p in passes.items():
+        out.setdefault(host, {"name": host, "counts": {}})["last_pass"] = _pass(p)
+    return [{"last_pass": None, **e} for _, e in sorted(out.items())]
+
+
+def merge_overviews(overviews: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """One overview of every engine's last pass: findings, pending changes and notes each say their engine."""
+    if not overviews:
+        return None
+    merged: dict[str, Any] = {"findings": [], "pending": [], "notes": [], "instances": {}}
+    for host, ov in sorted(overviews.items()):
+        for part in ("findings", "pending", "notes"):
+            merged[part] += [{**item, "host": host} for item in ov.get(part, ())]
+        merged["instances"].update({n: {**i, "host": host} for n, i in ov.get("instances", {}).items()})
+    return merged
 
 
 def instance_model(

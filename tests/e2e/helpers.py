@@ -117,12 +117,15 @@ def dbstate(
     env: dict[str, str] | None = None,
     secrets: tuple[str, ...] = (SECRET,),
     state: Path | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> Run:
     """Run the real `dbstate` command; every run is checked for leaked secret values. Without `state`, each run gets
     a state database of its own (a cold cache)."""
     if state is None:
         with tempfile.TemporaryDirectory(prefix="dbstate-state-") as tmp:
-            return dbstate(*args, host=host, cwd=cwd, env=env, secrets=secrets, state=Path(tmp) / "state.db")
+            return dbstate(
+                *args, host=host, cwd=cwd, env=env, secrets=secrets, state=Path(tmp) / "state.db", prefix=prefix
+            )
     full_env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
     full_env["DBSTATE_STATE"] = str(state)
     full_env.update(ENV)
@@ -130,7 +133,7 @@ def dbstate(
     full_env["PYTHONPATH"] = str(REPO)
     full_env["DOCKER_HOST"] = host
     r = subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
+        [*prefix, sys.executable, "-m", "controller.cli", *args],  # prefix: e.g. `unshare --net`
         cwd=cwd or REPO,
         env=full_env,
         capture_output=True,

@@ -313,16 +313,16 @@ def test_run_probes_on_its_interval_into_metrics_and_status(engine_host, docker_
         def metrics() -> str | None:
             text = c.get("/metrics")[1]
             wanted = (
-                'dbstate_instance_probe_success{name="kv-good"} 1',
-                'dbstate_instance_probe_success{name="kv-bad"} 0',
-                'dbstate_instance_up{name="kv-bad"} 0',
-                'dbstate_findings{type="unhealthy"} 1',
+                'dbstate_instance_probe_success{host="default",name="kv-good"} 1',
+                'dbstate_instance_probe_success{host="default",name="kv-bad"} 0',
+                'dbstate_instance_up{host="default",name="kv-bad"} 0',
+                'dbstate_findings{host="default",type="unhealthy"} 1',
             )
             return text if all(w in text for w in wanted) else None
 
         text = wait_for(metrics, timeout=30, interval=0.5)
-        assert 'dbstate_instance_version_info{name="kv-good",version="7.0.15"} 1' in text
-        assert 'dbstate_instance_up{name="kv-good"} 1' in text
+        assert 'dbstate_instance_version_info{host="default",name="kv-good",version="7.0.15"} 1' in text
+        assert 'dbstate_instance_up{host="default",name="kv-good"} 1' in text
         status = dbstate("status", "--state", str(state), host=engine_host, secrets=SECRETS)
         assert "unhealthy: the last" in status.stdout and "DatabaseInstance/kv-bad" in status.stdout
         assert "up        kv-good  7.0.15" in status.stdout

@@ -160,9 +160,9 @@ def test_repairs_stop_kill_and_disconnect_on_its_own(controller, docker_client):
     assert "docker container" in triggers and "docker network disconnect" in triggers
     status, body = controller.get("/metrics")
     assert status == 200
-    assert 'dbstate_changes_total{action="start",outcome="ok"}' in body
-    assert 'dbstate_changes_total{action="connect",outcome="ok"}' in body
-    assert 'dbstate_instance_up{name="kv-a"} 1' in body
+    assert 'dbstate_changes_total{action="start",host="default",outcome="ok"}' in body
+    assert 'dbstate_changes_total{action="connect",host="default",outcome="ok"}' in body
+    assert 'dbstate_instance_up{host="default",name="kv-a"} 1' in body
     assert "dbstate_last_successful_pass_timestamp_seconds" in body
     assert controller.get("/healthz") == (200, "ok\n")
 
@@ -363,8 +363,9 @@ def test_scheduled_backups_are_taken_by_run_and_shown_in_metrics_and_status(
             ["redis-cli", "--no-auth-warning", "set", "marker", "scheduled"], environment={"REDISCLI_AUTH": SECRET}
         )
         # the first look at the schedule comes 15 s after the start; no backup yet, so one is due
-        wait_for(lambda: 'dbstate_backup_last_success_timestamp_seconds{instance="kv-s"}' in c.get("/metrics")[1], 45)
-        assert 'dbstate_backup_last_size_bytes{instance="kv-s"}' in c.get("/metrics")[1]
+        last = 'dbstate_backup_last_success_timestamp_seconds{host="default",instance="kv-s"}'
+        wait_for(lambda: last in c.get("/metrics")[1], 45)
+        assert 'dbstate_backup_last_size_bytes{host="default",instance="kv-s"}' in c.get("/metrics")[1]
         # every series the shipped alert rules and dashboard name is on a real controller's /metrics
         from tests.unit.test_deploy import named_in_deploy
 
@@ -393,7 +394,7 @@ def test_a_corrupt_state_database_is_reported_and_run_converges_without_it(
         wait_for(lambda: running(docker_client, "kv-a-db"), timeout=30)
         docker_client.containers.get("kv-a-db").stop(timeout=1)
         wait_for(lambda: running(docker_client, "kv-a-db"), timeout=20)  # still repairing
-        assert "dbstate_state_database_ok 0.0" in c.get("/metrics")[1]
+        assert 'dbstate_state_database_ok{host="default"} 0.0' in c.get("/metrics")[1]
     finally:
         code, _seconds = c.stop()
     assert code == 0

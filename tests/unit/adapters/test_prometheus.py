@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.adapters.prometheus import render
+from controller.adapters.prometheus import Exposition, render
 from controller.core.health import ProbeResult
 from controller.engine.metrics import Metrics
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(text: str, host: str = "default") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of one engine (dbstate's series all carry `host`), without that label."""
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            labels = dict(s.labels)
+            if s.name.startswith("dbstate_") and labels.pop("host") != host:
+                continue
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     return out
 
 
@@ -56,7 +60,7 @@ def test_label_values_are_escaped_even_a_newline():
     m = Metrics()
     m.observe_pass("ok", 0.1, [], {}, {}, {}, {"x": ProbeResult("x", "", True, version='7"\\evil\nline')})
     text = render(m)
-    assert 'dbstate_instance_version_info{name="x",version="7\\"\\\\evil\\nline"} 1.0' in text
+    assert 'dbstate_instance_version_info{host="default",name="x",version="7\\"\\\\evil\\nline"} 1.0' in text
     assert samples(text)[("dbstate_instance_version_info", (("name", "x"), ("version", '7"\\evil\nline')))] == 1
 
 
@@ -76,3 +80,18 @@ def test_backups_and_a_lost_lease_are_series():
     assert got[("dbstate_backup_last_size_bytes", (("instance", "kv"),))] == 4096
     assert got[("dbstate_backup_failures_total", (("instance", "other"),))] == 1
     assert got[("dbstate_lease_lost_total", ())] == 2
+
+
+def test_each_engine_has_its_series_under_its_host_label():
+    a, b = Metrics(), Metrics()
+    a.observe_pass("ok", 0.2, [], {}, {"DatabaseInstance/pg": 0}, {"pg": 1})
+    b.failed_pass()
+    a.engine_up, b.engine_up = 1, 0
+    text = Exposition({"a": a, "b": b}).render()
+    for host, up, passes in (("a", 1, ("ok", 1)), ("b", 0, ("error", 1))):
+        got = samples(text, host)
+        assert got[("dbstate_engine_up", ())] == up
+        assert got[("dbstate_passes_total", (("result", passes[0]),))] == passes[1]
+    assert samples(text, "a")[("dbstate_instance_up", (("name", "pg"),))] == 1
+    assert ("dbstate_instance_up", (("name", "pg"),)) not in samples(text, "b")
+    assert sum(1 for f in text_string_to_metric_families(text) if f.name == "dbstate_engine_up") == 1  # one family

@@ -112,7 +112,7 @@ def test_schema_is_json_schema_and_committed_copy_is_current():
     schema = json.loads(r.stdout)
     assert schema["$schema"].endswith("2020-12/schema")
     kinds = {m["properties"]["kind"]["const"] for m in schema["$defs"].values() if "kind" in m.get("properties", {})}
-    assert kinds == {"DatabaseInstance", "Network", "Volume", "Consumer"}
+    assert kinds == {"DatabaseInstance", "Network", "Volume", "Consumer", "Host"}
     assert json.loads((REPO / "schema/desired-state.schema.json").read_text()) == schema, (
         "schema/desired-state.schema.json is stale: run `dbstate schema > schema/desired-state.schema.json`"
     )

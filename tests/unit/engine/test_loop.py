@@ -71,7 +71,7 @@ def test_an_unexpected_exception_in_a_pass_is_survived_and_the_next_pass_converg
     (failed,) = logs.messages("pass failed")
     assert failed["error"] == "unexpected KeyError: 'a bug in an adapter'" and failed["retry_in"] is not None
     assert metrics.passes["error"] == 1 and metrics.passes["ok"] >= 1
-    assert 'dbstate_passes_total{result="error"} 1.0' in render(metrics)
+    assert 'dbstate_passes_total{host="default",result="error"} 1.0' in render(metrics)
 
 
 def test_an_exception_raised_while_recording_status_does_not_end_the_loop():
