@@ -178,3 +178,51 @@ def test_retention_forgets_old_passes_never_the_newest_nor_the_facts(tmp_path: P
         assert db.db.execute("SELECT count(*) FROM findings").fetchone()[0] == 1
         assert db.seen_volumes() == {"pg_data": "id1"}
         assert db.prune(before=1000) == 0
+
+
+def test_each_engine_replaces_only_its_own_rows(tmp_path: Path):
+    path = tmp_path / "s.db"
+    with store.Store(path, host="a") as a, store.Store(path, host="b") as b:
+        a.set_resources([ResourceStatus("Volume/va", "in-sync", "", 0, None, None)])
+        b.set_resources([ResourceStatus("Volume/vb", "drifted", "", 0, None, None)])
+        a.set_resources([ResourceStatus("Volume/va2", "in-sync", "", 0, None, None)])  # a's next pass
+        assert [(r["host"], r["key"]) for r in b.resources()] == [("a", "Volume/va2"), ("b", "Volume/vb")]
+        a.save_endpoint_aliases({"e1": ("x",)})
+        b.save_endpoint_aliases({"e2": ("y",)})
+        assert a.endpoint_aliases() == {"e1": ("x",)} and b.endpoint_aliases() == {"e2": ("y",)}
+        a.record_probes([ProbeResult("kv-a", "10.0.0.2", False, error="down")], keep=["kv-a"])
+        b.record_probes([ProbeResult("kv-b", "10.0.1.2", True)], keep=["kv-b"])  # keeps a's instance too
+        assert {h["instance"]: h["host"] for h in a.health()} == {"kv-a": "a", "kv-b": "b"}
+        a.set_overview({"findings": []})
+        b.set_overview({"findings": [{"type": "orphan"}]})
+        assert b.overviews() == {"a": {"findings": []}, "b": {"findings": [{"type": "orphan"}]}}
+        pid = a.begin_pass("run", "abc", False, "start")
+        a.finish_pass(pid, 0, 0, 0, 0)
+        b.record_failed_pass("run", "resync", 100.0, "cannot reach the Docker engine at tcp://x")
+        last = a.last_passes()
+        assert set(last) == {"a", "b"} and last["a"]["error"] is None
+        assert last["b"]["error"] == "cannot reach the Docker engine at tcp://x" and last["b"]["errors"] == 1
+
+
+def test_a_schema_3_database_keeps_its_rows_under_the_default_engine(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    with store.Store(path) as db:
+        db.set_resources([ResourceStatus("Volume/v", "in-sync", "", 0, None, None)])
+        db.set_overview({"findings": [{"type": "orphan"}]})
+    raw = sqlite3.connect(path)  # as schema 3 had them: the overview in its one-row table, no engine anywhere
+    raw.execute("CREATE TABLE overview (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL)")
+    raw.execute("""INSERT INTO overview VALUES (1, '{"pending": []}')""")
+    raw.execute("DROP TABLE overviews")
+    for table in ("resources", "endpoint_aliases", "health"):
+        raw.execute(f"ALTER TABLE {table} DROP COLUMN host")
+    raw.execute("ALTER TABLE passes DROP COLUMN host")
+    raw.execute("ALTER TABLE passes DROP COLUMN error")
+    raw.execute("PRAGMA user_version = 3")
+    raw.commit()
+    raw.close()
+    with store.Store(path) as db:
+        assert db.version() == store.SCHEMA_VERSION
+        assert [(r["host"], r["key"]) for r in db.resources()] == [("default", "Volume/v")]
+        assert db.overviews() == {"default": {"pending": []}}

@@ -154,6 +154,43 @@ def test_nothing_is_done_without_the_lease_and_everything_once_it_is_held():
     assert lease.released
 
 
+class UnreachableLease(FakeLease):
+    """The engine does not answer the lease's renewals until `back` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.other, self.back = None, False
+
+    def hold(self) -> Other | None:
+        if not self.back:
+            raise errors.EngineUnavailable("cannot reach the Docker engine at tcp://10.0.0.9:2376 (connection refused)")
+        return None
+
+    def held(self) -> bool:
+        return self.back
+
+
+def test_an_engine_that_cannot_hold_its_lease_fails_its_passes_reported_and_backed_off():
+    engine, lease = FakeEngine(), UnreachableLease()
+    history = MemoryHistory()
+    r = Reconciler(TextSource(STATE, {"PG_PASSWORD": SECRET}), engine, engine, history, PassOptions("run"))
+    logs, metrics = Logs(), Metrics()
+    loop = Loop(r, queue=WorkQueue(base=0.05, cap=0.2), metrics=metrics, log=logs, lease=lease, lease_ttl=0.4)
+    t = start_loop(loop)
+    try:
+        wait_for(lambda: len(logs.messages("pass failed")) >= 3)
+        assert len(logs.messages("cannot renew the lease")) == 1  # once per outage, not once per renewal
+        assert engine.calls == [] and metrics.engine_up == 0 and not loop.is_ready()
+        failed = [p for p in history.passes.values() if p.get("error")]
+        assert failed and "connection refused" in failed[0]["error"]  # in the history: status and the web view
+        lease.back = True
+        wait_for(lambda: "pg-db" in engine.containers)
+        wait_for(loop.is_ready)
+    finally:
+        loop.stop()
+        t.join(5)
+
+
 def test_a_desired_state_error_is_logged_once_not_once_per_pass():
     broken = instance_yaml("kv", "kv-db", volume=None).replace("engine: postgres", "engine: nosuchdb")
     engine = FakeEngine()
