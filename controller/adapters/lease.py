@@ -166,7 +166,8 @@ class EngineLease:
                 f"(TTL {self.ttl:g} s): this controller stops changing the engine until it holds it again"
             )
         highest = self.epochs()
-        if not highest or highest[-1].number != mine or highest[-1].holder != self.holder:
+        # our own epoch above `mine` is a renewal of ours in flight (made on the engine, not yet recorded here)
+        if not highest or highest[-1].number < mine or highest[-1].holder != self.holder:
             with self._lock:
                 if self._epoch == mine:
                     self._epoch = None
