@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from controller.adapters import backups, desired, facts, lease, store
 from controller.adapters.docker import DockerRuntime, TLSFiles
 from controller.adapters.shell import DockerShell
-from controller.adapters.source import DirectorySource
+from controller.adapters.source import DirectorySource, EngineSource, SharedSource
 from controller.core import errors, live, placement, spec
 from controller.core.adoption import Adoption
 from controller.core.importer import Found
@@ -159,7 +159,8 @@ def reconciler(
     if host is None and target.host is None and instance is not None and len(refs) > 1:
         host = placement.where(_whole(target, source).state).get(f"DatabaseInstance/{instance}")
     engine = pick(refs, host or target.host)
-    with _wire(target, options, engine, require_store, retry_budget, progress, source, lease_ttl, state_unusable) as w:
+    whole = DirectorySource(target.directory, target.env_file, source, limits=_limits(target))
+    with _wire(target, options, engine, whole, require_store, retry_budget, progress, lease_ttl, state_unusable) as w:
         yield w
 
 
@@ -180,10 +181,11 @@ def reconcilers(
     source of its part of the desired state: `plan`, `apply` and `run` over several engines."""
     refs, host = engines(target, source), host or target.host
     chosen = [pick(refs, host)] if host is not None else refs
+    whole = SharedSource(DirectorySource(target.directory, target.env_file, source, limits=_limits(target)))
     with contextlib.ExitStack() as stack:
         yield [
             stack.enter_context(
-                _wire(target, options, e, require_store, retry_budget, progress, source, lease_ttl, state_unusable)
+                _wire(target, options, e, whole, require_store, retry_budget, progress, lease_ttl, state_unusable)
             )
             for e in chosen
         ]
@@ -194,10 +196,10 @@ def _wire(
     target: Target,
     options: PassOptions,
     engine: EngineRef,
+    whole: DirectorySource | SharedSource,
     require_store: bool,
     retry_budget: float,
     progress: Callable[[str], None] | None,
-    source: SourceMode,
     lease_ttl: float | None,
     state_unusable: Callable[[str], None] | None,
 ) -> Iterator[Wired]:
@@ -215,7 +217,7 @@ def _wire(
         shell, kept = DockerShell(runtime), backup_dir(target)
         try:
             r = Reconciler(
-                DirectorySource(target.directory, target.env_file, source, limits=_limits(target), host=engine.name),
+                EngineSource(whole, engine.name),
                 runtime,
                 runtime,
                 history,
@@ -247,7 +249,7 @@ def audit(target: Target, timeout: float, engine: EngineRef) -> AuditResult:
         runtime = _runtime(engine, db, 30.0, None)
         try:
             return auditing.run(
-                DirectorySource(target.directory, target.env_file, limits=_limits(target), host=engine.name),
+                EngineSource(DirectorySource(target.directory, target.env_file, limits=_limits(target)), engine.name),
                 runtime,
                 _prober(),
                 history,

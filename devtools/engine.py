@@ -52,7 +52,15 @@ STAND_INS: dict[str, tuple[str, str, dict[str, str], str]] = {
     "redis": ("dbstate-local/redis:7.0", "redis", {}, BASE_SUITE),
     "app": ("dbstate-local/app:1", "app", {}, BASE_SUITE),
 }
-POOLS = {"test": "10.213.0.0/16", "local": "10.214.0.0/16", "bench": "10.215.0.0/16", "test2": "10.216.0.0/16"}
+POOLS = {
+    "test": "10.213.0.0/16",
+    "local": "10.214.0.0/16",
+    "bench": "10.215.0.0/16",
+    "test2": "10.216.0.0/16",
+    "bench2": "10.217.0.0/16",
+    "bench3": "10.218.0.0/16",
+    "bench4": "10.220.0.0/16",  # 10.219 is the pool of any other name
+}
 
 
 class EngineStartError(RuntimeError):

@@ -4,6 +4,7 @@ committed at HEAD (commit: exported with git, errors reported under the real pat
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -23,23 +24,27 @@ class DirectorySource:
         mode: Mode = "worktree",
         environ: Mapping[str, str] | None = None,
         limits: desired.Limits | None = None,
-        host: str | None = None,
     ) -> None:
-        """`host`: only the resources of this engine (core/placement.py); None: all of them."""
-        self.host = host
         self.directory = directory
         self.env_file = env_file
         self.mode = mode
         self.environ = environ
         self.limits = limits
 
-    def load(self) -> Desired:
-        whole = self._load()
-        if self.host is None:
-            return whole
-        return Desired(whole.revision, placement.slice_loaded(whole.loaded, self.host))
+    def fingerprint(self) -> tuple[object, ...] | None:
+        """What a reading depends on: the revision, and each file's (and the env file's) size and mtime; None when
+        it cannot be told (then it is read again)."""
+        rev = git.revision(self.directory)
+        env = self.env_file or Path(desired.DEFAULT_ENV_FILE)
+        try:
+            files = desired.find_files(self.directory) if self.mode == "worktree" else []
+            stats = [(str(f), st.st_mtime_ns, st.st_size) for f in files for st in (f.stat(),)]
+            env_stat = (env.stat().st_mtime_ns, env.stat().st_size) if env.exists() else None
+        except OSError:
+            return None
+        return (rev, tuple(stats), env_stat)
 
-    def _load(self) -> Desired:
+    def load(self) -> Desired:
         rev = git.revision(self.directory)
         if self.mode == "commit":
             if rev.commit is None:
@@ -49,3 +54,33 @@ class DirectorySource:
                 loaded = desired.load(exported, self.env_file, self.environ, self.directory, self.limits)
                 return Desired(rev, loaded)
         return Desired(rev, desired.load(self.directory, self.env_file, self.environ, limits=self.limits))
+
+
+class SharedSource:
+    """One reading of the directory for every engine's reconciler: read again only when its fingerprint (revision,
+    files, env file) changed, so that N engines do not parse the same files N times per pass."""
+
+    def __init__(self, inner: DirectorySource) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[object, ...], Desired] | None = None
+
+    def load(self) -> Desired:
+        with self._lock:
+            key = self.inner.fingerprint()
+            if key is not None and self._last is not None and self._last[0] == key:
+                return self._last[1]
+            loaded = self.inner.load()
+            self._last = (key, loaded) if key is not None else None
+            return loaded
+
+
+class EngineSource:
+    """The part of the desired state that one engine's reconciler works on (core/placement.py)."""
+
+    def __init__(self, whole: DirectorySource | SharedSource, host: str) -> None:
+        self.whole, self.host = whole, host
+
+    def load(self) -> Desired:
+        d = self.whole.load()
+        return Desired(d.revision, placement.slice_loaded(d.loaded, self.host))
