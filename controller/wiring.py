@@ -271,10 +271,10 @@ def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
         runtime.close()
 
 
-def record_adoptions(target: Target, adoptions: Sequence[Adoption]) -> None:
-    """Ownership of containers taken over as they are: in the state database, and on the engine."""
+def record_adoptions(target: Target, adoptions: Sequence[Adoption], host: str | None = None) -> None:
+    """Ownership of containers taken over as they are: in the state database, and on the engine (`host`'s)."""
     with _history(target.state, True) as (history, _db):
-        runtime = _runtime(pick(engines(target), target.host), None, 10.0, None)
+        runtime = _runtime(pick(engines(target), host or target.host), None, 10.0, None)
         try:
             kept = facts.EngineFacts(runtime, write=True)
             for a in adoptions:

@@ -40,9 +40,10 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller import wiring
     from controller.core import adoption, spec
 
-    with wiring.reconciler(opts.target, PassOptions("adopt"), require_store=True) as wired:
+    with wiring.reconciler(opts.target, PassOptions("adopt"), instance=opts.name, require_store=True) as wired:
         result = wired.reconciler.plan()
         wired.reconciler.finish(result)
+        host = wired.engine.name
     inst = next((i for i in result.loaded.state.instances if i.metadata.name == opts.name), None)
     if inst is None:
         raise DbstateError(f"no DatabaseInstance named {opts.name} in {opts.target.directory} (or it has errors)")
@@ -61,7 +62,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
             print(f"  - {d}", file=out)
         return common.EXIT_ERROR
     key = f"{inst.kind}/{inst.metadata.name}"
-    wiring.record_adoptions(opts.target, [adoption.Adoption(key, c.id, spec.spec_hash(inst))])
+    wiring.record_adoptions(opts.target, [adoption.Adoption(key, c.id, spec.spec_hash(inst))], host)
     print(f"adopted {inst.container_name} ({c.id[:12]}) as {key}, as it is: nothing was recreated", file=out)
     command = adoption.retire_command(c)
     if command:

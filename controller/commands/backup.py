@@ -87,7 +87,8 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
     failed = 0
     taken = []
-    with wiring.reconciler(opts.target, PassOptions("backup")) as wired:
+    first = opts.names[0] if opts.names else None  # with several Hosts: the engine of the (first) instance named
+    with wiring.reconciler(opts.target, PassOptions("backup"), instance=first) as wired:
         result = wired.reconciler.plan()
         for server in servers(result, opts.names):
             if isinstance(server, str):

@@ -52,7 +52,9 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         print(f"  .. {message}", file=err)
 
     passes = PassOptions("migrate-volume", scope=opts.scope)
-    with wiring.reconciler(opts.target, passes, require_store=True, lease_ttl=opts.lease_ttl) as wired:
+    with wiring.reconciler(
+        opts.target, passes, instance=opts.name, require_store=True, lease_ttl=opts.lease_ttl
+    ) as wired:
         assert wired.lease is not None
         with wired.lease.holding(progress):
             result = wired.reconciler.plan()

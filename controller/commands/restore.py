@@ -72,7 +72,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     def progress(message: str) -> None:
         print(f"  .. {message}", file=err, flush=True)
 
-    with wiring.reconciler(opts.target, PassOptions("restore"), lease_ttl=opts.lease_ttl) as wired:
+    with wiring.reconciler(opts.target, PassOptions("restore"), instance=opts.name, lease_ttl=opts.lease_ttl) as wired:
         manifest = wired.backups.get(opts.source)
         assert wired.lease is not None
         with wired.lease.holding(progress):

@@ -210,3 +210,40 @@ def test_scope_bounds_what_a_consumer_may_be_done_to():
     assert ("connect", "app") in summary(by_project)[0] and "out-of-scope" not in str(summary(by_project)[1])
     by_label = diff.diff(S, observed, scope=Scope(labels=frozenset({("com.docker.compose.project", "wiki")})))
     assert ("connect", "app") in summary(by_label)[0]
+
+
+def test_a_use_across_engines_is_verified_against_the_published_address():
+    """Engine `a`'s part of a two-engine state: the consumer uses kv-b (on `b`) through its published port, so its
+    hostEnv must name the published address, not an alias it cannot resolve."""
+    hosts_docs = (
+        "apiVersion: dbstate.io/v1\nkind: Host\nmetadata: {name: a}\nspec: {endpoint: 'unix:///run/a.sock'}\n---\n"
+        "apiVersion: dbstate.io/v1\nkind: Host\nmetadata: {name: b}\nspec: {endpoint: 'tcp://10.0.0.5:2376'}\n"
+    )
+    text = "---\n".join(
+        [
+            hosts_docs,
+            network("net-a").replace("spec: {", "spec: {host: a, "),
+            network("net-b").replace("spec: {", "spec: {host: b, "),
+            redis_instance(
+                "kv-b", "kv-b-db", "[{name: net-b, aliases: [kv-b]}]", '  host: b\n  ports: ["10.0.0.5:6379:6379"]\n'
+            ),
+            consumer("app", "kv-b")
+            .replace("spec:\n", "spec:\n  host: a\n")
+            .replace(
+                "{instance: kv-b, hostEnv: DB_HOST}", '{instance: kv-b, hostEnv: DB_HOST, published: "10.0.0.5:6379"}'
+            ),
+        ]
+    )
+    from controller.core import placement
+
+    part = placement.only(state(text), "a")
+    assert [c.metadata.name for c in part.consumers] == ["app"] and part.instances == ()
+
+    def app(db_host: str) -> live.Container:
+        return live.Container(
+            "a", "app", "app:1", "running", networks=(live.Attachment("net-a"),), env={"DB_HOST": db_host}
+        )
+
+    assert summary(diff.diff(part, world(app("10.0.0.5:6379"), networks=(net("net-a"),)))) == ([], [])
+    found = diff.diff(part, world(app("kv-b"), networks=(net("net-a"),))).findings
+    assert [(f.type, f.name) for f in found] == [(FindingType.HOST_MISMATCH, "app")] and "10.0.0.5" in found[0].message
