@@ -9,7 +9,8 @@ from controller.core import spec
 
 
 def declared(state: spec.DesiredState) -> dict[str, list[str]]:
-    return {
+    hosts = {"Host": [h.metadata.name for h in state.hosts]} if state.hosts else {}  # engines, when declared
+    return hosts | {
         "DatabaseInstance": [r.metadata.name for r in state.instances],
         "Network": [r.metadata.name for r in state.networks],
         "Volume": [r.metadata.name for r in state.volumes],
