@@ -71,23 +71,8 @@ def run(opts: RunOptions) -> int:
         source=opts.source,
         lease_ttl=opts.lease_ttl,
     ) as every:
-        several = len(every) > 1
-        loops: dict[str, Loop] = {}
-        for wired in every:
-            reconcilers.append(wired.reconciler)
-            metrics = Metrics()
-            metrics.state_ok = 0 if unusable else 1
-            loops[wired.engine.name] = Loop(
-                wired.reconciler,
-                resync=opts.resync,
-                metrics=metrics,
-                log=functools.partial(log, host=wired.engine.name) if several else log,
-                lease=wired.lease,
-                lease_ttl=opts.lease_ttl,
-                backups=wired.reconciler,
-                notifications=notifications,
-                name=wired.engine.name,
-            )
+        reconcilers.extend(w.reconciler for w in every)
+        loops = _loops(opts, every, log, notifications, state_ok=not unusable)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log(level="info", msg="stopping", signal=signal.Signals(signum).name)
@@ -119,7 +104,7 @@ def run(opts: RunOptions) -> int:
             directory=str(directory),
             source=opts.source,
             resync=opts.resync,
-            engine=", ".join(f"{w.engine.name}={w.runtime.host}" if several else w.runtime.host for w in every),
+            engine=", ".join(f"{w.engine.name}={w.runtime.host}" if len(every) > 1 else w.runtime.host for w in every),
         )
         # one thread per engine: a pass that waits on a slow or dead engine holds up no other engine's repairs
         running = [
@@ -143,6 +128,28 @@ def run(opts: RunOptions) -> int:
                 notifications.stop()
             unroute()
     return 0
+
+
+def _loops(
+    opts: RunOptions, every: list[Wired], log: logs.Log, notifications: Notifications | None, state_ok: bool
+) -> dict[str, Loop]:
+    """One loop per engine, each with its metrics (the `host` label) and, with several engines, `host=` in its logs."""
+    loops: dict[str, Loop] = {}
+    for wired in every:
+        metrics = Metrics()
+        metrics.state_ok = int(state_ok)
+        loops[wired.engine.name] = Loop(
+            wired.reconciler,
+            resync=opts.resync,
+            metrics=metrics,
+            log=functools.partial(log, host=wired.engine.name) if len(every) > 1 else log,
+            lease=wired.lease,
+            lease_ttl=opts.lease_ttl,
+            backups=wired.reconciler,
+            notifications=notifications,
+            name=wired.engine.name,
+        )
+    return loops
 
 
 def _sources(
