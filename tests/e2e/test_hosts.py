@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -241,3 +243,72 @@ def test_exec_probes_from_a_namespace_with_no_route_report_what_the_direct_probe
     through = probe("auto", alone)
     assert through["reachable"] and through["version"] == direct["version"]
     assert through["auth_weak"] == direct["auth_weak"] and through["facts"] == direct["facts"]
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, engine_host: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """An ssh server on 127.0.0.1 whose one key may only run `docker system dial-stdio` against the suite's engine
+    (the way an operator would lock a deploy key down), and an `ssh` on PATH that uses that key: the endpoint
+    `ssh://root@127.0.0.1:PORT` and the environment to run dbstate with."""
+    d = tmp_path / "ssh"
+    d.mkdir(mode=0o700)
+    for key in ("host", "id"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    public = (d / "id.pub").read_text().strip()
+    forced = f"DOCKER_HOST={engine_host} exec docker system dial-stdio"
+    (d / "authorized_keys").write_text(f'command="{forced}",no-pty,no-port-forwarding,no-agent-forwarding {public}\n')
+    port = free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n"
+        f"PidFile {d}/sshd.pid\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nPermitRootLogin prohibit-password\n"
+    )
+    (d / "ssh_config").write_text(
+        f"Host 127.0.0.1\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n  BatchMode yes\n"
+        "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+    )
+    bin_dir = d / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("ssh")} -F {d}/ssh_config "$@"\n')
+    wrapper.chmod(0o755)
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+    with open(d / "sshd.log", "wb") as log:
+        proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")], stderr=log)
+        try:
+            wait_for(lambda: _listening(port), 10)
+            yield f"ssh://root@127.0.0.1:{port}", {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_an_engine_over_ssh_is_reconciled_like_any_other(
+    sshd: tuple[str, dict[str, str]], engine_host: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    endpoint, env = sshd
+    root = write_tree(
+        tmp_path / "desired",
+        {
+            "host.yaml": f"apiVersion: dbstate.io/v1\nkind: Host\nmetadata: {{name: s}}\n"
+            f"spec: {{endpoint: '{endpoint}'}}\n",
+            "kv.yaml": net("net-hs", "s")
+            + "---\n"
+            + redis_instance("kv-hs", "kv-hs-db", "[{name: net-hs, aliases: [kv]}]", NO_RESTART),
+        },
+    )
+    state = tmp_path / "state.db"
+    r = dbstate("apply", "--dir", str(root), "--yes", host=engine_host, env=env, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert running(docker_client, "kv-hs-db")  # made through ssh, on the engine the key leads to
+    r = dbstate("plan", "--dir", str(root), "--output", "json", host=engine_host, env=env, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    doc = r.json()
+    assert doc["in_sync"] and doc["engine"]["host"] == endpoint
+    # not probed through the engine here: `docker exec` over docker-py's ssh transport breaks its pipe now and then
+    # (docs/scaling.md); probes and backups of an ssh engine are not yet reliable
