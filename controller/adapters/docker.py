@@ -108,6 +108,27 @@ def _tls_config(files: TLSFiles | None, host: str) -> docker.tls.TLSConfig | boo
     return docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
 
 
+def _quiet_ssh_close() -> None:
+    """docker/docker-py#3218 (open): over ssh, closing a connection writes to the pipe of an `ssh` that has already
+    exited (an exec's stream ends, dockerd closes, dial-stdio and ssh exit), so a call that succeeded raises
+    BrokenPipeError. Closing such a connection is made quiet, once; nothing else of the transport changes."""
+    from docker.transport import sshconn  # with paramiko installed (docker[ssh])
+
+    original = sshconn.SSHSocket.close
+    if getattr(original, "quiet", False):
+        return
+
+    def close(self: Any) -> None:
+        try:
+            original(self)
+        except (BrokenPipeError, ValueError, OSError):  # the ssh process is gone already: nothing to tell it
+            with contextlib.suppress(Exception):
+                self.proc.terminate()
+
+    close.quiet = True  # type: ignore[attr-defined]
+    sshconn.SSHSocket.close = close  # type: ignore[method-assign]
+
+
 _fenced = threading.local()  # set while a fenced (mutating) call of DockerRuntime runs in this thread
 
 
@@ -149,6 +170,8 @@ class DockerEngine:
         for a tcp:// engine that verifies clients; an ssh:// engine is reached through the `ssh` client."""
         self.host = resolve_host(host)
         self.tls = tls
+        if self.host.startswith("ssh://"):
+            _quiet_ssh_close()
         self.save_aliases = save_aliases
         self.retry_budget = retry_budget
         self.progress = progress or (lambda _msg: None)
