@@ -144,3 +144,18 @@ spec:
 
 
 ENV = {"TEST_REDIS_PASSWORD": SECRET}
+
+
+# Two engines (`kind: Host`): `a` over a unix socket, `b` over TCP with client certificates (paths, not values).
+TWO_HOSTS = """apiVersion: dbstate.io/v1
+kind: Host
+metadata: {name: a}
+spec: {endpoint: "unix:///run/a.sock"}
+---
+apiVersion: dbstate.io/v1
+kind: Host
+metadata: {name: b}
+spec:
+  endpoint: "tcp://10.0.0.2:2376"
+  tls: {ca: tls/ca.pem, cert: tls/cert.pem, key: tls/key.pem}
+"""

@@ -24,7 +24,7 @@ import pytest
 from devtools import engine as devengine
 from tests.e2e.helpers import dbstate, redis_instance, wait_for
 from tests.e2e.test_run import NO_RESTART, Controller, free_port
-from tests.helpers import git, write_tree
+from tests.helpers import SECRET, git, write_tree
 
 pytestmark = pytest.mark.engine
 
@@ -314,6 +314,12 @@ def test_an_engine_over_ssh_is_reconciled_like_any_other(
         assert doc["in_sync"] and doc["engine"]["host"] == endpoint
         (probe,) = doc["probes"]
         assert probe["reachable"] and probe["version"].startswith("7."), probe["error"]
-    r = dbstate("backup", "kv-hs", "--dir", str(root), host=engine_host, env=env, state=state)  # the RDB through exec
+    marker = docker_client.containers.get("kv-hs-db").exec_run(
+        ["redis-cli", "SET", "marker", "kept"], environment={"REDISCLI_AUTH": SECRET}
+    )
+    assert marker.exit_code == 0 and b"OK" in marker.output
+    r = dbstate("backup", "kv-hs", "--verify", "--dir", str(root), host=engine_host, env=env, state=state)
     assert r.code == 0, r.stdout + r.stderr
-    assert len(list((tmp_path / "backups" / "kv-hs").glob("*.json"))) == 1
+    (manifest,) = (tmp_path / "backups" / "kv-hs").glob("*.json")
+    assert json.loads(manifest.read_text())["counts"] == {"keys": 1}  # the marker is in the backup
+    assert SECRET not in manifest.read_text()

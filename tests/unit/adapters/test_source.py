@@ -7,17 +7,7 @@ import os
 from pathlib import Path
 
 from controller.adapters.source import DirectorySource, EngineSource, SharedSource
-
-HOSTS = """apiVersion: dbstate.io/v1
-kind: Host
-metadata: {name: a}
-spec: {endpoint: "unix:///run/a.sock"}
----
-apiVersion: dbstate.io/v1
-kind: Host
-metadata: {name: b}
-spec: {endpoint: "tcp://10.0.0.2:2376"}
-"""
+from tests.helpers import TWO_HOSTS
 
 
 def net(name: str, host: str) -> str:
@@ -25,7 +15,7 @@ def net(name: str, host: str) -> str:
 
 
 def test_a_shared_reading_is_reused_until_a_file_changes(tmp_path: Path):
-    (tmp_path / "hosts.yaml").write_text(HOSTS)
+    (tmp_path / "hosts.yaml").write_text(TWO_HOSTS)
     (tmp_path / "n.yaml").write_text(net("net-a", "a") + "---\n" + net("net-b", "b"))
     shared = SharedSource(DirectorySource(tmp_path))
     a, b = EngineSource(shared, "a"), EngineSource(shared, "b")

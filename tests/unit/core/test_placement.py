@@ -7,19 +7,7 @@ import pytest
 
 from controller.adapters import desired
 from controller.core import errors, placement
-
-HOSTS = """apiVersion: dbstate.io/v1
-kind: Host
-metadata: {name: a}
-spec: {endpoint: "unix:///run/a.sock"}
----
-apiVersion: dbstate.io/v1
-kind: Host
-metadata: {name: b}
-spec:
-  endpoint: "tcp://10.0.0.2:2376"
-  tls: {ca: tls/ca.pem, cert: tls/cert.pem, key: tls/key.pem}
-"""
+from tests.helpers import TWO_HOSTS
 
 
 def doc(kind: str, name: str, spec: str = "") -> str:
@@ -62,7 +50,7 @@ def errors_of(text: str) -> list[str]:
 
 def test_a_two_engine_state_loads_and_each_engine_gets_its_own_part():
     text = (
-        HOSTS
+        TWO_HOSTS
         + doc("Network", "net-a", "spec: {host: a}\n")
         + doc("Network", "net-b", "spec: {host: b}\n")
         + redis("kv-a", "a", "net-a")
@@ -78,7 +66,7 @@ def test_a_two_engine_state_loads_and_each_engine_gets_its_own_part():
 
 
 def test_a_client_key_is_a_file_reference_not_a_secret_value():
-    loaded = desired.load_text(HOSTS)
+    loaded = desired.load_text(TWO_HOSTS)
     (b,) = [h for h in loaded.state.hosts if h.metadata.name == "b"]
     assert b.spec.tls is not None and b.spec.tls.key == "tls/key.pem" and loaded.errors == ()
 
@@ -86,14 +74,14 @@ def test_a_client_key_is_a_file_reference_not_a_secret_value():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (HOSTS + doc("Network", "n"), "Network/n: spec: spec.host is required: 2 Hosts are declared (a, b)"),
+        (TWO_HOSTS + doc("Network", "n"), "Network/n: spec: spec.host is required: 2 Hosts are declared (a, b)"),
         (doc("Network", "n", "spec: {host: c}\n"), "Network/n: spec.host: Host 'c' is not declared"),
         (
-            HOSTS + doc("Network", "net-a", "spec: {host: a}\n") + redis("kv", "b", "net-a"),
+            TWO_HOSTS + doc("Network", "net-a", "spec: {host: a}\n") + redis("kv", "b", "net-a"),
             "DatabaseInstance/kv: spec.networks[0].name: Network/net-a lives on Host a, this one on b",
         ),
         (
-            HOSTS
+            TWO_HOSTS
             + doc("Network", "net-a", "spec: {host: a}\n")
             + doc("Network", "net-b", "spec: {host: b}\n")
             + redis("kv", "b", "net-b")
@@ -102,7 +90,7 @@ def test_a_client_key_is_a_file_reference_not_a_secret_value():
             "across engines, declare `published: ADDRESS:PORT`, a port it publishes",
         ),
         (
-            HOSTS
+            TWO_HOSTS
             + doc("Network", "net-a", "spec: {host: a}\n")
             + doc("Network", "net-b", "spec: {host: b}\n")
             + redis("kv", "b", "net-b", '["10.0.0.2:6379:6379"]')
@@ -110,7 +98,7 @@ def test_a_client_key_is_a_file_reference_not_a_secret_value():
             "Consumer/web: spec.uses[0].published: kv publishes no port 6380 (its ports: 10.0.0.2:6379:6379)",
         ),
         (
-            HOSTS.replace('"unix:///run/a.sock"', '"tcp://10.0.0.2:2376"'),
+            TWO_HOSTS.replace('"unix:///run/a.sock"', '"tcp://10.0.0.2:2376"'),
             "Host/a: spec.endpoint: tcp://10.0.0.2:2376 is the endpoint of 2 Hosts (a, b): one engine, one Host",
         ),
     ],
@@ -121,7 +109,7 @@ def test_placement_errors_name_the_file_line_and_field(text: str, expected: str)
 
 def test_a_use_across_engines_through_a_published_port_is_valid():
     text = (
-        HOSTS
+        TWO_HOSTS
         + doc("Network", "net-a", "spec: {host: a}\n")
         + doc("Network", "net-b", "spec: {host: b}\n")
         + redis("kv", "b", "net-b", '["10.0.0.2:6379:6379"]')
@@ -131,12 +119,12 @@ def test_a_use_across_engines_through_a_published_port_is_valid():
 
 
 def test_tls_goes_with_tcp_only():
-    text = HOSTS.replace('"tcp://10.0.0.2:2376"', '"ssh://ops@10.0.0.2"')
+    text = TWO_HOSTS.replace('"tcp://10.0.0.2:2376"', '"ssh://ops@10.0.0.2"')
     assert any("tls goes with a tcp:// endpoint" in e for e in errors_of(text))
 
 
 def test_a_broken_host_holds_back_what_does_not_say_its_engine():
-    text = HOSTS.replace("tcp://10.0.0.2:2376", "http://x") + doc("Network", "n")
+    text = TWO_HOSTS.replace("tcp://10.0.0.2:2376", "http://x") + doc("Network", "n")
     problems = errors_of(text)
     assert any("Host b has errors, so which engine is meant is not known" in p for p in problems)
     loaded = desired.load_text(text)
@@ -144,7 +132,7 @@ def test_a_broken_host_holds_back_what_does_not_say_its_engine():
 
 
 def test_an_engine_no_longer_declared_gets_nothing_to_act_on():
-    loaded = desired.load_text(HOSTS)
+    loaded = desired.load_text(TWO_HOSTS)
     with pytest.raises(errors.DesiredStateError, match="Host c is no longer declared"):
         placement.slice_loaded(loaded, "c")
     with pytest.raises(errors.DesiredStateError, match="Host documents were declared"):
