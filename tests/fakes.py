@@ -84,6 +84,7 @@ class RecordingRuntime:
         volumes: Mapping[str, str],
         ports: Sequence[str],
         restart_policy: str,
+        read_only: Collection[str] = (),
     ) -> None:
         self._call("create_container", name)
 
@@ -183,6 +184,7 @@ class FakeEngine(RecordingRuntime):
         volumes: Mapping[str, str],
         ports: Sequence[str],
         restart_policy: str,
+        read_only: Collection[str] = (),
     ) -> None:
         super().create_container(name, image, env, command, labels, networks, volumes, ports, restart_policy)
         if name in self.containers:

@@ -350,7 +350,9 @@ def _container(
             known = aliases.get(n.get("EndpointID") or "", ())
         nets.append(live.Attachment(net_name, known, n.get("IPAddress") or None))
     mounts = tuple(
-        live.Mount(m.get("Type", ""), m.get("Name") or m.get("Source") or "", m.get("Destination", ""))
+        live.Mount(
+            m.get("Type", ""), m.get("Name") or m.get("Source") or "", m.get("Destination", ""), m.get("RW", True)
+        )
         for m in c.get("Mounts") or []
     )
     ports = tuple(
@@ -602,6 +604,7 @@ class DockerRuntime(DockerEngine):
         volumes: Mapping[str, str],
         ports: Sequence[str],
         restart_policy: str,
+        read_only: Collection[str] = (),
     ) -> None:
         self.ensure_image(image)
         port_bindings: dict[int | str, Any] = {}
@@ -614,7 +617,9 @@ class DockerRuntime(DockerEngine):
         host_config = self.api.create_host_config(
             # a source that is a path is a host directory (a volume's name never starts with /)
             mounts=[
-                docker.types.Mount(target=t, source=s, type="bind" if s.startswith("/") else "volume")
+                docker.types.Mount(
+                    target=t, source=s, type="bind" if s.startswith("/") else "volume", read_only=s in read_only
+                )
                 for s, t in volumes.items()
             ],
             port_bindings=port_bindings or None,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.commands.plan import render
-from controller.core.plan import FindingType
+from controller.core.plan import BLOCKING
 from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
@@ -32,17 +32,7 @@ to --lease-ttl).
 
 exit codes: 0 converged; 1 a change failed, the desired state has errors, or a declared resource is not under
 dbstate's management or is held back to protect its data (name-conflict, adoption-blocked, volume-in-use,
-data-moved, major-upgrade); every outcome is still reported."""
-
-NOT_UNDER_MANAGEMENT = frozenset(
-    {
-        FindingType.NAME_CONFLICT,
-        FindingType.ADOPTION_BLOCKED,
-        FindingType.VOLUME_IN_USE,
-        FindingType.DATA_MOVED,
-        FindingType.MAJOR_UPGRADE,
-    }
-)
+data-moved, major-upgrade, volume-lost); every outcome is still reported."""
 
 
 @dataclass(frozen=True)
@@ -174,12 +164,15 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
         out.write("\nApplying:\n")
     outcomes = reconciler.apply(result, on_outcome=line) if changes else ()
     reconciler.finish(result, outcomes)
-    unmanaged = sorted({f"{f.kind}/{f.name}" for f in result.plan.findings if f.type in NOT_UNDER_MANAGEMENT})
+    unmanaged = sorted({f"{f.kind}/{f.name}" for f in result.plan.findings if f.type in BLOCKING})
     converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors and not unmanaged
     doc = scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets) if json_out else None
     if not json_out:
         if changes:
             out.write(view.closing_line(outcomes))
         if unmanaged:
-            out.write(f"Not converged: {', '.join(unmanaged)} not under dbstate's management (see the findings).\n")
+            out.write(
+                f"Not converged: {', '.join(unmanaged)} not under dbstate's management or held back to protect "
+                "data (see the findings).\n"
+            )
     return (common.EXIT_OK if converged else common.EXIT_ERROR), doc

@@ -249,7 +249,35 @@ def check_all(
                         index=idx,
                     )
                 )
+    _shared_data(out, instances)
     return out
+
+
+def _shared_data(out: list[Problem], instances: Sequence[spec.DatabaseInstance]) -> None:
+    """One data directory, one server: two declarations that mount one volume (or one host directory of one engine)
+    read-write are an error at both, since one pass could start both. A `readOnly: true` mount does not count."""
+    claims: dict[tuple[str, str, str | None], list[tuple[str, int, int]]] = defaultdict(list)
+    for idx, inst in enumerate(instances):
+        for i, vm in enumerate(inst.spec.volumes):
+            if not vm.read_only:  # a volume's name is one volume whatever the engine; a path is one per engine
+                claims[(vm.type, vm.source, inst.spec.host if vm.type == "bind" else None)].append(
+                    (inst.metadata.name, idx, i)
+                )
+    for (type_, source, _host), owners in claims.items():
+        if len({name for name, _, _ in owners}) < 2:
+            continue
+        names = ", ".join(f"DatabaseInstance/{name}" for name, _, _ in owners)
+        for name, idx, i in owners:
+            out.append(
+                Problem(
+                    "DatabaseInstance",
+                    name,
+                    ("spec", "volumes", i, "source"),
+                    f"{type_} {source} is the data of {len(owners)} declarations ({names}): two database servers "
+                    "must never share a data directory; give each its own, or mark a reader `readOnly: true`",
+                    index=idx,
+                )
+            )
 
 
 def _unique(out: list[Problem], kind: str, names: Sequence[str]) -> None:

@@ -108,6 +108,7 @@ def diff(
     lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
     for inst in desired.instances:
         _instance(b, inst, observed, revision, scope, lost)
+    _data_guard(b, desired, observed)
     for con in desired.consumers:
         _consumer(b, con, desired, observed, revision, scope)
     _isolation(b, desired, observed, scope)
@@ -150,7 +151,6 @@ def _instance(
             f"empty volume with `dbstate ack volume-lost {blocked[0]}`",
         )
         return
-    first = len(b.changes)
     _workload(
         b,
         inst,
@@ -161,38 +161,67 @@ def _instance(
         revision,
         recreate_allowed=inst.spec.policy.upgrade in (spec.UpgradePolicy.RECREATE, spec.UpgradePolicy.DUMP_RESTORE),
     )
-    _volume_guard(b, inst, observed, first)
 
 
 MOUNTING = frozenset({Action.CREATE, Action.START, Action.RECREATE, Action.UPGRADE})
-PAST = {Action.CREATE: "created", Action.START: "started", Action.RECREATE: "recreated"}
+PAST = {Action.CREATE: "created", Action.START: "started", Action.RECREATE: "recreated", Action.UPGRADE: "upgraded"}
+Source = tuple[str, str]  # (volume | bind, the volume's name or the host path)
 
 
-def _volume_guard(b: _Builder, inst: spec.DatabaseInstance, observed: live.LiveState, first: int) -> None:
-    """Two database servers never share a data directory, whoever made them: a create, start or recreate of `inst`
-    (planned from change `first` on) that would mount a volume or host directory that another container mounts, one
-    that runs or could be started, is taken out of the plan and is a blocking `volume-in-use` finding."""
-    key = f"{inst.kind}/{inst.metadata.name}"
-    mounting = [c for c in b.changes[first:] if c.key == key and c.action in MOUNTING]
-    if not mounting:
-        return
-    mine = {inst.container_name, inst.container_name + OLD_SUFFIX}
-    for m in inst.spec.volumes:
-        for other in observed.containers:
-            if other.name in mine or other.state in ("dead", "removing"):
-                continue
-            if any(x.type == m.type and x.source.rstrip("/") == m.source for x in other.mounts):
-                b.changes[first:] = [c for c in b.changes[first:] if c not in mounting]
-                b.finding(
-                    FindingType.VOLUME_IN_USE,
-                    inst.kind,
-                    inst.metadata.name,
-                    f"{m.type} {m.source} is mounted by {other.name} ({other.state}): {inst.container_name} is not "
-                    f"{' or '.join(sorted(PAST[c.action] for c in mounting))}, since two database servers must never "
-                    f"share a data directory. If {other.name} is an old copy, stop and remove it (its volumes stay); "
-                    "otherwise declare another volume",
-                )
-                return
+def _mounted_by(inst: spec.DatabaseInstance, actions: set[Action], observed: live.LiveState) -> set[Source]:
+    """The data a change of `inst` would mount read-write: a start mounts what its container has (whatever the
+    declaration says now); a create, recreate or upgrade what the declaration names."""
+    out: set[Source] = set()
+    if actions & {Action.CREATE, Action.RECREATE, Action.UPGRADE}:
+        out |= {(v.type, v.source) for v in inst.spec.volumes if not v.read_only}
+    c = observed.container(inst.container_name)
+    if Action.START in actions and c is not None:
+        out |= {(m.type, m.source.rstrip("/")) for m in c.mounts if m.type in ("volume", "bind") and m.rw}
+    return out
+
+
+def _data_guard(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:
+    """Two database servers never share a data directory, whoever made them, and this holds for the whole plan: a
+    create, start, recreate or upgrade that would mount a volume or host directory that another container mounts
+    (one that runs or could be started), or that an earlier change of this same plan mounts, is taken out of the plan
+    and is a blocking `volume-in-use` finding. Instances are taken in name order, so the same input holds back the
+    same one."""
+    planned: dict[Source, str] = {}  # what this plan already mounts, and the container it mounts it in
+    for inst in sorted(desired.instances, key=lambda i: i.metadata.name):
+        key = f"{inst.kind}/{inst.metadata.name}"
+        mounting = [c for c in b.changes if c.key == key and c.action in MOUNTING]
+        if not mounting:
+            continue
+        sources = _mounted_by(inst, {c.action for c in mounting}, observed)
+        mine = {inst.container_name, inst.container_name + OLD_SUFFIX}
+        holder: tuple[str, str, str, str] | None = None
+        for type_, source in sorted(sources):
+            if (type_, source) in planned:
+                name = planned[(type_, source)]
+                holder = (type_, source, name, f"{name}, which this plan also creates or starts")
+                break
+            for other in observed.containers:
+                if other.name in mine or other.state in ("dead", "removing"):
+                    continue
+                if any(m.type == type_ and m.source.rstrip("/") == source and m.rw for m in other.mounts):
+                    holder = (type_, source, other.name, f"{other.name} ({other.state})")
+                    break
+            if holder:
+                break
+        if holder is None:
+            planned.update(dict.fromkeys(sources, inst.container_name))
+            continue
+        type_, source, other_name, who = holder
+        b.changes[:] = [c for c in b.changes if c not in mounting]
+        b.finding(
+            FindingType.VOLUME_IN_USE,
+            inst.kind,
+            inst.metadata.name,
+            f"{type_} {source} is mounted by {who}: {inst.container_name} is not "
+            f"{' or '.join(sorted({PAST[c.action] for c in mounting}))}, since two database servers must never "
+            f"share a data directory. If {other_name} is an old copy, stop and remove it (its volumes stay); "
+            "otherwise declare another volume",
+        )
 
 
 def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState) -> None:

@@ -24,6 +24,7 @@ class Mount:
     type: str  # volume | bind | tmpfs
     source: str  # the volume name for type=volume, the host path for bind
     destination: str
+    rw: bool = True  # a read-only mount never holds a server's data directory
 
 
 @dataclass(frozen=True, slots=True)

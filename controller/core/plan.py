@@ -61,6 +61,20 @@ class FindingType(enum.StrEnum):
     VERSION_INCONSISTENT = "version-inconsistent"  # shared instances of one engine on different majors
 
 
+# The findings that leave a declared resource out of management or hold it back to protect its data: while one is
+# open the engine has not converged (`apply` exits 1, `"converged": false`), whatever else succeeded.
+BLOCKING = frozenset(
+    {
+        FindingType.NAME_CONFLICT,
+        FindingType.ADOPTION_BLOCKED,
+        FindingType.VOLUME_IN_USE,
+        FindingType.DATA_MOVED,
+        FindingType.MAJOR_UPGRADE,
+        FindingType.VOLUME_LOST,
+    }
+)
+
+
 class NoteType(enum.StrEnum):
     ADOPTED = "adopted"  # a declared network or volume that exists without dbstate's labels, taken as it is
     HELD_BACK = "held-back"  # a declaration with errors: left alone, never orphaned

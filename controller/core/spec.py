@@ -160,7 +160,7 @@ class NetworkAttachment(Model):
 class VolumeMount(Model):
     # fields added after containers were created from this model: left out of the spec hash at their default, so that
     # adding them recreates nothing
-    HASH_OMIT_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"type"})
+    HASH_OMIT_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"type", "read_only"})
 
     type: Literal["volume", "bind"] = Field(
         default="volume",
@@ -169,6 +169,11 @@ class VolumeMount(Model):
     )
     source: str = Field(description="a declared Volume's name; for type bind, an absolute host path")
     target: Annotated[str, StringConstraints(pattern=r"^/")]
+    read_only: bool = Field(
+        default=False,
+        description="mounted read-only: a reader of data another instance serves (a backup or report sidecar); "
+        "only a read-only mount may share its source with another declaration",
+    )
 
     @field_validator("source")
     @classmethod

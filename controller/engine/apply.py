@@ -193,8 +193,10 @@ def _create_container(c: plan.Change, runtime: Runtime) -> None:
             list(s.ports),
             (s.restart_policy.value),
         )
+        read_only = {v.source for v in s.volumes if v.read_only}
     elif isinstance(resource, spec.Consumer):
         command, volumes, ports, restart = [], {}, [], spec.RestartPolicy.UNLESS_STOPPED.value
+        read_only = set()
     else:
         raise errors.DbstateError(f"{c.key}: the plan carries no declaration to create from")
     runtime.create_container(
@@ -207,4 +209,5 @@ def _create_container(c: plan.Change, runtime: Runtime) -> None:
         volumes=volumes,
         ports=ports,
         restart_policy=restart,
+        read_only=read_only,
     )

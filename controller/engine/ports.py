@@ -54,6 +54,7 @@ class Runtime(Protocol):
         volumes: Mapping[str, str],
         ports: Sequence[str],
         restart_policy: str,
+        read_only: Collection[str] = (),
     ) -> None: ...
 
     def start(self, name: str) -> None: ...

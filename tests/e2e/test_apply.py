@@ -337,8 +337,8 @@ def test_lost_volume_is_a_finding_until_acknowledged(docker_client, engine_host,
         ("volume-lost", "Volume", "kv-data"),
         ("volume-lost", "DatabaseInstance", "kv-a"),
     }
-    r = apply(root, engine_host, state)
-    assert r.code == 0 and "In sync" in r.stdout
+    r = apply(root, engine_host, state)  # nothing to do, but not converged: exit 1 like every other hold-back
+    assert r.code == 1 and "In sync" in r.stdout and "Not converged: DatabaseInstance/kv-a" in r.stdout, r.stdout
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get("kv-a-db")  # never started on a new empty volume
     r = dbstate("ack", "volume-lost", "kv-data", host=engine_host, state=state)
@@ -364,7 +364,7 @@ def test_an_emptied_state_database_does_not_forget_a_lost_volume(docker_client, 
     state.unlink()
     for db in (state, tmp_path / "elsewhere.db"):
         r = apply(root, engine_host, db)
-        assert r.code == 0 and "volume-lost Volume/kv-data" in r.stdout, r.stdout
+        assert r.code == 1 and "volume-lost Volume/kv-data" in r.stdout, r.stdout
         with pytest.raises(docker.errors.NotFound):
             docker_client.containers.get("kv-a-db")
     assert [v.name for v in docker_client.volumes.list() if v.name.startswith("dbstate-seen-")] == [
@@ -399,6 +399,60 @@ def test_a_second_server_is_never_started_on_data_another_container_holds(docker
     mine = docker_client.containers.get("kv-a-db")
     assert mine.status == "running"
     assert mine.exec_run(["cat", "/data/marker"]).output.decode().strip() == MARKER  # the same data, not lost
+
+
+def mounting(client: docker.DockerClient, volume_name: str) -> list[str]:
+    return sorted(
+        c.name for c in client.containers.list(all=True) if any(m.get("Name") == volume_name for m in c.attrs["Mounts"])
+    )
+
+
+def test_two_declarations_of_one_volume_never_start_two_servers(docker_client, engine_host, tmp_path, state):
+    """The day-two seam: a second declaration names the volume the first one's server holds. It used to be held
+    back only while the first container existed: after `docker rm -f` of it, one pass created both, 3 ms apart, on one
+    PGDATA. Now both declarations are errors at their files, no pass creates either, and once the second is gone the
+    first comes back on its data: every marker row is there."""
+    files = {"net.yaml": network("net-a"), "vol.yaml": volume("pg-data"), "pg.yaml": pg_instance()}
+    root = write_tree(tmp_path / "d", files)
+    assert apply(root, engine_host, state).code == 0
+    with pg_connect(docker_client) as conn:
+        conn.execute("CREATE TABLE marker (v text)")
+        conn.execute("INSERT INTO marker SELECT 'row ' || g FROM generate_series(1, 10) g")
+    (root / "pg2.yaml").write_text(pg_instance("pg2", "pg2-db"))
+    r = apply(root, engine_host, state)
+    out = r.stdout + r.stderr
+    assert r.code == 1, out
+    for name in ("pg.yaml", "pg2.yaml"):
+        assert f"{name}:" in out and "spec.volumes[0].source: volume pg-data is the data of 2 declarations" in out, out
+    docker_client.containers.get("pg-db").remove(force=True)
+    for _ in range(2):  # the pass after the rm, and one more
+        assert apply(root, engine_host, state).code == 1
+        assert mounting(docker_client, "pg-data") == []
+    (root / "pg2.yaml").unlink()
+    assert apply(root, engine_host, state).code == 0
+    assert mounting(docker_client, "pg-data") == ["pg-db"]
+    with pg_connect(docker_client) as conn:
+        assert conn.execute("SELECT count(*) FROM marker").fetchone() == (10,)
+
+
+def test_a_start_is_judged_by_the_mounts_the_container_has(docker_client, engine_host, tmp_path, state):
+    """A stopped container that mounts kv-data is started although another container holds kv-new, the volume its
+    declaration names now (the declaration is not what the start would mount); data-moved still says what to do."""
+    root = write_tree(tmp_path / "d", {**SMALL, "vol.yaml": volume("kv-data") + "---\n" + volume("kv-new")})
+    assert apply(root, engine_host, state).code == 0
+    mine = docker_client.containers.get("kv-a-db")
+    assert mine.exec_run(["sh", "-c", f"echo {MARKER} > /data/marker"]).exit_code == 0
+    mine.stop(timeout=2)
+    (root / "kv.yaml").write_text(redis_instance("kv-a", "kv-a-db", volume="kv-new"))
+    run_plain(
+        docker_client, "kv-new-holder", "dbstate-local/redis:7.0", volumes={"kv-new": {"bind": "/data", "mode": "rw"}}
+    )
+    r = apply(root, engine_host, state)
+    assert "data-moved DatabaseInstance/kv-a" in r.stdout and "volume-in-use" not in r.stdout, r.stdout
+    mine.reload()
+    assert mine.status == "running"
+    assert mine.exec_run(["cat", "/data/marker"]).output.decode().strip() == MARKER
+    assert mounting(docker_client, "kv-new") == ["kv-new-holder"]
 
 
 def test_unpullable_image_fails_that_change_only(docker_client, engine_host, tmp_path, state):

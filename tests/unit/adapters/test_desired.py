@@ -62,13 +62,16 @@ CASES = [
         "duplicate container name",
         {
             "a.yaml": instance_yaml(name="pg", container="same-db"),
-            "b.yaml": instance_yaml(name="pg2", container="same-db"),
+            "b.yaml": instance_yaml(name="pg2", container="same-db", volume=None),  # one volume, one declaration
         },
         [("a.yaml", 9, 3, "claimed by 2 resources"), ("b.yaml", 9, 3, "claimed by 2 resources")],
     ),
     (
         "duplicate name",
-        {"a.yaml": instance_yaml(name="pg", container="a-db"), "b.yaml": instance_yaml(name="pg", container="b-db")},
+        {
+            "a.yaml": instance_yaml(name="pg", container="a-db"),
+            "b.yaml": instance_yaml(name="pg", container="b-db", volume=None),
+        },
         [("a.yaml", 4, 3, "declared 2 times"), ("b.yaml", 4, 3, "declared 2 times")],
     ),
     ("unpinned image", {"i.yaml": instance_yaml(image="postgres")}, [("i.yaml", 8, 3, "not pinned")]),

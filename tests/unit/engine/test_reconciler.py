@@ -189,7 +189,9 @@ class RacingEngine(FakeEngine):
         super().__init__()
         self.race = False
 
-    def create_container(self, name, image, env, command, labels, networks, volumes, ports, restart_policy):  # type: ignore[no-untyped-def]
+    def create_container(
+        self, name, image, env, command, labels, networks, volumes, ports, restart_policy, read_only=()
+    ):  # type: ignore[no-untyped-def]
         if self.race:
             for v in volumes:
                 del self.volumes[v]
