@@ -77,7 +77,15 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
                 print(f"Nothing was moved ({why}).", file=out)
                 return common.EXIT_ERROR
             migrating.migrate(
-                inst, c, todo, state.volumes, wired.runtime, wired.runtime, result.revision.commit, progress
+                inst,
+                c,
+                todo,
+                state.volumes,
+                wired.runtime,
+                wired.runtime,
+                result.revision.commit,
+                progress,
+                result.observed.containers,
             )
     print(f"moved: {inst.container_name} runs on its declared mounts; the old data is still where it was", file=out)
     return common.EXIT_OK

@@ -49,37 +49,76 @@ def migrate(
     helpers: Helpers,
     revision: str | None,
     progress: Callable[[str], None],
+    others: Sequence[live.Container] = (),
 ) -> None:
-    """Stop, copy each move into its (empty) destination, verify, recreate from the declaration, start."""
+    """Check every destination while the server still runs; then stop, copy, verify, recreate from the declaration
+    and start. A copy or verification that fails starts the server again on its old data, as it was."""
+    _prepare(c, todo, volumes, runtime, helpers, others)
+    was_running = c.state in ("running", "restarting")
     progress(f"stopping {c.name}")
     runtime.stop(c.name, applying.STOP_TIMEOUT)
+    try:
+        for mv in todo:
+            _copy(c, mv, helpers, progress)
+    except errors.DbstateError:
+        if was_running:
+            progress(f"starting {c.name} again on its old data")
+            runtime.start(c.name)
+        raise
+    progress(f"recreating {c.name} on the declared mounts")
+    applying.execute(diff.recreate_change(inst, revision, "migrate-volume: data copied and verified"), runtime)
+
+
+def _prepare(
+    c: live.Container,
+    todo: Sequence[Move],
+    volumes: Sequence[spec.Volume],
+    runtime: Runtime,
+    helpers: Helpers,
+    others: Sequence[live.Container],
+) -> None:
+    """Every precondition, before anything stops: each destination is declared, mounted by no other container, and
+    empty (a missing volume is created empty)."""
     declared_volumes = {v.metadata.name: v for v in volumes}
     for mv in todo:
         dest = mv.to.source
+        holders = [
+            o.name
+            for o in others
+            if o.id != c.id
+            and o.state not in ("dead", "removing")
+            and any(m.type == mv.to.type and m.source.rstrip("/") == dest for m in o.mounts)
+        ]
+        if holders:
+            raise errors.DbstateError(
+                f"{mv.to.type} {dest} is mounted by {', '.join(holders)}: nothing was stopped or copied; two "
+                "database servers must never share a data directory"
+            )
         if mv.to.type == "volume" and runtime.volume_identity(dest) is None:
             vol = declared_volumes.get(dest)
             if vol is None:
-                raise errors.DbstateError(f"volume {dest} is not declared")
+                raise errors.DbstateError(f"volume {dest} is not declared: nothing was stopped or copied")
             runtime.create_volume(dest, vol.spec.driver, object_labels(vol))
         code, out = helpers.run_once(c.image, [(dest, "/to", False)], "ls -A /to")
         if code != 0:
-            raise errors.DbstateError(f"cannot look into {dest}: {out.strip()[-200:]}: nothing copied")
+            raise errors.DbstateError(f"cannot look into {dest}: {out.strip()[-200:]}: nothing was stopped or copied")
         if out.strip():
             raise errors.DbstateError(
-                f"{dest} is not empty ({' '.join(out.split()[:5])}...): nothing copied; it may hold other data"
+                f"{dest} is not empty ({' '.join(out.split()[:5])}...): it may hold other data; nothing was stopped "
+                "or copied"
             )
-        progress(f"copying {mv.source.type} {mv.source.source} -> {mv.to.type} {dest}")
-        code, out = helpers.run_once(
-            c.image, [(mv.source.source, "/from", True), (dest, "/to", False)], "cp -a /from/. /to/"
-        )
-        if code != 0:
-            raise errors.DbstateError(f"copying into {dest} failed ({out.strip()[-200:]}): {c.name} is left stopped")
-        progress(f"verifying {dest}")
-        _, was = helpers.run_once(c.image, [(mv.source.source, "/d", True)], DIGEST.format(dir="/d"))
-        _, now = helpers.run_once(c.image, [(dest, "/d", True)], DIGEST.format(dir="/d"))
-        if not was.strip() or was != now:
-            raise errors.DbstateError(
-                f"the copy in {dest} differs from {mv.source.source}: {c.name} is left stopped on its old data"
-            )
-    progress(f"recreating {c.name} on the declared mounts")
-    applying.execute(diff.recreate_change(inst, revision, "migrate-volume: data copied and verified"), runtime)
+
+
+def _copy(c: live.Container, mv: Move, helpers: Helpers, progress: Callable[[str], None]) -> None:
+    dest = mv.to.source
+    progress(f"copying {mv.source.type} {mv.source.source} -> {mv.to.type} {dest}")
+    code, out = helpers.run_once(
+        c.image, [(mv.source.source, "/from", True), (dest, "/to", False)], "cp -a /from/. /to/"
+    )
+    if code != 0:
+        raise errors.DbstateError(f"copying into {dest} failed ({out.strip()[-200:]}); the old data is untouched")
+    progress(f"verifying {dest}")
+    _, was = helpers.run_once(c.image, [(mv.source.source, "/d", True)], DIGEST.format(dir="/d"))
+    _, now = helpers.run_once(c.image, [(dest, "/d", True)], DIGEST.format(dir="/d"))
+    if not was.strip() or was != now:
+        raise errors.DbstateError(f"the copy in {dest} differs from {mv.source.source}; the old data is untouched")

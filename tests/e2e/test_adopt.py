@@ -418,6 +418,23 @@ def test_data_that_the_declaration_moves_is_migrated_stopped_copied_verified_nev
     assert ("data-moved", "kv") in {(f["type"], f["name"]) for f in p["findings"]}
     dbstate("apply", "--yes", "--dir", str(root), *allow, host=engine_host, state=db)
     assert docker_client.containers.get("kv-db").id == kv.id  # not recreated on the empty volume
+
+    def in_volume(script: str) -> None:
+        docker_client.containers.run(
+            kv.image,
+            ["sh", "-c", script],
+            volumes={vol: {"bind": "/to", "mode": "rw"}},
+            remove=True,
+            labels={TEST_LABEL: "1"},
+        )
+
+    in_volume("echo other > /to/junk")  # the destination holds something: checked before anything stops
+    r = dbstate("migrate-volume", "kv", "--yes", "--dir", str(root), *allow, host=engine_host, state=db)
+    assert r.code == 1 and "is not empty" in r.stdout + r.stderr and "stopping" not in r.stderr, r.stdout + r.stderr
+    kv.reload()
+    assert kv.status == "running" and docker_client.containers.get("kv-db").id == kv.id
+    assert kv.exec_run([*cli, "get", "m"]).output.decode().strip() == MARK
+    in_volume("rm /to/junk")
     r = dbstate("migrate-volume", "kv", "--yes", "--dir", str(root), *allow, host=engine_host, state=db)
     assert r.code == 0, r.stdout + r.stderr
     moved = docker_client.containers.get("kv-db")
