@@ -88,7 +88,10 @@ class Wired:
 
 
 def backup_dir(target: Target) -> backups.BackupDir:
-    return backups.BackupDir(target.backup_dir or backups.default_dir(target.state or store.default_path()))
+    state = target.state or store.default_path()
+    return backups.BackupDir(
+        target.backup_dir or backups.default_dir(state), target.backup_key or backups.default_key(state)
+    )
 
 
 @contextlib.contextmanager

@@ -1,16 +1,21 @@
 """The backup directory: one compressed file and one manifest (JSON, no secret) per backup, under a directory per
 instance, mode 0700 (a dump holds the database's password hashes). Files are written under a temporary name and
-renamed only once complete and flushed, so a crash never leaves a file that looks like a backup."""
+renamed only once complete and flushed, so a crash never leaves a file that looks like a backup. Each manifest is
+signed (HMAC-SHA256, covering the file's sha256) with a key kept outside the directory: a restore replays a dump as
+the database's superuser, so a backup is code, and only one this key signed is ever replayed."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from controller.core import errors
@@ -22,6 +27,10 @@ CHUNK = 1 << 20
 
 def default_dir(state: Path) -> Path:
     return state.parent / "backups"
+
+
+def default_key(state: Path) -> Path:
+    return state.parent / "backup.key"
 
 
 class Written:
@@ -67,8 +76,66 @@ class Written:
 class BackupDir:
     """Implements `engine.ports.BackupStore`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: Path | None = None) -> None:
         self.root = root
+        self.key_path = key if key is not None else root.parent / "backup.key"
+
+    def _key(self, create: bool) -> bytes:
+        """The signing key (32 random bytes, hex, mode 0600), made the first time a backup is written."""
+        path = self.key_path
+        if path.resolve().is_relative_to(self.root.resolve()):
+            raise errors.BackupError(
+                f"the backup key {path} is inside the backup directory {self.root}: keep it outside, so that a copy "
+                "of the backups alone can never be replayed (--backup-key)"
+            )
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            if not create:
+                raise errors.BackupError(
+                    f"no backup key at {path}: a backup is restored or verified only with the key that signed it "
+                    "(--backup-key, $DBSTATE_BACKUP_KEY)"
+                ) from None
+            text = secrets.token_hex(32)
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return self._key(create=False)  # another process made it first
+            except OSError as e:
+                raise errors.BackupError(f"cannot make the backup key {path}: {e.strerror or e}") from e
+            with os.fdopen(fd, "w") as f:
+                f.write(text + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise errors.BackupError(f"cannot read the backup key {path}: {e.strerror or e}") from e
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) < 32:
+            raise errors.BackupError(f"the backup key {path} is not 64 hex digits: refused")
+        return key
+
+    def sign(self, manifest: Manifest) -> Manifest:
+        return replace(manifest, signature=self._mac(manifest, create=True))
+
+    def _mac(self, manifest: Manifest, *, create: bool) -> str:
+        return hmac.new(self._key(create), manifest.signed_bytes(), hashlib.sha256).hexdigest()
+
+    def authenticate(self, manifest: Manifest) -> None:
+        """The manifest (and through its sha256, the file) is as the key's holder wrote it."""
+        if not manifest.signature:
+            raise errors.BackupError(
+                f"backup {manifest.id} is not signed (taken before backups were signed, or written by hand): it is "
+                "not replayed; restore it by hand after reading it, or take a new backup"
+            )
+        if not hmac.compare_digest(self._mac(manifest, create=False), manifest.signature):
+            raise errors.BackupError(
+                f"backup {manifest.id} is not authentic: its manifest's signature does not match the key "
+                f"{self.key_path} (the manifest or its file was changed, or another key signed it): refused"
+            )
 
     def _dir(self, instance: str) -> Path:
         d = self.root / instance
@@ -99,7 +166,8 @@ class BackupDir:
             w.abandon()
             raise
 
-    def save(self, manifest: Manifest) -> None:
+    def save(self, manifest: Manifest) -> Manifest:
+        manifest = self.sign(manifest)
         path = self._dir(manifest.instance) / f"{manifest.id}.json"
         tmp = path.with_name(path.name + ".partial")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -109,6 +177,7 @@ class BackupDir:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        return manifest
 
     def manifests(self, instance: str | None = None) -> list[Manifest]:
         dirs = [self.root / instance] if instance else sorted(p for p in self.root.glob("*") if p.is_dir())
@@ -131,7 +200,8 @@ class BackupDir:
         return self.root / manifest.instance / manifest.file
 
     def check(self, manifest: Manifest) -> None:
-        """The file is there, with the size and sha256 its manifest says."""
+        """The manifest is signed by this directory's key, and the file is there with the size and sha256 it says."""
+        self.authenticate(manifest)
         path = self.path(manifest)
         sha = hashlib.sha256()
         size = 0

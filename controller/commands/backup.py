@@ -74,7 +74,8 @@ def servers(result: PassResult, names: tuple[str, ...]) -> list[Server | str]:
         if c is None or c.state != "running":
             out.append(f"{name}: {inst.container_name} is {'missing' if c is None else c.state}: nothing to back up")
             continue
-        out.append(Server(inst, c.name, c.image))
+        data = tuple((m.source, m.destination) for m in c.mounts if m.type in ("volume", "bind"))
+        out.append(Server(inst, c.name, c.image, data))
     return out
 
 
@@ -89,7 +90,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     taken = []
     first = opts.names[0] if opts.names else None  # with several Hosts: the engine of the (first) instance named
     with wiring.reconciler(opts.target, PassOptions("backup"), instance=first) as wired:
-        result = wired.reconciler.plan()
+        result = wired.reconciler.plan(record=False)
         for server in servers(result, opts.names):
             if isinstance(server, str):
                 print(f"failed: {server}", file=err)

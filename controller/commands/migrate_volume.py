@@ -57,7 +57,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     ) as wired:
         assert wired.lease is not None
         with wired.lease.holding(progress):
-            result = wired.reconciler.plan()
+            result = wired.reconciler.plan(record=False)
             state = result.loaded.state
             inst = next((i for i in state.instances if i.metadata.name == opts.name), None)
             if inst is None:

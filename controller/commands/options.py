@@ -97,6 +97,15 @@ def add_backup_dir(p: argparse.ArgumentParser) -> None:
         help="where backups are kept, mode 0700 (default: $DBSTATE_BACKUP_DIR, then `backups/` beside the state "
         "database)",
     )
+    p.add_argument(
+        "--backup-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the key that signs each backup's manifest (HMAC-SHA256), made on the first backup, mode 0600; keep it "
+        "outside the backup directory: a backup is restored only with the key it was signed with (default: "
+        "$DBSTATE_BACKUP_KEY, then `backup.key` beside the state database)",
+    )
 
 
 def backup_dir(ns: argparse.Namespace) -> Path:
@@ -119,7 +128,13 @@ def target(ns: argparse.Namespace) -> Target:
         ns.max_total_bytes,
         backup_dir(ns),
         getattr(ns, "host", None),
+        backup_key(ns),
     )
+
+
+def backup_key(ns: argparse.Namespace) -> Path | None:
+    given = getattr(ns, "backup_key", None) or os.environ.get("DBSTATE_BACKUP_KEY")
+    return Path(given) if given else None
 
 
 def add_probe_timeout(p: argparse.ArgumentParser) -> None:

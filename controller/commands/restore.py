@@ -76,7 +76,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         manifest = wired.backups.get(opts.source)
         assert wired.lease is not None
         with wired.lease.holding(progress):
-            result = wired.reconciler.plan()
+            result = wired.reconciler.plan(record=False)
             (server,) = servers(result, (opts.name,))
             if isinstance(server, str):
                 raise DbstateError(server)

@@ -44,7 +44,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
     failed = 0
     with wiring.reconciler(opts.target, PassOptions("verify-backup")) as wired:
-        declared = {i.metadata.name: i for i in wired.reconciler.plan().loaded.state.instances}
+        declared = {i.metadata.name: i for i in wired.reconciler.plan(record=False).loaded.state.instances}
         for ident in opts.ids:
             try:
                 m = wired.backups.get(ident)

@@ -4,6 +4,7 @@ row counts out of a dump stream as it passes, so that a restore can be checked a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +25,12 @@ MARIADB_DUMP = (
     "--all-databases --single-transaction --routines --events --triggers --hex-blob --default-character-set=utf8mb4"
 )
 REDIS_CLI = 'exec redis-cli --no-auth-warning "$@"'
+# A restore replays a dump: the MariaDB client in --sandbox mode (10.5.25, 10.6.18, 10.11.8, 11.x and newer) runs no
+# `system`/`\!`, `source` or `tee` command a dump may have been given.
+MARIADB_RESTORE = (
+    "if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi; "
+    'if "$c" --help 2>/dev/null | grep -q -- --sandbox; then set -- --sandbox "$@"; fi; exec "$c" "$@"'
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ def restore_argv(engine: spec.Engine, who: Login) -> list[str]:
     if engine is spec.Engine.POSTGRES:
         return ["psql", "--no-password", "-q", "-X", "-v", "ON_ERROR_STOP=0", "-d", "postgres"]
     if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        return ["sh", "-c", MARIADB_CLIENT, "sh", "-u", who.user or "root", "--default-character-set=utf8mb4"]
+        return ["sh", "-c", MARIADB_RESTORE, "sh", "-u", who.user or "root", "--default-character-set=utf8mb4"]
     raise ValueError(f"{engine.value} is restored from its RDB file")
 
 
@@ -103,14 +110,101 @@ def redis_argv(*command: str) -> list[str]:
     return ["sh", "-c", REDIS_CLI, "sh", *command]
 
 
+# psql's `\restrict KEY` (the August 2025 minor releases: 13.22, 14.19, 15.14, 16.10, 17.6, and 18): from that line
+# on, psql runs no meta-command but `\unrestrict KEY`, wherever it stands in a line.
+PSQL_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+def psql_restricts(version_output: str) -> bool:
+    r"""Whether the psql that printed `psql (PostgreSQL) 15.20 (Debian ...)` knows `\restrict`."""
+    m = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", version_output)
+    if not m:
+        return False
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    return major >= 18 or (major in PSQL_RESTRICT_SINCE and minor >= PSQL_RESTRICT_SINCE[major])
+
+
+class PgReplay:
+    r"""A pg_dumpall stream as psql is fed it in a restore: a backup is code run as the superuser, so psql runs it
+    restricted (`\restrict KEY` before the first line: no meta-command of the dump runs, `\!` and `\o |cmd`
+    included, wherever they stand), and each `\connect DATABASE` of pg_dumpall's own strict form is let through
+    between `\unrestrict KEY` and `\restrict KEY` (KEY is random per restore: the dump cannot know it). The dump's own
+    `\restrict`/`\unrestrict` lines are dropped. Any other line that starts with a meta-command is `refused` (the
+    restore checks the whole file first, before it changes anything). COPY data passes untouched."""
+
+    CONNECT = re.compile(
+        rb"^\\connect (?:[A-Za-z0-9_.]+|\"[A-Za-z0-9_.]+\"|-reuse-previous=on \"dbname='(?:[^'\"\\\n]|''|\\['\\])*'\")$"
+    )
+    RESTRICT = re.compile(rb"^\\(?:un)?restrict [A-Za-z0-9]+$")
+    COPY = re.compile(rb"^COPY\s.*FROM stdin;$")
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key.encode() if key else None  # None: psql cannot restrict (older than PSQL_RESTRICT_SINCE)
+        self.refused: list[str] = []  # "line N: \\cmd", the command's name only (never the rest of the line)
+        self._copy = False
+        self._rest = b""
+        self._line_no = 0
+
+    def start(self) -> bytes:
+        return b"\\restrict " + self.key + b"\n" if self.key else b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._rest + chunk
+        out: list[bytes] = []
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._copy:
+                if data.startswith(b"\\.\n", pos):
+                    out.append(b"\\.\n")
+                    self._copy, pos = False, pos + 3
+                    self._line_no += 1
+                    continue
+                end = data.find(b"\n\\.\n", pos)
+                stop = end + 1 if end >= 0 else data.rfind(b"\n", pos) + 1
+                if stop <= pos:
+                    break
+                out.append(data[pos:stop])
+                self._line_no += data.count(b"\n", pos, stop)
+                pos = stop
+                continue
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            out.append(self._line(data[pos:nl]))
+            pos = nl + 1
+        self._rest = data[pos:]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        rest, self._rest = self._rest, b""
+        return self._line(rest) if rest else b""
+
+    def _line(self, line: bytes) -> bytes:
+        self._line_no += 1
+        if line.startswith(b"\\"):
+            if self.RESTRICT.match(line):
+                return b""
+            if self.CONNECT.match(line):
+                if self.key is None:
+                    return line + b"\n"
+                return b"\\unrestrict " + self.key + b"\n" + line + b"\n\\restrict " + self.key + b"\n"
+            name = line.split(maxsplit=1)[0][:20].decode(errors="replace")
+            self.refused.append(f"line {self._line_no}: {name}")
+            return line + b"\n"
+        if self.COPY.match(line):
+            self._copy = True
+        return line + b"\n"
+
+
 # The restore of a pg_dumpall into a fresh server meets the roles and the database the image made at its first start:
 # those errors are expected; any other is a failed restore.
 PG_EXPECTED = re.compile(r'ERROR:\s+(role|database) "[^"]+" already exists')
+PSQL_ERROR = re.compile(r": error: |^backslash commands are restricted")
 
 
 def restore_errors(engine: spec.Engine, stderr: str) -> list[str]:
-    if engine is spec.Engine.POSTGRES:
-        lines = [ln for ln in stderr.splitlines() if "ERROR:" in ln or "FATAL:" in ln]
+    if engine is spec.Engine.POSTGRES:  # the server's errors, and psql's own (a restricted meta-command, say)
+        lines = [ln for ln in stderr.splitlines() if "ERROR:" in ln or "FATAL:" in ln or PSQL_ERROR.search(ln)]
         return [ln for ln in lines if not PG_EXPECTED.search(ln)]
     return [ln for ln in stderr.splitlines() if ln.strip()]
 
@@ -172,9 +266,17 @@ class Manifest:
     reason: str = "manual"  # manual | schedule | before recreate ... | before restore | before upgrade
     verified: float | None = None  # when --verify restored it into a throw-away server and the counts matched
     version: int = MANIFEST_VERSION
+    # HMAC-SHA256 of every other field (the file's sha256 among them) with the backup key, which is kept outside the
+    # backup directory: a manifest and file changed or made by someone without the key are refused
+    signature: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the manifest without its signature, canonical JSON."""
+        body = {k: v for k, v in self.to_json().items() if k != "signature"}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Manifest:
@@ -339,6 +441,39 @@ def counter(engine: spec.Engine) -> PgCounter | MariadbCounter | None:
     if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
         return MariadbCounter()
     return None
+
+
+AOF_REWRITE = r"""set -eu
+cd "$1"; rdb=$2; aof=${3:-$4}; dirflag=; [ -n "$3" ] && dirflag="--appenddirname $3"
+owner=$(stat -c %u:%g .)
+if [ -e "$aof" ]; then rm -rf "$aof.dbstate-before-restore"; mv "$aof" "$aof.dbstate-before-restore"; fi
+redis-server --port 6390 --bind 127.0.0.1 --protected-mode no --dir "$1" --dbfilename "$rdb" --save "" \
+  --appendonly no $dirflag --appendfilename "$4" --daemonize yes --logfile /tmp/dbstate-aof.log
+p() { redis-cli -p 6390 "$@"; }
+n=0; until p ping 2>/dev/null | grep -q PONG; do
+  n=$((n+1)); [ $n -lt 3000 ] || { tail -5 /tmp/dbstate-aof.log; exit 1; }; sleep 0.2; done
+p config set appendonly yes >/dev/null
+n=0; until p info persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:0' && \
+  p info persistence | tr -d '\r' | grep -q '^aof_rewrite_scheduled:0' && [ -e "$aof" ]; do
+  n=$((n+1)); [ $n -lt 18000 ] || { echo "the AOF rewrite did not finish"; exit 1; }; sleep 0.2; done
+p info persistence | tr -d '\r' | grep -q '^aof_last_bgrewrite_status:ok' || { echo "the AOF rewrite failed"; exit 1; }
+echo "keys: $(p dbsize)"
+p shutdown nosave >/dev/null 2>&1 || true
+n=0; while p ping >/dev/null 2>&1; do n=$((n+1)); [ $n -lt 300 ] || exit 1; sleep 0.2; done
+chown -R "$owner" "$aof" "$rdb"
+rm -rf "$aof.dbstate-before-restore"
+"""
+
+
+def redis_aof_rewrite(directory: str, rdb: str, appenddir: str, appendfile: str) -> str:
+    """The script a helper runs (as root, no network, on the server's mounts) to make a fresh AOF from a restored RDB:
+    `sh -c SCRIPT sh DIR RDB APPENDDIRNAME APPENDFILENAME` (names from the server's own CONFIG GET, quoted)."""
+    return _with_args(AOF_REWRITE, directory, rdb, appenddir, appendfile)
+
+
+def _with_args(script: str, *args: str) -> str:
+    quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in args)
+    return f"set -- {quoted}\n{script}"
 
 
 def redis_keyspace(info: str) -> int:

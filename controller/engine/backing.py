@@ -29,6 +29,12 @@ class Server:
     inst: spec.DatabaseInstance
     container: str
     image: str
+    mounts: tuple[tuple[str, str], ...] = ()  # (volume or host path, where) as the container has them
+
+    @property
+    def data_mounts(self) -> tuple[tuple[str, str], ...]:
+        """Where the server keeps its data: the container's mounts, else the declaration's."""
+        return self.mounts or tuple((v.source, v.target) for v in self.inst.spec.volumes)
 
     @property
     def engine(self) -> spec.Engine:
@@ -114,7 +120,7 @@ def take(
         databases=list(counter.databases) if counter is not None else [],
         reason=reason,
     )
-    store.save(manifest)
+    manifest = store.save(manifest)
     store.check(manifest)
     tables = f", {len(manifest.counts)} tables" if _is_sql(server.engine) else ""
     progress(
@@ -249,20 +255,54 @@ def load(
     shell: Shell,
     progress: Progress,
 ) -> None:
-    """Replay a SQL dump into a running server; its errors (but the expected ones) fail the load."""
+    """Replay a SQL dump into a running server; its errors (but the expected ones) fail the load. PostgreSQL's psql
+    runs it restricted (dumps.PgReplay) when it knows how; MariaDB's client in its sandbox mode."""
     meter = _Meter(progress, f"{container}: restored")
+    replay = None
+    if engine is spec.Engine.POSTGRES:
+        version = shell.run(container, ["psql", "--version"], {}).stdout.decode(errors="replace")
+        restricts = dumps.psql_restricts(version)
+        if not restricts:
+            progress(
+                f"{container}: {version.strip() or 'its psql'} cannot restrict meta-commands (\\restrict): the "
+                "backup's signature is what vouches for it"
+            )
+        replay = dumps.PgReplay(random.token_hex(16) if restricts else None)
 
     def chunks() -> Iterator[bytes]:
+        if replay is not None:
+            yield replay.start()
         for chunk in store.read(manifest):
             meter.tick(len(chunk))
-            yield chunk
+            yield replay.feed(chunk) if replay is not None else chunk
+        if replay is not None:
+            yield replay.finish()
 
     ran = shell.run(container, dumps.restore_argv(engine, who), who.env, who.os_user, stdin=chunks(), mutating=True)
     bad = dumps.restore_errors(engine, ran.stderr)
+    if replay is not None and replay.refused:
+        bad = [f"meta-command refused at {replay.refused[0]}", *bad]
     if ran.code != 0 or bad:
         raise errors.BackupError(
             f"restoring {manifest.id} into {container} failed (exit {ran.code}): "
             f"{' / '.join(bad[:3]) or ran.stderr[-300:]}"
+        )
+
+
+def check_replayable(manifest: Manifest, store: BackupStore) -> None:
+    """Before anything is changed: the backup is authentic (signed, its file as signed), and a PostgreSQL dump holds
+    no meta-command but pg_dumpall's own `\\connect` (a backup is replayed as the superuser: it is code)."""
+    store.check(manifest)
+    if manifest.engine != spec.Engine.POSTGRES.value:
+        return
+    scan = dumps.PgReplay(None)
+    for chunk in store.read(manifest):
+        scan.feed(chunk)
+    scan.finish()
+    if scan.refused:
+        raise errors.BackupError(
+            f"backup {manifest.id} holds meta-commands that pg_dumpall never writes ({', '.join(scan.refused[:3])}): "
+            "it is not replayed, nothing was changed"
         )
 
 
@@ -277,7 +317,7 @@ def verify(
     """Restore `manifest` into a throw-away server of the image it was taken from (an internal network, removed
     afterwards) and compare what it holds with what the dump held. Saves and returns the manifest marked verified."""
     clock = clock or SystemClock()
-    store.check(manifest)
+    check_replayable(manifest, store)
     engine = spec.Engine(manifest.engine)
     who = _scratch_login(engine, dumps.login(inst))
     progress(f"{manifest.instance}: verifying {manifest.id} in a throw-away {manifest.image}")
@@ -292,8 +332,7 @@ def verify(
         wrong = dumps.compare_counts(want, got)
         if wrong:
             raise errors.BackupError(f"backup {manifest.id} does not restore what it holds: {'; '.join(wrong[:5])}")
-    done = manifest.with_verified(clock.time(), got)
-    store.save(done)
+    done = store.save(manifest.with_verified(clock.time(), got))
     progress(f"{manifest.instance}: {manifest.id} verified ({_summary(got)})")
     return done
 
@@ -430,7 +469,7 @@ def restore(
     """Replace what the server holds with what `manifest` holds, after a backup of what it holds now (returned: the
     way back). The databases the dump holds are dropped and recreated from it; others are left alone. Redis: the
     server is stopped, its RDB file replaced, and started again."""
-    store.check(manifest)
+    check_replayable(manifest, store)
     if manifest.engine != server.engine.value:
         raise errors.BackupError(
             f"backup {manifest.id} is of {manifest.engine}; {server.name} runs {server.engine.value}"
@@ -467,15 +506,25 @@ def _restore_rdb(
     runtime: Runtime,
     progress: Progress,
 ) -> None:
+    """Stop the server, put the RDB file in place, start it. With `appendonly yes` Redis would load its AOF and ignore
+    the RDB: the old AOF is set aside, a helper server of the same image loads the RDB with AOF off on the stopped
+    server's mounts and turns AOF on, which rewrites it from the loaded data; then the server starts on both."""
     c = server.container
-    if _redis_config(c, who, shell, "appendonly") == "yes":
-        raise errors.BackupError(
-            f"{c} has appendonly yes: Redis would load its AOF, not the RDB file; restore it by hand (nothing changed)"
-        )
     directory, filename = _redis_config(c, who, shell, "dir"), _redis_config(c, who, shell, "dbfilename")
+    aof = _redis_config(c, who, shell, "appendonly") == "yes"
+    append = (_redis_config(c, who, shell, "appenddirname"), _redis_config(c, who, shell, "appendfilename"))
     progress(f"{server.name}: stopping {c} to replace {directory}/{filename}")
     runtime.stop(c, 30)  # returns once it has stopped (and written its own save, which the restore replaces)
     shell.put_file(c, directory, filename, store.read(manifest), manifest.raw_bytes)
+    if aof:
+        progress(f"{server.name}: appendonly yes: rewriting the AOF from {filename} in a helper on {c}'s data")
+        script = dumps.redis_aof_rewrite(directory, filename, *append)
+        code, out = shell.run_once(server.image, [(src, dst, False) for src, dst in server.data_mounts], script)
+        if code != 0:
+            raise errors.BackupError(
+                f"{server.name}: rewriting the AOF from the restored RDB failed ({out.strip()[-300:]}); {c} is left "
+                f"stopped with the restored {filename} and its old AOF set aside (.dbstate-before-restore)"
+            )
     runtime.start(c)
     wait_ready(c, server.engine, who, shell)
 

@@ -24,6 +24,7 @@ class Target:
     max_total_bytes: int | None = None
     backup_dir: Path | None = None  # None: beside the state database (adapters/backups.default_dir)
     host: str | None = None  # with Host documents: only this engine (None: every engine, or the instance's own)
+    backup_key: Path | None = None  # None: `backup.key` beside the state database (adapters/backups.default_key)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from controller.engine.ports import (
 )
 from controller.engine.queue import Backoff
 
+NOT_RECORDED = 0  # the pass id of a plan that is no pass (Reconciler.plan(record=False))
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -198,8 +200,10 @@ class Reconciler:
 
     # -- one pass, in steps (plan and apply use them one by one) -------------------------------------------------
 
-    def plan(self, *, probe_now: bool = True, trigger: str | None = None) -> PassResult:
-        """Read both sides and diff them. `probe_now`: probe in this pass, or reuse the last probes."""
+    def plan(self, *, probe_now: bool = True, trigger: str | None = None, record: bool = True) -> PassResult:
+        """Read both sides and diff them. `probe_now`: probe in this pass, or reuse the last probes. `record: False`
+        for the one-off data commands (backup, restore, verify-backup, migrate-volume), which read the plan but are
+        no pass: nothing is written to the pass history (a pass begun there would never be finished)."""
         started = self.clock.time()  # the pass's duration is the reading, the diff, the probes and the apply
         desired = self.source.load()
         state = desired.loaded.state
@@ -231,10 +235,12 @@ class Reconciler:
             the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
         the_plan = suspension.hold(the_plan, suspension.suspended(state, self.history.suspensions()))
         self._mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
-        pass_id = self.history.begin_pass(
-            self.options.command, desired.revision.commit, desired.revision.dirty, trigger, started
-        )
-        self.history.record_findings(pass_id, the_plan.findings)
+        pass_id = NOT_RECORDED
+        if record:
+            pass_id = self.history.begin_pass(
+                self.options.command, desired.revision.commit, desired.revision.dirty, trigger, started
+            )
+            self.history.record_findings(pass_id, the_plan.findings)
         return PassResult(
             desired.loaded,
             observed,
@@ -334,6 +340,8 @@ class Reconciler:
         self, result: PassResult, outcomes: tuple[Outcome, ...] = (), backoffs: Mapping[str, Backoff] | None = None
     ) -> None:
         """Close the pass in the history, with the state of every resource."""
+        if result.pass_id == NOT_RECORDED:
+            raise errors.DbstateError("a plan read with record=False is no pass: it cannot be finished")
         failed = sum(1 for o in outcomes if o.status != "ok")
         self.history.finish_pass(
             result.pass_id, len(result.plan.changes), failed, len(result.plan.findings), len(result.loaded.errors)

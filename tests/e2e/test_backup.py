@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import hmac
 import json
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,103 @@ def backups(host: str, state: Path) -> list[dict[str, Any]]:
     r = run("backups", "--output", "json", host=host, state=state)
     assert r.code == 0, r.stderr
     return list(json.loads(r.stdout))
+
+
+def test_a_redis_with_appendonly_yes_is_restored_and_keeps_it_across_a_restart(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    """The seed's Redis (and most real ones) run with `appendonly yes`, where Redis loads its AOF and ignores the RDB:
+    restore used to refuse it. Now the RDB is loaded by a helper with AOF off, AOF turned on (rewritten from it), and
+    the server starts on it: the marker keys are back, the keys written after the backup are gone, AOF is still on,
+    and a restart (which loads the AOF) keeps them."""
+    state = tmp_path / "state.db"
+    aof = REDIS.replace('--requirepass \\"$$REDIS_PASSWORD\\"', '--requirepass \\"$$REDIS_PASSWORD\\" --appendonly yes')
+    assert aof != REDIS
+    root = tree(tmp_path, {"kv.yaml": aof})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "kvbk-db"), timeout=60, interval=0.5)
+    assert redis_cli(docker_client, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+    redis_cli(docker_client, "MSET", *[f"marker:{i}" if j == 0 else f"kv row {i}" for i in range(50) for j in (0, 1)])
+    assert run("backup", "kv", "--dir", str(root), host=engine_host, state=state).code == 0
+    [taken] = backups(engine_host, state)
+    redis_cli(docker_client, "FLUSHALL")
+    redis_cli(docker_client, "SET", "after:backup", "gone after the restore")
+    r = run("restore", "kv", "--from", taken["id"], "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stderr
+    for again in (False, True):
+        if again:
+            docker_client.containers.get("kvbk-db").restart(timeout=5)
+        wait_for(lambda: ready(docker_client, "kvbk-db"), timeout=60, interval=0.5)
+        assert redis_cli(docker_client, "DBSIZE") == "50"
+        assert redis_cli(docker_client, "GET", "marker:49") == "kv row 49"
+        assert redis_cli(docker_client, "EXISTS", "after:backup") == "0"
+        assert redis_cli(docker_client, "CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
+    assert docker_client.containers.list(all=True, filters={"label": "io.dbstate.helper"}) == []
+
+
+def forge(where: Path, original: dict[str, Any], ident: str, body: bytes, key: Path | None = None) -> None:
+    """A backup made by hand from `original`'s manifest: its sha256 and sizes made to match `body`, and signed with
+    `key` when given (by the manifest's canonical form: every field but the signature, sorted, compact)."""
+    forged = dict(original, id=ident, file=f"{ident}.sql.gz")
+    packed = gzip.compress(body)
+    forged.update(size_bytes=len(packed), raw_bytes=len(body), sha256=hashlib.sha256(packed).hexdigest())
+    if key is not None:  # else it keeps the original's signature, which no longer matches
+        forged.pop("signature", None)
+        canonical = json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()
+        forged["signature"] = hmac.new(bytes.fromhex(key.read_text().strip()), canonical, hashlib.sha256).hexdigest()
+    (where / f"{ident}.sql.gz").write_bytes(packed)
+    (where / f"{ident}.json").write_text(json.dumps(forged))
+
+
+def test_a_backup_is_code_so_only_a_signed_one_without_meta_commands_is_replayed(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    """A pg_dumpall file rewritten with `\\! touch /tmp/x` before its first line, its manifest's sha256 and sizes
+    recomputed: restore used to run the command in the database's container and say "restored". Now: without the key
+    it is not authentic; signed with the key it is still refused for its meta-command before anything changes; and
+    one hidden mid-line is refused by psql's restricted mode during the replay. The marker rows stay, /tmp/x never
+    appears, and the backup key is outside the backup directory, mode 0600."""
+    state = tmp_path / "state.db"
+    root = tree(tmp_path, {"pg.yaml": pg()})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "pgbk-db", "CREATE TABLE marker AS SELECT g AS id FROM generate_series(1, 10) g")
+    assert run("backup", "pg", "--dir", str(root), host=engine_host, state=state).code == 0
+    [taken] = backups(engine_host, state)
+    key = state.parent / "backup.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and taken["signature"]
+    where = state.parent / "backups" / "pg"
+    body = gzip.decompress((where / taken["file"]).read_bytes())
+    pg_db = docker_client.containers.get("pgbk-db")
+
+    def touched(path: str) -> bool:
+        return pg_db.exec_run(["test", "-e", path])[0] == 0
+
+    def restore(ident: str) -> Any:
+        return run("restore", "pg", "--from", ident, "--yes", "--dir", str(root), host=engine_host, state=state)
+
+    forge(where, taken, "pg-evil", b"\\! touch /tmp/x\n" + body)
+    r = restore("pg-evil")
+    assert r.code == 1 and "backup pg-evil is not authentic" in r.stderr, r.stderr
+    forge(where, taken, "pg-evil", b"\\! touch /tmp/x\n" + body, key=key)
+    for cmd in ("restore", "verify-backup"):
+        r = (
+            restore("pg-evil")
+            if cmd == "restore"
+            else run("verify-backup", "pg-evil", "--dir", str(root), host=engine_host, state=state)
+        )
+        assert r.code == 1 and "holds meta-commands that pg_dumpall never writes (line 1: \\!)" in r.stderr, r.stderr
+    assert len(backups(engine_host, state)) == 2  # refused before anything: not even the backup before a restore
+    hidden = body.replace(b"\nCREATE ROLE", b"\nSELECT 1; \\! touch /tmp/y\nCREATE ROLE", 1)
+    assert hidden != body
+    forge(where, taken, "pg-hidden", hidden, key=key)
+    r = restore("pg-hidden")
+    assert r.code == 1 and "backslash commands are restricted" in r.stderr, r.stderr
+    assert not touched("/tmp/x") and not touched("/tmp/y")
+    assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "10"
+    r = restore(taken["id"])  # the genuine one still restores
+    assert r.code == 0, r.stderr
+    assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "10"
 
 
 class CmdlineWatch:
@@ -242,18 +341,21 @@ def test_each_engine_is_backed_up_verified_and_restored_without_a_password_in_si
     r = run("verify-backup", taken["pg"]["id"], "--dir", str(root), host=engine_host, state=state)
     assert r.code == 1 and "damaged" in r.stderr
 
-    # a backup whose digest was made to match but whose content lost a row: the throw-away restore finds it out
+    # a backup whose digest was made to match but whose content lost a row: without the key it is not authentic;
+    # signed with the key (its holder made the mistake), the throw-away restore finds it out
     my = backup_dir / "my"
     body = gzip.decompress((my / taken["my"]["file"]).read_bytes()).replace(b"(7,'my row 7'),\n", b"", 1)
-    forged = dict(taken["my"], id="my-forged", file="my-forged.sql.gz")
-    packed = gzip.compress(body)
-    forged.update(size_bytes=len(packed), raw_bytes=len(body), sha256=hashlib.sha256(packed).hexdigest())
-    (my / "my-forged.sql.gz").write_bytes(packed)
-    (my / "my-forged.json").write_text(json.dumps(forged))
+    forge(my, taken["my"], "my-forged", body)
+    r = run("verify-backup", "my-forged", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 1 and "backup my-forged is not authentic" in r.stderr, r.stderr
+    forge(my, taken["my"], "my-forged", body, key=state.parent / "backup.key")
     r = run("verify-backup", "my-forged", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 1 and "app/marker: 50000 in the backup, 49999 restored" in r.stderr, r.stderr
     r = run("verify-backup", taken["kv"]["id"], "--dir", str(root), host=engine_host, state=state)
     assert r.code == 0 and "verified" in r.stdout
+    # backup, restore and verify-backup are no passes: none is left begun and never finished in the history
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT command FROM passes WHERE finished IS NULL").fetchall() == []
 
 
 def test_a_recreate_is_backed_up_first_and_not_run_without_its_backup(
