@@ -211,44 +211,51 @@ def add_scope(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="consumers' containers of this compose project may be connected to their networks (repeatable; also "
-        "$DBSTATE_ALLOW_COMPOSE_PROJECTS, comma-separated). Default: only containers dbstate made",
+        help="consumers' containers of this compose project may be connected to their networks (repeatable or "
+        "comma-separated; also $DBSTATE_ALLOW_COMPOSE_PROJECTS). Default: only containers dbstate made",
     )
     p.add_argument(
         "--allow-label",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="containers carrying this label may be connected and disconnected (repeatable; also "
-        "$DBSTATE_ALLOW_LABELS, comma-separated)",
+        help="containers carrying this label may be connected and disconnected (repeatable or "
+        "comma-separated; also $DBSTATE_ALLOW_LABELS)",
     )
     p.add_argument(
         "--allow-bind-root",
         action="append",
         default=[],
         metavar="DIR",
-        help="database bind mounts (type: bind) may use host directories under DIR (repeatable; also "
-        "$DBSTATE_ALLOW_BIND_ROOTS, comma-separated). Default: none",
+        help="database bind mounts (type: bind) may use host directories under DIR (repeatable or "
+        "comma-separated; also $DBSTATE_ALLOW_BIND_ROOTS). Default: none",
     )
 
 
+def _listed(flag_values: list[str], variable: str) -> list[str]:
+    """A flag's values and the variable's, each split on commas alike (`--allow-compose-project a,b` is two, as
+    `import` prints it and as the variable has it), blanks dropped."""
+    return [
+        part.strip()
+        for text in [*flag_values, os.environ.get(variable, "")]
+        for part in text.split(",")
+        if part.strip()
+    ]
+
+
 def scope(ns: argparse.Namespace) -> Scope:
-    projects = list(ns.allow_compose_project)
-    projects += [p for p in os.environ.get("DBSTATE_ALLOW_COMPOSE_PROJECTS", "").split(",") if p.strip()]
+    projects = _listed(ns.allow_compose_project, "DBSTATE_ALLOW_COMPOSE_PROJECTS")
     labels: set[tuple[str, str]] = set()
-    for text in [*ns.allow_label, *os.environ.get("DBSTATE_ALLOW_LABELS", "").split(",")]:
-        if not text.strip():
-            continue
-        key, sep, value = text.strip().partition("=")
+    for text in _listed(ns.allow_label, "DBSTATE_ALLOW_LABELS"):
+        key, sep, value = text.partition("=")
         if not sep or not key:
             raise DbstateError(f"--allow-label {text!r}: expected KEY=VALUE")
         labels.add((key, value))
-    roots = [*ns.allow_bind_root, *os.environ.get("DBSTATE_ALLOW_BIND_ROOTS", "").split(",")]
+    roots = _listed(ns.allow_bind_root, "DBSTATE_ALLOW_BIND_ROOTS")
     for root in roots:
-        if root.strip() and (not root.strip().startswith("/") or root.strip().rstrip("/") == ""):
+        if not root.startswith("/") or root.rstrip("/") == "":
             raise DbstateError(f"--allow-bind-root {root!r}: an absolute directory other than /")
-    binds = frozenset(r.strip().rstrip("/") for r in roots if r.strip())
-    return Scope(frozenset(p.strip() for p in projects), frozenset(labels), binds)
+    return Scope(frozenset(projects), frozenset(labels), frozenset(r.rstrip("/") for r in roots))
 
 
 def add_converge(p: argparse.ArgumentParser, retry_budget: float) -> None:

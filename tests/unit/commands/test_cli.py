@@ -118,3 +118,23 @@ def test_suspend_and_resume_are_recorded_with_who_and_why(tmp_path):
     assert run("resume", "pg", "--state", str(state)).returncode == 0
     r = run("resume", "pg", "--state", str(state))
     assert r.returncode == 1 and "was not suspended" in r.stderr
+
+
+def test_every_allow_flag_splits_on_commas_like_its_variable(monkeypatch):
+    """`--allow-compose-project a,b` (what `import` prints as the next command) is two projects, not one named "a,b"."""
+    import argparse
+
+    from controller.commands import options
+
+    p = argparse.ArgumentParser()
+    options.add_scope(p)
+    monkeypatch.setenv("DBSTATE_ALLOW_COMPOSE_PROJECTS", "c, d")
+    monkeypatch.setenv("DBSTATE_ALLOW_LABELS", "")
+    monkeypatch.setenv("DBSTATE_ALLOW_BIND_ROOTS", "")
+    ns = p.parse_args(
+        ["--allow-compose-project", "a,b", "--allow-label", "x=1,y=2", "--allow-bind-root", "/srv/a/,/srv/b"]
+    )
+    s = options.scope(ns)
+    assert s.compose_projects == frozenset({"a", "b", "c", "d"})
+    assert s.labels == frozenset({("x", "1"), ("y", "2")})
+    assert s.bind_roots == frozenset({"/srv/a", "/srv/b"})
