@@ -97,6 +97,9 @@ class RecordingRuntime:
     def rename(self, name: str, new_name: str) -> None:
         self._call("rename", f"{name}->{new_name}")
 
+    def make_inert(self, name: str, labels: Mapping[str, str]) -> None:
+        self._call("make_inert", name)
+
     def remove_container(self, name: str) -> None:
         self._call("remove", name)
 

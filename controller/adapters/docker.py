@@ -680,6 +680,43 @@ class DockerRuntime(DockerEngine):
             lambda e: _is(e, 404, "no such container") and self._exists(new_name),
         )
 
+    def make_inert(self, name: str, labels: Mapping[str, str]) -> None:
+        info: dict[str, Any] = self.call(f"inspecting {name}", lambda: self.api.inspect_container(name))
+        if (info.get("State") or {}).get("Running"):
+            raise errors.EnginePermanent(f"{name} is running: only a stopped server is kept inert")
+        cfg = info.get("Config") or {}
+        kept = {k: v for k, v in (cfg.get("Labels") or {}).items() if not k.startswith("com.docker.compose.")}
+        mounts = [
+            docker.types.Mount(
+                target=m["Destination"],
+                source=m["Name"] if m["Type"] == "volume" else m["Source"],
+                type=m["Type"],
+                read_only=not m.get("RW", True),
+            )
+            for m in info.get("Mounts") or []
+            if m.get("Type") in ("volume", "bind")
+        ]
+        copy = f"{name}.inert"
+        with contextlib.suppress(errors.EngineError):  # a copy left by an interrupted earlier attempt
+            self.call(f"removing {copy}", lambda: self.api.remove_container(copy, v=False, force=True))
+        self._do(
+            f"creating {copy}",
+            lambda: self.api.create_container(
+                cfg.get("Image") or info.get("Image"),
+                name=copy,
+                command=cfg.get("Cmd"),
+                entrypoint=cfg.get("Entrypoint"),
+                environment=cfg.get("Env"),
+                user=cfg.get("User") or None,
+                working_dir=cfg.get("WorkingDir") or None,
+                labels={**kept, **labels},
+                network_disabled=True,
+                host_config=self.api.create_host_config(mounts=mounts, network_mode="none"),
+            ),
+        )
+        self.remove_container(name)
+        self.rename(copy, name)
+
     def _exists(self, name: str) -> bool:
         try:
             self.api.inspect_container(name)

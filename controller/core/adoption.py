@@ -19,6 +19,8 @@ from controller.core.secrets import reveal
 ADOPTED = "io.dbstate.adopted"  # only on the observed copy of an adopted container, never on the engine
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_FILES = "com.docker.compose.project.config_files"  # comma-separated paths, as compose v1.29 and v2 write it
+COMPOSE_VERSION = "com.docker.compose.version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,16 @@ def retire_command(c: live.Container) -> str | None:
     project, service = c.labels.get(COMPOSE_PROJECT), c.labels.get(COMPOSE_SERVICE)
     if not project or not service:
         return None
-    return f"docker compose -p {project} rm -s -f {service}"
+    # compose v1 (`docker-compose`, Debian's 1.29) needs the file even to remove; v2 takes it as well
+    tool = "docker-compose" if c.labels.get(COMPOSE_VERSION, "").startswith("1.") else "docker compose"
+    files = "".join(f" -f {_shell_word(f)}" for f in c.labels.get(COMPOSE_FILES, "").split(",") if f.strip())
+    return f"{tool}{files} -p {_shell_word(project)} rm -s -f {_shell_word(service)}"
+
+
+def _shell_word(text: str) -> str:
+    """`text` as one word for a POSIX shell: bare when it is plain, single-quoted otherwise."""
+    plain = text and all(ch.isalnum() or ch in "-_./=:@%+," for ch in text)
+    return text if plain else "'" + text.replace("'", "'\\''") + "'"
 
 
 def relabel(observed: live.LiveState, adopted: Mapping[str, Adoption], declared: Collection[str]) -> live.LiveState:

@@ -408,7 +408,8 @@ def _workload(
     if isinstance(resource, spec.DatabaseInstance):
         jump = major_jump(resource, c)
         if jump is not None and resource.spec.policy.upgrade is spec.UpgradePolicy.DUMP_RESTORE:
-            _dump_restore(b, resource, policy, c, jump, needs, revision)
+            if not _still_composed(b, resource, c, jump):
+                _dump_restore(b, resource, policy, c, jump, needs, revision)
             return
         moved = _data_moved(b, resource, c)  # a new container would start on other (empty) data
         if recreate_allowed and jump is not None:  # ...or refuse the data it finds
@@ -546,6 +547,25 @@ def major_jump(inst: spec.DatabaseInstance, c: live.Container) -> tuple[str, str
     return None if was == new else (was, new)
 
 
+def _still_composed(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, jump: tuple[str, str]) -> bool:
+    """An upgrade keeps the old server: while compose still claims it, a `docker compose up` of the old file would
+    start it again beside the new one, under the same service alias. Compose is retired first, on the old data."""
+    command = adoption.retire_command(c)
+    if command is None:
+        return False
+    b.finding(
+        FindingType.MAJOR_UPGRADE,
+        inst.kind,
+        inst.metadata.name,
+        f"{c.name} runs {inst.spec.engine.value} {jump[0]} and compose still manages it (project "
+        f"{c.labels.get(adoption.COMPOSE_PROJECT)}): not upgraded to {jump[1]}, since compose could start the old "
+        "server again beside the new one. First retire it from compose with the declaration as it was: revert the "
+        f"image and volume change, run `{command}` (keeps every volume) and remove the service from its compose "
+        "file; dbstate then makes its own container on the same data. Then upgrade",
+    )
+    return True
+
+
 def _major_upgrade(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, jump: tuple[str, str]) -> None:
     """A new major version is never a plain recreate: the new server refuses (PostgreSQL) or must convert (MariaDB)
     the old data directory."""
@@ -680,11 +700,17 @@ def _consumer(
         return
     c = observed.container(con.container_name)
     if c is None:
+        ref = con.spec.compose
+        what = (
+            f"no container of compose project {ref.project}, service {ref.service} exists"
+            if ref is not None and con.spec.container_name is None
+            else f"container {con.container_name} does not exist"
+        )
         b.finding(
             FindingType.MISSING_CONSUMER,
             con.kind,
             con.metadata.name,
-            f"container {con.container_name} does not exist (it is managed elsewhere: image is null)",
+            f"{what} (it is managed elsewhere: image is null)",
         )
         return
     if scope.allows(c):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.core import diff, dumps, errors, plan, spec
+from controller.core import diff, dumps, errors, labels, plan, spec
 from controller.core.dumps import Manifest
 from controller.core.labels import KEPT_SUFFIX, REVISION
 from controller.core.secrets import reveal
@@ -106,6 +106,25 @@ class _Rebuild:
         if wrong:
             raise errors.BackupError("; ".join(wrong[:5]))
 
+    def keep_inert(self) -> None:
+        """The old server stays as its data and a container nothing starts: no restart policy, no network, none of
+        compose's labels (a `docker compose up` of the old file cannot find it and start it beside the new one), and
+        dbstate's own labels, deletion-protected (its kept server, never an orphan to prune)."""
+        own = {
+            labels.MANAGED: "true",
+            labels.KIND: self.inst.kind,
+            labels.NAME: self.inst.metadata.name,
+            labels.PROTECTED: "true",
+        }
+        try:
+            self.runtime.make_inert(self.kept, own)
+        except errors.DbstateError as e:
+            raise errors.BackupError(
+                f"{self.c} now runs {self.inst.spec.image}, but keeping the old server {self.kept} inert failed ({e}): "
+                f"it may still carry compose's labels and a restart policy; stop compose from starting it (remove it "
+                "from the compose file) or `docker rm` it once the new server is trusted (its volume stays)"
+            ) from e
+
     def roll_back(self) -> None:
         """The new container removed, the new volumes emptied again (checked empty before this attempt, they hold only
         what it wrote; the volumes themselves are kept), the old server back under its name and started."""
@@ -156,6 +175,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
         job.restore_and_check(manifest, new)
     except Exception as e:
         raise job.failed(f"upgrade of {name} {was} -> {new}", e, old_image) from e
+    job.keep_inert()
     old_volumes = ", ".join(o for o, _n in moves.values())
     progress(
         f"{name}: upgraded {was} -> {new}: {sum(manifest.counts.values())} rows in {len(manifest.counts)} tables "
@@ -206,6 +226,7 @@ def restore_to_new_volume(
         job.restore_and_check(manifest, None)
     except Exception as e:
         raise job.failed(f"restore of {manifest.id} into {volume}", e, server.image) from e
+    job.keep_inert()
     return moved, kept
 
 

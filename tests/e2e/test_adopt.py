@@ -314,8 +314,13 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         assert ("unmanaged-database", "stray-redis") in {(f["type"], f["name"]) for f in found}
         # retiring compose with the finding's own command: dbstate makes its own container on the same data
         retire = next(f["message"] for f in p["findings"] if f["type"] == "co-managed" and f["name"] == "postgres")
-        assert "`docker compose -p postgres rm -s -f postgres`" in retire and "never `down -v`" in retire
-        compose(host_built, "postgres", engine_host, "rm", "-s", "-f", "postgres")
+        command = retire.split("`")[1]  # run as the finding says it, with compose v1 as the seed's host has it
+        assert command == f"docker-compose -f {host_built / 'postgres' / 'compose.yml'} -p postgres rm -s -f postgres"
+        assert "never `down -v`" in retire
+        done = subprocess.run(
+            ["sh", "-c", command], env={**os.environ, "DOCKER_HOST": engine_host}, capture_output=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
         wait_for(lambda: running(docker_client, "postgres-postgres-1"), timeout=60)
         mine = docker_client.containers.get("postgres-postgres-1")
         assert mine.id != ids["postgres-postgres-1"] and mine.labels.get("io.dbstate.managed") == "true"
@@ -447,3 +452,112 @@ def test_data_that_the_declaration_moves_is_migrated_stopped_copied_verified_nev
     p = dbstate("plan", "--dir", str(root), "--output", "json", *allow, host=engine_host, state=db).json()
     assert p["changes"] == [] and p["findings"] == [], p
     assert docker_client.containers.list(all=True, filters={"label": "io.dbstate.helper"}) == []
+
+
+CMP_COMPOSE = f"""version: "3.8"
+services:
+  db:
+    image: dbstate-local/postgres:15
+    container_name: cmp-db
+    restart: always
+    environment: {{POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "{PG_PASSWORD}"}}
+    volumes: ["cmp-data:/var/lib/postgresql/data"]
+    networks: [net-a]
+    {LABELS}
+volumes:
+  cmp-data: {{external: true}}
+networks:
+  net-a: {{external: true}}
+"""
+
+
+def cmp_instance(version: str = "15", volume: str = "cmp-data") -> str:
+    return f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {{name: cmp}}
+spec:
+  engine: postgres
+  version: "{version}"
+  image: dbstate-local/postgres:{version}
+  containerName: cmp-db
+  networks: [{{name: net-a, aliases: [db]}}]
+  volumes: [{{source: {volume}, target: /var/lib/postgresql/data}}]
+  env: {{POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "${{CMP_PASSWORD}}"}}
+  auth: {{method: scram-sha-256, user: app, password: "${{CMP_PASSWORD}}", database: app}}
+  policy: {{adopt: in-place, upgrade: dump-restore}}
+"""
+
+
+def test_a_compose_made_database_is_upgraded_only_once_retired_and_compose_cannot_start_the_kept_server(
+    docker_client, engine_host, tmp_path
+):
+    """The seed's day two: a compose-made PostgreSQL 15, adopted in place, declared 17 with dump-restore. While compose
+    still manages it the upgrade is refused and the finding says what to retire; its own command, run as written
+    (compose v1), retires it, dbstate makes its own container on the same data, and the upgrade runs. The kept 15 is
+    inert: no compose labels, no restart policy, no network, so `docker-compose up -d` of the old file cannot start
+    it beside the new server. Every marker row is there throughout."""
+    from tests.helpers import network, volume, write_tree
+
+    docker_client.networks.create("net-a", labels={TEST_LABEL: "1"})
+    for v in ("cmp-data", "cmp-data-v17"):
+        docker_client.volumes.create(v, labels={TEST_LABEL: "1"})
+    project = tmp_path / "cmp"
+    project.mkdir()
+    (project / "compose.yml").write_text(CMP_COMPOSE)
+    up = ["docker-compose", "-p", "cmp", "-f", str(project / "compose.yml"), "up", "-d"]
+    env = {**os.environ, "DOCKER_HOST": engine_host}
+    assert subprocess.run(up, env=env, capture_output=True, timeout=300).returncode == 0
+    psql = ["psql", "-U", "app", "-d", "app", "-At", "-c"]
+    sql(docker_client, "cmp-db", [*psql, "CREATE TABLE marker AS SELECT g AS id FROM generate_series(1, 100) g"])
+
+    def rows() -> str:
+        return sql(docker_client, "cmp-db", [*psql, "SELECT count(*) FROM marker"]).strip()
+
+    root = write_tree(
+        tmp_path / "d",
+        {"net.yaml": network("net-a"), "vol.yaml": volume("cmp-data") + "---\n" + volume("cmp-data-v17")},
+    )
+    db = tmp_path / "state.db"
+
+    def run(*args: str) -> Any:
+        return dbstate(
+            *args, "--dir", str(root), host=engine_host, state=db, env={"CMP_PASSWORD": PG_PASSWORD}, secrets=SECRETS
+        )
+
+    (root / "cmp.yaml").write_text(cmp_instance())
+    assert run("apply", "--yes").code == 0
+    composed = docker_client.containers.get("cmp-db").id
+    (root / "cmp.yaml").write_text(cmp_instance("17", "cmp-data-v17"))
+    p = run("plan", "--output", "json").json()
+    assert [c for c in p["changes"] if c["kind"] == "DatabaseInstance"] == []
+    [refused] = [f["message"] for f in p["findings"] if f["type"] == "major-upgrade"]
+    assert "compose still manages it" in refused and "revert the image and volume change" in refused
+    assert run("apply", "--yes").code == 1 and docker_client.containers.get("cmp-db").id == composed
+    # the finding's advice, followed as it says: revert, retire with its own command, apply, then upgrade
+    (root / "cmp.yaml").write_text(cmp_instance())
+    command = refused.split("`")[1]
+    assert command.startswith("docker-compose -f ") and command.endswith("-p cmp rm -s -f db"), command
+    assert subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=300).returncode == 0
+    assert run("apply", "--yes").code == 0
+    mine = docker_client.containers.get("cmp-db")
+    assert mine.id != composed and "com.docker.compose.project" not in mine.labels
+    wait_for(lambda: rows() == "100", timeout=60)
+    (root / "cmp.yaml").write_text(cmp_instance("17", "cmp-data-v17"))
+    r = run("apply", "--yes")
+    assert r.code == 0, r.stdout + r.stderr
+    assert sql(docker_client, "cmp-db", [*psql, "SHOW server_version_num"]).startswith("17") and rows() == "100"
+    kept = docker_client.containers.get("cmp-db.dbstate-kept-v15")
+    assert kept.status == "created" or kept.status == "exited"
+    assert not [k for k in kept.labels if k.startswith("com.docker.compose.")]
+    assert kept.attrs["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")
+    assert kept.attrs["HostConfig"]["NetworkMode"] == "none"
+    assert [m["Name"] for m in kept.attrs["Mounts"]] == ["cmp-data"]
+    # the old compose file brought up again: it cannot find the kept server, and cannot take the name
+    subprocess.run(up, env=env, capture_output=True, timeout=300)
+    kept.reload()
+    assert kept.status in ("created", "exited")
+    on_old = [
+        c.name for c in docker_client.containers.list() if any(m.get("Name") == "cmp-data" for m in c.attrs["Mounts"])
+    ]
+    assert on_old == [] and rows() == "100"
+    assert run("plan").code == 0

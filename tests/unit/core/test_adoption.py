@@ -128,3 +128,23 @@ def test_the_spec_hash_of_an_existing_declaration_never_moves():
 
     plain, explicit = state(TEXT), state(TEXT.replace("[{source: kv-data", "[{type: volume, source: kv-data"))
     assert spec.spec_hash(plain.instances[0]) == spec.spec_hash(explicit.instances[0]) == "46ef2ab564944612"
+
+
+def test_the_retire_command_works_with_compose_v1_and_names_the_compose_files():
+    c = live.Container(
+        "c1",
+        "kv",
+        "redis:7",
+        "running",
+        labels={
+            adoption.COMPOSE_PROJECT: "cache",
+            adoption.COMPOSE_SERVICE: "redis",
+            adoption.COMPOSE_VERSION: "1.29.2",
+            adoption.COMPOSE_FILES: "/srv/cache/compose.yml,/srv/my files/override.yml",
+        },
+    )
+    assert adoption.retire_command(c) == (
+        "docker-compose -f /srv/cache/compose.yml -f '/srv/my files/override.yml' -p cache rm -s -f redis"
+    )
+    v2 = live.Container("c2", "kv", "redis:7", "running", labels={**c.labels, adoption.COMPOSE_VERSION: "2.29.1"})
+    assert adoption.retire_command(v2).startswith("docker compose -f /srv/cache/compose.yml ")
