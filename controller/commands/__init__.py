@@ -48,6 +48,7 @@ COMMANDS: dict[str, CommandInfo] = {
         "verify_backup", "check kept backups: each restored into a throw-away server and compared with its manifest"
     ),
     "restore": CommandInfo("restore", "put a backup back into a running database (after backing up what it holds)"),
+    "rollback": CommandInfo("rollback", "go back to the server an upgrade kept, once the declaration names it again"),
     "import": CommandInfo(
         "importing", "write the desired state of a host as it runs, and take its databases over in place"
     ),

@@ -406,6 +406,8 @@ def _workload(
     if c.labels.get(adoption.ADOPTED):
         _co_managed(b, resource, c)
     if isinstance(resource, spec.DatabaseInstance):
+        if _reverted(b, resource, c, observed):
+            return
         jump = major_jump(resource, c)
         if jump is not None and resource.spec.policy.upgrade is spec.UpgradePolicy.DUMP_RESTORE:
             if not _still_composed(b, resource, c, jump):
@@ -545,6 +547,37 @@ def major_jump(inst: spec.DatabaseInstance, c: live.Container) -> tuple[str, str
         return None
     was, new = versions.major(two_part, found[0]), versions.major(two_part, found[1])
     return None if was == new else (was, new)
+
+
+def _data_of(c: live.Container) -> list[tuple[str, str, str]]:
+    return sorted((m.type, m.source.rstrip("/"), m.destination) for m in c.mounts if m.type in ("volume", "bind"))
+
+
+def _reverted(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, observed: live.LiveState) -> bool:
+    """The declaration names a server an upgrade kept (its image and its data) while another one runs: a reverted
+    upgrade. Nothing is recreated (the declared volume holds the old data, which the running server would be
+    replaced onto blindly): going back is `dbstate rollback`, which checks for writes since the cutover first."""
+    declared = sorted((m.type, m.source, m.target) for m in inst.spec.volumes)
+    if c.image == inst.spec.image and _data_of(c) == declared:
+        return False
+    kept = [
+        k
+        for k in observed.owned_by(inst.kind, inst.metadata.name)
+        if k.name.startswith(inst.container_name + KEPT_SUFFIX)
+        and k.image == inst.spec.image
+        and _data_of(k) == declared
+    ]
+    if not kept:
+        return False
+    b.finding(
+        FindingType.ROLLBACK,
+        inst.kind,
+        inst.metadata.name,
+        f"the declaration names {kept[-1].name} ({kept[-1].image}), the server an upgrade kept, while {c.name} runs "
+        f"{c.image}: nothing is recreated. Go back to it with `dbstate rollback {inst.metadata.name}` (refused while "
+        f"{c.name} holds writes made since the cutover; backs it up first), or restore the declaration of {c.name}",
+    )
+    return True
 
 
 def _still_composed(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, jump: tuple[str, str]) -> bool:

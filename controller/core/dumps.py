@@ -219,6 +219,13 @@ MARIADB_TABLES = (
     "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND "
     "table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2"
 )
+# a digest of each table's rows, whatever their order (PostgreSQL: md5 of the sorted md5 of each row's text)
+PG_DIGESTS = (
+    "SELECT table_schema || '.' || table_name, (xpath('/row/d/text()', query_to_xml(format('SELECT md5(coalesce("
+    "string_agg(md5(t::text), '''' ORDER BY md5(t::text)), '''')) AS d FROM %I.%I t', table_schema, table_name), "
+    "false, true, '')))[1]::text FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema "
+    "NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
 PG_VERSION = "SHOW server_version_num"
 MARIADB_VERSION = "SELECT VERSION()"
 
@@ -233,6 +240,21 @@ def mariadb_counts_sql(tables: list[tuple[str, str]]) -> str:
     # names the server listed, quoted as identifiers and literals: never a value from outside
     parts = [f"SELECT {lit(f'{d}/{t}')}, COUNT(*) FROM {q(d)}.{q(t)}" for d, t in tables]  # noqa: S608
     return " UNION ALL ".join(parts)
+
+
+def mariadb_checksum_sql(tables: list[tuple[str, str]]) -> str:
+    """MariaDB's own digest of each table's rows (`CHECKSUM TABLE`), of names the server listed."""
+    return "CHECKSUM TABLE " + ", ".join(
+        "`" + d.replace("`", "``") + "`.`" + t.replace("`", "``") + "`" for d, t in tables
+    )
+
+
+def digest_of(lines: dict[str, str]) -> str:
+    """One digest of a server's tables ("db/table" -> that table's digest)."""
+    import hashlib
+
+    body = "\n".join(f"{k}={v}" for k, v in sorted(lines.items()))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
 def parse_rows(text: str) -> dict[str, int]:

@@ -21,6 +21,9 @@ OLD_SUFFIX = ".dbstate-old"  # the name a container gets while it is being recre
 KEPT_SUFFIX = (
     ".dbstate-kept-"  # `<name>.dbstate-kept-<why>`: the server from before an upgrade or restore, kept stopped
 )
+# on a kept server: a digest of every table of the server that replaced it, taken at the cutover (`dbstate rollback`
+# compares it with the server as it is now: a difference is a write that going back would lose)
+CUTOVER = "io.dbstate.cutover-digest"
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
 LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adapters/lease.py): never a cause for a pass
 LEASE = "io.dbstate.lease"  # on every lease marker

@@ -54,6 +54,7 @@ class FindingType(enum.StrEnum):
     VOLUME_IN_USE = "volume-in-use"  # another container (any owner) mounts the data a create/start would mount
     MAJOR_UPGRADE = "major-upgrade"  # a new major version: never a plain recreate
     DATA_MOVED = "data-moved"  # the declaration mounts other data than the container holds: no recreate
+    ROLLBACK = "rollback"  # the declaration names a kept server again (a reverted upgrade): `dbstate rollback`
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)
     VERSION_MISMATCH = "version-mismatch"  # the server reports another major version than spec.version
@@ -71,6 +72,7 @@ BLOCKING = frozenset(
         FindingType.DATA_MOVED,
         FindingType.MAJOR_UPGRADE,
         FindingType.VOLUME_LOST,
+        FindingType.ROLLBACK,
     }
 )
 

@@ -225,6 +225,31 @@ def counts(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dic
     return {"keys": dumps.redis_keyspace(_redis(container, who, shell, "INFO", "keyspace"))}
 
 
+def fingerprint(container: str, engine: spec.Engine, who: Login, shell: Shell) -> str:
+    """A digest of every table's rows (Redis: its keys) as the server holds them now: equal fingerprints, no write."""
+    lines: dict[str, str] = {}
+    if engine is spec.Engine.POSTGRES:
+        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_DATABASES), who.env, who.os_user)
+        _ok(ran, "psql", container)
+        for db in filter(None, (d.strip() for d in ran.stdout.decode().split("\n"))):
+            ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_DIGESTS, db), who.env, who.os_user)
+            _ok(ran, "psql", container)
+            for line in ran.stdout.decode().splitlines():
+                key, _, value = line.rpartition("\t")
+                lines[f"{db}/{key}"] = value
+    elif engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.MARIADB_TABLES), who.env)
+        _ok(ran, "mariadb", container)
+        tables = [(d, t) for d, _, t in (ln.partition("\t") for ln in ran.stdout.decode().splitlines()) if t]
+        if tables:
+            ran = shell.run(container, dumps.sql_argv(engine, who, dumps.mariadb_checksum_sql(tables)), who.env)
+            _ok(ran, "mariadb", container)
+            lines = {k: v for k, _, v in (ln.rpartition("\t") for ln in ran.stdout.decode().splitlines()) if k}
+    else:
+        lines = {k: str(v) for k, v in counts(container, engine, who, shell).items()}
+    return dumps.digest_of(lines)
+
+
 def wait_ready(container: str, engine: spec.Engine, who: Login, shell: Shell, timeout: float = READY_TIMEOUT) -> None:
     """Until the server answers over TCP inside its container (an image's first-start server listens on its socket
     only, then stops: that one is not the server)."""

@@ -9,11 +9,12 @@ back: the new container is removed, the new volume emptied again, the old server
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.core import diff, dumps, errors, labels, plan, spec
+from controller.core import diff, dumps, errors, labels, live, plan, spec, versions
 from controller.core.dumps import Manifest
 from controller.core.labels import KEPT_SUFFIX, REVISION
 from controller.core.secrets import reveal
@@ -26,6 +27,11 @@ Progress = Callable[[str], None]
 
 def kept_name(container: str, why: str) -> str:
     return f"{container}{KEPT_SUFFIX}{why}"
+
+
+def kept_labels(inst: spec.DatabaseInstance) -> dict[str, str]:
+    """A kept server's labels: dbstate's own (the instance's, never an orphan) and deletion protection."""
+    return {labels.MANAGED: "true", labels.KIND: inst.kind, labels.NAME: inst.metadata.name, labels.PROTECTED: "true"}
 
 
 @dataclass
@@ -75,11 +81,7 @@ class _Rebuild:
         self.step = f"starting {self.inst.spec.image} on {', '.join(self.new_volumes)}"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
         self.created = True
-        name = self.inst.metadata.name
-        create = plan.Change(
-            plan.Action.CREATE, self.inst.kind, name, self.c, "moved", dict(self.details), (), self.inst
-        )
-        applying.execute(create, self.runtime)
+        applying.execute(_create(self.inst, self.details, "moved"), self.runtime)
 
     def restore_and_check(self, manifest: Manifest, major: str | None) -> None:
         c, engine, who, shell = self.c, self.inst.spec.engine, dumps.login(self.inst), self.shell
@@ -110,13 +112,10 @@ class _Rebuild:
         """The old server stays as its data and a container nothing starts: no restart policy, no network, none of
         compose's labels (a `docker compose up` of the old file cannot find it and start it beside the new one), and
         dbstate's own labels, deletion-protected (its kept server, never an orphan to prune)."""
-        own = {
-            labels.MANAGED: "true",
-            labels.KIND: self.inst.kind,
-            labels.NAME: self.inst.metadata.name,
-            labels.PROTECTED: "true",
-        }
+        own = kept_labels(self.inst)
         try:
+            # what the new server holds at the cutover: `dbstate rollback` tells writes since then by it
+            own[labels.CUTOVER] = backing.fingerprint(self.c, self.inst.spec.engine, dumps.login(self.inst), self.shell)
             self.runtime.make_inert(self.kept, own)
         except errors.DbstateError as e:
             raise errors.BackupError(
@@ -230,6 +229,13 @@ def restore_to_new_volume(
     return moved, kept
 
 
+def _create(inst: spec.DatabaseInstance, details: dict[str, object], reason: str) -> plan.Change:
+    """The create of `inst`'s container from its declaration, as apply runs it."""
+    return plan.Change(
+        plan.Action.CREATE, inst.kind, inst.metadata.name, inst.container_name, reason, dict(details), (), inst
+    )
+
+
 def _same_major(reported: str, major: str) -> bool:
     return reported == major or reported.startswith(major + ".") or reported.startswith(major + "-")
 
@@ -241,3 +247,68 @@ def _must_be_empty(shell: Shell, image: str, volume: str) -> None:
         raise errors.BackupError(f"cannot look into volume {volume}: {out.strip()[-200:]}")
     if out.strip():
         raise errors.BackupError(f"volume {volume} is not empty: a restore or an upgrade writes only into an empty one")
+
+
+def rollback(
+    inst: spec.DatabaseInstance,
+    current: live.Container,
+    kept: live.Container,
+    runtime: Runtime,
+    shell: Shell,
+    store: BackupStore,
+    *,
+    discard_writes: bool,
+    revision: str | None,
+    progress: Progress,
+) -> Manifest:
+    """`dbstate rollback NAME`: back to the kept server that the declaration names again (its image and data mounts):
+    refused while the current server holds writes made since the cutover, unless `discard_writes`; the current server
+    is backed up first (returned: the way forward again) and kept inert in its turn; the old server is created from the
+    declaration on its data, started and checked; then the kept copy, whose data it now runs on, is removed."""
+    engine, who, name, c = inst.spec.engine, dumps.login(inst), inst.metadata.name, inst.container_name
+    declared = sorted((m.type, m.source, m.target) for m in inst.spec.volumes)
+    mounts = sorted((m.type, m.source.rstrip("/"), m.destination) for m in kept.mounts if m.type in ("volume", "bind"))
+    if kept.image != inst.spec.image or declared != mounts:
+        raise errors.BackupError(
+            f"the declaration of {name} does not name the kept server {kept.name} ({kept.image} on "
+            f"{', '.join(s for _t, s, _d in mounts)}): revert the upgrade's commit first, so that it does; nothing "
+            "was changed"
+        )
+    backing.wait_ready(current.name, engine, who, shell, timeout=60)
+    was = kept.labels.get(labels.CUTOVER)
+    now = backing.fingerprint(current.name, engine, who, shell)
+    if was != now and not discard_writes:
+        why = "has no digest of the cutover" if was is None else "holds writes made since the cutover"
+        raise errors.BackupError(
+            f"{current.name} {why}: going back to {kept.name} would lose them. Nothing was changed; copy them over "
+            "by hand, or roll back anyway with --discard-writes (a backup of them is taken first)"
+        )
+    safety = backing.take(
+        backing.Server(inst, current.name, current.image),
+        shell,
+        store,
+        revision=revision,
+        reason=f"before rollback to {kept.name}",
+        progress=progress,
+    )
+    aside = kept_name(c, "rolled-back-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    progress(f"{name}: stopping {current.name} (kept as {aside}) to start {kept.image} on its data again")
+    runtime.stop(current.name, applying.STOP_TIMEOUT)
+    runtime.rename(current.name, aside)
+    try:
+        applying.execute(_create(inst, diff.recreate_change(inst, revision, "rollback").details, "rollback"), runtime)
+        backing.wait_ready(c, engine, who, shell)
+        got = backing.server_version(c, engine, who, shell)
+        if not versions.agree(backing.data_major(engine, got) or got, inst.spec.version):
+            raise errors.BackupError(f"the old server reports {got}, declared {inst.spec.version}")
+    except Exception as e:
+        with contextlib.suppress(errors.DbstateError):
+            runtime.remove_container(c)
+        runtime.rename(aside, c)
+        runtime.start(c)
+        reason = str(e) if isinstance(e, errors.DbstateError) else f"unexpected {type(e).__name__}"
+        raise errors.BackupError(f"rollback of {name} failed ({reason}): {c} runs {current.image} again") from e
+    runtime.make_inert(aside, kept_labels(inst))
+    runtime.remove_container(kept.name)  # its data is the declared volume, which the old server runs on again
+    progress(f"{name}: rolled back to {inst.spec.image}; {aside} keeps the newer server; backup {safety.id}")
+    return safety

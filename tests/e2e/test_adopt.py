@@ -561,3 +561,27 @@ def test_a_compose_made_database_is_upgraded_only_once_retired_and_compose_canno
     ]
     assert on_old == [] and rows() == "100"
     assert run("plan").code == 0
+
+    # the way back: a row written to 17 after the cutover, then the upgrade's commit reverted
+    sql(docker_client, "cmp-db", [*psql, "INSERT INTO marker VALUES (101)"])
+    (root / "cmp.yaml").write_text(cmp_instance())
+    p = run("plan", "--output", "json").json()
+    assert [c for c in p["changes"] if c["kind"] == "DatabaseInstance"] == [], p["changes"]
+    assert [f["type"] for f in p["findings"] if f["name"] == "cmp"] == ["rollback"], p["findings"]
+    r = run("rollback", "cmp", "--yes")
+    assert r.code == 1 and "holds writes made since the cutover" in r.stderr, r.stdout + r.stderr
+    assert sql(docker_client, "cmp-db", [*psql, "SHOW server_version_num"]).startswith("17") and rows() == "101"
+    r = run("rollback", "cmp", "--yes", "--discard-writes")
+    assert r.code == 0, r.stdout + r.stderr
+    wait_for(lambda: rows() == "100", timeout=60)
+    assert sql(docker_client, "cmp-db", [*psql, "SHOW server_version_num"]).startswith("15")
+    back = docker_client.containers.get("cmp-db")
+    assert [m["Name"] for m in back.attrs["Mounts"]] == ["cmp-data"] and back.attrs["HostConfig"][
+        "NetworkMode"
+    ] != "none"
+    names = sorted(c.name for c in docker_client.containers.list(all=True) if c.name.startswith("cmp-db."))
+    assert len(names) == 1 and names[0].startswith("cmp-db.dbstate-kept-rolled-back-"), names
+    taken = json.loads(dbstate("backups", "cmp", "--output", "json", host=engine_host, state=db).stdout)
+    assert [m["reason"] for m in taken][-1] == "before rollback to cmp-db.dbstate-kept-v15"
+    assert taken[-1]["counts"]["app/public.marker"] == 101  # the discarded write is in that backup
+    assert run("plan").code == 0

@@ -1,0 +1,118 @@
+"""`dbstate rollback NAME`: go back to the server an upgrade (or a restore to a new volume) kept, once the declaration
+names it again."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from controller.commands import options as common
+from controller.core.errors import DbstateError
+from controller.engine.options import PassOptions, Target
+
+DESCRIPTION = """\
+Go back to the server kept by an upgrade (`NAME.dbstate-kept-v15`, say) or by `restore --to-new-volume`. First revert
+the commit that upgraded it, so that the declaration names the kept server again (its image and data volume): `plan`
+then reports `rollback` and changes nothing. This command then:
+
+  1. compares the current server with the digest of every table taken at the cutover: a difference is a write that
+     going back would lose, and the rollback is refused (--discard-writes: go back anyway);
+  2. backs the current server up (its data stays reachable: `dbstate backups`);
+  3. stops it and keeps it inert in its turn (`NAME.dbstate-kept-rolled-back-<time>`, on its untouched volume);
+  4. creates the old server from the declaration on its data, starts it and checks its version; any failure starts
+     the current server again;
+  5. removes the kept copy of the old server (its volume is what the server runs on again).
+
+Holds the engine lease (stop a running `dbstate run` of this engine first: it is refused while one holds it).
+
+exit codes: 0 rolled back; 1 not (the message says why, and that nothing was changed, or what was)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    target: Target
+    name: str
+    kept: str | None
+    discard_writes: bool
+    yes: bool
+    lease_ttl: float
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the DatabaseInstance's metadata.name")
+    p.add_argument(
+        "--kept", default=None, metavar="CONTAINER", help="which kept server, when there are several (the newest)"
+    )
+    p.add_argument(
+        "--discard-writes",
+        action="store_true",
+        help="roll back although the current server was written to since the cutover (it is backed up first)",
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    common.add_desired(p)
+    common.add_engine(p)
+    common.add_lease(p)
+
+
+def options(ns: argparse.Namespace) -> Options:
+    return Options(common.target(ns), ns.name, ns.kept, ns.discard_writes, ns.yes, common.lease_ttl(ns))
+
+
+def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller import wiring
+    from controller.commands.apply import confirm
+    from controller.core.labels import KEPT_SUFFIX
+    from controller.engine import upgrading
+
+    def progress(message: str) -> None:
+        print(f"  .. {message}", file=err, flush=True)
+
+    with wiring.reconciler(opts.target, PassOptions("rollback"), instance=opts.name, lease_ttl=opts.lease_ttl) as wired:
+        assert wired.lease is not None
+        with wired.lease.holding(progress):
+            result = wired.reconciler.plan(record=False)
+            inst = next((i for i in result.loaded.state.instances if i.metadata.name == opts.name), None)
+            if inst is None:
+                raise DbstateError(f"no DatabaseInstance named {opts.name} (or its declaration has errors)")
+            current = result.observed.container(inst.container_name)
+            if current is None or current.state != "running":
+                raise DbstateError(f"{inst.container_name} is not running: nothing to roll back from")
+            kept = sorted(
+                (
+                    c
+                    for c in result.observed.owned_by(inst.kind, inst.metadata.name)
+                    if c.name.startswith(inst.container_name + KEPT_SUFFIX)
+                ),
+                key=lambda c: c.name,
+            )
+            if opts.kept is not None:
+                kept = [c for c in kept if c.name == opts.kept]
+            if not kept:
+                raise DbstateError(f"no kept server of {opts.name}{' named ' + opts.kept if opts.kept else ''}")
+            chosen = next((c for c in reversed(kept) if c.image == inst.spec.image), kept[-1])
+            print(f"roll {inst.container_name} back to {chosen.name} ({chosen.image})", file=out)
+            answer = True if opts.yes else confirm(1, out)
+            if not answer:
+                why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
+                print(f"Nothing was rolled back ({why}).", file=out)
+                return common.EXIT_ERROR
+            t0 = time.monotonic()
+            safety = upgrading.rollback(
+                inst,
+                current,
+                chosen,
+                wired.runtime,
+                wired.shell,
+                wired.backups,
+                discard_writes=opts.discard_writes,
+                revision=result.revision.commit,
+                progress=progress,
+            )
+    print(
+        f"rolled back: {inst.container_name} runs {inst.spec.image} on its data again ({time.monotonic() - t0:.1f} s); "
+        f"the newer server's data is backup {safety.id} and its kept container",
+        file=out,
+    )
+    return common.EXIT_OK
