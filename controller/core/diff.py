@@ -558,7 +558,7 @@ def _reverted(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, obser
     upgrade. Nothing is recreated (the declared volume holds the old data, which the running server would be
     replaced onto blindly): going back is `dbstate rollback`, which checks for writes since the cutover first."""
     declared = sorted((m.type, m.source, m.target) for m in inst.spec.volumes)
-    if c.image == inst.spec.image and _data_of(c) == declared:
+    if c.image == inst.spec.image:  # the same server on other data (a restore to a new volume): data-moved says it
         return False
     kept = [
         k

@@ -37,8 +37,8 @@ class ProbeResult:
     auth_weak: tuple[str, ...] = ()  # one message per weakness found
     facts: dict[str, str] = field(default_factory=dict)
 
-    def version_mismatch(self, declared: str) -> bool:
-        return self.version is not None and not versions.agree(declared, self.version)
+    def version_mismatch(self, declared: str, two_part: bool = False) -> bool:
+        return self.version is not None and major_differs(declared, self.version, two_part)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -84,14 +84,22 @@ def probe_address(c: live.Container, internal: frozenset[str] = frozenset()) -> 
     return ips[0].ip if ips else None
 
 
+def major_differs(declared: str, reported: str, two_part: bool) -> bool:
+    """Whether a server's version is another major than the declared one: the first number (PostgreSQL, Redis), the
+    first two (MariaDB, MySQL); 7.2 declared and 7.0.15 reported are one major."""
+    return not versions.agree(versions.major(two_part, declared), versions.major(two_part, reported))
+
+
 def findings(
     state: spec.DesiredState,
     results: Mapping[str, ProbeResult],
     failures: Mapping[str, int],
     unhealthy_after: int,
+    known_versions: Mapping[str, str] | None = None,
 ) -> tuple[Finding, ...]:
     """`results`: this pass's probe per instance name (absent: not probed); `failures`: consecutive failed probes,
-    this one included."""
+    this one included; `known_versions`: what the same container's server last said, for a probe that failed this
+    time (a timeout does not change a server's version: the same servers give the same findings)."""
     out: list[Finding] = []
     kind = "DatabaseInstance"
     for inst in state.instances:
@@ -101,18 +109,20 @@ def findings(
         if r is not None and not r.reachable and n >= unhealthy_after:
             times = "the last probe" if n == 1 else f"the last {n} probes"
             out.append(Finding(FindingType.UNHEALTHY, kind, name, f"{times} failed: {r.error or 'no answer'}"))
-        if r is None or not r.reachable:
-            continue
-        if r.version_mismatch(inst.spec.version):
+        reported = r.version if r is not None and r.reachable else (known_versions or {}).get(name)
+        two_part = inst.spec.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
+        if reported is not None and major_differs(inst.spec.version, reported, two_part):
             out.append(
                 Finding(
                     FindingType.VERSION_MISMATCH,
                     kind,
                     name,
-                    f"the server reports {inst.spec.engine.value} {r.version}, declared {inst.spec.version}: "
+                    f"the server reports {inst.spec.engine.value} {reported}, declared {inst.spec.version}: "
                     "fix the image or the declaration (an upgrade is never done on its own)",
                 )
             )
+        if r is None or not r.reachable:
+            continue
         for weakness in r.auth_weak:
             out.append(Finding(FindingType.AUTH_WEAK, kind, name, weakness))
     out.extend(_inconsistent(state, results))

@@ -141,6 +141,7 @@ class Reconciler:
         self.clock: Clock = clock or SystemClock()
         # the last probes, for passes that do not probe (run probes on its interval, not on every event)
         self.probes: dict[str, ProbeResult] = {}
+        self.versions: dict[str, tuple[str, str]] = {}  # instance -> (container id, version) of its last good probe
         self.failures: dict[str, int] = {}
         self.last_probe: float | None = None  # monotonic time of the last probe
         self.last: PassResult | None = None
@@ -294,7 +295,12 @@ class Reconciler:
             self.last_probe = self.clock.monotonic()
         names = {i.metadata.name for i in instances}
         results = {n: r for n, r in self.probes.items() if n in names}
-        found = health.findings(state, results, self.failures, options.unhealthy_after)
+        ids = {i.metadata.name: c.id for i in instances if (c := observed.container(i.container_name)) is not None}
+        for n, r in results.items():
+            if r.reachable and r.version and n in ids:
+                self.versions[n] = (ids[n], r.version)
+        known = {n: v for n, (cid, v) in self.versions.items() if ids.get(n) == cid}
+        found = health.findings(state, results, self.failures, options.unhealthy_after, known)
         restarts = health.restarts(state, observed, self.failures, probed)
         return Plan(the_plan.changes + restarts, sort_findings(the_plan.findings + found), the_plan.notes)
 

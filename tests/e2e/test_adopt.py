@@ -314,7 +314,7 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         assert ("unmanaged-database", "stray-redis") in {(f["type"], f["name"]) for f in found}
         # retiring compose with the finding's own command: dbstate makes its own container on the same data
         retire = next(f["message"] for f in p["findings"] if f["type"] == "co-managed" and f["name"] == "postgres")
-        command = retire.split("`")[1]  # run as the finding says it, with compose v1 as the seed's host has it
+        command = retire.split("Retire it from compose with `")[1].split("`")[0]  # as the finding says it (v1)
         assert command == f"docker-compose -f {host_built / 'postgres' / 'compose.yml'} -p postgres rm -s -f postgres"
         assert "never `down -v`" in retire
         done = subprocess.run(

@@ -203,3 +203,17 @@ def test_a_connection_to_a_host_that_is_no_alias_is_reported():
     )
     (c,) = audit.connections(s, live.LiveState(ENGINE, (kv, app3)), {("kv", "net-a"): down("kv")})
     assert c.problem == "kv-db does not answer on net-a: OperationalError: password authentication failed"
+
+
+def test_version_mismatch_compares_majors_and_a_failed_probe_does_not_flip_it():
+    """Redis compares the first number (7.2 declared, 7.0.15 reported: one major), MariaDB the first two; a probe
+    that times out keeps what the same container's server last said, so the same servers give the same findings."""
+    from controller.core import health as h
+
+    assert not h.major_differs("7.2", "7.0.15", two_part=False)
+    assert h.major_differs("10.6", "10.11.9", two_part=True) and not h.major_differs("10.11", "10.11.9", True)
+    s = state(pg("a", "16", shared=False))
+    mismatch = [("version-mismatch", "a")]
+    assert types(health.findings(s, {"a": ok("a", "15.20")}, {}, 3)) == mismatch
+    assert types(health.findings(s, {"a": down("a")}, {"a": 1}, 3, {"a": "15.20"})) == mismatch
+    assert types(health.findings(s, {"a": down("a")}, {"a": 1}, 3)) == []
