@@ -1,6 +1,7 @@
 """`dbstate run`, the controller process: composes the sources of work (files, git, each engine's Docker events, git
-pull), one loop per engine (each with its lease, queue, backoff and timers, in a thread of its own), the HTTP
-endpoints and the logs, and stops gracefully on SIGTERM."""
+pull), one loop per engine (each with its lease, queue, backoff and timers, in a thread of its own), the desk that
+performs the one-off commands handed to it (commands/oneoff.py), the HTTP endpoints and the logs, and stops
+gracefully on SIGTERM (a job under way ends first; a second signal does not wait for it)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from types import FrameType
 from controller import http, logs, wiring
 from controller.adapters import git, notify, prometheus, store, watch
 from controller.adapters.docker import follow_events
+from controller.commands import oneoff
 from controller.commands.serve import Site
 from controller.core import errors
+from controller.core import secrets as secret_values
 from controller.engine.loop import Loop
 from controller.engine.metrics import Metrics
 from controller.engine.notifying import Notifications
@@ -73,16 +76,24 @@ def run(opts: RunOptions) -> int:
     ) as every:
         reconcilers.extend(w.reconciler for w in every)
         loops = _loops(opts, every, log, notifications, state_ok=not unusable)
+        desk = (
+            None
+            if unusable
+            else _desk(opts, every, loops, log, lambda text: secret_values.scrub(text, secrets() | urls))
+        )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log(level="info", msg="stopping", signal=signal.Signals(signum).name)
+            if stop.is_set() or desk is None:  # the second signal: a job under way is not waited for
+                for loop in loops.values():
+                    loop.stop()
             stop.set()
-            for loop in loops.values():
-                loop.stop()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         threads = _sources(opts, every, loops, log, stop)
+        if desk is not None:
+            threads.append(threading.Thread(target=desk.run, name="dbstate-desk", daemon=True, args=(stop,)))
         server = None
         if opts.listen is not None:
             site = Site(opts.target.state or store.default_path(), every[0].backups.root)
@@ -117,6 +128,9 @@ def run(opts: RunOptions) -> int:
                 pass
         finally:
             stop.set()
+            if desk is not None:
+                desk.stop()  # a job under way ends under the lease it started with
+                desk.db.close()
             for loop in loops.values():
                 loop.stop()
             for t in running:
@@ -150,6 +164,17 @@ def _loops(
             name=wired.engine.name,
         )
     return loops
+
+
+def _desk(
+    opts: RunOptions, every: list[Wired], loops: dict[str, Loop], log: logs.Log, scrub: Callable[[str], str]
+) -> oneoff.Desk | None:
+    """The one-off commands handed to this controller, performed with its desired state, scope and leases."""
+    if not all(w.lease is not None for w in every):
+        return None
+    lanes = {w.engine.name: oneoff.Lane(w, loops[w.engine.name].may_act, _asker(loops[w.engine.name])) for w in every}
+    db = store.Store(opts.target.state or store.default_path())
+    return oneoff.Desk(opts.target, opts.passes.scope, db, lanes, log, scrub)
 
 
 def _sources(
@@ -206,6 +231,13 @@ def _sources(
             )
         )
     return threads
+
+
+def _asker(loop: Loop) -> Callable[[str], None]:
+    def ask(why: str) -> None:
+        loop.trigger(reason=why)
+
+    return ask
 
 
 def _on_connection(loop: Loop) -> Callable[[bool], None]:

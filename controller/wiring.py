@@ -85,6 +85,7 @@ class Wired:
     shell: DockerShell  # the databases' own tools, in their containers (backups, restores, upgrades)
     backups: backups.BackupDir
     lease: lease.EngineLease | None = None  # with `lease_ttl`: every mutating call of the runtime is fenced by it
+    borrowed: bool = False  # the lease is a running controller's (a job it performs): held and renewed by it
 
 
 def backup_dir(target: Target) -> backups.BackupDir:
@@ -155,15 +156,19 @@ def reconciler(
     source: SourceMode = "worktree",
     lease_ttl: float | None = None,
     state_unusable: Callable[[str], None] | None = None,
+    borrow: lease.EngineLease | None = None,
 ) -> Iterator[Wired]:
     """The reconciler of one engine for the commands that work on one: `host` (or --host), else the engine of
-    `instance`, else the only one."""
+    `instance`, else the only one. `borrow`: a running controller's lease of that engine, which fences this one's
+    changes too (a one-off job the controller performs)."""
     refs = engines(target, source)
     if host is None and target.host is None and instance is not None and len(refs) > 1:
         host = placement.where(_whole(target, source).state).get(f"DatabaseInstance/{instance}")
     engine = pick(refs, host or target.host)
     whole = DirectorySource(target.directory, target.env_file, source, limits=_limits(target))
-    with _wire(target, options, engine, whole, require_store, retry_budget, progress, lease_ttl, state_unusable) as w:
+    with _wire(
+        target, options, engine, whole, require_store, retry_budget, progress, lease_ttl, state_unusable, borrow
+    ) as w:
         yield w
 
 
@@ -205,6 +210,7 @@ def _wire(
     progress: Callable[[str], None] | None,
     lease_ttl: float | None,
     state_unusable: Callable[[str], None] | None,
+    borrow: lease.EngineLease | None = None,
 ) -> Iterator[Wired]:
     """A reconciler over the real adapters. Probes (psycopg, pymysql, redis, or the engine's own clients through
     exec) are wired only when the options ask for them; with `lease_ttl` (a writer), the engine lease, which fences
@@ -213,9 +219,10 @@ def _wire(
         options = dataclasses.replace(options, probe=dataclasses.replace(options.probe, via=engine.probe_via))
     with _history(target.state, require_store, state_unusable, engine.name) as (history, db):
         runtime = _runtime(engine, db, retry_budget, progress)
-        held = None
-        if lease_ttl is not None:
+        held = borrow
+        if held is None and lease_ttl is not None:
             held = lease.EngineLease(runtime, ttl=lease_ttl)
+        if held is not None:
             runtime.fence, runtime.gate = held.confirm, held.check_clock
         shell, kept = DockerShell(runtime), backup_dir(target)
         try:
@@ -229,7 +236,7 @@ def _wire(
                 facts=facts.EngineFacts(runtime, write=held is not None),
                 guard=backing.Guard(shell, kept, runtime, progress or _log_progress),
             )
-            yield Wired(engine, r, runtime, shell, kept, held)
+            yield Wired(engine, r, runtime, shell, kept, held, borrowed=borrow is not None)
         finally:
             runtime.close()
 

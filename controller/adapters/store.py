@@ -8,7 +8,10 @@
 - health: the last probe of each instance (reachable, version, round trip, error, all already redacted) and its count
   of consecutive failures, which `unhealthy` and `policy.restartAfterFailedProbes` count against;
 - endpoint_aliases: the Docker adapter's EndpointID -> aliases cache. An endpoint's aliases never change (a new alias
-  means a new endpoint), so a cached entry is never stale, only unused.
+  means a new endpoint), so a cached entry is never stale, only unused;
+- controllers and jobs: each running `dbstate run` (its lease holder id, renewed every few seconds) and the one-off
+  commands (restore, migrate-volume, rollback) handed to it because it holds the engine lease: queued by the command,
+  claimed and performed by the controller, with their progress and result (commands/oneoff.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 DEFAULT_PATH = Path(".dbstate/state.db")
 # The schema's version (PRAGMA user_version). 0 is dbstate 0.1.0, which did not set it; each step of MIGRATIONS takes a
 # database from the version before to its own, forward only, so a database from any earlier release opens.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_aliases (
     endpoint_id TEXT PRIMARY KEY,
@@ -152,11 +155,37 @@ def _v4_hosts(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE overview")
 
 
+def _v5_jobs(db: sqlite3.Connection) -> None:
+    """One-off commands handed to the running controller, and the controllers that take them."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS controllers (holder TEXT PRIMARY KEY, hosts TEXT NOT NULL, pid INTEGER NOT NULL, "
+        "seen REAL NOT NULL)"
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS jobs (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        host      TEXT NOT NULL,      -- the engine whose lease holder performs it
+        command   TEXT NOT NULL,      -- restore | migrate-volume | rollback
+        instance  TEXT NOT NULL,
+        args      TEXT NOT NULL,      -- the command's options as JSON (names and ids: never a secret)
+        who       TEXT NOT NULL,
+        requested REAL NOT NULL,
+        state     TEXT NOT NULL,      -- queued | running | done | failed | cancelled
+        holder    TEXT,               -- the controller that claimed it
+        log       TEXT NOT NULL DEFAULT '',
+        output    TEXT NOT NULL DEFAULT '',
+        exit_code INTEGER,
+        finished  REAL
+    )"""
+    )
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _v1_volume_identity,
     2: _v2_history_indexes,
     3: _v3_overview,
     4: _v4_hosts,
+    5: _v5_jobs,
 }
 
 
@@ -439,6 +468,89 @@ class Store:
     @_guarded
     def ack(self, type_: str, name: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (type_, name, time.time()))
+
+    # -- controllers and their jobs ---------------------------------------------------------------------------------
+
+    @_guarded
+    def controller_alive(self, holder: str, hosts: Iterable[str]) -> None:
+        """A running controller says it takes jobs for `hosts` (its heartbeat, every few seconds)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO controllers VALUES (?, ?, ?, ?)",
+            (holder, json.dumps(sorted(hosts)), os.getpid(), time.time()),
+        )
+
+    @_guarded
+    def controller_gone(self, holder: str) -> None:
+        self.db.execute("DELETE FROM controllers WHERE holder = ?", (holder,))
+
+    @_guarded
+    def controller_seen(self, holder: str) -> float | None:
+        """When the controller `holder` last said it takes jobs (None: never, or it stopped)."""
+        row = self.db.execute("SELECT seen FROM controllers WHERE holder = ?", (holder,)).fetchone()
+        return float(row[0]) if row else None
+
+    @_guarded
+    def enqueue_job(self, host: str, command: str, instance: str, args: Mapping[str, Any], who: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO jobs (host, command, instance, args, who, requested, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'queued')",
+            (host, command, instance, json.dumps(dict(args), sort_keys=True), who, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    @_guarded
+    def claim_job(self, hosts: Iterable[str], holder: str) -> dict[str, Any] | None:
+        """The oldest queued job of one of `hosts`, now `running` by `holder` (None: nothing queued). One claim
+        per job, whoever else polls: the update only takes a row that is still queued."""
+        names = sorted(hosts)
+        if not names:
+            return None
+        marks = ", ".join("?" for _ in names)
+        while True:
+            row = self.db.execute(
+                f"SELECT id FROM jobs WHERE state = 'queued' AND host IN ({marks}) ORDER BY id LIMIT 1",  # noqa: S608
+                names,
+            ).fetchone()
+            if row is None:
+                return None
+            taken = self.db.execute(
+                "UPDATE jobs SET state = 'running', holder = ? WHERE id = ? AND state = 'queued'", (holder, row[0])
+            ).rowcount
+            if taken:
+                return self.job(int(row[0]))
+
+    @_guarded
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        out = dict(zip([d[0] for d in cur.description], row, strict=True))
+        out["args"] = json.loads(out["args"])
+        return out
+
+    @_guarded
+    def job_says(self, job_id: int, line: str) -> None:
+        self.db.execute("UPDATE jobs SET log = log || ? WHERE id = ?", (line.rstrip("\n") + "\n", job_id))
+
+    @_guarded
+    def finish_job(self, job_id: int, exit_code: int, output: str) -> None:
+        state = "done" if exit_code == 0 else "failed"
+        self.db.execute(
+            "UPDATE jobs SET state = ?, exit_code = ?, output = ?, finished = ? WHERE id = ?",
+            (state, exit_code, output, time.time(), job_id),
+        )
+
+    @_guarded
+    def cancel_job(self, job_id: int) -> bool:
+        """Withdraw a job that no controller has claimed yet (False: it is running or over)."""
+        return (
+            self.db.execute(
+                "UPDATE jobs SET state = 'cancelled', finished = ? WHERE id = ? AND state = 'queued'",
+                (time.time(), job_id),
+            ).rowcount
+            > 0
+        )
 
     # -- health -------------------------------------------------------------------------------------------------
 

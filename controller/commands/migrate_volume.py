@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from controller.commands import oneoff
 from controller.commands import options as common
 from controller.core.errors import DbstateError
 from controller.core.scope import Scope
 from controller.engine.options import PassOptions, Target
+
+if TYPE_CHECKING:
+    from controller.wiring import Wired
 
 DESCRIPTION = """\
 Move the data of the DatabaseInstance NAME to the mounts its declaration names, when they differ from what its
 container mounts (the plan's data-moved finding: a bind mount to a named volume, one volume to another). The container
 is stopped, each mount is copied with the instance's own image into the declared destination (which must be empty),
 the copy is verified file by file (sha256), and only then is the container recreated from the declaration and started.
-The old data is kept: remove it by hand once you are satisfied. Holds the engine lease throughout.
+The old data is kept: remove it by hand once you are satisfied. Holds the engine lease throughout; while a
+`dbstate run` holds it, the move is handed to that controller (same --state), in that controller's scope.
 
 exit codes: 0 moved (or nothing to move); 1 not moved (a failed copy leaves the container stopped on its old data)."""
 
@@ -44,48 +50,53 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
+    return oneoff.run(ONE_OFF, opts, out, err)
+
+
+def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
+    """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
     from controller.commands.apply import confirm
     from controller.engine import migrating
 
-    def progress(message: str) -> None:
-        print(f"  .. {message}", file=err)
-
-    passes = PassOptions("migrate-volume", scope=opts.scope)
-    with wiring.reconciler(
-        opts.target, passes, instance=opts.name, require_store=True, lease_ttl=opts.lease_ttl
-    ) as wired:
-        assert wired.lease is not None
-        with wired.lease.holding(progress):
-            result = wired.reconciler.plan(record=False)
-            state = result.loaded.state
-            inst = next((i for i in state.instances if i.metadata.name == opts.name), None)
-            if inst is None:
-                raise DbstateError(f"no DatabaseInstance named {opts.name} (or it has errors)")
-            c = result.observed.container(inst.container_name)
-            if c is None or c.owner != (inst.kind, inst.metadata.name):
-                raise DbstateError(f"{inst.container_name} is not dbstate's (created or adopted): nothing is moved")
-            todo = migrating.moves(inst, c)
-            if not todo:
-                print(f"{inst.container_name} already mounts what its declaration names: nothing to move", file=out)
-                return common.EXIT_OK
-            for mv in todo:
-                print(f"  {mv.target}: {mv.source.type} {mv.source.source} -> {mv.to.type} {mv.to.source}", file=out)
-            answer = True if opts.yes else confirm(len(todo), out)
-            if not answer:
-                why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-                print(f"Nothing was moved ({why}).", file=out)
-                return common.EXIT_ERROR
-            migrating.migrate(
-                inst,
-                c,
-                todo,
-                state.volumes,
-                wired.runtime,
-                wired.runtime,
-                result.revision.commit,
-                progress,
-                result.observed.containers,
-            )
+    result = wired.reconciler.plan(record=False)
+    state = result.loaded.state
+    inst = next((i for i in state.instances if i.metadata.name == opts.name), None)
+    if inst is None:
+        raise DbstateError(f"no DatabaseInstance named {opts.name} (or it has errors)")
+    c = result.observed.container(inst.container_name)
+    if c is None or c.owner != (inst.kind, inst.metadata.name):
+        raise DbstateError(f"{inst.container_name} is not dbstate's (created or adopted): nothing is moved")
+    todo = migrating.moves(inst, c)
+    if not todo:
+        print(f"{inst.container_name} already mounts what its declaration names: nothing to move", file=out)
+        return common.EXIT_OK
+    for mv in todo:
+        print(f"  {mv.target}: {mv.source.type} {mv.source.source} -> {mv.to.type} {mv.to.source}", file=out)
+    answer = True if opts.yes else confirm(len(todo), out)
+    if not answer:
+        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
+        print(f"Nothing was moved ({why}).", file=out)
+        return common.EXIT_ERROR
+    migrating.migrate(
+        inst,
+        c,
+        todo,
+        state.volumes,
+        wired.runtime,
+        wired.runtime,
+        result.revision.commit,
+        progress,
+        result.observed.containers,
+    )
     print(f"moved: {inst.container_name} runs on its declared mounts; the old data is still where it was", file=out)
     return common.EXIT_OK
+
+
+ONE_OFF = oneoff.OneOff(
+    "migrate-volume",
+    Options,
+    lambda o: PassOptions("migrate-volume", scope=o.scope),
+    perform,
+    lambda o: f"move the data of DatabaseInstance/{o.name} to its declared mounts",
+    require_store=True,
+)

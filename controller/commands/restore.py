@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from controller.commands import oneoff
 from controller.commands import options as common
 from controller.core.errors import DbstateError
 from controller.engine.options import PassOptions, Target
@@ -28,8 +29,10 @@ missing, refused unless empty), the backup restored into it and its rows compare
 container. Then declare VOLUME as the instance's data volume (until then `plan` reports data-moved and nothing
 recreates it). PostgreSQL and MariaDB only.
 
-Sessions of the databases being restored are ended. Holds the engine lease; a running controller is not stopped by
-it, so suspend the instance first (`dbstate suspend NAME --why restore`) when consumers must not write meanwhile.
+Sessions of the databases being restored are ended. Holds the engine lease; while a `dbstate run` holds it, the
+restore is handed to that controller (through the state database, so give the same --state), which performs it with
+the instance held out of its passes and goes on reconciling the others; progress and the result are printed here.
+Suspend the instance first (`dbstate suspend NAME --why restore`) when consumers must not write meanwhile.
 
 exit codes: 0 restored and checked; 1 not (the message says what was done, and which backup holds the data before)."""
 
@@ -64,43 +67,41 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
+    return oneoff.run(ONE_OFF, opts, out, err)
+
+
+def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
+    """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
     from controller.commands.apply import confirm
     from controller.commands.backup import servers
     from controller.engine import backing
 
-    def progress(message: str) -> None:
-        print(f"  .. {message}", file=err, flush=True)
-
-    with wiring.reconciler(opts.target, PassOptions("restore"), instance=opts.name, lease_ttl=opts.lease_ttl) as wired:
-        manifest = wired.backups.get(opts.source)
-        assert wired.lease is not None
-        with wired.lease.holding(progress):
-            result = wired.reconciler.plan(record=False)
-            (server,) = servers(result, (opts.name,))
-            if isinstance(server, str):
-                raise DbstateError(server)
-            what = ", ".join(manifest.databases) if manifest.databases else "its data"
-            if opts.to_new_volume:
-                print(f"restore {manifest.id} into a new {server.container} on volume {opts.to_new_volume}", file=out)
-            else:
-                print(f"restore {manifest.id} into {server.container}: replaces {what}", file=out)
-            answer = True if opts.yes else confirm(1, out)
-            if not answer:
-                why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-                print(f"Nothing was restored ({why}).", file=out)
-                return common.EXIT_ERROR
-            if opts.to_new_volume:
-                return _to_new_volume(opts, server, manifest, wired, result.revision.commit, progress, out)
-            safety = backing.restore(
-                server,
-                manifest,
-                wired.shell,
-                wired.backups,
-                wired.runtime,
-                revision=result.revision.commit,
-                progress=progress,
-            )
+    manifest = wired.backups.get(opts.source)
+    result = wired.reconciler.plan(record=False)
+    (server,) = servers(result, (opts.name,))
+    if isinstance(server, str):
+        raise DbstateError(server)
+    what = ", ".join(manifest.databases) if manifest.databases else "its data"
+    if opts.to_new_volume:
+        print(f"restore {manifest.id} into a new {server.container} on volume {opts.to_new_volume}", file=out)
+    else:
+        print(f"restore {manifest.id} into {server.container}: replaces {what}", file=out)
+    answer = True if opts.yes else confirm(1, out)
+    if not answer:
+        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
+        print(f"Nothing was restored ({why}).", file=out)
+        return common.EXIT_ERROR
+    if opts.to_new_volume:
+        return _to_new_volume(opts, server, manifest, wired, result.revision.commit, progress, out)
+    safety = backing.restore(
+        server,
+        manifest,
+        wired.shell,
+        wired.backups,
+        wired.runtime,
+        revision=result.revision.commit,
+        progress=progress,
+    )
     print(f"restored: {server.container} holds {manifest.id}; what it held before is backup {safety.id}", file=out)
     return common.EXIT_OK
 
@@ -136,3 +137,15 @@ def _to_new_volume(
         file=out,
     )
     return common.EXIT_OK
+
+
+ONE_OFF = oneoff.OneOff(
+    "restore",
+    Options,
+    lambda _opts: PassOptions("restore"),
+    perform,
+    lambda o: (
+        f"restore {o.source} into DatabaseInstance/{o.name}"
+        + (f" on a new volume {o.to_new_volume}" if o.to_new_volume else "")
+    ),
+)

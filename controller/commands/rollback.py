@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from controller.commands import oneoff
 from controller.commands import options as common
 from controller.core.errors import DbstateError
 from controller.engine.options import PassOptions, Target
+
+if TYPE_CHECKING:
+    from controller.wiring import Wired
 
 DESCRIPTION = """\
 Go back to the server kept by an upgrade (`NAME.dbstate-kept-v15`, say) or by `restore --to-new-volume`. First revert
@@ -25,7 +30,8 @@ then reports `rollback` and changes nothing. This command then:
      the current server again;
   5. removes the kept copy of the old server (its volume is what the server runs on again).
 
-Holds the engine lease (stop a running `dbstate run` of this engine first: it is refused while one holds it).
+Holds the engine lease; while a `dbstate run` holds it, the rollback is handed to that controller (same --state),
+which performs it and goes on reconciling the others.
 
 exit codes: 0 rolled back; 1 not (the message says why, and that nothing was changed, or what was)."""
 
@@ -61,58 +67,65 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
+    return oneoff.run(ONE_OFF, opts, out, err)
+
+
+def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
+    """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
     from controller.commands.apply import confirm
     from controller.core.labels import KEPT_SUFFIX
     from controller.engine import upgrading
 
-    def progress(message: str) -> None:
-        print(f"  .. {message}", file=err, flush=True)
-
-    with wiring.reconciler(opts.target, PassOptions("rollback"), instance=opts.name, lease_ttl=opts.lease_ttl) as wired:
-        assert wired.lease is not None
-        with wired.lease.holding(progress):
-            result = wired.reconciler.plan(record=False)
-            inst = next((i for i in result.loaded.state.instances if i.metadata.name == opts.name), None)
-            if inst is None:
-                raise DbstateError(f"no DatabaseInstance named {opts.name} (or its declaration has errors)")
-            current = result.observed.container(inst.container_name)
-            if current is None or current.state != "running":
-                raise DbstateError(f"{inst.container_name} is not running: nothing to roll back from")
-            kept = sorted(
-                (
-                    c
-                    for c in result.observed.owned_by(inst.kind, inst.metadata.name)
-                    if c.name.startswith(inst.container_name + KEPT_SUFFIX)
-                ),
-                key=lambda c: c.name,
-            )
-            if opts.kept is not None:
-                kept = [c for c in kept if c.name == opts.kept]
-            if not kept:
-                raise DbstateError(f"no kept server of {opts.name}{' named ' + opts.kept if opts.kept else ''}")
-            chosen = next((c for c in reversed(kept) if c.image == inst.spec.image), kept[-1])
-            print(f"roll {inst.container_name} back to {chosen.name} ({chosen.image})", file=out)
-            answer = True if opts.yes else confirm(1, out)
-            if not answer:
-                why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-                print(f"Nothing was rolled back ({why}).", file=out)
-                return common.EXIT_ERROR
-            t0 = time.monotonic()
-            safety = upgrading.rollback(
-                inst,
-                current,
-                chosen,
-                wired.runtime,
-                wired.shell,
-                wired.backups,
-                discard_writes=opts.discard_writes,
-                revision=result.revision.commit,
-                progress=progress,
-            )
+    result = wired.reconciler.plan(record=False)
+    inst = next((i for i in result.loaded.state.instances if i.metadata.name == opts.name), None)
+    if inst is None:
+        raise DbstateError(f"no DatabaseInstance named {opts.name} (or its declaration has errors)")
+    current = result.observed.container(inst.container_name)
+    if current is None or current.state != "running":
+        raise DbstateError(f"{inst.container_name} is not running: nothing to roll back from")
+    kept = sorted(
+        (
+            c
+            for c in result.observed.owned_by(inst.kind, inst.metadata.name)
+            if c.name.startswith(inst.container_name + KEPT_SUFFIX)
+        ),
+        key=lambda c: c.name,
+    )
+    if opts.kept is not None:
+        kept = [c for c in kept if c.name == opts.kept]
+    if not kept:
+        raise DbstateError(f"no kept server of {opts.name}{' named ' + opts.kept if opts.kept else ''}")
+    chosen = next((c for c in reversed(kept) if c.image == inst.spec.image), kept[-1])
+    print(f"roll {inst.container_name} back to {chosen.name} ({chosen.image})", file=out)
+    answer = True if opts.yes else confirm(1, out)
+    if not answer:
+        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
+        print(f"Nothing was rolled back ({why}).", file=out)
+        return common.EXIT_ERROR
+    t0 = time.monotonic()
+    safety = upgrading.rollback(
+        inst,
+        current,
+        chosen,
+        wired.runtime,
+        wired.shell,
+        wired.backups,
+        discard_writes=opts.discard_writes,
+        revision=result.revision.commit,
+        progress=progress,
+    )
     print(
         f"rolled back: {inst.container_name} runs {inst.spec.image} on its data again ({time.monotonic() - t0:.1f} s); "
         f"the newer server's data is backup {safety.id} and its kept container",
         file=out,
     )
     return common.EXIT_OK
+
+
+ONE_OFF = oneoff.OneOff(
+    "rollback",
+    Options,
+    lambda _opts: PassOptions("rollback"),
+    perform,
+    lambda o: f"roll DatabaseInstance/{o.name} back to the server its upgrade kept",
+)

@@ -21,11 +21,13 @@ def suspended(state: spec.DesiredState, recorded: Mapping[str, str]) -> dict[str
     return out
 
 
-def hold(plan: Plan, why: Mapping[str, str]) -> Plan:
-    """`plan` without the changes of suspended instances, each said in a note."""
-    if not why:
+def hold(plan: Plan, why: Mapping[str, str], jobs: Mapping[str, str] | None = None) -> Plan:
+    """`plan` without the changes of suspended instances, each said in a note; `jobs`: instances that a one-off job
+    of the controller works on (a restore handed to `dbstate run`), held the same way until the job ends."""
+    jobs = {k: v for k, v in (jobs or {}).items() if k not in why}
+    if not why and not jobs:
         return plan
-    held = sorted({c.key for c in plan.changes if c.key in why})
+    held = sorted({c.key for c in plan.changes if c.key in why or c.key in jobs})
     notes = [
         Note(
             NoteType.SUSPENDED,
@@ -40,5 +42,19 @@ def hold(plan: Plan, why: Mapping[str, str]) -> Plan:
             ),
         )
         for key, reason in sorted(why.items())
+    ] + [
+        Note(
+            NoteType.SUSPENDED,
+            key.split("/", 1)[0],
+            key.split("/", 1)[1],
+            f"held for {reason}: observed, probed and reported; dbstate changes nothing else of it until the job ends"
+            + (
+                " (changes held: " + ", ".join(c.action.value for c in plan.changes if c.key == key) + ")"
+                if key in held
+                else ""
+            ),
+        )
+        for key, reason in sorted(jobs.items())
     ]
-    return Plan(tuple(c for c in plan.changes if c.key not in why), plan.findings, plan.notes + tuple(notes))
+    kept = tuple(c for c in plan.changes if c.key not in why and c.key not in jobs)
+    return Plan(kept, plan.findings, plan.notes + tuple(notes))

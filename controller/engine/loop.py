@@ -144,7 +144,7 @@ class Loop:
 
     def is_ready(self) -> bool:
         """/readyz: the engine answered and the last pass completed, and this controller may act."""
-        return self.ready and self._may_act()
+        return self.ready and self.may_act()
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ class Loop:
             with self._lock:
                 reasons = [self._reasons.pop(k, "retry") for k in keys]
             trigger = ",".join(sorted(set(reasons))) if keys else "resync"
-            if not self._may_act():
+            if not self.may_act():
                 self.ready = False
                 self.metrics.ready = 0
                 error = self._lease_error
@@ -342,7 +342,7 @@ class Loop:
                 waiting_logged = True
             self.stopping.wait(min(2.0, ttl / 4))
 
-    def _may_act(self) -> bool:
+    def may_act(self) -> bool:
         """Holding the lease, by its own clock too (a controller that was paused must not act on a stale flag)."""
         return self.leading.is_set() and (self.lease is None or self.lease.held())
 
@@ -363,14 +363,14 @@ class Loop:
         and counted and tried again at the next look."""
         assert self.backups is not None
         while not self.stopping.wait(BACKUP_CHECK):
-            if not self._may_act():
+            if not self.may_act():
                 continue
             try:
                 servers = self.backups.backups_due()
             except errors.DbstateError:
                 continue
             for server in servers:
-                if self.stopping.is_set() or not self._may_act():
+                if self.stopping.is_set() or not self.may_act():
                     break
                 try:
                     m = self.backups.back_up(server)

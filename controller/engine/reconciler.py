@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from controller.core import adoption, composeref, diff, errors, health, live, overview, secrets, spec, suspension
@@ -148,6 +149,21 @@ class Reconciler:
         self.last_outcomes: tuple[Outcome, ...] = ()
         self._pruned = float("-inf")  # when the history was last pruned (options.keep_history)
         self.failed_upgrades: dict[str, tuple[str, str]] = {}  # key -> (spec hash, why), for run (not retried)
+        self.held_out: dict[str, str] = {}  # key -> which job: instances a one-off job of the controller works on
+        self._passing = threading.Lock()  # held by `reconcile` for its whole pass
+
+    @contextlib.contextmanager
+    def holding_out(self, key: str, job: str) -> Iterator[None]:
+        """While a one-off job of the controller (a restore handed to `dbstate run`) works on `key`: no pass changes
+        it and no scheduled backup takes it; a pass already under way (which may have planned a change of it) ends
+        first. The other instances are reconciled as usual meanwhile."""
+        self.held_out[key] = job
+        try:
+            with self._passing:
+                pass
+            yield
+        finally:
+            self.held_out.pop(key, None)
 
     def _hold_failed_upgrades(self, result: PassResult) -> PassResult:
         """`run` does not retry a dump-restore upgrade that failed for the same declaration: each attempt stops the
@@ -176,7 +192,8 @@ class Reconciler:
         """The instances whose scheduled backup is due, as of the last pass (none before the first)."""
         if self.guard is None or self.last is None:
             return []
-        return backing.due(self.last.loaded.state.instances, self.last.observed, self.guard.store, self.clock.time())
+        instances = [i for i in self.last.loaded.state.instances if f"{i.kind}/{i.metadata.name}" not in self.held_out]
+        return backing.due(instances, self.last.observed, self.guard.store, self.clock.time())
 
     def back_up(self, server: Server) -> Manifest:
         """A scheduled backup, then the instance's retention (policy.backup.keep)."""
@@ -234,7 +251,9 @@ class Reconciler:
         else:  # what the desired state itself declares about shared versions
             found = health.findings(state, {}, {}, 1)
             the_plan = Plan(the_plan.changes, sort_findings(the_plan.findings + found), the_plan.notes)
-        the_plan = suspension.hold(the_plan, suspension.suspended(state, self.history.suspensions()))
+        the_plan = suspension.hold(
+            the_plan, suspension.suspended(state, self.history.suspensions()), dict(self.held_out)
+        )
         self._mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
         pass_id = NOT_RECORDED
         if record:
@@ -426,6 +445,10 @@ class Reconciler:
     def reconcile(self, request: Request) -> PassReport:
         """One whole pass for the loop: changes of keys that wait for their retry are deferred, the rest applied.
         Probes run when they are due (on the first pass, then every interval), not on every event."""
+        with self._passing:
+            return self._reconcile(request)
+
+    def _reconcile(self, request: Request) -> PassReport:
         t0 = self.clock.monotonic()
         due = self.probe_due_in()
         result = self._hold_failed_upgrades(

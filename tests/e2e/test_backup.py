@@ -510,3 +510,57 @@ def test_a_restore_to_a_new_volume_overwrites_nothing_and_the_declaration_then_m
     kept.start()
     wait_for(lambda: ready(docker_client, kept.name), timeout=90, interval=0.5)
     assert sql(docker_client, kept.name, "SELECT count(*), max(id) FROM marker") == "101|101"
+
+
+def test_restores_under_a_running_controller_are_handed_to_it_and_it_keeps_repairing_the_others(
+    tmp_path: Path, engine_host: str, docker_client: docker.DockerClient
+) -> None:
+    """Operators never stop `run` to restore: the command hands the restore to the controller that holds the lease
+    (which holds the instance out of its passes meanwhile: a Redis restore stops its server, and run must not start it
+    halfway), prints its progress, and exits with its result; run repairs the others throughout."""
+    from tests.e2e.test_run import Controller, running
+
+    root = tree(tmp_path, {"pg.yaml": pg(), "kv.yaml": REDIS})
+    state = tmp_path / "state.db"
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "pgbk-db") and ready(docker_client, "kvbk-db"), 60)
+    sql(docker_client, "pgbk-db", "CREATE TABLE marker (n int); INSERT INTO marker SELECT generate_series(1, 10)")
+    redis_cli(docker_client, "set", "marker", "before")
+    c = Controller(root, engine_host, state, tmp_path / "run.log", env=ENV)
+    try:
+        wait_for(c.ready, timeout=30)
+        # backing up (and verifying) needs no lease: it works beside run as it is
+        taken = {}
+        for name in ("pg", "kv"):
+            r = run("backup", name, "--verify", "--dir", str(root), host=engine_host, state=state)
+            assert r.code == 0 and "verified" in r.stdout, r.stdout + r.stderr
+            taken[name] = r.stdout.split()[0]
+        sql(docker_client, "pgbk-db", "DELETE FROM marker WHERE n > 3")
+        redis_cli(docker_client, "set", "marker", "after")
+
+        r = run("restore", "pg", "--from", taken["pg"], "--yes", "--dir", str(root), host=engine_host, state=state)
+        assert r.code == 0, r.stdout + r.stderr
+        assert "handed to the running controller" in r.stdout and "restored: pgbk-db holds" in r.stdout
+        assert "queued as job" in r.stderr and "backing up" in r.stderr.lower()  # the controller's progress, here
+        assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "10"
+
+        r = run("restore", "kv", "--from", taken["kv"], "--yes", "--dir", str(root), host=engine_host, state=state)
+        assert r.code == 0, r.stdout + r.stderr
+        wait_for(lambda: ready(docker_client, "kvbk-db"), 30)
+        assert redis_cli(docker_client, "get", "marker") == "before"
+
+        # a job that fails says why, on stderr, with exit 1; the controller stays up
+        bad = run(
+            "restore", "pg", "--from", "no-such-backup", "--yes", "--dir", str(root), host=engine_host, state=state
+        )
+        assert bad.code == 1 and "no-such-backup" in bad.stderr, bad.stdout + bad.stderr
+
+        # run never stopped, and still repairs what drifts
+        docker_client.containers.get("kvbk-db").stop(timeout=1)
+        wait_for(lambda: running(docker_client, "kvbk-db"), timeout=20)
+        ended = [rec for rec in c.logs() if rec.get("msg") == "job ended"]
+        assert [rec.get("exit_code") for rec in ended] == [0, 0, 1]
+        assert c.proc.poll() is None
+    finally:
+        code, _seconds = c.stop()
+    assert code == 0

@@ -40,11 +40,14 @@ def free_port() -> int:
 
 
 class Controller:
-    def __init__(self, root: Path, host: str, state: Path, log: Path, *extra: str) -> None:
+    def __init__(
+        self, root: Path, host: str, state: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.log_path = log
-        env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
-        env.update(ENV, DOCKER_HOST=host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
+        environ = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
+        environ.update(ENV, **(env or {}))
+        environ.update(DOCKER_HOST=host, DBSTATE_STATE=str(state), PYTHONPATH=str(REPO))
         self.log_file = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
@@ -66,7 +69,7 @@ class Controller:
                 "2",
                 *extra,
             ],
-            env=env,
+            env=environ,
             stdout=subprocess.DEVNULL,
             stderr=self.log_file,
         )

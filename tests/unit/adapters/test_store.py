@@ -226,3 +226,30 @@ def test_a_schema_3_database_keeps_its_rows_under_the_default_engine(tmp_path: P
         assert db.version() == store.SCHEMA_VERSION
         assert [(r["host"], r["key"]) for r in db.resources()] == [("default", "Volume/v")]
         assert db.overviews() == {"default": {"pending": []}}
+
+
+def test_a_job_is_claimed_once_reports_its_progress_and_result_and_only_a_queued_one_is_withdrawn(tmp_path: Path):
+    with store.Store(tmp_path / "s.db") as command, store.Store(tmp_path / "s.db") as controller:
+        assert controller.controller_seen("ctl-1") is None
+        controller.controller_alive("ctl-1", ["default"])
+        seen = command.controller_seen("ctl-1")
+        assert seen is not None
+        first = command.enqueue_job("default", "restore", "pg", {"source": "pg-1", "to_new_volume": None}, "me@h")
+        other_engine = command.enqueue_job("edge", "rollback", "kv", {}, "me@h")
+        job = controller.claim_job(["default"], "ctl-1")
+        assert job is not None and job["id"] == first and job["args"] == {"source": "pg-1", "to_new_volume": None}
+        assert controller.claim_job(["default"], "ctl-2") is None  # claimed once
+        assert not command.cancel_job(first)  # running: not withdrawn
+        controller.job_says(first, "pg: dropping app")
+        controller.finish_job(first, 0, "restored\n")
+        done = command.job(first)
+        assert done is not None
+        assert (done["state"], done["exit_code"], done["log"], done["output"]) == (
+            "done",
+            0,
+            "pg: dropping app\n",
+            "restored\n",
+        )
+        assert command.cancel_job(other_engine) and controller.claim_job(["edge"], "ctl-1") is None
+        controller.controller_gone("ctl-1")
+        assert command.controller_seen("ctl-1") is None

@@ -265,6 +265,23 @@ def test_a_suspended_instance_is_watched_and_reported_but_never_changed():
     assert engine.containers["pg-db"].state == "running"
 
 
+def test_an_instance_a_job_of_the_controller_works_on_is_held_out_of_passes_while_the_others_converge():
+    r, engine, history = reconciler(STATE + "---\n" + instance_yaml("other", "other-db", volume=None))
+    r.reconcile(Request("start"))
+    engine.kill("pg-db")
+    engine.kill("other-db")
+    with r.holding_out("DatabaseInstance/pg", "job 7: restore asked by dba@host"):
+        report = r.reconcile(Request("event"))
+        r.record_status(report, {})
+        assert engine.containers["pg-db"].state == "exited"  # the restore stopped it: not started halfway
+        assert engine.containers["other-db"].state == "running"  # the others are repaired meanwhile
+        [row] = [row for row in history.resources if row.key == "DatabaseInstance/pg"]
+        assert "held for job 7: restore asked by dba@host" in row.message and "start" in row.message
+    assert r.held_out == {}
+    r.reconcile(Request("job 7 ended"))
+    assert engine.containers["pg-db"].state == "running"
+
+
 def test_policy_suspended_in_the_declaration_holds_it_too():
     r, engine, history = reconciler(STATE.replace("  auth:", "  policy: {suspended: true}\n  auth:"))
     r.record_status(r.reconcile(Request("start")), {})
