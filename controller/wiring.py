@@ -25,6 +25,7 @@ from controller.engine.ports import History, Prober
 from controller.engine.reconciler import Reconciler
 
 if TYPE_CHECKING:
+    from controller.core.health import ProbeResult
     from controller.engine.auditing import AuditResult
 
 
@@ -277,6 +278,20 @@ def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
     try:
         found, observed = read(runtime)
         return found, observed, runtime.host
+    finally:
+        runtime.close()
+
+
+def probe_logins(
+    target: Target, instances: Sequence[spec.DatabaseInstance], observed: live.LiveState, timeout: float = 3.0
+) -> dict[str, ProbeResult]:
+    """For `dbstate import`: one read-only login per instance with the auth it guessed (direct, else through the
+    container's own client)."""
+    runtime = _runtime(pick(engines(target), target.host), None, 10.0, None)
+    try:
+        return _prober("auto", DockerShell(runtime)).probe_all(
+            instances, observed, timeout=timeout, internal=frozenset()
+        )
     finally:
         runtime.close()
 

@@ -4,11 +4,12 @@ env file, and take over its databases in place: the first plan has nothing to ch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from controller.commands import options as common
 from controller.core.errors import DbstateError
@@ -22,8 +23,12 @@ DESCRIPTION = """\
 Read every container on the engine and write desired-state YAML that describes it as it is: database containers
 become DatabaseInstances (policy.adopt: in-place), containers whose env names a database become Consumers (image:
 null: compose or a human keeps running them), and the networks and named volumes they use. One file per compose
-project. Every secret-looking value becomes a ${VAR} reference; the values go to --env-out (mode 0600), never to the
-YAML or to the terminal.
+project. Every secret-looking value becomes a ${VAR} reference, never a value in the YAML or on the terminal.
+
+Variable names: the one the compose file gives (`POSTGRES_PASSWORD: ${PG_PASS}` keeps PG_PASS), else the name an
+env file read already holds the value under, else a new one. A value is written once, under one name, and only when
+no env file read holds it: --env-file FILE is read and never written (an env file another tool owns, such as the
+Infisical Agent's); the values it lacks go to --env-out (mode 0600). With nothing to add, no env file is touched.
 
 The databases written are recorded as adopted (state database and engine), so a plan of the result changes nothing:
 dbstate takes them over without recreating them. Review the files, commit them, then `dbstate plan` and `dbstate run`.
@@ -36,6 +41,7 @@ class Options:
     out: Path
     compose: tuple[Path, ...]
     env_out: Path
+    env_file: Path | None
     docker_host: str | None
     state: Path | None
     force: bool
@@ -68,34 +74,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(".workspace/.env"),
         metavar="FILE",
-        help="where the secret values go, mode 0600 (default: .workspace/.env, where plan and run look); keep it "
-        "out of git. New variables are added to an existing file; one that holds another value is an error",
+        help="where the secret values no env file holds yet go, mode 0600 (default: .workspace/.env, where plan "
+        "and run look); keep it out of git. New variables are added to an existing file (it is read first, and not "
+        "rewritten when nothing is new); one that holds another value is an error",
+    )
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="an env file to take variable names and values from, never written (e.g. one another tool owns); "
+        "plan and run then read it",
     )
     p.add_argument("--force", action="store_true", help="overwrite YAML files that exist in --out")
     common.add_engine(p)
 
 
 def options(ns: argparse.Namespace) -> Options:
-    return Options(ns.out, tuple(ns.compose), ns.env_out, ns.docker_host, ns.state, ns.force)
+    if ns.env_file is not None and not ns.env_file.is_file():
+        raise DbstateError(f"--env-file {ns.env_file}: no such file")
+    return Options(ns.out, tuple(ns.compose), ns.env_out, ns.env_file, ns.docker_host, ns.state, ns.force)
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller import wiring
     from controller.core import importer
-    from controller.engine.options import Target
 
     t0 = time.monotonic()
-    target = Target(opts.out, opts.env_out, opts.docker_host, opts.state)
+    target = _target(opts)
     print("  .. reading the engine", file=err)
     found, observed, host = wiring.inventory(target)
     if opts.compose:
         print(f"  .. reading {', '.join(str(f) for f in opts.compose)}", file=err)
-        found += _not_running(opts.compose, found, observed)
-    imported = importer.build(found, observed)
+        found = _with_compose(opts.compose, found, observed)
+    imported = importer.build(found, observed, _known(opts))
     if not any(d.body["kind"] == "DatabaseInstance" for d in imported.documents):
         print(f"dbstate: no database container on {host} (nor in a compose file): nothing to import", file=err)
         return common.EXIT_ERROR
     written = _write(opts, imported, host)
+    _check_logins(opts, imported, observed, host, err)
     adoptions = _matching(opts, imported, found)
     wiring.record_adoptions(target, adoptions)
     _summary(out, opts, written, imported, len(adoptions), time.monotonic() - t0)
@@ -113,28 +130,103 @@ def _write(opts: Options, imported: Imported, host: str) -> int:
     existing = sorted(f for f in files if (opts.out / f).exists())
     if existing and not opts.force:
         raise DbstateError(f"{', '.join(str(opts.out / f) for f in existing)} exist: nothing written (--force)")
-    env = _merged_env(opts.env_out, imported.env)
+    env = _merged_env(opts.env_out, imported.env) if imported.env else None
     opts.out.mkdir(parents=True, exist_ok=True)
     header = f"written by `dbstate import` from {host}: review it, then commit"
     for name, docs in sorted(files.items()):
         (opts.out / name).write_text(render(docs, header))
-    _write_private(opts.env_out, env)
+    if env is not None:  # nothing new: no env file is touched
+        _write_private(opts.env_out, env)
     return len(files)
 
 
-def _matching(opts: Options, imported: Imported, found: list[Found]) -> list[Adoption]:
-    """The written desired state, loaded back; the instances whose containers match it as written (the rest are an
-    adoption-blocked finding in the plan, not adopted)."""
+def _load(opts: Options, imported: Imported) -> Any:
+    """The written desired state, loaded back as plan will load it (a failure is a bug of import)."""
     from controller.adapters import desired
-    from controller.core import spec
-    from controller.core.adoption import Adoption, differences
 
-    loaded = desired.load(opts.out, opts.env_out)
+    if opts.env_file is not None:  # its values, then the new ones (written to --env-out)
+        loaded = desired.load(opts.out, opts.env_file, {**os.environ, **imported.env})
+    else:
+        loaded = desired.load(opts.out, opts.env_out)
     if loaded.errors:
         raise DbstateError(
             "the imported desired state does not validate (a bug in import): nothing adopted: "
             + "; ".join(str(e) for e in loaded.errors[:3])
         )
+    return loaded
+
+
+def _check_logins(opts: Options, imported: Imported, observed: live.LiveState, host: str, err: TextIO) -> None:
+    """One read-only login per running database with the auth import guessed, before any adoption is recorded. A
+    PostgreSQL login whose guessed database does not exist is tried once on `postgres` (Supabase's images, for one),
+    and written so when that works; a login that still fails is said in the summary, with the file to fix."""
+    from controller import wiring
+    from controller.core import spec
+
+    print("  .. checking each guessed login with one read-only probe", file=err)
+    target = _target(opts)
+    running = [i for i in _load(opts, imported).state.instances if f"{i.kind}/{i.metadata.name}" in imported.adopt]
+    results = wiring.probe_logins(target, running, observed)
+    fixed: set[str] = set()
+    for inst in running:
+        name, r = inst.metadata.name, results.get(inst.metadata.name)
+        if r is None or r.reachable:
+            continue
+        auth = inst.spec.auth
+        if (
+            inst.spec.engine is spec.Engine.POSTGRES
+            and "does not exist" in (r.error or "")
+            and auth.database != "postgres"
+        ):
+            retry = inst.model_copy(
+                update={"spec": inst.spec.model_copy(update={"auth": auth.model_copy(update={"database": "postgres"})})}
+            )
+            again = wiring.probe_logins(target, [retry], observed).get(name)
+            if again is not None and again.reachable:
+                fixed.add(name)
+                continue
+        where = next(d.file for d in imported.documents if d.body["metadata"]["name"] == name)
+        imported.notes.append(
+            f"{name}: the login import guessed failed its probe ({r.error}): fix spec.auth in {opts.out / where} "
+            "before plan (plan probes with it)"
+        )
+    if fixed:
+        for d in imported.documents:
+            if d.body["kind"] == "DatabaseInstance" and d.body["metadata"]["name"] in fixed:
+                d.body["spec"]["auth"]["database"] = "postgres"
+                imported.notes.append(
+                    f"{d.body['metadata']['name']}: auth.database is postgres (the database its user names does "
+                    "not exist; a probe on postgres logged in)"
+                )
+        _write(dataclasses.replace(opts, force=True), dataclasses.replace(imported, env={}), host)
+
+
+def _target(opts: Options) -> Any:
+    from controller.engine.options import Target
+
+    return Target(opts.out, opts.env_file or opts.env_out, opts.docker_host, opts.state)
+
+
+def _known(opts: Options) -> dict[str, str]:
+    """The variables import may reference as they are: --env-file's, else those --env-out holds already."""
+    from controller.adapters.envfile import read
+
+    path = opts.env_file or opts.env_out
+    if not path.is_file():
+        return {}
+    have, problems = read(path)
+    if problems:
+        raise DbstateError(f"{problems[0]}: nothing written")
+    return have
+
+
+def _matching(opts: Options, imported: Imported, found: list[Found]) -> list[Adoption]:
+    """The written desired state, loaded back; the instances whose containers match it as written (the rest are an
+    adoption-blocked finding in the plan, not adopted)."""
+    from controller.core import spec
+    from controller.core.adoption import Adoption, differences
+
+    loaded = _load(opts, imported)
     by_key = {f"{i.kind}/{i.metadata.name}": i for i in loaded.state.instances}
     containers = {f.container.id: f.container for f in found}
     return [
@@ -144,16 +236,22 @@ def _matching(opts: Options, imported: Imported, found: list[Found]) -> list[Ado
     ]
 
 
-def _not_running(files: tuple[Path, ...], found: list[Found], observed: live.LiveState) -> list[Found]:
-    """The services of the compose files that no container runs: what runs is the truth, the files add the rest."""
+def _with_compose(files: tuple[Path, ...], found: list[Found], observed: live.LiveState) -> list[Found]:
+    """What runs is the truth; the compose files add the variable names of their services' env, and the services
+    that no container runs."""
+    import dataclasses
+
     from controller.adapters import compose
     from controller.core.adoption import COMPOSE_PROJECT, COMPOSE_SERVICE
 
     def key(f: Found) -> tuple[str | None, str | None]:
         return f.container.labels.get(COMPOSE_PROJECT), f.container.labels.get(COMPOSE_SERVICE)
 
-    running = {key(f) for f in found}
-    return [f for f in compose.read(files) if key(f) not in running and observed.container(f.container.name) is None]
+    declared = compose.read(files)
+    names = {key(f): f.env_vars for f in declared}
+    running = [dataclasses.replace(f, env_vars=names.get(key(f), {})) for f in found]
+    seen = {key(f) for f in found}
+    return running + [f for f in declared if key(f) not in seen and observed.container(f.container.name) is None]
 
 
 def _merged_env(path: Path, new: dict[str, str]) -> dict[str, str]:
@@ -194,7 +292,21 @@ def _summary(out: TextIO, opts: Options, files: int, imported: Imported, adopted
         kinds[d.body["kind"]] = kinds.get(d.body["kind"], 0) + 1
     counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     print(f"Imported {counts} into {opts.out} ({files} files) in {seconds:.1f} s.", file=out)
-    print(f"  {len(imported.env)} secret values in {opts.env_out} (mode 0600; keep it out of git).", file=out)
+    if imported.reused:
+        print(
+            f"  {len(imported.reused)} variables already in {opts.env_file or opts.env_out}, used as they are.",
+            file=out,
+        )
+    if imported.env:
+        print(f"  {len(imported.env)} secret values in {opts.env_out} (mode 0600; keep it out of git).", file=out)
+    else:
+        print("  no new secret value: no env file was written.", file=out)
+    if opts.env_file is not None and imported.env:
+        print(
+            f"  note: {opts.env_file} lacks {', '.join(sorted(imported.env))} (it is not written): add them from "
+            f"{opts.env_out} to it (or to what writes it) before plan",
+            file=out,
+        )
     print(f"  {adopted} databases recorded as adopted: dbstate takes them over as they are.", file=out)
     if imported.not_running:
         names = ", ".join(imported.not_running)
@@ -209,7 +321,7 @@ def _summary(out: TextIO, opts: Options, files: int, imported: Imported, adopted
     allow = f" --allow-compose-project {','.join(imported.compose_projects)}" if imported.compose_projects else ""
     allow += "".join(f" --allow-bind-root {root}" for root in imported.bind_roots)
     print("Next:", file=out)
-    print(f"  dbstate plan --dir {opts.out} --env-file {opts.env_out}{allow}", file=out)
+    print(f"  dbstate plan --dir {opts.out} --env-file {opts.env_file or opts.env_out}{allow}", file=out)
     print(
         "  (nothing to change is expected; then commit the files and start `dbstate run` with the same flags)", file=out
     )

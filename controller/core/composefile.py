@@ -182,8 +182,26 @@ def _ports(svc: Mapping[str, Any]) -> tuple[live.Port, ...]:
     return tuple(out)
 
 
+_REFERENCE = re.compile(r"^\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\})$")
+
+
+def references(svc: Any) -> dict[str, str]:
+    """Env key -> the variable a service's environment takes its whole value from (`${PG_PASS}`, `$PG_PASS`,
+    `${PG_PASS:-x}`), read before interpolation: import keeps the user's own names."""
+    if not isinstance(svc, dict):
+        return {}
+    out = {}
+    for key, value in _env(svc.get("environment")).items():
+        m = _REFERENCE.match(value.strip())
+        if m:
+            out[key] = m.group(1) or m.group(2)
+    return out
+
+
 def services(doc: Mapping[str, Any], directory: str, variables: Mapping[str, str]) -> list[Found]:
     """Each service of one compose file (already parsed) that names an image, as compose would run it."""
+    raw = doc.get("services") if isinstance(doc, dict) else None
+    named = {str(k): references(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
     doc = interpolated(doc, variables)
     project = project_name(doc, directory)
     out = []
@@ -205,5 +223,6 @@ def services(doc: Mapping[str, Any], directory: str, variables: Mapping[str, str
             env=_env(svc.get("environment")),
             command=tuple(str(c) for c in command),
         )
-        out.append(Found(container, container.command or (), {}, (), str(svc.get("restart") or "")))
+        restart = str(svc.get("restart") or "")
+        out.append(Found(container, container.command or (), {}, (), restart, named.get(str(service), {})))
     return out

@@ -52,6 +52,7 @@ class Found:
     image_env: Mapping[str, str] = field(default_factory=dict)
     image_command: tuple[str, ...] = ()
     restart: str = ""
+    env_vars: Mapping[str, str] = field(default_factory=dict)  # env key -> the variable its compose file names
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,13 @@ class Document:
 @dataclass
 class Imported:
     documents: list[Document]
-    env: dict[str, str]  # VAR -> value: goes to the env file only
+    env: dict[str, str]  # VAR -> value of the variables to add: goes to the env file only
     adopt: dict[str, str]  # "DatabaseInstance/NAME" -> container id
     notes: list[str]
     compose_projects: list[str]  # of the consumers: the controller's scope must allow them
     bind_roots: list[str]  # the directories of the bind mounts of the instances: the scope must allow them
     not_running: list[str]  # instances read from compose files that no container runs: created, not adopted
+    reused: list[str] = field(default_factory=list)  # variables the env files given already hold: referenced as is
 
 
 def resource_name(text: str) -> str:
@@ -82,19 +84,40 @@ def _var(owner: str, key: str) -> str:
 
 
 class _Secrets:
-    """Secret values found so far, each under one variable name."""
+    """Secret values found so far, each under one variable name: the name the compose file gives it when an env file
+    read holds this value under it, else the name an env file holds it under, else the compose file's name when no
+    env file uses it, else a new one. A value is never written twice, and a variable the env files hold is never written again."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: Mapping[str, str] | None = None) -> None:
+        self.known = dict(known or {})  # VAR -> value of the env files read (never written)
+        self.known_by_value: dict[str, str] = {}
+        for var, value in sorted(self.known.items()):
+            self.known_by_value.setdefault(value, var)
         self.by_value: dict[str, str] = {}
 
-    def ref(self, owner: str, key: str, value: str) -> str:
+    def ref(self, owner: str, key: str, value: str, named: str | None = None) -> str:
         var = self.by_value.get(value)
         if var is None:
-            var = _var(owner, key)
-            while var in self.by_value.values():
-                var += "_2"
+            taken = set(self.by_value.values())
+            if named and named not in taken and self.known.get(named) == value:
+                var = named
+            elif value in self.known_by_value:
+                var = self.known_by_value[value]
+            elif named and named not in taken and named not in self.known:
+                var = named
+            else:
+                var = _var(owner, key)
+                while var in taken or var in self.known:
+                    var += "_2"
             self.by_value[value] = var
         return "${" + var + "}"
+
+    def new(self) -> dict[str, str]:
+        """The variables to write: those no env file read holds already."""
+        return {var: value for value, var in self.by_value.items() if self.known.get(var) != value}
+
+    def reused(self) -> list[str]:
+        return sorted(var for value, var in self.by_value.items() if self.known.get(var) == value)
 
     def scrub(self, text: str) -> str:
         """`$` escaped for interpolation, and every known secret inside replaced by its reference."""
@@ -166,7 +189,8 @@ def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Do
     declared_env: dict[str, str] = {}
     for key in sorted(env):
         value = env[key]
-        declared_env[key] = secrets.ref(name, key, value) if spec.is_secret_key(key) and value else value
+        secret = spec.is_secret_key(key) and value
+        declared_env[key] = secrets.ref(name, key, value, f.env_vars.get(key)) if secret else value
     command = list(f.command) if f.command and tuple(f.command) != tuple(f.image_command) else []
     if engine is spec.Engine.REDIS and "--requirepass" in command[:-1] and "REDIS_PASSWORD" not in env:
         command = _requirepass_through_env(command, name, declared_env, secrets)
@@ -180,9 +204,10 @@ def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Do
     password_key = next((k for k in PASSWORD_ENV[engine] if k in declared_env), None)
     auth: dict[str, Any]
     if engine is spec.Engine.POSTGRES:
-        auth = {"method": "scram-sha-256", "user": env.get("POSTGRES_USER", "postgres")}
-        if env.get("POSTGRES_DB"):
-            auth["database"] = env["POSTGRES_DB"]
+        every = c.env or {}  # the image's own env counts too: it set the user and database the entrypoint made
+        auth = {"method": "scram-sha-256", "user": every.get("POSTGRES_USER") or "postgres"}
+        if every.get("POSTGRES_DB"):
+            auth["database"] = every["POSTGRES_DB"]
         comments.append("auth.method guessed (scram-sha-256 is PostgreSQL's default since 14); a probe checks it")
     elif engine is spec.Engine.REDIS:
         auth = {"method": "password"}
@@ -253,9 +278,21 @@ def _names_of(c: live.Container) -> set[str]:
     return {n.lower() for n in names}
 
 
+_HOST_WORDS = ("HOST", "URL", "URI", "DSN", "ADDR", "SERVER", "ENDPOINT")
+
+
+def _host_rank(key: str, value: str) -> int:
+    """How surely `key` holds the address of a database, when its value names one: 0 a host-like name
+    (KONG_PG_HOST, DATABASE_URL), 1 a value shaped like an address (`host:port`, a URL), 2 a bare word that happens to
+    be the name too (KONG_DATABASE=postgres is the kind of database, not its host)."""
+    if any(w in key.upper() for w in _HOST_WORDS):
+        return 0
+    return 1 if ("://" in value or ":" in value) else 2
+
+
 def _consumer(f: Found, name: str, instances: Sequence[tuple[str, live.Container]]) -> Document | None:
     c = f.container
-    uses: list[dict[str, str]] = []
+    best: dict[str, tuple[int, str]] = {}  # instance -> (rank, env key) of the variable that names it best
     shared: set[str] = set()
     for key, value in sorted((c.env or {}).items()):
         if not value or spec.is_secret_key(key):
@@ -263,9 +300,12 @@ def _consumer(f: Found, name: str, instances: Sequence[tuple[str, live.Container
         host = host_of(value) if ("://" in value or ":" in value) else value.lower()
         for inst_name, inst in instances:
             common = {a.network for a in c.networks} & {a.network for a in inst.networks}
-            if host in _names_of(inst) and common and inst_name not in {u["instance"] for u in uses}:
-                uses.append({"instance": inst_name, "hostEnv": key})
+            if host in _names_of(inst) and common:
+                rank = _host_rank(key, value)
+                if inst_name not in best or rank < best[inst_name][0]:
+                    best[inst_name] = (rank, key)
                 shared |= common
+    uses = [{"instance": n, "hostEnv": key} for n, (_rank, key) in sorted(best.items())]
     if not uses:
         return None
     networks = [a for a in _attachments(c) if a["name"] in shared]
@@ -282,9 +322,10 @@ def _consumer(f: Found, name: str, instances: Sequence[tuple[str, live.Container
     return Document(_file_of(c), body, ("image: null: compose (or a human) runs it; dbstate checks and reconnects it",))
 
 
-def build(found: Sequence[Found], observed: live.LiveState) -> Imported:
-    """The documents for everything `found` on the engine `observed` (for the networks' and volumes' drivers)."""
-    secrets = _Secrets()
+def build(found: Sequence[Found], observed: live.LiveState, known: Mapping[str, str] | None = None) -> Imported:
+    """The documents for everything `found` on the engine `observed` (for the networks' and volumes' drivers);
+    `known`: the variables of the env files read, whose names are kept for the values they hold."""
+    secrets = _Secrets(known)
     names: dict[str, str] = {}
     documents: list[Document] = []
     instances: list[tuple[str, live.Container]] = []
@@ -325,12 +366,14 @@ def build(found: Sequence[Found], observed: live.LiveState) -> Imported:
                 )
     documents += _networks_and_volumes(documents, observed)
     documents.sort(key=lambda d: (d.file, _KIND_ORDER[d.body["kind"]], d.body["metadata"]["name"]))
-    env = {var: value for value, var in secrets.by_value.items()}
+    env = secrets.new()
     binds = sorted(
         {m.source.rstrip("/").rsplit("/", 1)[0] or "/" for _name, c in instances for m in c.mounts if m.type == "bind"}
     )
     not_running = sorted(name for name, c in instances if c.state == NOT_RUNNING)
-    return Imported(documents, dict(sorted(env.items())), adopt, notes, sorted(projects), binds, not_running)
+    return Imported(
+        documents, dict(sorted(env.items())), adopt, notes, sorted(projects), binds, not_running, secrets.reused()
+    )
 
 
 _KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}

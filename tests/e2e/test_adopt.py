@@ -33,6 +33,7 @@ SECRETS = (PG_PASSWORD, MARIADB_PASSWORD, REDIS_PASSWORD, SUPA_PASSWORD, KONG_PA
 MARK = "marker-row-before-adoption"
 WRITE = f"create table if not exists m (v text); delete from m; insert into m values ('{MARK}')"  # noqa: S608
 READ = "select v from m"
+SUPA_DROP = "drop database if exists supabase_admin"
 LABELS = f'labels: {{"{TEST_LABEL}": "1"}}'
 
 
@@ -77,7 +78,7 @@ services:
     image: dbstate-local/postgres:15
     container_name: supabase-db
     restart: unless-stopped
-    environment: {{POSTGRES_PASSWORD: "{SUPA_PASSWORD}"}}
+    environment: {{POSTGRES_USER: supabase_admin, POSTGRES_PASSWORD: "{SUPA_PASSWORD}"}}
     volumes: ["./data/postgres:/var/lib/postgresql/data"]
     networks: [internal]
     {LABELS}
@@ -183,7 +184,7 @@ def markers(client: docker.DockerClient) -> dict[str, str]:
             ["sh", "-c", f"mariadb -uroot -p'{MARIADB_PASSWORD}' wiki -N -e '{READ}'"],
         ),
         "redis": sql(client, "redis-redis-1", ["redis-cli", "-a", REDIS_PASSWORD, "--no-auth-warning", "get", "m"]),
-        "supabase": sql(client, "supabase-db", ["psql", "-U", "postgres", "-Atc", READ]),
+        "supabase": sql(client, "supabase-db", ["psql", "-U", "supabase_admin", "-d", "postgres", "-Atc", READ]),
     }
 
 
@@ -213,11 +214,9 @@ def host_built(docker_client, engine_host, tmp_path):
             ],
         )
         sql(docker_client, "redis-redis-1", ["redis-cli", "-a", REDIS_PASSWORD, "--no-auth-warning", "set", "m", MARK])
-        sql(
-            docker_client,
-            "supabase-db",
-            ["psql", "-U", "postgres", "-c", WRITE],
-        )
+        # as Supabase's images do: the login's own database does not exist, `postgres` is the one to log in to
+        sql(docker_client, "supabase-db", ["psql", "-U", "supabase_admin", "-d", "postgres", "-c", WRITE])
+        sql(docker_client, "supabase-db", ["psql", "-U", "supabase_admin", "-d", "postgres", "-c", SUPA_DROP])
         yield root
     finally:
         for project in COMPOSE:
@@ -250,11 +249,15 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         assert s in env_file.read_text() or s == KONG_PASSWORD  # (kong is imported later, from its compose file)
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert "policy:\n    adopt: in-place" in (out / "postgres.yaml").read_text()
+    assert "database: postgres" in (out / "supabase.yaml").read_text()  # its login's own database does not exist
+    assert "supabase-db: auth.database is postgres" in r.stdout
     supabase = (out / "supabase.yaml").read_text()
     assert "type: bind" in supabase and "--allow-bind-root" in supabase  # its data stays where it is
     bind_root = str(host_built / "supabase" / "data")
     assert f"--allow-bind-root {bind_root}" in r.stdout
     again = tmp_path / "ds2"
+    written, written_at = env_file.read_text(), env_file.stat().st_mtime_ns
+    time.sleep(0.01)
     assert (
         dbstate(
             "import", "--out", str(again), "--env-out", str(env_file), host=engine_host, state=state, secrets=SECRETS
@@ -262,6 +265,7 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
         == 0
     )
     assert {f: (again / f).read_text() for f in files} == {f: (out / f).read_text() for f in files}  # deterministic
+    assert env_file.read_text() == written and env_file.stat().st_mtime_ns == written_at  # nothing new: untouched
     kong = host_built / "kong"  # a compose project nobody started: --compose declares it, not adopted
     kong.mkdir()
     (kong / "compose.yml").write_text(KONG)
@@ -283,6 +287,29 @@ def test_a_compose_host_is_imported_planned_with_nothing_to_change_and_run_in_pl
     assert (third / "postgres.yaml").read_text() == (out / "postgres.yaml").read_text()  # what runs wins
     assert "dbstate creates it" in (third / "kong.yaml").read_text()
     assert KONG_PASSWORD in env_file.read_text() and KONG_PASSWORD not in (third / "kong.yaml").read_text()
+    assert "${KONG_PG_PASSWORD}" in (third / "kong.yaml").read_text()  # the compose file's own variable
+    assert f"KONG_PG_PASSWORD='{KONG_PASSWORD}'" in env_file.read_text()
+    assert all(env_file.read_text().count(s) == 1 for s in SECRETS)  # one value, one variable: never a copy
+    # an env file another tool owns (the Infisical Agent's): read, never written; what it lacks goes to --env-out
+    owned = (kong / ".env").read_text()
+    fourth, extra = tmp_path / "ds4", tmp_path / "ws" / "extra.env"
+    r = dbstate(
+        "import",
+        "--out",
+        str(fourth),
+        "--env-file",
+        str(kong / ".env"),
+        "--env-out",
+        str(extra),
+        "--compose",
+        str(kong / "compose.yml"),
+        host=engine_host,
+        state=tmp_path / "state4.db",
+        secrets=SECRETS,
+    )
+    assert r.code == 0, r.stdout + r.stderr
+    assert (kong / ".env").read_text() == owned and KONG_PASSWORD not in extra.read_text()
+    assert PG_PASSWORD in extra.read_text() and "lacks" in r.stdout and f"--env-file {kong / '.env'}" in r.stdout
 
     assert (
         dbstate("validate", "--dir", str(out), "--env-file", str(env_file), host=engine_host, secrets=SECRETS).code == 0

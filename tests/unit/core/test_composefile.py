@@ -46,7 +46,7 @@ services:
     restart: unless-stopped
   kong:
     image: kong:3
-    environment: ["KONG_PG_HOST=kong-database", "KONG_PG_PASSWORD=${KONG_PG_PASSWORD}"]
+    environment: ["KONG_DATABASE=kong-database", "KONG_PG_HOST=kong-database", "KONG_PG_PASSWORD=${KONG_PG_PASSWORD}"]
     networks: [kong-net]
   builder:
     build: .
@@ -72,11 +72,21 @@ def test_a_compose_file_becomes_what_compose_would_run_and_import_declares_it(tm
     assert sorted(f.container.name for f in found) == ["kong-db-1", "kong-kong-1"]  # `build:` only: no image
     result = importer.build(found, live.LiveState(live.EngineInfo("x", "1", "1")))
     assert result.adopt == {} and result.not_running == ["kong-db"]
-    assert result.env == {"KONG_DB_POSTGRES_PASSWORD": "s3cret-Kong#1"}
+    assert result.env == {"KONG_PG_PASSWORD": "s3cret-Kong#1"}  # the compose file's own name for it
     text = "".join(render([d], "t") for d in result.documents)
-    assert "s3cret-Kong#1" not in text and "dbstate creates it" in text
+    assert "s3cret-Kong#1" not in text and "dbstate creates it" in text and "${KONG_PG_PASSWORD}" in text
     [consumer] = [d for d in result.documents if d.body["kind"] == "Consumer"]
+    # KONG_DATABASE names it too (it sorts first), but a variable named like a host is what the consumer connects by
     assert consumer.body["spec"]["uses"] == [{"instance": "kong-db", "hostEnv": "KONG_PG_HOST"}]
+    # an env file that holds the value already: referenced by its name there, nothing new to write
+    again = importer.build(found, live.LiveState(live.EngineInfo("x", "1", "1")), {"KONG_PG_PASSWORD": "s3cret-Kong#1"})
+    assert again.env == {} and again.reused == ["KONG_PG_PASSWORD"]
+    # the same value under another name in the env file: that name, never a second copy
+    other = importer.build(found, live.LiveState(live.EngineInfo("x", "1", "1")), {"PG_SECRET": "s3cret-Kong#1"})
+    assert other.env == {} and other.reused == ["PG_SECRET"]
+    # the compose name held by another value in the env file: a new name, the old value untouched
+    clash = importer.build(found, live.LiveState(live.EngineInfo("x", "1", "1")), {"KONG_PG_PASSWORD": "other"})
+    assert clash.env == {"KONG_DB_POSTGRES_PASSWORD": "s3cret-Kong#1"}
 
 
 def test_a_broken_compose_file_is_a_clear_error_naming_it(tmp_path):
