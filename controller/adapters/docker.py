@@ -717,6 +717,14 @@ class DockerRuntime(DockerEngine):
         self.remove_container(name)
         self.rename(copy, name)
 
+    def container_gone(self, container_id: str) -> bool:
+        """The engine says there is no such container (404), not merely that it could not tell."""
+        try:
+            self.call("inspecting a container", lambda: self.api.inspect_container(container_id))
+        except errors.EnginePermanent as e:
+            return isinstance(e.__cause__, docker.errors.NotFound)
+        return False
+
     def _exists(self, name: str) -> bool:
         try:
             self.api.inspect_container(name)

@@ -7,14 +7,16 @@ no data) made by a writer (`apply`, `run`) when it first sees the volume, and re
 takes the old one's place. The reconciler unions both (the state database wins where it knows an identity); `plan`
 reads the markers and never writes them. The markers are never observed as volumes and their events never cause a pass.
 
-A container dbstate adopted (core/adoption.py) has a marker `dbstate-adopted-<container id>` the same way.
+A container dbstate adopted (core/adoption.py) has a marker `dbstate-adopted-<container id>` the same way. Adoption
+is by container id, so the marker of a container that is gone protects nothing: a writer collects it (`forget_gone`).
+The volume markers are never collected: a seen volume that is gone is exactly what `volume-lost` stands on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from controller.adapters.docker import DockerRuntime
 from controller.core import errors
@@ -93,3 +95,18 @@ class EngineFacts:
         }
         with contextlib.suppress(errors.EnginePermanent):  # one per container: recorded already
             self.runtime.create_marker_volume(f"{ADOPTED_MARKER_PREFIX}{adopted.container_id[:32]}", labels)
+
+    def forget_gone(self, present: Collection[str]) -> list[str]:
+        """Remove the adoption markers of containers that are gone: not in `present` (the ids observed) and not on
+        the engine when asked one by one (a container made after `present` was read keeps its marker). The ids."""
+        if not self.write:
+            return []
+        gone = []
+        for marker, labels in self.runtime.marker_volumes(ADOPTION).items():
+            cid = labels.get(f"{ADOPTION}.container")
+            if not marker.startswith(ADOPTED_MARKER_PREFIX) or not cid or cid in present:
+                continue
+            if self.runtime.container_gone(cid):
+                self.runtime.remove_marker_volume(marker)
+                gone.append(cid)
+        return gone

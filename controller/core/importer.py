@@ -86,7 +86,8 @@ def _var(owner: str, key: str) -> str:
 class _Secrets:
     """Secret values found so far, each under one variable name: the name the compose file gives it when an env file
     read holds this value under it, else the name an env file holds it under, else the compose file's name when no
-    env file uses it, else a new one. A value is never written twice, and a variable the env files hold is never written again."""
+    env file uses it, else a new one. A value is never written twice, and a variable the env files hold is never
+    written again."""
 
     def __init__(self, known: Mapping[str, str] | None = None) -> None:
         self.known = dict(known or {})  # VAR -> value of the env files read (never written)

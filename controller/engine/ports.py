@@ -167,6 +167,10 @@ class Facts(Protocol):
 
     def record_adoption(self, adopted: Adoption) -> None: ...
 
+    def forget_gone(self, present: Collection[str]) -> list[str]:
+        """Collect the adoption markers of containers that are gone (never a marker that protects data)."""
+        ...
+
 
 class LeaseHolder(Protocol):
     @property

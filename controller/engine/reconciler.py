@@ -115,6 +115,9 @@ def _volumes_to_remember(state: spec.DesiredState, observed: live.LiveState, p: 
 PRUNE_EVERY = 3600.0  # seconds between two prunes of the history (options.keep_history)
 
 
+MARKER_COLLECTION = 600.0  # seconds between collections of adoption markers whose container is gone
+
+
 class Reconciler:
     def __init__(
         self,
@@ -149,6 +152,7 @@ class Reconciler:
         self.last_outcomes: tuple[Outcome, ...] = ()
         self._pruned = float("-inf")  # when the history was last pruned (options.keep_history)
         self.failed_upgrades: dict[str, tuple[str, str]] = {}  # key -> (spec hash, why), for run (not retried)
+        self._collected = float("-inf")  # when the adoption markers of gone containers were last collected
         self.held_out: dict[str, str] = {}  # key -> which job: instances a one-off job of the controller works on
         self._passing = threading.Lock()  # held by `reconcile` for its whole pass
 
@@ -235,6 +239,7 @@ class Reconciler:
             if more:
                 observed = self.observer.observe(inspect=names + more)
         declared = {f"{i.kind}/{i.metadata.name}" for i in state.instances}
+        self._collect_markers(observed)
         observed = adoption.relabel(observed, self._adoptions(), declared)
         the_plan = diff.diff(
             state,
@@ -284,6 +289,16 @@ class Reconciler:
         adopted = dict(self.facts.adoptions()) if self.facts is not None else {}
         adopted.update(self.history.adoptions())
         return adopted
+
+    def _collect_markers(self, observed: live.LiveState) -> None:
+        """Now and then (a writer only): the adoption markers of containers that are gone."""
+        if self.facts is None or self.clock.monotonic() - self._collected < MARKER_COLLECTION:
+            return
+        self._collected = self.clock.monotonic()
+        try:
+            self.facts.forget_gone({c.id for c in observed.containers})
+        except errors.EngineError:  # tried again at the next collection; nothing depends on it
+            self._collected = float("-inf")
 
     def _record_adoption(self, adopted: Adoption) -> None:
         self.history.record_adoption(adopted)

@@ -418,6 +418,15 @@ def test_dbstate_adopt_takes_over_one_hand_made_database_or_says_what_differs(do
     assert "Not converged: DatabaseInstance/kv2" in r.stdout
     hand.reload()
     assert hand.status == "running" and docker_client.containers.get("kv-db").id == hand.id
+    # adoption is by container id: once the container is gone its marker protects nothing, and a writer collects it
+    marker = f"dbstate-adopted-{hand.id[:32]}"
+    assert marker in {v.name for v in docker_client.volumes.list()}
+    seen = {v.name for v in docker_client.volumes.list(filters={"label": "io.dbstate.seen"})}
+    hand.remove(force=True)
+    r = dbstate("apply", "--yes", "--dir", str(root), host=engine_host, state=db)
+    assert "create" in r.stdout and docker_client.containers.get("kv-db").id != hand.id, r.stdout + r.stderr
+    left = {v.name for v in docker_client.volumes.list()}
+    assert marker not in left and seen <= left  # the markers that protect data stay
 
 
 def test_data_that_the_declaration_moves_is_migrated_stopped_copied_verified_never_started_empty(
