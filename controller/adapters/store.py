@@ -9,7 +9,7 @@
   of consecutive failures, which `unhealthy` and `policy.restartAfterFailedProbes` count against;
 - endpoint_aliases: the Docker adapter's EndpointID -> aliases cache. An endpoint's aliases never change (a new alias
   means a new endpoint), so a cached entry is never stale, only unused;
-- controllers and jobs: each running `dbstate run` (its lease holder id, renewed every few seconds) and the one-off
+- controllers and jobs: each running `dbstate run` (its lease holder ids, while it runs) and the one-off
   commands (restore, migrate-volume, rollback) handed to it because it holds the engine lease: queued by the command,
   claimed and performed by the controller, with their progress and result (commands/oneoff.py).
 """
@@ -473,7 +473,7 @@ class Store:
 
     @_guarded
     def controller_alive(self, holder: str, hosts: Iterable[str]) -> None:
-        """A running controller says it takes jobs for `hosts` (its heartbeat, every few seconds)."""
+        """A running controller says it takes jobs for `hosts` (once, as it starts; `controller_gone` as it stops)."""
         self.db.execute(
             "INSERT OR REPLACE INTO controllers VALUES (?, ?, ?, ?)",
             (holder, json.dumps(sorted(hosts)), os.getpid(), time.time()),

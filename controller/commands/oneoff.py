@@ -2,8 +2,9 @@
 engine lease itself, or, while a `dbstate run` holds it, hands its work to that controller, which performs it with
 the instance held out of its passes and goes on reconciling the others. Operators never stop the controller for it.
 
-The hand-over goes through the state database (adapters/store.py: controllers, jobs). A running controller says
-every few seconds which lease holder it is; a command that finds the lease held by such a controller queues a job
+The hand-over goes through the state database (adapters/store.py: controllers, jobs). A running controller records
+which lease holders it is while it runs; a command that finds the lease held (and renewed) by such a controller queues
+a job
 (its options: names and ids, never a secret) and prints the job's progress until it ends. The controller's `Desk`
 claims it, performs it under its own lease (which fences every change of the job, as it fences its passes), in the
 controller's scope and desired state, and writes the result back. A job nobody claims within `CLAIM_WAIT` is
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from controller.wiring import Wired
 
 Progress = Callable[[str], None]
-HEARTBEAT = 3.0  # seconds between a controller's "I take jobs" in the state database
-ALIVE = 15.0  # a controller not heard of for this long takes no jobs
 POLL = 0.5  # how often the controller looks for a job, and a waiting command for its progress
 CLAIM_WAIT = 20.0  # a job no controller claims within this long is withdrawn
 CONTEXT = ("target", "lease_ttl", "yes", "scope")  # options the controller sets itself: its own, never the command's
@@ -84,8 +83,8 @@ def _hand_over(job: OneOff, opts: Any, wired: Wired, held: errors.LeaseHeld, out
     holder = epochs[-1].holder if epochs else ""
     path = opts.target.state or store.default_path()
     with store.Store(path) as db:
-        seen = db.controller_seen(holder) if holder else None
-        if seen is None or time.time() - seen > ALIVE:
+        # the lease says the holder is alive (it renews it); the state database, that it takes jobs from here
+        if not holder or db.controller_seen(holder) is None:
             raise errors.LeaseHeld(
                 f"{held} (that controller takes no jobs through the state database {path}: it runs with another "
                 "--state, on another host, or is an older dbstate)"
@@ -162,13 +161,13 @@ class Desk:
         self.worker: threading.Thread | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """Until `stop`: the heartbeat, and a job whenever one is queued and no other job runs."""
-        beat = 0.0
+        """Until `stop`: a job whenever one is queued and no other job runs."""
+        registered = False
         while not stop.is_set():
             try:
-                if time.monotonic() - beat >= HEARTBEAT:
-                    self._heartbeat()
-                    beat = time.monotonic()
+                if not registered:
+                    self._register()
+                    registered = True
                 if self.worker is None or not self.worker.is_alive():
                     hosts = [name for name, lane in self.lanes.items() if lane.may_act()]
                     job = self.db.claim_job(hosts, self._holder(hosts)) if hosts else None
@@ -195,7 +194,8 @@ class Desk:
         lease = self.lanes[hosts[0]].wired.lease
         return lease.holder if lease is not None else "dbstate run"
 
-    def _heartbeat(self) -> None:
+    def _register(self) -> None:
+        """Say which lease holders take jobs (once: a stop removes it; the lease tells whether its holder lives)."""
         for name, lane in self.lanes.items():
             if lane.wired.lease is not None:
                 self.db.controller_alive(lane.wired.lease.holder, [name])
