@@ -30,7 +30,7 @@ from controller.adapters import desired
 from controller.adapters.backups import BackupDir
 from controller.adapters.docker import DockerRuntime
 from controller.adapters.shell import DockerShell
-from controller.core import dumps
+from controller.core import databases
 from controller.engine import backing
 
 PW = ENV["BENCH_PASSWORD"]
@@ -165,7 +165,9 @@ def main() -> int:
             ours_backup = time.perf_counter() - t0
             psql(c, "DROP TABLE filler")
             t0 = time.perf_counter()
-            backing.load("pgb-db", inst.spec.engine, dumps.login(inst), m, store, shell, lambda _m: None)
+            backing.load(
+                "pgb-db", inst.spec.engine, databases.of(inst.spec.engine).login(inst), m, store, shell, lambda _m: None
+            )
             ours_load = time.perf_counter() - t0
             t0 = time.perf_counter()
             backing.restore(server, m, shell, store, runtime, revision=None, progress=lambda _m: None)

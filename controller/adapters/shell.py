@@ -17,7 +17,7 @@ import docker.utils.socket
 
 from controller.adapters.docker import DockerRuntime
 from controller.core import errors
-from controller.core.dumps import Ran
+from controller.core.databases import Ran
 from controller.core.labels import HELPER, HELPER_PREFIX
 from controller.core.text import printable
 

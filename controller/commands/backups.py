@@ -49,8 +49,8 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     for m in found:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.started))
         holds = f"{m.counts['keys']} keys" if set(m.counts) == {"keys"} else f"{len(m.counts)} tables"
-        if m.engine == "redis" and not m.counts:
-            holds = "rdb"
+        if not m.counts and not m.databases:  # an RDB file verified before counts were kept
+            holds = m.format.split(".", 1)[0]
         verified = "yes" if m.verified else "no"
         print(
             f"{m.id:<40} {m.instance:<16} {when:<20} {m.size_bytes / 1048576:>8.1f}Mi  {holds:<24} {verified:<9} "

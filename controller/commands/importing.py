@@ -158,32 +158,30 @@ def _load(opts: Options, imported: Imported) -> Any:
 
 def _check_logins(opts: Options, imported: Imported, observed: live.LiveState, host: str, err: TextIO) -> None:
     """One read-only login per running database with the auth import guessed, before any adoption is recorded. A
-    PostgreSQL login whose guessed database does not exist is tried once on `postgres` (Supabase's images, for one),
-    and written so when that works; a login that still fails is said in the summary, with the file to fix."""
+    login whose guessed database does not exist is tried once on the engine's fallback (PostgreSQL: `postgres`, as
+    Supabase's images need), and written so when that works; one that still fails is said in the summary, with the
+    file to fix."""
     from controller import wiring
-    from controller.core import spec
+    from controller.core import databases
 
     print("  .. checking each guessed login with one read-only probe", file=err)
     target = _target(opts)
     running = [i for i in _load(opts, imported).state.instances if f"{i.kind}/{i.metadata.name}" in imported.adopt]
     results = wiring.probe_logins(target, running, observed)
-    fixed: set[str] = set()
+    fixed: dict[str, str] = {}
     for inst in running:
         name, r = inst.metadata.name, results.get(inst.metadata.name)
         if r is None or r.reachable:
             continue
         auth = inst.spec.auth
-        if (
-            inst.spec.engine is spec.Engine.POSTGRES
-            and "does not exist" in (r.error or "")
-            and auth.database != "postgres"
-        ):
+        other = databases.of(inst.spec.engine).fallback_database(auth)
+        if other is not None and "does not exist" in (r.error or ""):
             retry = inst.model_copy(
-                update={"spec": inst.spec.model_copy(update={"auth": auth.model_copy(update={"database": "postgres"})})}
+                update={"spec": inst.spec.model_copy(update={"auth": auth.model_copy(update={"database": other})})}
             )
             again = wiring.probe_logins(target, [retry], observed).get(name)
             if again is not None and again.reachable:
-                fixed.add(name)
+                fixed[name] = other
                 continue
         where = next(d.file for d in imported.documents if d.body["metadata"]["name"] == name)
         imported.notes.append(
@@ -192,11 +190,12 @@ def _check_logins(opts: Options, imported: Imported, observed: live.LiveState, h
         )
     if fixed:
         for d in imported.documents:
-            if d.body["kind"] == "DatabaseInstance" and d.body["metadata"]["name"] in fixed:
-                d.body["spec"]["auth"]["database"] = "postgres"
+            name = d.body["metadata"]["name"]
+            if d.body["kind"] == "DatabaseInstance" and name in fixed:
+                d.body["spec"]["auth"]["database"] = fixed[name]
                 imported.notes.append(
-                    f"{d.body['metadata']['name']}: auth.database is postgres (the database its user names does "
-                    "not exist; a probe on postgres logged in)"
+                    f"{name}: auth.database is {fixed[name]} (the database its user names does not exist; a probe on "
+                    f"{fixed[name]} logged in)"
                 )
         _write(dataclasses.replace(opts, force=True), dataclasses.replace(imported, env={}), host)
 

@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.core import checks, live, spec, versions
+from controller.core import checks, databases, live, spec, versions
 from controller.core.health import ProbeResult, ProbeTarget
 from controller.core.hosts import host_of
 from controller.core.plan import Finding
 from controller.core.recognise import engine_of, looks_like_database
-from controller.core.secrets import Secret
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 # env keys that name where a service connects (WIKIJS_DB_HOST, DATABASE_URL, INFISICAL_DB_CONNECTION, ...)
@@ -124,27 +123,12 @@ class Report:
 def own_credentials(c: live.Container, engine: spec.Engine) -> ProbeTarget:
     """For a database nobody declared: log in as the official images' env says it was set up (what an operator
     would do with `docker exec ... psql -U $POSTGRES_USER`). Values stay Secrets; they are never printed."""
-    env = c.env or {}
-
-    def secret(*keys: str) -> Secret | None:
-        for k in keys:
-            if env.get(k):
-                return Secret(env[k])
-        return None
-
-    if engine is spec.Engine.POSTGRES:
-        user = env.get("POSTGRES_USER") or "postgres"
-        return ProbeTarget(
-            c.name, engine, "scram-sha-256", user, secret("POSTGRES_PASSWORD"), env.get("POSTGRES_DB") or user
-        )
-    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        password = secret("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD")
-        return ProbeTarget(c.name, engine, "password", "root", password)
-    password = secret("REDIS_PASSWORD")
-    return ProbeTarget(c.name, engine, "password" if password else "none", None, password)
+    method, user, password, database = databases.of(engine).own_credentials(c.env or {})
+    return ProbeTarget(c.name, engine, method, user, password, database)
 
 
-IMAGE_VERSION_ENV = ("PG_VERSION", "MARIADB_VERSION", "MYSQL_VERSION", "REDIS_VERSION")
+# the image env that says the version in full (`*_VERSION`, not only its major), of every engine
+IMAGE_VERSION_ENV = tuple(k for d in databases.every() for k in d.image_version_env if k.endswith("_VERSION"))
 
 
 def image_version(c: live.Container) -> str | None:

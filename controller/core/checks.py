@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core import placement, spec, versions
+from controller.core import databases, placement, spec, versions
 
 Path = tuple[str | int, ...]
 Severity = Literal["error", "warning"]
@@ -49,7 +49,8 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
                     ("spec", "version"),
                     f"version {s.version!r} disagrees with the image tag {tag!r}, which says {revealed}",
                 )
-    allowed = spec.AUTH_METHODS[s.engine]
+    engine = databases.of(s.engine)
+    allowed = engine.auth_methods
     if s.auth.method not in allowed:
         err(
             ("spec", "auth", "method"),
@@ -57,20 +58,14 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
         )
     if s.auth.method != "none" and s.auth.password is None:
         err(("spec", "auth", "password"), f"required with method {s.auth.method}")
-    if s.engine in (spec.Engine.POSTGRES, spec.Engine.MARIADB, spec.Engine.MYSQL) and s.auth.user is None:
+    if engine.needs_user and s.auth.user is None:
         err(("spec", "auth", "user"), f"required for engine {s.engine.value}")
     sources = [v.source for v in s.volumes]
     for i, v in enumerate(s.volumes):
         if sources.count(v.source) > 1 and sources.index(v.source) != i:
             err(("spec", "volumes", i, "source"), f"volume {v.source} is mounted twice")
-    if s.engine is spec.Engine.POSTGRES and (versions.numbers(s.version) or [0])[0] >= 18:
-        for i, v in enumerate(s.volumes):
-            if v.target.rstrip("/") == "/var/lib/postgresql/data":
-                err(
-                    ("spec", "volumes", i, "target"),
-                    "PostgreSQL 18 and later images keep their data in /var/lib/postgresql/18/docker: mount the "
-                    "volume at /var/lib/postgresql (a volume at /var/lib/postgresql/data would hold nothing)",
-                )
+    for path, message in engine.checks(s):
+        err(path, message)
     for i, p in enumerate(s.ports):
         if spec.parse_port(p).public:
             err(("spec", "ports", i), f"{p!r} publishes the database on every interface; bind 127.0.0.1", "warning")
@@ -89,7 +84,7 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
 
 def naming_convention(name: str, engine: spec.Engine, container: str) -> str | None:
     """The seed's patterns: `<service>-<service>-1`, `<service>-<dbtype>-1`, `<service>-db`."""
-    types = ("db", engine.value, "postgres", "mariadb", "mysql", "redis")
+    types = ("db", *(d.engine.value for d in databases.every()))
     ok = re.fullmatch(rf"{re.escape(name)}-{re.escape(name)}-1", container) or re.fullmatch(
         rf"[a-z0-9][a-z0-9-]*-({'|'.join(types)})(-1)?", container
     )

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core import adoption, labels, live, spec, versions
+from controller.core import adoption, databases, labels, live, spec, versions
 from controller.core.hosts import host_of
 from controller.core.labels import KEPT_SUFFIX, OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
@@ -540,7 +540,7 @@ def _data_moved(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> 
 def major_jump(inst: spec.DatabaseInstance, c: live.Container) -> tuple[str, str] | None:
     """(the data's major, the declared major) when they differ. The data's major is taken from the image that runs
     now (its tag)."""
-    two_part = inst.spec.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
+    two_part = databases.of(inst.spec.engine).two_part_versions
     tags = [versions.split_image(image)[1] for image in (c.image, inst.spec.image)]
     found = [versions.tag_version(t) if t else None for t in tags]
     if c.image == inst.spec.image or found[0] is None or found[1] is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from controller.core import live, spec, versions
+from controller.core import databases, live, spec, versions
 from controller.core.plan import Action, Change, Finding, FindingType
 from controller.core.secrets import Secret
 
@@ -73,7 +73,7 @@ class ProbeTarget:
 
 def major(engine: spec.Engine, version: str) -> str:
     """The part of a version that makes a major release: `16` of 16.2, `10.11` of MariaDB 10.11.9, `7` of 7.0.15."""
-    return versions.major(engine in (spec.Engine.MARIADB, spec.Engine.MYSQL), version)
+    return databases.of(engine).major(version)
 
 
 def probe_address(c: live.Container, internal: frozenset[str] = frozenset()) -> str | None:
@@ -110,7 +110,7 @@ def findings(
             times = "the last probe" if n == 1 else f"the last {n} probes"
             out.append(Finding(FindingType.UNHEALTHY, kind, name, f"{times} failed: {r.error or 'no answer'}"))
         reported = r.version if r is not None and r.reachable else (known_versions or {}).get(name)
-        two_part = inst.spec.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
+        two_part = databases.of(inst.spec.engine).two_part_versions
         if reported is not None and major_differs(inst.spec.version, reported, two_part):
             out.append(
                 Finding(

@@ -16,25 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.core import adoption, live, spec, versions
+from controller.core import adoption, databases, live, spec, versions
 from controller.core.hosts import every_interface, host_of
-from controller.core.recognise import ENGINE_OF_WORD, looks_like_database
+from controller.core.recognise import recognised
 
-VERSION_ENV = (
-    "PG_MAJOR",
-    "PG_VERSION",
-    "MARIADB_VERSION",
-    "MARIADB_MAJOR",
-    "MYSQL_VERSION",
-    "MYSQL_MAJOR",
-    "REDIS_VERSION",
-)
-PASSWORD_ENV = {
-    spec.Engine.POSTGRES: ("POSTGRES_PASSWORD",),
-    spec.Engine.MARIADB: ("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
-    spec.Engine.MYSQL: ("MYSQL_ROOT_PASSWORD", "MARIADB_ROOT_PASSWORD"),
-    spec.Engine.REDIS: ("REDIS_PASSWORD",),
-}
 RESTART = {p.value for p in spec.RestartPolicy}
 NOT_RUNNING = "missing"  # the state of a service read from a compose file that no container runs
 NOT_RUNNING_COMMENT = (
@@ -150,13 +135,13 @@ def _unique(names: dict[str, str], c: live.Container) -> str:
     return name
 
 
-def _version(image: str, image_env: Mapping[str, str]) -> tuple[str, str | None]:
-    """The version, and a comment when it was guessed."""
+def _version(image: str, image_env: Mapping[str, str], keys: tuple[str, ...]) -> tuple[str, str | None]:
+    """The version, and a comment when it was guessed (from the image's env `keys`)."""
     _repo, tag, _digest = versions.split_image(image)
     found = versions.tag_version(tag) if tag else None
     if found:
         return found, None
-    for key in VERSION_ENV:
+    for key in keys:
         if image_env.get(key) and versions.tag_version(image_env[key]):
             return str(versions.tag_version(image_env[key])), f"version from the image's {key}"
     return "0", "version UNKNOWN: the image says nothing; set it (a probe reports the server's)"
@@ -183,7 +168,7 @@ def _ports(c: live.Container) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Document:
+def _instance(f: Found, name: str, engine: databases.Database, secrets: _Secrets) -> Document:
     c = f.container
     env = {k: v for k, v in (c.env or {}).items() if f.image_env.get(k) != v}
     comments = []
@@ -193,37 +178,24 @@ def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Do
         secret = spec.is_secret_key(key) and value
         declared_env[key] = secrets.ref(name, key, value, f.env_vars.get(key)) if secret else value
     command = list(f.command) if f.command and tuple(f.command) != tuple(f.image_command) else []
-    if engine is spec.Engine.REDIS and "--requirepass" in command[:-1] and "REDIS_PASSWORD" not in env:
-        command = _requirepass_through_env(command, name, declared_env, secrets)
+    flag, via = engine.password_flag, engine.password_env[0] if engine.password_env else ""
+    if flag and flag in command[:-1] and not any(k in env for k in engine.password_env):
+        command = _password_through_env(command, flag, via, name, declared_env, secrets)
         comments.append(
-            "its command line passes the password (`--requirepass`, visible in the process list); declared through "
-            "env REDIS_PASSWORD instead: the same server, without the secret in `ps` once dbstate recreates it"
+            f"its command line passes the password (`{flag}`, visible in the process list); declared through "
+            f"env {via} instead: the same server, without the secret in `ps` once dbstate recreates it"
         )
     for key, value in declared_env.items():
         if not value.startswith("${") or not spec.is_secret_key(key):
             declared_env[key] = secrets.scrub(value)
-    password_key = next((k for k in PASSWORD_ENV[engine] if k in declared_env), None)
-    auth: dict[str, Any]
-    if engine is spec.Engine.POSTGRES:
-        every = c.env or {}  # the image's own env counts too: it set the user and database the entrypoint made
-        auth = {"method": "scram-sha-256", "user": every.get("POSTGRES_USER") or "postgres"}
-        if every.get("POSTGRES_DB"):
-            auth["database"] = every["POSTGRES_DB"]
-        comments.append("auth.method guessed (scram-sha-256 is PostgreSQL's default since 14); a probe checks it")
-    elif engine is spec.Engine.REDIS:
-        auth = {"method": "password"}
-        if password_key is None:
-            auth = {"method": "none"}
-            comments.append("no password found: Redis without requirepass (an auth-weak finding when probed)")
-    else:
-        auth = {"method": "password", "user": "root"}
-    if password_key is not None:
-        auth["password"] = declared_env[password_key]
-    version, guessed = _version(c.image, f.image_env)
+    guess = engine.guess_auth(c.env or {}, declared_env)  # the image's own env counts too
+    auth = guess.auth
+    comments += guess.comments
+    version, guessed = _version(c.image, f.image_env, engine.image_version_env)
     if guessed:
         comments.append(guessed)
     body_spec: dict[str, Any] = {
-        "engine": engine.value,
+        "engine": engine.engine.value,
         "version": version,
         "image": c.image,
         "containerName": c.name,
@@ -256,15 +228,15 @@ def _instance(f: Found, name: str, engine: spec.Engine, secrets: _Secrets) -> Do
     return Document(_file_of(c), body, tuple(comments))
 
 
-def _requirepass_through_env(
-    command: list[str], name: str, declared_env: dict[str, str], secrets: _Secrets
+def _password_through_env(
+    command: list[str], flag: str, var: str, name: str, declared_env: dict[str, str], secrets: _Secrets
 ) -> list[str]:
     """`redis-server ... --requirepass VALUE ...` -> `sh -c 'exec redis-server ... --requirepass "$REDIS_PASSWORD"'`
-    with REDIS_PASSWORD declared (a reference) in env."""
-    i = command.index("--requirepass")
-    declared_env["REDIS_PASSWORD"] = secrets.ref(name, "REDIS_PASSWORD", command[i + 1])
+    with REDIS_PASSWORD (`var`) declared (a reference) in env."""
+    i = command.index(flag)
+    declared_env[var] = secrets.ref(name, var, command[i + 1])
     parts = [shlex.quote(a) for a in command]
-    parts[i + 1] = '"$REDIS_PASSWORD"'
+    parts[i + 1] = f'"${var}"'
     return ["sh", "-c", "exec " + " ".join(parts)]
 
 
@@ -334,12 +306,11 @@ def build(found: Sequence[Found], observed: live.LiveState, known: Mapping[str, 
     notes: list[str] = []
     ordered = sorted(found, key=lambda f: f.container.name)
     for f in ordered:
-        word = looks_like_database(f.container)
-        engine = ENGINE_OF_WORD.get(word) if word else None
-        if engine is None:
+        found_engine = recognised(f.container)
+        if found_engine is None:
             continue
         name = _unique(names, f.container)
-        made = _instance(f, name, engine, secrets)
+        made = _instance(f, name, found_engine, secrets)
         if f.container.state == NOT_RUNNING:
             made = Document(made.file, made.body, (*made.comments, NOT_RUNNING_COMMENT))
         else:

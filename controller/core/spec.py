@@ -96,6 +96,7 @@ class Engine(enum.StrEnum):
     MARIADB = "mariadb"
     MYSQL = "mysql"
     REDIS = "redis"
+    VALKEY = "valkey"
 
 
 class DriftPolicy(enum.StrEnum):
@@ -248,14 +249,6 @@ class InstancePolicy(Model):
         description="restart the container after this many consecutive failed probes (then 2x, 4x, ...); "
         "off when unset",
     )
-
-
-AUTH_METHODS: dict[Engine, frozenset[str]] = {
-    Engine.POSTGRES: frozenset({"scram-sha-256", "md5"}),
-    Engine.MARIADB: frozenset({"password"}),
-    Engine.MYSQL: frozenset({"password"}),
-    Engine.REDIS: frozenset({"password", "none"}),
-}
 
 
 HostName = Annotated[

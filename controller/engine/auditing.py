@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.core import adoption, audit, composeref, diff, health, live, recognise, secrets, spec
+from controller.core import adoption, audit, composeref, databases, diff, health, live, recognise, secrets, spec
 from controller.core.revision import Revision
 from controller.engine.ports import DesiredSource, History, Observer, ProbeJob, Prober
 from controller.engine.reconciler import sort_findings
@@ -121,7 +121,7 @@ def _fallback_versions(
             continue
         engine = recognise.engine_of(c, declared.get(c.name))
         announced = None
-        if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL) and r.address:
+        if engine is not None and databases.of(engine).greets_with_version and r.address:
             announced = prober.handshake(r.address, timeout)
         if announced:
             fallback[c.name] = (announced, "handshake")

@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from controller.core import dumps, errors, live, plan, spec, versions
-from controller.core.dumps import Login, Manifest
+from controller.core import databases, dumps, errors, live, plan, spec, versions
+from controller.core.databases import Database, Login, Query
+from controller.core.databases.redis import Redis, keys_read, keyspace
+from controller.core.dumps import Manifest
 from controller.core.labels import REVISION
 from controller.engine.ports import BackupStore, Clock, Runtime, Shell, SystemClock
 
@@ -45,10 +47,6 @@ class Server:
         return self.inst.metadata.name
 
 
-def _is_sql(engine: spec.Engine) -> bool:
-    return engine is not spec.Engine.REDIS
-
-
 class _Meter:
     """Progress lines for a stream: at most one every PROGRESS_EVERY seconds."""
 
@@ -77,19 +75,20 @@ def take(
 ) -> Manifest:
     """A backup of the running server, written, then checked on disk against its manifest."""
     clock = clock or SystemClock()
-    who = dumps.login(server.inst)
+    db = databases.of(server.engine)
+    who = db.login(server.inst)
     started = clock.time()
     version = server_version(server.container, server.engine, who, shell)
     ident = store.new_id(server.name, started)
-    fmt = "sql.gz" if _is_sql(server.engine) else "rdb.gz"
-    counter = dumps.counter(server.engine)
+    fmt = db.backup_format
+    counter = db.counter()
     meter = _Meter(progress, f"{server.name}: dumped")
     progress(f"{server.name}: backing up ({server.engine.value} {version}) to {ident}")
     with store.writing(server.name, ident, fmt) as out:
         chunks = (
-            shell.stream(server.container, dumps.dump_argv(server.engine, who), who.env, who.os_user)
-            if _is_sql(server.engine)
-            else _redis_rdb(server, who, shell, progress)
+            shell.stream(server.container, db.dump_argv(who), who.env, who.os_user)
+            if db.sql
+            else _rdb(server, _key_value(db), who, shell, progress)
         )
         try:
             for chunk in chunks:
@@ -122,7 +121,7 @@ def take(
     )
     manifest = store.save(manifest)
     store.check(manifest)
-    tables = f", {len(manifest.counts)} tables" if _is_sql(server.engine) else ""
+    tables = f", {len(manifest.counts)} tables" if db.sql else ""
     progress(
         f"{server.name}: backup {ident} written: {out.raw_bytes / MiB:.1f} MiB dumped, {out.size_bytes / MiB:.1f} MiB "
         f"stored{tables}, {manifest.finished - started:.1f} s"
@@ -130,55 +129,60 @@ def take(
     return manifest
 
 
+def _query(container: str, db: Database, who: Login, shell: Shell) -> Query:
+    """Run a command of `db`'s in the container as `who`; its stdout, or an error naming the tool."""
+
+    def query(argv: list[str]) -> str:
+        ran = shell.run(container, argv, who.env, who.os_user)
+        _ok(ran, db.tool, container)
+        text = ran.stdout.decode(errors="replace")
+        refused = db.refusal(text)
+        if refused is not None:
+            raise errors.BackupError(f"{db.tool} in {container}: {refused}")
+        return text
+
+    return query
+
+
+def _key_value(db: Database) -> Redis:
+    if not isinstance(db, Redis):
+        raise errors.BackupError(f"{db.engine.value} keeps no data file to copy")
+    return db
+
+
 def server_version(container: str, engine: spec.Engine, who: Login, shell: Shell) -> str:
     """What the server reports (PostgreSQL's server_version_num as a major, MariaDB's VERSION(), Redis's INFO)."""
-    if engine is spec.Engine.POSTGRES:
-        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_VERSION), who.env, who.os_user)
-        _ok(ran, "psql", container)
-        return dumps.pg_major(ran.stdout.decode())
-    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.MARIADB_VERSION), who.env, who.os_user)
-        _ok(ran, "mariadb", container)
-        return ran.stdout.decode().strip()
-    info = _redis(container, who, shell, "INFO", "server")
-    return next((ln.split(":", 1)[1] for ln in info.splitlines() if ln.startswith("redis_version:")), "?")
+    db = databases.of(engine)
+    return db.server_version(who, _query(container, db, who, shell))
 
 
-def _ok(ran: dumps.Ran, tool: str, container: str) -> None:
+def _ok(ran: databases.Ran, tool: str, container: str) -> None:
     if ran.code != 0:
         raise errors.ExecFailed(tool, container, ran.code, ran.stderr)
 
 
-def _redis(container: str, who: Login, shell: Shell, *command: str) -> str:
-    ran = shell.run(container, dumps.redis_argv(*command), who.env)
-    _ok(ran, "redis-cli", container)
-    text = ran.stdout.decode(errors="replace").replace("\r", "")
-    if text.startswith(("ERR", "NOAUTH", "WRONGPASS", "NOPERM")):
-        raise errors.BackupError(f"redis-cli {command[0]} in {container}: {text.strip()[:200]}")
-    return text
-
-
-def _redis_config(container: str, who: Login, shell: Shell, key: str) -> str:
-    lines = _redis(container, who, shell, "CONFIG", "GET", key).splitlines()
+def _config(container: str, db: Redis, who: Login, shell: Shell, key: str) -> str:
+    lines = _query(container, db, who, shell)(db.cli_argv("CONFIG", "GET", key)).replace("\r", "").splitlines()
     return lines[1] if len(lines) > 1 else ""
 
 
-def _redis_rdb(server: Server, who: Login, shell: Shell, progress: Progress) -> Iterator[bytes]:
+def _rdb(server: Server, db: Redis, who: Login, shell: Shell, progress: Progress) -> Iterator[bytes]:
     """BGSAVE, wait for that very save to finish, then the RDB file as it is on the server's disk."""
     c = server.container
-    directory, filename = _redis_config(c, who, shell, "dir"), _redis_config(c, who, shell, "dbfilename")
+    query = _query(c, db, who, shell)
+    directory, filename = _config(c, db, who, shell, "dir"), _config(c, db, who, shell, "dbfilename")
     if not directory or not filename:
         raise errors.BackupError(f"{c}: cannot read where Redis keeps its RDB file (CONFIG GET dir, dbfilename)")
 
     def persistence() -> dict[str, str]:
-        text = _redis(c, who, shell, "INFO", "persistence")
+        text = query(db.cli_argv("INFO", "persistence")).replace("\r", "")
         return dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
 
     before = persistence()
     last_save = int(before.get("rdb_last_save_time", "0"))
     while int(time.time()) <= last_save:  # a save within this second would not be told apart
         time.sleep(0.2)
-    _redis(c, who, shell, "BGSAVE", "SCHEDULE")
+    query(db.cli_argv("BGSAVE", "SCHEDULE"))
     deadline = time.monotonic() + 3600
     while True:
         now = persistence()
@@ -200,71 +204,26 @@ def _redis_rdb(server: Server, who: Login, shell: Shell, progress: Progress) -> 
 
 def counts(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dict[str, int]:
     """The rows of every table of every database (the keys for Redis), as the server holds them now."""
-    if engine is spec.Engine.POSTGRES:
-        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_DATABASES), who.env, who.os_user)
-        _ok(ran, "psql", container)
-        out: dict[str, int] = {}
-        for db in ran.stdout.decode().split("\n"):
-            if not db.strip():
-                continue
-            ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_COUNTS, db), who.env, who.os_user)
-            _ok(ran, "psql", container)
-            out.update({f"{db}/{k}": n for k, n in dumps.parse_rows(ran.stdout.decode()).items()})
-        return out
-    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.MARIADB_TABLES), who.env)
-        _ok(ran, "mariadb", container)
-        tables = [tuple(ln.split("\t", 1)) for ln in ran.stdout.decode().splitlines() if "\t" in ln]
-        if not tables:
-            return {}
-        ran = shell.run(
-            container, dumps.sql_argv(engine, who, dumps.mariadb_counts_sql([(d, t) for d, t in tables])), who.env
-        )
-        _ok(ran, "mariadb", container)
-        return dumps.parse_rows(ran.stdout.decode())
-    return {"keys": dumps.redis_keyspace(_redis(container, who, shell, "INFO", "keyspace"))}
+    db = databases.of(engine)
+    return db.counts(who, _query(container, db, who, shell))
 
 
 def fingerprint(container: str, engine: spec.Engine, who: Login, shell: Shell) -> str:
     """A digest of every table's rows (Redis: its keys) as the server holds them now: equal fingerprints, no write."""
-    lines: dict[str, str] = {}
-    if engine is spec.Engine.POSTGRES:
-        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_DATABASES), who.env, who.os_user)
-        _ok(ran, "psql", container)
-        for db in filter(None, (d.strip() for d in ran.stdout.decode().split("\n"))):
-            ran = shell.run(container, dumps.sql_argv(engine, who, dumps.PG_DIGESTS, db), who.env, who.os_user)
-            _ok(ran, "psql", container)
-            for line in ran.stdout.decode().splitlines():
-                key, _, value = line.rpartition("\t")
-                lines[f"{db}/{key}"] = value
-    elif engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        ran = shell.run(container, dumps.sql_argv(engine, who, dumps.MARIADB_TABLES), who.env)
-        _ok(ran, "mariadb", container)
-        tables = [(d, t) for d, _, t in (ln.partition("\t") for ln in ran.stdout.decode().splitlines()) if t]
-        if tables:
-            ran = shell.run(container, dumps.sql_argv(engine, who, dumps.mariadb_checksum_sql(tables)), who.env)
-            _ok(ran, "mariadb", container)
-            lines = {k: v for k, _, v in (ln.rpartition("\t") for ln in ran.stdout.decode().splitlines()) if k}
-    else:
-        lines = {k: str(v) for k, v in counts(container, engine, who, shell).items()}
-    return dumps.digest_of(lines)
+    db = databases.of(engine)
+    return dumps.digest_of(db.digests(who, _query(container, db, who, shell)))
 
 
 def wait_ready(container: str, engine: spec.Engine, who: Login, shell: Shell, timeout: float = READY_TIMEOUT) -> None:
     """Until the server answers over TCP inside its container (an image's first-start server listens on its socket
     only, then stops: that one is not the server)."""
-    if engine is spec.Engine.POSTGRES:
-        argv = ["pg_isready", "-q", "-h", "127.0.0.1"]
-    elif engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        argv = ["sh", "-c", dumps.MARIADB_CLIENT, "sh", "-u", who.user or "root", "-h", "127.0.0.1", "-e", "SELECT 1"]
-    else:
-        argv = dumps.redis_argv("PING")
+    db = databases.of(engine)
+    argv = db.ready_argv(who)
     deadline = time.monotonic() + timeout
     while True:
         if not shell.running(container):
             raise errors.BackupError(f"{container} stopped while starting: {shell.logs(container)[-600:]}")
-        ran = shell.run(container, argv, who.env)
-        if ran.code == 0 and (engine is not spec.Engine.REDIS or b"PONG" in ran.stdout):
+        if db.is_ready(shell.run(container, argv, who.env)):
             return
         if time.monotonic() > deadline:
             raise errors.BackupError(f"{container} did not become ready within {timeout:.0f} s")
@@ -283,16 +242,18 @@ def load(
     """Replay a SQL dump into a running server; its errors (but the expected ones) fail the load. PostgreSQL's psql
     runs it restricted (dumps.PgReplay) when it knows how; MariaDB's client in its sandbox mode."""
     meter = _Meter(progress, f"{container}: restored")
+    db = databases.of(engine)
     replay = None
-    if engine is spec.Engine.POSTGRES:
-        version = shell.run(container, ["psql", "--version"], {}).stdout.decode(errors="replace")
-        restricts = dumps.psql_restricts(version)
+    asks = db.tool_version_argv()
+    if asks is not None:
+        version = shell.run(container, asks, {}).stdout.decode(errors="replace")
+        restricts = db.restricts(version)
         if not restricts:
             progress(
-                f"{container}: {version.strip() or 'its psql'} cannot restrict meta-commands (\\restrict): the "
+                f"{container}: {version.strip() or 'its ' + db.tool} cannot restrict meta-commands (\\restrict): the "
                 "backup's signature is what vouches for it"
             )
-        replay = dumps.PgReplay(random.token_hex(16) if restricts else None)
+        replay = db.replay_filter(random.token_hex(16) if restricts else None)
 
     def chunks() -> Iterator[bytes]:
         if replay is not None:
@@ -303,8 +264,8 @@ def load(
         if replay is not None:
             yield replay.finish()
 
-    ran = shell.run(container, dumps.restore_argv(engine, who), who.env, who.os_user, stdin=chunks(), mutating=True)
-    bad = dumps.restore_errors(engine, ran.stderr)
+    ran = shell.run(container, db.restore_argv(who), who.env, who.os_user, stdin=chunks(), mutating=True)
+    bad = db.restore_errors(ran.stderr)
     if replay is not None and replay.refused:
         bad = [f"meta-command refused at {replay.refused[0]}", *bad]
     if ran.code != 0 or bad:
@@ -318,9 +279,9 @@ def check_replayable(manifest: Manifest, store: BackupStore) -> None:
     """Before anything is changed: the backup is authentic (signed, its file as signed), and a PostgreSQL dump holds
     no meta-command but pg_dumpall's own `\\connect` (a backup is replayed as the superuser: it is code)."""
     store.check(manifest)
-    if manifest.engine != spec.Engine.POSTGRES.value:
+    scan = databases.of(manifest.engine).replay_filter(None)
+    if scan is None:
         return
-    scan = dumps.PgReplay(None)
     for chunk in store.read(manifest):
         scan.feed(chunk)
     scan.finish()
@@ -344,12 +305,13 @@ def verify(
     clock = clock or SystemClock()
     check_replayable(manifest, store)
     engine = spec.Engine(manifest.engine)
-    who = _scratch_login(engine, dumps.login(inst))
+    db = databases.of(engine)
+    who, env = db.scratch(db.login(inst), random.token_urlsafe(18))
     progress(f"{manifest.instance}: verifying {manifest.id} in a throw-away {manifest.image}")
-    with shell.scratch(manifest.image, _scratch_env(engine, who)) as scratch:
+    with shell.scratch(manifest.image, env) as scratch:
         wait_ready(scratch, engine, who, shell)
-        if engine is spec.Engine.REDIS:
-            got = _verify_rdb(scratch, manifest, store, shell)
+        if not db.sql:
+            got = _verify_rdb(scratch, _key_value(db), manifest, store, shell)
             want = manifest.counts or got
         else:
             load(scratch, engine, who, manifest, store, shell, progress)
@@ -368,117 +330,44 @@ def _summary(got: dict[str, int]) -> str:
     return f"{len(got)} tables, {sum(got.values())} rows"
 
 
-def _scratch_login(engine: spec.Engine, who: Login) -> Login:
-    pw = random.token_urlsafe(18)
-    if engine is spec.Engine.POSTGRES:
-        user = who.user or "postgres"
-        return Login(user, {"PGUSER": user, "PGDATABASE": "postgres", "PGPASSWORD": pw}, "postgres")
-    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        return Login("root", {"MYSQL_PWD": pw})
-    return Login(None, {})
-
-
-def _scratch_env(engine: spec.Engine, who: Login) -> dict[str, str]:
-    if engine is spec.Engine.POSTGRES:
-        return {"POSTGRES_USER": who.user or "postgres", "POSTGRES_PASSWORD": who.env["PGPASSWORD"]}
-    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
-        return {"MARIADB_ROOT_PASSWORD": who.env["MYSQL_PWD"], "MYSQL_ROOT_PASSWORD": who.env["MYSQL_PWD"]}
-    return {}
-
-
 VERIFY_PORT = "6390"
 SCRATCH_DIR = "/tmp"  # noqa: S108 (inside the throw-away container, not on the host)
 
 
-def _verify_rdb(scratch: str, manifest: Manifest, store: BackupStore, shell: Shell) -> dict[str, int]:
-    """redis-check-rdb reads the whole file (checksums, every key); a second server in the scratch container loads it
+def _verify_rdb(scratch: str, db: Redis, manifest: Manifest, store: BackupStore, shell: Shell) -> dict[str, int]:
+    """The RDB checker reads the whole file (checksums, every key); a second server in the scratch container loads it
     and counts its keys."""
     shell.put_file(scratch, SCRATCH_DIR, "dbstate-verify.rdb", store.read(manifest), manifest.raw_bytes)
-    check = shell.run(scratch, ["redis-check-rdb", f"{SCRATCH_DIR}/dbstate-verify.rdb"], {})
-    read = dumps.redis_keys(check.stdout.decode(errors="replace"))
+    check = shell.run(scratch, db.check_argv(f"{SCRATCH_DIR}/dbstate-verify.rdb"), {})
+    read = keys_read(check.stdout.decode(errors="replace"))
     if check.code != 0 or read is None:
         raise errors.BackupError(
-            f"backup {manifest.id}: redis-check-rdb rejects it: {check.stdout.decode(errors='replace')[-300:]}"
+            f"backup {manifest.id}: {db.check_rdb} rejects it: {check.stdout.decode(errors='replace')[-300:]}"
         )
-    started = shell.run(
-        scratch,
-        [
-            "redis-server",
-            "--port",
-            VERIFY_PORT,
-            "--dir",
-            SCRATCH_DIR,
-            "--dbfilename",
-            "dbstate-verify.rdb",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "yes",
-        ],
-        {},
-    )
-    _ok(started, "redis-server", scratch)
+    started = shell.run(scratch, db.scratch_server_argv(VERIFY_PORT, SCRATCH_DIR, "dbstate-verify.rdb"), {})
+    _ok(started, db.server, scratch)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
-        ran = shell.run(scratch, dumps.redis_argv("-p", VERIFY_PORT, "INFO", "keyspace"), {})
+        ran = shell.run(scratch, db.cli_argv("-p", VERIFY_PORT, "INFO", "keyspace"), {})
         text = ran.stdout.decode(errors="replace")
         if ran.code == 0 and "# Keyspace" in text and "LOADING" not in text:
             break
         if time.monotonic() > deadline:
-            raise errors.BackupError(f"backup {manifest.id}: the throw-away Redis did not load it")
+            raise errors.BackupError(f"backup {manifest.id}: the throw-away {db.server} did not load it")
         time.sleep(0.3)
-    keys = dumps.redis_keyspace(text)
+    keys = keyspace(text)
     if keys != read:
         raise errors.BackupError(f"backup {manifest.id}: {read} keys in the file, {keys} loaded")
     return {"keys": keys}
 
 
-def _quote_pg(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit_pg(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _clear(server: Server, who: Login, manifest: Manifest, shell: Shell) -> None:
-    """Make room for the databases the dump recreates: each dropped (its sessions ended first); PostgreSQL's
-    `postgres` database, which cannot be dropped, emptied of its schemas instead."""
-    engine, c = server.engine, server.container
-    statements: list[tuple[str, str]] = []
-    if engine is spec.Engine.POSTGRES:
-        major = float(server_version(c, engine, who, shell))
-        for db in manifest.databases:
-            if db == "postgres":
-                public = (
-                    "CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC"
-                    if major >= 15
-                    else "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC"
-                )
-                drop = (
-                    "DO $$DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE "
-                    "'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); "
-                    "END LOOP; END$$"
-                )
-                statements += [("postgres", drop), ("postgres", public)]
-            else:
-                statements += [
-                    (
-                        "postgres",
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "  # noqa: S608
-                        f"{_lit_pg(db)} AND pid <> pg_backend_pid()",
-                    ),
-                    ("postgres", f"DROP DATABASE IF EXISTS {_quote_pg(db)}"),
-                ]
-    else:
-        statements = [("", "DROP DATABASE IF EXISTS `" + db.replace("`", "``") + "`") for db in manifest.databases]
-    for database, sql in statements:
-        ran = shell.run(
-            c, dumps.sql_argv(engine, who, sql, database or "postgres"), who.env, who.os_user, mutating=True
-        )
-        _ok(ran, "psql" if engine is spec.Engine.POSTGRES else "mariadb", c)
+    """Make room for the databases the dump recreates (each engine says how: core/databases)."""
+    db, c = databases.of(server.engine), server.container
+    version = server_version(c, server.engine, who, shell)
+    for database, sql in db.clear_statements(list(manifest.databases), version):
+        ran = shell.run(c, db.sql_argv(who, sql, database), who.env, who.os_user, mutating=True)
+        _ok(ran, db.tool, c)
 
 
 def restore(
@@ -500,9 +389,10 @@ def restore(
             f"backup {manifest.id} is of {manifest.engine}; {server.name} runs {server.engine.value}"
         )
     safety = take(server, shell, store, revision=revision, reason=f"before restore of {manifest.id}", progress=progress)
-    who = dumps.login(server.inst)
-    if server.engine is spec.Engine.REDIS:
-        _restore_rdb(server, manifest, who, shell, store, runtime, progress)
+    db = databases.of(server.engine)
+    who = db.login(server.inst)
+    if not db.sql:
+        _restore_rdb(server, _key_value(db), manifest, who, shell, store, runtime, progress)
         want = manifest.counts
     else:
         progress(f"{server.name}: dropping {', '.join(manifest.databases) or 'nothing'} to restore {manifest.id}")
@@ -510,7 +400,7 @@ def restore(
         load(server.container, server.engine, who, manifest, store, shell, progress)
         want = manifest.counts
     got = counts(server.container, server.engine, who, shell)
-    if server.engine is not spec.Engine.REDIS:
+    if db.sql:
         got = {k: v for k, v in got.items() if k.split("/", 1)[0] in manifest.databases}
     wrong = dumps.compare_counts(want, got) if want else []
     if wrong:
@@ -524,6 +414,7 @@ def restore(
 
 def _restore_rdb(
     server: Server,
+    db: Redis,
     manifest: Manifest,
     who: Login,
     shell: Shell,
@@ -535,15 +426,15 @@ def _restore_rdb(
     the RDB: the old AOF is set aside, a helper server of the same image loads the RDB with AOF off on the stopped
     server's mounts and turns AOF on, which rewrites it from the loaded data; then the server starts on both."""
     c = server.container
-    directory, filename = _redis_config(c, who, shell, "dir"), _redis_config(c, who, shell, "dbfilename")
-    aof = _redis_config(c, who, shell, "appendonly") == "yes"
-    append = (_redis_config(c, who, shell, "appenddirname"), _redis_config(c, who, shell, "appendfilename"))
+    directory, filename = _config(c, db, who, shell, "dir"), _config(c, db, who, shell, "dbfilename")
+    aof = _config(c, db, who, shell, "appendonly") == "yes"
+    append = (_config(c, db, who, shell, "appenddirname"), _config(c, db, who, shell, "appendfilename"))
     progress(f"{server.name}: stopping {c} to replace {directory}/{filename}")
     runtime.stop(c, 30)  # returns once it has stopped (and written its own save, which the restore replaces)
     shell.put_file(c, directory, filename, store.read(manifest), manifest.raw_bytes)
     if aof:
         progress(f"{server.name}: appendonly yes: rewriting the AOF from {filename} in a helper on {c}'s data")
-        script = dumps.redis_aof_rewrite(directory, filename, *append)
+        script = db.aof_rewrite(directory, filename, *append)
         code, out = shell.run_once(server.image, [(src, dst, False) for src, dst in server.data_mounts], script)
         if code != 0:
             raise errors.BackupError(
@@ -567,7 +458,7 @@ class Guard:
         if not isinstance(inst, spec.DatabaseInstance):
             return
         c = change.target
-        who = dumps.login(inst)
+        who = databases.of(inst.spec.engine).login(inst)
         try:
             if not self.shell.running(c):
                 self.progress(f"{inst.metadata.name}: starting {c} to back it up before the {change.action.value}")
@@ -584,7 +475,7 @@ class Guard:
         except errors.DbstateError as e:
             raise errors.BackupError(f"no backup before the {change.action.value}, so {c} is not changed: {e}") from e
         self.store.prune(inst.metadata.name, inst.spec.policy.backup.keep)
-        data = data_major(inst.spec.engine, m.server_version)
+        data = databases.of(inst.spec.engine).data_major(m.server_version)
         if data is not None and not versions.agree(data, inst.spec.version):
             raise errors.BackupError(
                 f"{c}'s server reports {inst.spec.engine.value} {m.server_version} (its data's major is {data}); the "
@@ -597,36 +488,21 @@ class Guard:
         inst = change.resource
         if not isinstance(inst, spec.DatabaseInstance) or change.details.get("from_image") == inst.spec.image:
             return
-        if inst.spec.engine not in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        db = databases.of(inst.spec.engine)
+        who = db.login(inst)
+        argv = db.after_new_image(who)
+        if argv is None:
             return
-        who = dumps.login(inst)
         wait_ready(change.target, inst.spec.engine, who, self.shell)
-        ran = self.shell.run(change.target, upgrade_argv(who), who.env, mutating=True)
+        ran = self.shell.run(change.target, argv, who.env, mutating=True)
         if ran.code != 0:
-            raise errors.ExecFailed("mariadb-upgrade", change.target, ran.code, ran.stderr)
-        self.progress(f"{inst.metadata.name}: mariadb-upgrade done on {change.target}")
+            raise errors.ExecFailed(db.after_new_image_tool, change.target, ran.code, ran.stderr)
+        self.progress(f"{inst.metadata.name}: {db.after_new_image_tool} done on {change.target}")
 
     def upgrade(self, change: plan.Change) -> None:
         from controller.engine import upgrading
 
         upgrading.upgrade(change, self.runtime, self.shell, self.store, self.progress)
-
-
-MARIADB_UPGRADE = (
-    'if command -v mariadb-upgrade >/dev/null 2>&1; then c=mariadb-upgrade; else c=mysql_upgrade; fi; exec "$c" "$@"'
-)
-
-
-def upgrade_argv(who: Login) -> list[str]:
-    return ["sh", "-c", MARIADB_UPGRADE, "sh", "-u", who.user or "root"]
-
-
-def data_major(engine: spec.Engine, server_version: str) -> str | None:
-    """The major version of the data a server reports (Redis: None, its RDB needs no conversion)."""
-    if engine is spec.Engine.REDIS or not versions.numbers(server_version):
-        return None
-    two_part = engine in (spec.Engine.MARIADB, spec.Engine.MYSQL)
-    return versions.major(two_part, ".".join(str(n) for n in versions.numbers(server_version)[:3]))
 
 
 def due(

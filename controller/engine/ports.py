@@ -11,7 +11,8 @@ from typing import Protocol
 
 from controller.core import live, plan, spec
 from controller.core.adoption import Adoption
-from controller.core.dumps import Manifest, Ran
+from controller.core.databases import Ran
+from controller.core.dumps import Manifest
 from controller.core.health import ProbeResult, ProbeTarget
 from controller.core.revision import Desired as Desired  # what a DesiredSource returns
 

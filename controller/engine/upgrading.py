@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.core import diff, dumps, errors, labels, live, plan, spec, versions
+from controller.core import databases, diff, dumps, errors, labels, live, plan, spec, versions
 from controller.core.dumps import Manifest
 from controller.core.labels import KEPT_SUFFIX, REVISION
 from controller.core.secrets import reveal
@@ -67,7 +67,7 @@ class _Rebuild:
         inst = self.inst
         env = {k: reveal(v) for k, v in inst.spec.env.items()}
         with self.shell.scratch(image, env, volume, target) as old:
-            backing.wait_ready(old, inst.spec.engine, dumps.login(inst), self.shell)
+            backing.wait_ready(old, inst.spec.engine, databases.of(inst.spec.engine).login(inst), self.shell)
             server = backing.Server(inst, old, image)
             return backing.take(
                 server, self.shell, self.store, revision=revision, reason=reason, progress=self.progress
@@ -84,7 +84,9 @@ class _Rebuild:
         applying.execute(_create(self.inst, self.details, "moved"), self.runtime)
 
     def restore_and_check(self, manifest: Manifest, major: str | None) -> None:
-        c, engine, who, shell = self.c, self.inst.spec.engine, dumps.login(self.inst), self.shell
+        c, engine, shell = self.c, self.inst.spec.engine, self.shell
+        db = databases.of(engine)
+        who = db.login(self.inst)
         backing.wait_ready(c, engine, who, shell)
         if major is not None:
             self.step = "checking the new server's version"
@@ -93,14 +95,17 @@ class _Rebuild:
                 raise errors.BackupError(f"the new server reports {got}, not {major}")
         self.step = f"restoring {manifest.id}"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
-        if engine is spec.Engine.REDIS:
-            raise errors.BackupError("a Redis RDB is restored in place (`dbstate restore` without --to-new-volume)")
+        if not db.sql:
+            raise errors.BackupError(
+                f"a {engine.value} RDB is restored in place (`dbstate restore` without --to-new-volume)"
+            )
         backing.load(c, engine, who, manifest, self.store, shell, self.progress)
-        if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL) and major is not None:
-            self.step = "mariadb-upgrade"
-            ran = shell.run(c, backing.upgrade_argv(who), who.env, mutating=True)
+        after = db.after_new_image(who)
+        if after is not None and major is not None:
+            self.step = db.after_new_image_tool
+            ran = shell.run(c, after, who.env, mutating=True)
             if ran.code != 0:
-                raise errors.ExecFailed("mariadb-upgrade", c, ran.code, ran.stderr)
+                raise errors.ExecFailed(db.after_new_image_tool, c, ran.code, ran.stderr)
         self.step = "comparing the rows with the dump"
         rows = backing.counts(c, engine, who, shell)
         rows = {k: v for k, v in rows.items() if k.split("/", 1)[0] in manifest.databases}
@@ -115,7 +120,8 @@ class _Rebuild:
         own = kept_labels(self.inst)
         try:
             # what the new server holds at the cutover: `dbstate rollback` tells writes since then by it
-            own[labels.CUTOVER] = backing.fingerprint(self.c, self.inst.spec.engine, dumps.login(self.inst), self.shell)
+            engine = self.inst.spec.engine
+            own[labels.CUTOVER] = backing.fingerprint(self.c, engine, databases.of(engine).login(self.inst), self.shell)
             self.runtime.make_inert(self.kept, own)
         except errors.DbstateError as e:
             raise errors.BackupError(
@@ -265,7 +271,8 @@ def rollback(
     refused while the current server holds writes made since the cutover, unless `discard_writes`; the current server
     is backed up first (returned: the way forward again) and kept inert in its turn; the old server is created from the
     declaration on its data, started and checked; then the kept copy, whose data it now runs on, is removed."""
-    engine, who, name, c = inst.spec.engine, dumps.login(inst), inst.metadata.name, inst.container_name
+    engine, name, c = inst.spec.engine, inst.metadata.name, inst.container_name
+    who = databases.of(engine).login(inst)
     declared = sorted((m.type, m.source, m.target) for m in inst.spec.volumes)
     mounts = sorted((m.type, m.source.rstrip("/"), m.destination) for m in kept.mounts if m.type in ("volume", "bind"))
     if kept.image != inst.spec.image or declared != mounts:
@@ -299,7 +306,7 @@ def rollback(
         applying.execute(_create(inst, diff.recreate_change(inst, revision, "rollback").details, "rollback"), runtime)
         backing.wait_ready(c, engine, who, shell)
         got = backing.server_version(c, engine, who, shell)
-        if not versions.agree(backing.data_major(engine, got) or got, inst.spec.version):
+        if not versions.agree(databases.of(engine).data_major(got) or got, inst.spec.version):
             raise errors.BackupError(f"the old server reports {got}, declared {inst.spec.version}")
     except Exception as e:
         with contextlib.suppress(errors.DbstateError):

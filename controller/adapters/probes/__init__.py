@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from controller.core import health, live, spec
+from controller.core import databases, health, live, spec
 from controller.core.health import ProbeResult, ProbeTarget
 from controller.core.text import printable
 
@@ -65,12 +65,14 @@ def _printable(r: ProbeResult) -> ProbeResult:
 
 
 def _prober(engine: spec.Engine) -> Prober:
-    """The probe of one engine; only its client library is imported (a Redis-only host never loads psycopg)."""
-    if engine is spec.Engine.POSTGRES:
+    """The probe of one engine's wire protocol (its module's family); only that client library is imported (a
+    Redis-only host never loads psycopg)."""
+    family = databases.of(engine).family
+    if family == "postgres":
         from controller.adapters.probes import postgres
 
         return postgres.probe
-    if engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+    if family == "mysql":
         from controller.adapters.probes import mariadb
 
         return mariadb.probe

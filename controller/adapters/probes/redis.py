@@ -16,6 +16,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from controller.adapters.probes import ProbeResult, ProbeTarget, unreachable
+from controller.core import databases
+from controller.core.databases.redis import Redis
 from controller.core.secrets import reveal
 
 # what AUTH answers on a server without requirepass (older servers: NOT_SET)
@@ -68,7 +70,6 @@ def probe(target: ProbeTarget, address: str, timeout: float) -> ProbeResult:
     finally:
         conn.disconnect()
     text = info.decode() if isinstance(info, bytes) else str(info)
-    version = next(
-        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("redis_version:")), ""
-    )
+    db = databases.of(target.engine)
+    version = db.version_from_info(text) if isinstance(db, Redis) else ""
     return ProbeResult(name, address, True, version or None, rtt, auth_weak=tuple(weak))

@@ -10,7 +10,9 @@ import time
 
 from controller.adapters.probes import ProbeResult, ProbeTarget, mariadb, postgres, redis
 from controller.adapters.shell import DockerShell
-from controller.core import dumps, errors, spec
+from controller.core import databases, errors
+from controller.core.databases.mariadb import MARIADB_CLIENT
+from controller.core.databases.redis import Redis
 from controller.core.secrets import reveal
 
 
@@ -18,11 +20,13 @@ def probe(shell: DockerShell, container: str, target: ProbeTarget, timeout: floa
     t0 = time.perf_counter()
     address = f"exec:{container}"
     try:
-        if target.engine is spec.Engine.POSTGRES:
+        db = databases.of(target.engine)
+        if db.family == "postgres":
             return _postgres(shell, container, target, timeout, address, t0)
-        if target.engine in (spec.Engine.MARIADB, spec.Engine.MYSQL):
+        if db.family == "mysql":
             return _mariadb(shell, container, target, timeout, address, t0)
-        return _redis(shell, container, target, address, t0)
+        assert isinstance(db, Redis)
+        return _redis(shell, container, target, db, address, t0)
     except errors.DbstateError as e:
         return _down(target, address, t0, str(e))
 
@@ -66,7 +70,7 @@ def _postgres(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, a
 
 def _mariadb(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, address: str, t0: float) -> ProbeResult:
     env = {"MYSQL_PWD": reveal(target.password) if target.password else ""}
-    base = ["sh", "-c", dumps.MARIADB_CLIENT, "sh", "-h", "127.0.0.1", "-P", "3306", "-u", target.user or "root"]
+    base = ["sh", "-c", MARIADB_CLIENT, "sh", "-h", "127.0.0.1", "-P", "3306", "-u", target.user or "root"]
     base += [f"--connect-timeout={max(1, int(timeout))}", "-N", "-B"]
     if target.database:
         base += ["-D", target.database]
@@ -88,7 +92,7 @@ def _mariadb(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, ad
         root = [
             "sh",
             "-c",
-            dumps.MARIADB_CLIENT,
+            MARIADB_CLIENT,
             "sh",
             "-h",
             "127.0.0.1",
@@ -107,16 +111,16 @@ def _mariadb(shell: DockerShell, c: str, target: ProbeTarget, timeout: float, ad
     )
 
 
-def _redis(shell: DockerShell, c: str, target: ProbeTarget, address: str, t0: float) -> ProbeResult:
-    cli = ["redis-cli", "--no-auth-warning", "-h", "127.0.0.1", "-p", "6379"]
+def _redis(shell: DockerShell, c: str, target: ProbeTarget, db: Redis, address: str, t0: float) -> ProbeResult:
+    cli = [db.tool, "--no-auth-warning", "-h", "127.0.0.1", "-p", str(db.port)]
     ping = shell.run(c, [*cli, "PING"], {})
     if ping.code != 0 and not ping.stdout:
-        return _down(target, address, t0, f"redis-cli: {ping.stderr.strip() or ping.code}")
+        return _down(target, address, t0, f"{db.tool}: {ping.stderr.strip() or ping.code}")
     anonymous = ping.stdout.decode().strip() == "PONG"
     weak: list[str] = []
     password = reveal(target.password) if target.password else None
     if password is not None:
-        auth = shell.run(c, [*cli, "INFO", "server"], {"REDISCLI_AUTH": password})
+        auth = shell.run(c, [*cli, "INFO", "server"], db.auth_env(password))
         answer = (auth.stdout.decode() + auth.stderr).strip()
         if redis.SERVER_HAS_NONE in answer or redis.NOT_SET in answer:
             weak.append(redis.HAS_NONE)
@@ -133,5 +137,5 @@ def _redis(shell: DockerShell, c: str, target: ProbeTarget, address: str, t0: fl
         info = shell.run(c, [*cli, "INFO", "server"], {})
     rtt = (time.perf_counter() - t0) * 1000
     text = info.stdout.decode(errors="replace")
-    version = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("redis_version:")), "")
+    version = db.version_from_info(text)
     return ProbeResult(target.name, address, True, version or None, rtt, auth_weak=tuple(weak))

@@ -1,0 +1,358 @@
+"""PostgreSQL: recognised by `postgres`/`timescale` images or port 5432; majors are one number; backed up with
+pg_dumpall and replayed with psql (restricted: a backup is code run as the superuser), its rows counted as the dump
+passes (`COPY` blocks) and compared after a restore; PostgreSQL 18's images keep their data one level lower."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from controller.core import spec, versions
+from controller.core.databases.base import (
+    Database,
+    Guess,
+    Login,
+    Query,
+    declared_password,
+    env_plain,
+    env_secret,
+)
+from controller.core.secrets import Secret
+
+PG_DUMP = 'exec pg_dumpall --no-password --quote-all-identifiers "$@"'
+PG_VERSION = "SHOW server_version_num"
+
+
+# psql's `\restrict KEY` (the August 2025 minor releases: 13.22, 14.19, 15.14, 16.10, 17.6, and 18): from that line
+# on, psql runs no meta-command but `\unrestrict KEY`, wherever it stands in a line.
+PSQL_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+def psql_restricts(version_output: str) -> bool:
+    r"""Whether the psql that printed `psql (PostgreSQL) 15.20 (Debian ...)` knows `\restrict`."""
+    m = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", version_output)
+    if not m:
+        return False
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    return major >= 18 or (major in PSQL_RESTRICT_SINCE and minor >= PSQL_RESTRICT_SINCE[major])
+
+
+class PgReplay:
+    r"""A pg_dumpall stream as psql is fed it in a restore: a backup is code run as the superuser, so psql runs it
+    restricted (`\restrict KEY` before the first line: no meta-command of the dump runs, `\!` and `\o |cmd`
+    included, wherever they stand), and each `\connect DATABASE` of pg_dumpall's own strict form is let through
+    between `\unrestrict KEY` and `\restrict KEY` (KEY is random per restore: the dump cannot know it). The dump's own
+    `\restrict`/`\unrestrict` lines are dropped. Any other line that starts with a meta-command is `refused` (the
+    restore checks the whole file first, before it changes anything). COPY data passes untouched."""
+
+    CONNECT = re.compile(
+        rb"^\\connect (?:[A-Za-z0-9_.]+|\"[A-Za-z0-9_.]+\"|-reuse-previous=on \"dbname='(?:[^'\"\\\n]|''|\\['\\])*'\")$"
+    )
+    RESTRICT = re.compile(rb"^\\(?:un)?restrict [A-Za-z0-9]+$")
+    COPY = re.compile(rb"^COPY\s.*FROM stdin;$")
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key.encode() if key else None  # None: psql cannot restrict (older than PSQL_RESTRICT_SINCE)
+        self.refused: list[str] = []  # "line N: \\cmd", the command's name only (never the rest of the line)
+        self._copy = False
+        self._rest = b""
+        self._line_no = 0
+
+    def start(self) -> bytes:
+        return b"\\restrict " + self.key + b"\n" if self.key else b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._rest + chunk
+        out: list[bytes] = []
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._copy:
+                if data.startswith(b"\\.\n", pos):
+                    out.append(b"\\.\n")
+                    self._copy, pos = False, pos + 3
+                    self._line_no += 1
+                    continue
+                end = data.find(b"\n\\.\n", pos)
+                stop = end + 1 if end >= 0 else data.rfind(b"\n", pos) + 1
+                if stop <= pos:
+                    break
+                out.append(data[pos:stop])
+                self._line_no += data.count(b"\n", pos, stop)
+                pos = stop
+                continue
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            out.append(self._line(data[pos:nl]))
+            pos = nl + 1
+        self._rest = data[pos:]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        rest, self._rest = self._rest, b""
+        return self._line(rest) if rest else b""
+
+    def _line(self, line: bytes) -> bytes:
+        self._line_no += 1
+        if line.startswith(b"\\"):
+            if self.RESTRICT.match(line):
+                return b""
+            if self.CONNECT.match(line):
+                if self.key is None:
+                    return line + b"\n"
+                return b"\\unrestrict " + self.key + b"\n" + line + b"\n\\restrict " + self.key + b"\n"
+            name = line.split(maxsplit=1)[0][:20].decode(errors="replace")
+            self.refused.append(f"line {self._line_no}: {name}")
+            return line + b"\n"
+        if self.COPY.match(line):
+            self._copy = True
+        return line + b"\n"
+
+
+# The restore of a pg_dumpall into a fresh server meets the roles and the database the image made at its first start:
+# those errors are expected; any other is a failed restore.
+PG_EXPECTED = re.compile(r'ERROR:\s+(role|database) "[^"]+" already exists')
+PSQL_ERROR = re.compile(r": error: |^backslash commands are restricted")
+
+
+PG_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+PG_COUNTS = (
+    "SELECT table_schema || '.' || table_name, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c "
+    "FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text FROM information_schema.tables "
+    "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
+# a digest of each table's rows, whatever their order (PostgreSQL: md5 of the sorted md5 of each row's text)
+PG_DIGESTS = (
+    "SELECT table_schema || '.' || table_name, (xpath('/row/d/text()', query_to_xml(format('SELECT md5(coalesce("
+    "string_agg(md5(t::text), '''' ORDER BY md5(t::text)), '''')) AS d FROM %I.%I t', table_schema, table_name), "
+    "false, true, '')))[1]::text FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema "
+    "NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
+
+
+class PgCounter:
+    """Counts the rows of each `COPY ... FROM stdin;` block of a plain pg_dumpall stream, per database, as it
+    passes: the data lines between the COPY line and the line `\\.` (a row is one line: COPY escapes newlines)."""
+
+    CONNECT = re.compile(rb"^\\connect\s+(?:-reuse-previous=on\s+)?(.*)$")
+    COPY = re.compile(rb'^COPY\s+((?:"(?:[^"]|"")*"|[^\s(]+)(?:\.(?:"(?:[^"]|"")*"|[^\s(]+))?)\s')
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.databases: list[str] = []
+        self.database = "postgres"
+        self._copy: str | None = None
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._rest + chunk
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._copy is not None:
+                if data.startswith(b"\\.\n", pos):
+                    self._copy, pos = None, pos + 3
+                    continue
+                end = data.find(b"\n\\.\n", pos)
+                if end < 0:
+                    last = data.rfind(b"\n", pos)
+                    if last < 0:
+                        break
+                    self.counts[self._copy] += data.count(b"\n", pos, last + 1)
+                    pos = last + 1
+                    break
+                self.counts[self._copy] += data.count(b"\n", pos, end + 1)
+                self._copy, pos = None, end + 4
+                continue
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            self._line(data[pos:nl])
+            pos = nl + 1
+        self._rest = data[pos:]
+
+    def _line(self, line: bytes) -> None:
+        m = self.CONNECT.match(line)
+        if m:
+            self.database = _connect_target(m.group(1).decode(errors="replace"))
+            if self.database not in self.databases and self.database not in ("template1", "template0"):
+                self.databases.append(self.database)
+            return
+        m = self.COPY.match(line)
+        if m and line.endswith(b"FROM stdin;"):
+            self._copy = f"{self.database}/{_unquote_dotted(m.group(1).decode(errors='replace'))}"
+            self.counts.setdefault(self._copy, 0)
+
+
+def _connect_target(arg: str) -> str:
+    """`\\connect app`, `\\connect "my db"` or `\\connect -reuse-previous=on "dbname='app'"`."""
+    arg = arg.strip()
+    m = re.search(r"dbname='((?:[^'\\]|\\.|'')*)'", arg)
+    if m:
+        return m.group(1).replace("''", "'").replace("\\'", "'").replace("\\\\", "\\")
+    if arg.startswith('"') and arg.endswith('"'):
+        return arg[1:-1].replace('""', '"')
+    return arg.split()[0] if arg else "postgres"
+
+
+def _unquote_dotted(name: str) -> str:
+    parts, cur, quoted, i = [], "", False, 0
+    while i < len(name):
+        ch = name[i]
+        if ch == '"':
+            if quoted and name[i + 1 : i + 2] == '"':
+                cur, i = cur + '"', i + 2
+                continue
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    parts.append(cur)
+    return ".".join(parts)
+
+
+def pg_major(server_version_num: str) -> str:
+    """`150004` -> "15"; `90624` -> "9.6"."""
+    n = int(server_version_num.strip())
+    return str(n // 10000) if n >= 100000 else f"{n // 10000}.{n // 100 % 100}"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Postgres(Database):
+    engine = spec.Engine.POSTGRES
+    family = "postgres"
+    image_words: tuple[str, ...] = ("postgres", "timescale")
+    port = 5432
+    auth_methods = frozenset({"scram-sha-256", "md5"})
+    password_env: tuple[str, ...] = ("POSTGRES_PASSWORD",)
+    image_version_env: tuple[str, ...] = ("PG_MAJOR", "PG_VERSION")
+    tool = "psql"
+    data_path = "/var/lib/postgresql/data"
+
+    def checks(self, s: spec.DatabaseInstanceSpec) -> list[tuple[tuple[str | int, ...], str]]:
+        if (versions.numbers(s.version) or [0])[0] < 18:
+            return []
+        return [
+            (
+                ("spec", "volumes", i, "target"),
+                "PostgreSQL 18 and later images keep their data in /var/lib/postgresql/18/docker: mount the volume at "
+                "/var/lib/postgresql (a volume at /var/lib/postgresql/data would hold nothing)",
+            )
+            for i, v in enumerate(s.volumes)
+            if v.target.rstrip("/") == "/var/lib/postgresql/data"
+        ]
+
+    def guess_auth(self, env: Mapping[str, str], declared_env: Mapping[str, str]) -> Guess:
+        # the image's own env counts too: it set the user and database the entrypoint made
+        auth: dict[str, object] = {"method": "scram-sha-256", "user": env.get("POSTGRES_USER") or "postgres"}
+        if env.get("POSTGRES_DB"):
+            auth["database"] = env["POSTGRES_DB"]
+        if "POSTGRES_PASSWORD" in declared_env:
+            auth["password"] = declared_env["POSTGRES_PASSWORD"]
+        return Guess(auth, ("auth.method guessed (scram-sha-256 is PostgreSQL's default since 14); a probe checks it",))
+
+    def own_credentials(self, env: Mapping[str, str]) -> tuple[str, str | None, Secret | None, str | None]:
+        user = env.get("POSTGRES_USER") or "postgres"
+        password = Secret(env["POSTGRES_PASSWORD"]) if env.get("POSTGRES_PASSWORD") else None
+        return "scram-sha-256", user, password, env.get("POSTGRES_DB") or user
+
+    def fallback_database(self, auth: spec.Auth) -> str | None:
+        return None if auth.database == "postgres" else "postgres"
+
+    def login(self, inst: spec.DatabaseInstance) -> Login:
+        user = env_plain(inst, "POSTGRES_USER") or inst.spec.auth.user or "postgres"
+        pw = env_secret(inst, "POSTGRES_PASSWORD") or declared_password(inst)
+        return Login(user, {"PGUSER": user, "PGDATABASE": "postgres"} | ({"PGPASSWORD": pw} if pw else {}), "postgres")
+
+    def scratch(self, who: Login, password: str) -> tuple[Login, dict[str, str]]:
+        user = who.user or "postgres"
+        login = Login(user, {"PGUSER": user, "PGDATABASE": "postgres", "PGPASSWORD": password}, "postgres")
+        return login, {"POSTGRES_USER": user, "POSTGRES_PASSWORD": password}
+
+    def ready_argv(self, who: Login) -> list[str]:
+        return ["pg_isready", "-q", "-h", "127.0.0.1"]
+
+    def server_version(self, who: Login, query: Query) -> str:
+        return pg_major(query(self.sql_argv(who, PG_VERSION)))
+
+    def _each_database(self, who: Login, query: Query, sql: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for db in filter(None, (d.strip() for d in query(self.sql_argv(who, PG_DATABASES)).split("\n"))):
+            for line in query(self.sql_argv(who, sql, db)).splitlines():
+                key, _, value = line.rpartition("\t")
+                if key:
+                    out[f"{db}/{key}"] = value
+        return out
+
+    def counts(self, who: Login, query: Query) -> dict[str, int]:
+        return {k: int(v) for k, v in self._each_database(who, query, PG_COUNTS).items() if v.strip().isdigit()}
+
+    def digests(self, who: Login, query: Query) -> dict[str, str]:
+        return self._each_database(who, query, PG_DIGESTS)
+
+    def dump_argv(self, who: Login) -> list[str]:
+        return ["sh", "-c", PG_DUMP, "sh"]
+
+    def restore_argv(self, who: Login) -> list[str]:
+        return ["psql", "--no-password", "-q", "-X", "-v", "ON_ERROR_STOP=0", "-d", "postgres"]
+
+    def sql_argv(self, who: Login, sql: str, database: str = "") -> list[str]:
+        return ["psql", "--no-password", "-X", "-q", "-A", "-t", "-F", "\t", "-d", database or "postgres", "-c", sql]
+
+    def restore_errors(self, stderr: str) -> list[str]:
+        # the server's errors, and psql's own (a restricted meta-command, say), but for the expected ones
+        lines = [ln for ln in stderr.splitlines() if "ERROR:" in ln or "FATAL:" in ln or PSQL_ERROR.search(ln)]
+        return [ln for ln in lines if not PG_EXPECTED.search(ln)]
+
+    def counter(self) -> PgCounter:
+        return PgCounter()
+
+    def clear_statements(self, databases: list[str], server_version: str) -> list[tuple[str, str]]:
+        """Each database dropped, its sessions ended first; `postgres`, which cannot be dropped, emptied of its
+        schemas instead."""
+        major = float(server_version)
+        out: list[tuple[str, str]] = []
+        for db in databases:
+            if db == "postgres":
+                public = (
+                    "CREATE SCHEMA public AUTHORIZATION pg_database_owner; GRANT USAGE ON SCHEMA public TO PUBLIC"
+                    if major >= 15
+                    else "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC"
+                )
+                drop = (
+                    "DO $$DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE "
+                    "'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); "
+                    "END LOOP; END$$"
+                )
+                out += [("postgres", drop), ("postgres", public)]
+            else:
+                out += [
+                    (
+                        "postgres",
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+                        f"{_literal(db)} AND pid <> pg_backend_pid()",
+                    ),
+                    ("postgres", f"DROP DATABASE IF EXISTS {_quote(db)}"),
+                ]
+        return out
+
+    def tool_version_argv(self) -> list[str] | None:
+        return ["psql", "--version"]
+
+    def restricts(self, tool_version: str) -> bool:
+        return psql_restricts(tool_version)
+
+    def replay_filter(self, key: str | None) -> PgReplay:
+        return PgReplay(key)
+
+
+POSTGRES = Postgres()
