@@ -18,7 +18,7 @@ from controller.adapters.source import DirectorySource, EngineSource, SharedSour
 from controller.core import errors, live, placement, spec
 from controller.core.adoption import Adoption
 from controller.core.importer import Found
-from controller.engine import backing
+from controller.engine.guard import Guard
 from controller.engine.history import MemoryHistory
 from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.ports import History, Prober
@@ -235,7 +235,7 @@ def _wire(
                 options,
                 prober=_prober(options.probe.via, shell) if options.probe is not None else None,
                 facts=facts.EngineFacts(runtime, write=held is not None),
-                guard=backing.Guard(shell, kept, runtime, progress or _log_progress),
+                guard=Guard(shell, kept, runtime, progress or _log_progress),
             )
             yield Wired(engine, r, runtime, shell, kept, held, borrowed=borrow is not None)
         finally:

@@ -208,7 +208,8 @@ class DockerEngine:
         self.close()
 
     @contextmanager
-    def _calling(self, doing: str) -> Iterator[None]:
+    def calling(self, doing: str) -> Iterator[None]:
+        """Around a read of the engine's (what `doing` says): docker-py's errors translated once, here."""
         try:
             yield
         except errors.DbstateError:
@@ -217,7 +218,7 @@ class DockerEngine:
             raise translate(e, doing, self.host) from e
 
     def call(self, doing: str, fn: Callable[[], T]) -> T:
-        with self._calling(doing):
+        with self.calling(doing):
             return fn()
 
     def preflight(self) -> None:
@@ -477,7 +478,12 @@ class DockerRuntime(DockerEngine):
 
     fence: Callable[[], None] = staticmethod(lambda: None)
 
-    def _do(self, doing: str, fn: Callable[[], Any], already: Callable[[BaseException], bool] = lambda e: False) -> Any:
+    def mutate(
+        self, doing: str, fn: Callable[[], Any], already: Callable[[BaseException], bool] = lambda e: False
+    ) -> Any:
+        """One change of the engine's (what `doing` says): fenced by the lease, retried within the budget, docker-py's
+        errors translated once (`already`: an error that means it was done already). The shell layer's too."""
+
         def attempt() -> Any:
             self.fence()
             _fenced.active = True
@@ -496,7 +502,7 @@ class DockerRuntime(DockerEngine):
         return retry.call(attempt, self.retry_budget)
 
     def create_network(self, name: str, driver: str, internal: bool, labels: Mapping[str, str]) -> None:
-        self._do(
+        self.mutate(
             f"creating network {name}",
             lambda: self.api.create_network(
                 name, driver=driver, internal=internal, labels=dict(labels), check_duplicate=True
@@ -508,7 +514,7 @@ class DockerRuntime(DockerEngine):
         """With a random `io.dbstate.volume-id` besides `labels`: the volume's identity is its labels, and this one must
         never equal a volume made again later under the same name."""
         tagged = {**labels, VOLUME_ID: uuid.uuid4().hex}
-        self._do(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=tagged))
+        self.mutate(f"creating volume {name}", lambda: self.api.create_volume(name, driver=driver, labels=tagged))
 
     def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
         """Run `script` with /bin/sh as root in a throw-away container of `image` without a network, with `mounts`
@@ -517,7 +523,7 @@ class DockerRuntime(DockerEngine):
         binds: dict[str, Mapping[str, str]] = {
             source: {"bind": target, "mode": "ro" if ro else "rw"} for source, target, ro in mounts
         }
-        created = self._do(
+        created = self.mutate(
             "creating a helper container",
             lambda: self.api.create_container(
                 image,
@@ -532,7 +538,7 @@ class DockerRuntime(DockerEngine):
         )
         cid = created["Id"]
         try:
-            self._do("running a helper container", lambda: self.api.start(cid))
+            self.mutate("running a helper container", lambda: self.api.start(cid))
             code = self.call("waiting for a helper container", lambda: self.api.wait(cid, timeout=3600))
             output = self.call("reading a helper's output", lambda: self.api.logs(cid, stdout=True, stderr=True))
             return int(code.get("StatusCode", 1)), printable(output.decode(errors="replace"))
@@ -547,10 +553,12 @@ class DockerRuntime(DockerEngine):
 
     def create_marker_volume(self, name: str, labels: Mapping[str, str]) -> None:
         """One of dbstate's own markers; fenced like every change."""
-        self._do(f"creating marker {name}", lambda: self.api.create_volume(name, driver="local", labels=dict(labels)))
+        self.mutate(
+            f"creating marker {name}", lambda: self.api.create_volume(name, driver="local", labels=dict(labels))
+        )
 
     def remove_marker_volume(self, name: str) -> None:
-        self._do(
+        self.mutate(
             f"removing marker {name}",
             lambda: self.api.remove_volume(name),
             lambda e: isinstance(e, docker.errors.NotFound),
@@ -646,7 +654,7 @@ class DockerRuntime(DockerEngine):
                 detach=True,
             )
 
-        self._do(f"creating container {name}", create, lambda e: self._is_ours(e, name, labels))
+        self.mutate(f"creating container {name}", create, lambda e: self._is_ours(e, name, labels))
         for net, aliases in nets[1:]:
             self.connect(name, net, aliases, reconnect=False)
 
@@ -662,19 +670,19 @@ class DockerRuntime(DockerEngine):
         return have.get(labels.SPEC_HASH) == wanted.get(labels.SPEC_HASH) and have.get(labels.MANAGED) == "true"
 
     def start(self, name: str) -> None:
-        self._do(f"starting {name}", lambda: self.api.start(name))
+        self.mutate(f"starting {name}", lambda: self.api.start(name))
 
     def stop(self, name: str, timeout: int) -> None:
-        self._do(f"stopping {name}", lambda: self.api.stop(name, timeout=timeout))
+        self.mutate(f"stopping {name}", lambda: self.api.stop(name, timeout=timeout))
 
     def wait_stopped(self, name: str, timeout: float) -> None:
-        self._do(
+        self.mutate(
             f"waiting for {name} to stop",
             lambda: self.api.wait(name, timeout=int(timeout) + 5, condition="not-running"),
         )
 
     def rename(self, name: str, new_name: str) -> None:
-        self._do(
+        self.mutate(
             f"renaming {name} to {new_name}",
             lambda: self.api.rename(name, new_name),
             lambda e: _is(e, 404, "no such container") and self._exists(new_name),
@@ -699,7 +707,7 @@ class DockerRuntime(DockerEngine):
         copy = f"{name}.inert"
         with contextlib.suppress(errors.EngineError):  # a copy left by an interrupted earlier attempt
             self.call(f"removing {copy}", lambda: self.api.remove_container(copy, v=False, force=True))
-        self._do(
+        self.mutate(
             f"creating {copy}",
             lambda: self.api.create_container(
                 cfg.get("Image") or info.get("Image"),
@@ -733,7 +741,7 @@ class DockerRuntime(DockerEngine):
             return False
 
     def remove_container(self, name: str) -> None:
-        self._do(
+        self.mutate(
             f"removing container {name}",
             lambda: self.api.remove_container(name, v=False, force=True),
             lambda e: isinstance(e, docker.errors.NotFound),
@@ -742,14 +750,14 @@ class DockerRuntime(DockerEngine):
     def connect(self, container: str, network: str, aliases: Sequence[str], reconnect: bool) -> None:
         if reconnect:
             self.disconnect(container, network)
-        self._do(
+        self.mutate(
             f"connecting {container} to {network}",
             lambda: self.api.connect_container_to_network(container, network, aliases=list(aliases) or None),
             lambda e: _is(e, 403, "already exists") or _is(e, 409, "already exists"),
         )
 
     def disconnect(self, container: str, network: str) -> None:
-        self._do(
+        self.mutate(
             f"disconnecting {container} from {network}",
             lambda: self.api.disconnect_container_from_network(container, network),
             lambda e: (

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from controller.core import placement
+from controller.core.plan import FindingType
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -116,6 +117,12 @@ class DbstateCollector(Collector):
         f.declare_gauge("dbstate_findings", "Findings of the last pass, by type.", ("type",))
         for t, n in sorted(m.findings.items()):
             f.gauge("dbstate_findings", "", type=t).add(n)
+        f.declare_gauge(
+            "dbstate_blocking_findings",
+            "Findings of the last pass that hold a declared resource back: while above 0 the engine has not converged.",
+            (),
+        )
+        f.gauge("dbstate_blocking_findings", "").add(sum(n for t, n in m.findings.items() if _blocks(t)))
         f.declare_gauge("dbstate_drift", "1 when the resource had changes pending in the last pass.", ("kind", "name"))
         for key, v in sorted(m.drift.items()):
             kind, _, name = key.partition("/")
@@ -215,6 +222,10 @@ class _Families:
         family = self.families.setdefault(name, HistogramMetricFamily(name, text, labels=["host"]))
         assert isinstance(family, HistogramMetricFamily)
         return family
+
+
+def _blocks(finding_type: str) -> bool:
+    return finding_type in {t.value for t in FindingType if t.blocks}
 
 
 class Exposition:

@@ -54,7 +54,7 @@ class DockerShell:
         when it exits non-zero."""
         exec_id = self._create(container, argv, env, user, stdin=False)
         stderr: list[bytes] = []
-        with self.runtime._calling(f"reading {argv[0]} in {container}"):
+        with self.runtime.calling(f"reading {argv[0]} in {container}"):
             for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
                 if err:
                     stderr.append(err)
@@ -80,11 +80,11 @@ class DockerShell:
             self.runtime.fence()
         if stdin is None:
             exec_id = self._create(container, argv, env, user, stdin=False)
-            with self.runtime._calling(f"running {argv[0]} in {container}"):
+            with self.runtime.calling(f"running {argv[0]} in {container}"):
                 out, err = self.api.exec_start(exec_id, demux=True)
             return Ran(self._exit_code(exec_id), out or b"", _tail(err or b""))
         exec_id = self._create(container, argv, env, user, stdin=True)
-        with self.runtime._calling(f"running {argv[0]} in {container}"):
+        with self.runtime.calling(f"running {argv[0]} in {container}"):
             sock = self.api.exec_start(exec_id, socket=True)
             raw: socket.socket = sock._sock  # type: ignore[union-attr]  # the hijacked connection under SocketIO
             frames: dict[int, list[bytes]] = {1: [], 2: []}
@@ -132,7 +132,7 @@ class DockerShell:
                 raise errors.DbstateError(f"{name}: {written} bytes instead of {size}")
             yield b"\0" * ((512 - size % 512) % 512) + b"\0" * 1024
 
-        self.runtime._do(
+        self.runtime.mutate(
             f"copying {name} into {container}", lambda: self.api.put_archive(container, directory, archive())
         )
 
@@ -144,7 +144,7 @@ class DockerShell:
         `volume` at `target` when given; removed with its anonymous volumes afterwards, whatever happens."""
         tag = uuid.uuid4().hex[:12]
         name, net = f"{HELPER_PREFIX}{tag}", f"{HELPER_PREFIX}{tag}"
-        self.runtime._do(
+        self.runtime.mutate(
             f"creating network {net}",
             lambda: self.api.create_network(net, driver="bridge", internal=True, labels={HELPER: "true"}),
         )
@@ -153,7 +153,7 @@ class DockerShell:
             if volume and target:
                 bind = volume.startswith("/")  # a host directory; else a volume's name
                 mounts = [docker.types.Mount(target=target, source=volume, type="bind" if bind else "volume")]
-            self.runtime._do(
+            self.runtime.mutate(
                 f"creating {name}",
                 lambda: self.api.create_container(
                     image,
@@ -165,7 +165,7 @@ class DockerShell:
                 ),
             )
             try:
-                self.runtime._do(f"starting {name}", lambda: self.api.start(name))
+                self.runtime.mutate(f"starting {name}", lambda: self.api.start(name))
                 yield name
             finally:
                 with contextlib.suppress(errors.EngineError):

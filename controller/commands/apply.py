@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.commands.plan import render
-from controller.core.plan import BLOCKING
 from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
@@ -164,7 +163,7 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
         out.write("\nApplying:\n")
     outcomes = reconciler.apply(result, on_outcome=line) if changes else ()
     reconciler.finish(result, outcomes)
-    unmanaged = sorted({f"{f.kind}/{f.name}" for f in result.plan.findings if f.type in BLOCKING})
+    unmanaged = sorted({f"{f.kind}/{f.name}" for f in result.plan.findings if f.type.blocks})
     converged = all(o.status == "ok" for o in outcomes) and not result.loaded.errors and not unmanaged
     doc = scrub(dumps(view.to_json(result, outcomes, converged)), result.secrets) if json_out else None
     if not json_out:

@@ -58,7 +58,9 @@ def build(
         "finished": finished,
         "instances": instances,
         "pending": pending,
-        "findings": [_said(f.type.value, f.kind, f.name, f.message) for f in the_plan.findings],
+        "findings": [
+            {**_said(f.type.value, f.kind, f.name, f.message), "blocks": f.type.blocks} for f in the_plan.findings
+        ],
         "notes": [_said(n.type.value, n.kind, n.name, n.message) for n in the_plan.notes],
     }
 

@@ -61,6 +61,12 @@ class FindingType(enum.StrEnum):
     AUTH_WEAK = "auth-weak"  # the server accepts weaker authentication than declared
     VERSION_INCONSISTENT = "version-inconsistent"  # shared instances of one engine on different majors
 
+    @property
+    def blocks(self) -> bool:
+        """An open finding of this type means the engine has not converged (BLOCKING, the one table): `apply`'s exit
+        code and `"converged"`, the web view's marks and the `dbstate_blocking_findings` gauge all read this."""
+        return self in BLOCKING
+
 
 # The findings that leave a declared resource out of management or hold it back to protect its data: while one is
 # open the engine has not converged (`apply` exits 1, `"converged": false`), whatever else succeeded.

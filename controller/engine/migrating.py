@@ -6,18 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from controller.core import diff, errors, live, spec
 from controller.core.labels import object_labels
 from controller.engine import apply as applying
+from controller.engine import volumes as data_dirs
 from controller.engine.ports import Runtime
+from controller.engine.volumes import Helpers
 
 DIGEST = "cd {dir} && find . -type f -exec sha256sum {{}} + | LC_ALL=C sort | sha256sum && find . | wc -l"
-
-
-class Helpers(Protocol):
-    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]: ...
 
 
 @dataclass(frozen=True)
@@ -99,13 +96,13 @@ def _prepare(
             if vol is None:
                 raise errors.DbstateError(f"volume {dest} is not declared: nothing was stopped or copied")
             runtime.create_volume(dest, vol.spec.driver, object_labels(vol))
-        code, out = helpers.run_once(c.image, [(dest, "/to", False)], "ls -A /to")
-        if code != 0:
-            raise errors.DbstateError(f"cannot look into {dest}: {out.strip()[-200:]}: nothing was stopped or copied")
-        if out.strip():
+        try:
+            held = data_dirs.entries(helpers, c.image, dest)
+        except errors.DbstateError as e:
+            raise errors.DbstateError(f"{e}: nothing was stopped or copied") from e
+        if held:
             raise errors.DbstateError(
-                f"{dest} is not empty ({' '.join(out.split()[:5])}...): it may hold other data; nothing was stopped "
-                "or copied"
+                f"{dest} is not empty ({' '.join(held[:5])}...): it may hold other data; nothing was stopped or copied"
             )
 
 

@@ -26,6 +26,7 @@ from controller.core.revision import Revision
 from controller.engine import apply as applying
 from controller.engine import backing
 from controller.engine.backing import Server
+from controller.engine.guard import Guard
 from controller.engine.options import PassOptions, ProbeOptions
 from controller.engine.ports import (
     Clock,
@@ -130,7 +131,7 @@ class Reconciler:
         prober: Prober | None = None,
         clock: Clock | None = None,
         facts: Facts | None = None,
-        guard: backing.Guard | None = None,
+        guard: Guard | None = None,
     ) -> None:
         """`facts`: where the volume facts are kept besides the history (the engine), so that a lost history never
         makes a lost volume look new."""

@@ -19,7 +19,7 @@ from controller.core.dumps import Manifest
 from controller.core.labels import KEPT_SUFFIX, REVISION
 from controller.core.secrets import reveal
 from controller.engine import apply as applying
-from controller.engine import backing
+from controller.engine import backing, volumes
 from controller.engine.ports import BackupStore, Runtime, Shell
 
 Progress = Callable[[str], None]
@@ -248,10 +248,11 @@ def _same_major(reported: str, major: str) -> bool:
 
 def _must_be_empty(shell: Shell, image: str, volume: str) -> None:
     """The new volume holds nothing yet: a move never writes over data."""
-    code, out = shell.run_once(image, [(volume, "/v", True)], "ls -A /v")
-    if code != 0:
-        raise errors.BackupError(f"cannot look into volume {volume}: {out.strip()[-200:]}")
-    if out.strip():
+    try:
+        held = volumes.entries(shell, image, volume)
+    except errors.DbstateError as e:
+        raise errors.BackupError(str(e)) from e
+    if held:
         raise errors.BackupError(f"volume {volume} is not empty: a restore or an upgrade writes only into an empty one")
 
 

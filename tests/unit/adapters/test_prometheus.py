@@ -56,6 +56,18 @@ def test_a_pass_is_counted_timed_and_described():
     assert any(name == "python_info" for name, _ in got)
 
 
+def test_blocking_findings_are_counted_from_the_one_table_of_finding_types():
+    from controller.core.plan import BLOCKING, FindingType
+
+    assert {t for t in FindingType if t.blocks} == BLOCKING
+    m = Metrics()
+    m.observe_pass("ok", 0.1, [], {"orphan": 2, "volume-lost": 1, "name-conflict": 3}, {}, {})
+    got = samples(render(m))
+    assert got[("dbstate_blocking_findings", ())] == 4  # orphans report, they do not hold a declared resource back
+    m.observe_pass("ok", 0.1, [], {"orphan": 2}, {}, {})
+    assert samples(render(m))[("dbstate_blocking_findings", ())] == 0
+
+
 def test_label_values_are_escaped_even_a_newline():
     m = Metrics()
     m.observe_pass("ok", 0.1, [], {}, {}, {}, {"x": ProbeResult("x", "", True, version='7"\\evil\nline')})
