@@ -17,7 +17,6 @@ from controller import http, logs, wiring
 from controller.adapters import git, notify, prometheus, store, watch
 from controller.adapters.docker import follow_events
 from controller.commands import oneoff
-from controller.commands.serve import Site
 from controller.core import errors
 from controller.core import secrets as secret_values
 from controller.engine.loop import Loop
@@ -25,6 +24,7 @@ from controller.engine.metrics import Metrics
 from controller.engine.notifying import Notifications
 from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.reconciler import Reconciler
+from controller.views.site import Site
 from controller.wiring import Wired
 
 
