@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -62,18 +61,6 @@ def options(ns: argparse.Namespace) -> Options:
         "apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
     )
     return Options(common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget, common.lease_ttl(ns))
-
-
-def confirm(count: int, out: TextIO) -> bool | None:
-    """True/False from a person at a terminal; None when there is no terminal to ask on."""
-    if not sys.stdin.isatty():
-        return None
-    out.write(f"\nApply these {count} change{'s' * (count != 1)}? Only 'yes' is accepted: ")
-    out.flush()
-    try:
-        return sys.stdin.readline().strip() == "yes"
-    except (EOFError, KeyboardInterrupt):
-        return False
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
@@ -141,7 +128,7 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
         text = render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err)
         out.write(scrub(text, result.secrets))
     if changes and not opts.yes:
-        answer = confirm(len(changes), out)
+        answer = common.confirm(len(changes), out)
         if not answer:
             reconciler.finish(result)
             if answer is None:

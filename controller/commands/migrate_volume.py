@@ -55,7 +55,6 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
-    from controller.commands.apply import confirm
     from controller.engine import migrating
 
     result = wired.reconciler.plan(record=False)
@@ -72,10 +71,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         return common.EXIT_OK
     for mv in todo:
         print(f"  {mv.target}: {mv.source.type} {mv.source.source} -> {mv.to.type} {mv.to.source}", file=out)
-    answer = True if opts.yes else confirm(len(todo), out)
-    if not answer:
-        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-        print(f"Nothing was moved ({why}).", file=out)
+    if not common.go_ahead(opts.yes, len(todo), out, "moved"):
         return common.EXIT_ERROR
     migrating.migrate(
         inst,

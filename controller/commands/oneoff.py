@@ -75,7 +75,6 @@ def run(job: OneOff, opts: Any, out: TextIO, err: TextIO) -> int:
 
 def _hand_over(job: OneOff, opts: Any, wired: Wired, held: errors.LeaseHeld, out: TextIO, err: TextIO) -> int:
     from controller.adapters import store
-    from controller.commands.apply import confirm
     from controller.commands.suspend import who
 
     assert wired.lease is not None
@@ -90,10 +89,7 @@ def _hand_over(job: OneOff, opts: Any, wired: Wired, held: errors.LeaseHeld, out
                 "--state, on another host, or is an older dbstate)"
             )
         print(f"{job.summary(opts)}: handed to the running controller {holder}, which holds the engine lease", file=out)
-        answer = True if opts.yes else confirm(1, out)
-        if not answer:
-            why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-            print(f"Nothing was done ({why}).", file=out)
+        if not common.go_ahead(opts.yes, 1, out, "done"):
             return common.EXIT_ERROR
         args = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in CONTEXT}
         job_id = db.enqueue_job(wired.engine.name, job.command, opts.name, args, who())

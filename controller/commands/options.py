@@ -6,13 +6,37 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from controller.core.errors import DbstateError
 from controller.core.scope import Scope
 from controller.engine.options import ProbeOptions, Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
+
+
+def confirm(count: int, out: TextIO) -> bool | None:
+    """True/False from a person at a terminal; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    out.write(f"\nApply these {count} change{'s' * (count != 1)}? Only 'yes' is accepted: ")
+    out.flush()
+    try:
+        return sys.stdin.readline().strip() == "yes"
+    except (EOFError, KeyboardInterrupt):
+        return False
+
+
+def go_ahead(yes: bool, count: int, out: TextIO, done: str) -> bool:
+    """--yes, or 'yes' from a person at a terminal; else `Nothing was <done> (why).` is said and False returned."""
+    answer = True if yes else confirm(count, out)
+    if not answer:
+        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
+        print(f"Nothing was {done} ({why}).", file=out)
+        return False
+    return True
 
 
 def add_desired(p: argparse.ArgumentParser) -> None:

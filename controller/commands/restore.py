@@ -72,7 +72,6 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
-    from controller.commands.apply import confirm
     from controller.commands.backup import servers
     from controller.engine import backing
 
@@ -86,10 +85,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         print(f"restore {manifest.id} into a new {server.container} on volume {opts.to_new_volume}", file=out)
     else:
         print(f"restore {manifest.id} into {server.container}: replaces {what}", file=out)
-    answer = True if opts.yes else confirm(1, out)
-    if not answer:
-        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-        print(f"Nothing was restored ({why}).", file=out)
+    if not common.go_ahead(opts.yes, 1, out, "restored"):
         return common.EXIT_ERROR
     if opts.to_new_volume:
         return _to_new_volume(opts, server, manifest, wired, result.revision.commit, progress, out)

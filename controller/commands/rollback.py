@@ -72,7 +72,6 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
-    from controller.commands.apply import confirm
     from controller.core.labels import KEPT_SUFFIX
     from controller.engine import upgrading
 
@@ -97,10 +96,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         raise DbstateError(f"no kept server of {opts.name}{' named ' + opts.kept if opts.kept else ''}")
     chosen = next((c for c in reversed(kept) if c.image == inst.spec.image), kept[-1])
     print(f"roll {inst.container_name} back to {chosen.name} ({chosen.image})", file=out)
-    answer = True if opts.yes else confirm(1, out)
-    if not answer:
-        why = "there is no terminal to ask on: review, then --yes" if answer is None else "cancelled"
-        print(f"Nothing was rolled back ({why}).", file=out)
+    if not common.go_ahead(opts.yes, 1, out, "rolled back"):
         return common.EXIT_ERROR
     t0 = time.monotonic()
     safety = upgrading.rollback(
