@@ -92,12 +92,12 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progre
     """One engine after the other, each under its own lease and asking for its own changes; an engine that cannot
     be reached fails alone (reported), and the others are applied."""
     from controller.core import errors
-    from controller.views.common import dumps
+    from controller.views.common import dumps, host_heading
 
     codes, docs = [], []
     for w in every:
         if opts.output != "json":
-            out.write(f"== Host {w.engine.name} ({w.runtime.host}) ==\n")
+            out.write(host_heading(w.engine.name, w.runtime.host))
         assert w.lease is not None
         try:
             with w.lease.holding(progress):
@@ -112,7 +112,7 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progre
             out.write("\n")
     if opts.output == "json":
         out.write(dumps({"converged": all(c == common.EXIT_OK for c in codes), "hosts": docs}))
-    return max(codes)
+    return common.most_serious(codes)
 
 
 def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: TextIO) -> tuple[int, str | None]:

@@ -60,7 +60,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     codes, docs = [], []
     for engine in refs:
         if len(refs) > 1 and opts.output != "json":
-            out.write(f"== Host {engine.name} ({engine.url}) ==\n")
+            out.write(views.host_heading(engine.name, str(engine.url)))
         try:
             result = wiring.audit(opts.target, opts.probe_timeout, engine)
         except EngineError as e:  # one engine down: the others are audited all the same
@@ -88,4 +88,4 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
             codes.append(common.EXIT_FINDINGS)
     if opts.output == "json":
         out.write(views.dumps(docs[0] if len(refs) == 1 and "error" not in docs[0] else {"hosts": docs}))
-    return min(codes, default=common.EXIT_OK)  # an error (1) before findings (3)
+    return common.most_serious(codes)

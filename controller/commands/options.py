@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -15,6 +16,13 @@ from controller.core.scope import Scope
 from controller.engine.options import ProbeOptions, Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
+
+
+def most_serious(codes: Iterable[int]) -> int:
+    """The exit code of a command over several engines: the most serious of theirs (an error, then changes pending,
+    then findings; 0 when every engine is fine). plan, apply and audit all say it this way."""
+    found = set(codes)
+    return next((c for c in (EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS) if c in found), EXIT_OK)
 
 
 def confirm(count: int, out: TextIO) -> bool | None:

@@ -136,12 +136,12 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO) -> int
         out.write(views.scrub(views.dumps(doc), secrets))
     else:
         for w, r in zip(every, results, strict=True):
-            out.write(f"== Host {w.engine.name} ({w.runtime.host}) ==\n")
+            out.write(views.host_heading(w.engine.name, w.runtime.host))
             if isinstance(r, str):
                 out.write(views.scrub(f"error: {r}\n\n", secrets))
                 continue
             out.write(views.scrub(render(r, opts.output, opts.color, probed, directory, out, err), secrets) + "\n")
-    return next((c for c in (common.EXIT_ERROR, common.EXIT_CHANGES, common.EXIT_FINDINGS) if c in codes), 0)
+    return common.most_serious(codes)
 
 
 def _exit(opts: Options, result: PassResult) -> int:

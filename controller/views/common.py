@@ -32,6 +32,11 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def host_heading(name: str, endpoint: str) -> str:
+    """Where one engine's part begins in the text of a command over several engines (`kind: Host`)."""
+    return f"== Host {name} ({endpoint}) ==\n"
+
+
 def engine_json(engine: live.EngineInfo) -> dict[str, str]:
     return {"host": engine.host, "version": engine.version, "api_version": engine.api_version}
 
