@@ -530,6 +530,21 @@ class Store:
         return out
 
     @_guarded
+    def jobs(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest jobs and every one still queued or running, newest first (what `status` shows; none from a
+        database older than the jobs: read-only readers never migrate it)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchall():
+            return []
+        cur = self.db.execute(
+            "SELECT id, host, command, instance, who, requested, state, exit_code, finished FROM jobs "
+            "WHERE state IN ('queued', 'running') OR id IN (SELECT id FROM jobs ORDER BY id DESC LIMIT ?) "
+            "ORDER BY id DESC",
+            (limit,),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    @_guarded
     def job_says(self, job_id: int, line: str) -> None:
         self.db.execute("UPDATE jobs SET log = log || ? WHERE id = ?", (line.rstrip("\n") + "\n", job_id))
 

@@ -48,11 +48,12 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         resources = db.resources()
         probed = db.health()
         engines = db.last_passes()
+        jobs = db.jobs()
     newest = {m.instance: m.to_json() for m in BackupDir(opts.backup_dir).manifests()}  # sorted: the last one wins
     kept = [newest[k] for k in sorted(newest)]
     last = passes[0] if passes else None
     if opts.output == "json":
-        out.write(view.to_json(last, resources, probed, kept, engines))
+        out.write(view.to_json(last, resources, probed, kept, engines, jobs))
     else:
-        out.write(view.to_text(last, resources, probed, kept, engines))
+        out.write(view.to_text(last, resources, probed, kept, engines, jobs))
     return common.EXIT_OK

@@ -26,12 +26,20 @@ class Site:
         self.state, self.backup_dir = state, backup_dir
 
     def _read(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"passes": [], "resources": [], "health": [], "overview": None, "engines": {}}
+        data: dict[str, Any] = {
+            "passes": [],
+            "resources": [],
+            "health": [],
+            "overview": None,
+            "engines": {},
+            "jobs": [],
+        }
         if self.state.exists():
             with store.Store(self.state, readonly=True) as db:
                 data.update(passes=db.passes(limit=30), resources=db.resources(), health=db.health())
                 data["overview"] = web.merge_overviews(db.overviews())
                 data["engines"] = db.last_passes()
+                data["jobs"] = db.jobs()
         backups: dict[str, list[dict[str, Any]]] = {}
         for m in BackupDir(self.backup_dir).manifests():
             backups.setdefault(m.instance, []).append(m.to_json())
@@ -53,7 +61,7 @@ class Site:
         if path == "/api/status":
             newest = [ms[-1] for _name, ms in sorted(d["backups"].items())]
             last = d["passes"][0] if d["passes"] else None
-            return 200, JSON, status_view.to_json(last, d["resources"], d["health"], newest, d["engines"])
+            return 200, JSON, status_view.to_json(last, d["resources"], d["health"], newest, d["engines"], d["jobs"])
         if path == "/api/passes":
             return 200, JSON, _json(d["passes"])
         if path in ("/", "/api/overview"):

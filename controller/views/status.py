@@ -18,14 +18,16 @@ def to_json(
     health: Sequence[Any],
     backups: Sequence[Mapping[str, Any]] = (),
     engines: Mapping[str, Mapping[str, Any]] | None = None,
+    jobs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """`engines`: the last pass of each engine (Host), by name."""
+    """`engines`: the last pass of each engine (Host), by name; `jobs`: the one-off commands handed to a controller."""
     body = {
         "last_pass": last,
         "engines": dict(engines or {}),
         "resources": list(resources),
         "health": list(health),
         "backups": list(backups),
+        "jobs": list(jobs),
     }
     return json.dumps(body, indent=2) + "\n"
 
@@ -46,6 +48,19 @@ def backup_lines(backups: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def job_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The one-off commands (restore, rollback, migrate-volume) handed to a running controller, newest first."""
+    if not jobs:
+        return []
+    lines = ["jobs (handed to a running controller, newest first):"]
+    for j in jobs:
+        what = f"job {j['id']}  {j['command']} {j['instance']}  asked by {j['who']} at {_hms(j['requested'])}"
+        if j["state"] in ("done", "failed"):
+            what += f", ended {_hms(j['finished'])} (exit {j['exit_code']})"
+        lines.append(f"  {j['state']:<9} {what}")
+    return lines
+
+
 def _pass_line(head: str, p: Mapping[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p["started"]))
     if p.get("error"):  # the pass could not run: the engine unreachable, the desired state unreadable
@@ -63,9 +78,10 @@ def to_text(
     health: Sequence[Mapping[str, Any]],
     backups: Sequence[Mapping[str, Any]] = (),
     engines: Mapping[str, Mapping[str, Any]] | None = None,
+    jobs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     if last is None:
-        return "\n".join(["no pass recorded yet", *backup_lines(backups)]) + "\n"
+        return "\n".join(["no pass recorded yet", *job_lines(jobs), *backup_lines(backups)]) + "\n"
     several = engines is not None and len(engines) > 1
     if several:
         assert engines is not None
@@ -98,5 +114,6 @@ def to_text(
                 lines.append(
                     f"  down      {h['instance']:<{width}}  {h['failures']} failed in a row ({since}): {h['error']}"
                 )
+    lines += job_lines(jobs)
     lines += backup_lines(backups)
     return "\n".join(lines) + "\n"

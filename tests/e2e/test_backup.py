@@ -561,6 +561,16 @@ def test_restores_under_a_running_controller_are_handed_to_it_and_it_keeps_repai
         ended = [rec for rec in c.logs() if rec.get("msg") == "job ended"]
         assert [rec.get("exit_code") for rec in ended] == [0, 0, 1]
         assert c.proc.poll() is None
+        # status (and the web view's /api/status) lists them, newest first
+        s = run("status", host=engine_host, state=state)
+        assert "jobs (handed to a running controller, newest first):" in s.stdout, s.stdout
+        assert "failed    job 3  restore pg" in s.stdout and "done      job 1  restore pg" in s.stdout, s.stdout
+        status_doc = json.loads(c.get("/api/status")[1])
+        assert [(j["id"], j["state"], j["exit_code"]) for j in status_doc["jobs"]] == [
+            (3, "failed", 1),
+            (2, "done", 0),
+            (1, "done", 0),
+        ]
     finally:
         code, _seconds = c.stop()
     assert code == 0

@@ -253,3 +253,17 @@ def test_a_job_is_claimed_once_reports_its_progress_and_result_and_only_a_queued
         assert command.cancel_job(other_engine) and controller.claim_job(["edge"], "ctl-1") is None
         controller.controller_gone("ctl-1")
         assert command.controller_seen("ctl-1") is None
+    with store.Store(tmp_path / "s.db", readonly=True) as reader:
+        assert [(j["id"], j["state"]) for j in reader.jobs()] == [(other_engine, "cancelled"), (first, "done")]
+
+
+def test_a_reader_of_a_database_from_before_the_jobs_sees_none(tmp_path: Path):
+    import sqlite3
+
+    raw = sqlite3.connect(tmp_path / "old.db")
+    raw.execute("CREATE TABLE passes (id INTEGER PRIMARY KEY)")
+    raw.execute("PRAGMA user_version = 4")
+    raw.commit()
+    raw.close()
+    with store.Store(tmp_path / "old.db", readonly=True) as reader:
+        assert reader.jobs() == []
