@@ -571,6 +571,11 @@ def test_restores_under_a_running_controller_are_handed_to_it_and_it_keeps_repai
             (2, "done", 0),
             (1, "done", 0),
         ]
+        assert PW not in c.get("/api/status")[1] and PW not in s.stdout
     finally:
         code, _seconds = c.stop()
     assert code == 0
+    # the jobs' progress and output are kept in the state database: scrubbed, like every other record there
+    for kept in state.parent.glob("state.db*"):  # the database and its write-ahead log
+        assert PW.encode() not in kept.read_bytes(), kept
+    assert PW not in (tmp_path / "run.log").read_text()
