@@ -23,10 +23,10 @@ from pathlib import Path
 import docker
 
 from bench.common import ENV, bench_engine, realise, write_state
-from controller import wiring
 from controller.adapters import desired
 from controller.core import spec
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
+from controller.wiring import engines
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def floor(client: docker.DockerClient, state: spec.DesiredState, parallel: int) 
 def in_process(host: str, root: Path, state_db: Path, parallel: int) -> float:
     os.environ.update(ENV)
     t0 = time.perf_counter()
-    with wiring.reconciler(Target(root, None, host, state_db), PassOptions("bench", parallel=parallel)) as wired:
+    with engines.reconciler(Target(root, None, host, state_db), PassOptions("bench", parallel=parallel)) as wired:
         result = wired.reconciler.plan()
         outcomes = wired.reconciler.apply(result)
     elapsed = time.perf_counter() - t0

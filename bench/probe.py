@@ -31,12 +31,12 @@ import pymysql
 import redis
 
 from bench.common import bench_engine, fmt, timed
-from controller import wiring
 from controller.adapters import desired, probes
 from controller.adapters.docker import DockerEngine
 from controller.core import health, spec
+from controller.core.options import PassOptions, Target
 from controller.core.secrets import reveal
-from controller.engine.options import PassOptions, Target
+from controller.wiring import engines
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples/local"
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with bench_engine() as (eng, client), tempfile.TemporaryDirectory() as tmp:
         state_db = Path(tmp) / "state.db"
-        with wiring.reconciler(Target(EXAMPLE, ENV_FILE, eng.host, state_db), PassOptions("apply")) as wired:
+        with engines.reconciler(Target(EXAMPLE, ENV_FILE, eng.host, state_db), PassOptions("apply")) as wired:
             result = wired.reconciler.plan()
             outcomes = wired.reconciler.apply(result)
             assert all(o.status == "ok" for o in outcomes), [o.message for o in outcomes if o.status != "ok"]

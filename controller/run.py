@@ -5,7 +5,6 @@ gracefully on SIGTERM (a job under way ends first; a second signal does not wait
 
 from __future__ import annotations
 
-import functools
 import signal
 import threading
 from collections.abc import Callable
@@ -13,19 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from controller import http, logs, wiring
-from controller.adapters import git, notify, prometheus, store, watch
-from controller.adapters.docker import follow_events
+from controller import http, logs
 from controller.commands import oneoff
 from controller.core import errors
 from controller.core import secrets as secret_values
-from controller.engine.loop import Loop
-from controller.engine.metrics import Metrics
-from controller.engine.notifying import Notifications
-from controller.engine.options import PassOptions, SourceMode, Target
-from controller.engine.reconciler import Reconciler
+from controller.core.options import PassOptions, SourceMode, Target
 from controller.views.site import Site
-from controller.wiring import Wired
+from controller.wiring import engines, local, process
+from controller.wiring.engines import Wired
+from controller.wiring.process import Loop
 
 
 @dataclass(frozen=True)
@@ -47,14 +42,14 @@ def run(opts: RunOptions) -> int:
     directory: Path = opts.target.directory
     if not directory.is_dir():
         raise errors.DesiredStateError(f"desired-state directory {directory} does not exist (use --dir)")
-    reconcilers: list[Reconciler] = []  # one per engine, once built: their secrets scrub every log line
+    wired: list[Wired] = []  # one per engine, once built: their reconcilers' secrets scrub every log line
     urls = set(opts.notify)  # a notification URL may hold a token: scrubbed from every line like a secret
 
     def secrets() -> set[str]:
-        return set().union(*(r.secrets for r in reconcilers))
+        return set().union(*(w.reconciler.secrets for w in wired))
 
     log = logs.logger(opts.log_format, lambda: secrets() | urls)
-    notifications = Notifications(notify.notifiers(opts.notify), log, known_secrets=secrets) if opts.notify else None
+    notifications = process.notifications(opts.notify, log, secrets)
     stop = threading.Event()
     unroute = logs.route_libraries(log)  # docker-py's and urllib3's warnings: same format, same scrubbing
     unusable: list[str] = []
@@ -64,7 +59,7 @@ def run(opts: RunOptions) -> int:
             log(level="error", msg="state database unusable: converging without it", error=message)
         unusable.append(message)
 
-    with wiring.reconcilers(
+    with engines.reconcilers(
         opts.target,
         opts.passes,
         require_store=True,
@@ -74,8 +69,15 @@ def run(opts: RunOptions) -> int:
         source=opts.source,
         lease_ttl=opts.lease_ttl,
     ) as every:
-        reconcilers.extend(w.reconciler for w in every)
-        loops = _loops(opts, every, log, notifications, state_ok=not unusable)
+        wired.extend(every)
+        loops = process.loops(
+            every,
+            resync=opts.resync,
+            lease_ttl=opts.lease_ttl,
+            log=log,
+            notifications=notifications,
+            state_ok=not unusable,
+        )
         desk = (
             None
             if unusable
@@ -91,22 +93,21 @@ def run(opts: RunOptions) -> int:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        threads = _sources(opts, every, loops, log, stop)
+        threads = process.sources(directory, opts.source, opts.git_pull, opts.pull_interval, every, loops, log, stop)
         if desk is not None:
             threads.append(threading.Thread(target=desk.run, name="dbstate-desk", daemon=True, args=(stop,)))
         server = None
         if opts.listen is not None:
-            site = Site(opts.target.state or store.default_path(), every[0].backups.root)
-            exposition = prometheus.Exposition({name: loop.metrics for name, loop in loops.items()})
+            site = Site(local.state_path(opts.target.state), every[0].backups.root)
             server = http.serve(
-                opts.listen, exposition.render, lambda: all(lp.is_ready() for lp in loops.values()), site.handle
+                opts.listen,
+                process.exposition(loops),
+                lambda: all(lp.is_ready() for lp in loops.values()),
+                site.handle,
             )
             log(level="info", msg="listening", address=http.display(opts.listen))
         if opts.git_pull:
-            try:
-                git.pull(directory, *opts.git_pull)
-            except git.GitError as e:
-                log(level="error", msg="git pull failed", error=str(e))
+            process.pull(directory, *opts.git_pull, log)
         for t in threads:
             t.start()
         log(
@@ -144,28 +145,6 @@ def run(opts: RunOptions) -> int:
     return 0
 
 
-def _loops(
-    opts: RunOptions, every: list[Wired], log: logs.Log, notifications: Notifications | None, state_ok: bool
-) -> dict[str, Loop]:
-    """One loop per engine, each with its metrics (the `host` label) and, with several engines, `host=` in its logs."""
-    loops: dict[str, Loop] = {}
-    for wired in every:
-        metrics = Metrics()
-        metrics.state_ok = int(state_ok)
-        loops[wired.engine.name] = Loop(
-            wired.reconciler,
-            resync=opts.resync,
-            metrics=metrics,
-            log=functools.partial(log, host=wired.engine.name) if len(every) > 1 else log,
-            lease=wired.lease,
-            lease_ttl=opts.lease_ttl,
-            backups=wired.reconciler,
-            notifications=notifications,
-            name=wired.engine.name,
-        )
-    return loops
-
-
 def _desk(
     opts: RunOptions, every: list[Wired], loops: dict[str, Loop], log: logs.Log, scrub: Callable[[str], str]
 ) -> oneoff.Desk | None:
@@ -173,64 +152,8 @@ def _desk(
     if not all(w.lease is not None for w in every):
         return None
     lanes = {w.engine.name: oneoff.Lane(w, loops[w.engine.name].may_act, _asker(loops[w.engine.name])) for w in every}
-    db = store.Store(opts.target.state or store.default_path())
+    db = local.state(opts.target.state)
     return oneoff.Desk(opts.target, opts.passes.scope, db, lanes, log, scrub)
-
-
-def _sources(
-    opts: RunOptions, every: list[Wired], loops: dict[str, Loop], log: logs.Log, stop: threading.Event
-) -> list[threading.Thread]:
-    """The threads that feed the loops: each engine's Docker events, the files and git, and the periodic git pull."""
-    directory = opts.target.directory
-    if opts.source == "worktree":
-
-        def on_files(reason: str) -> None:
-            for loop in loops.values():
-                loop.new_desired_state(reason)
-
-    else:
-
-        def on_files(reason: str) -> None:
-            log(level="warning", msg="uncommitted edits are ignored (--source commit)", directory=str(directory))
-
-    def on_commit(rev: str) -> None:
-        for loop in loops.values():
-            loop.new_desired_state(f"commit {rev[:12]}")
-
-    threads = [
-        threading.Thread(
-            target=follow_events,
-            name=f"dbstate-events-{w.engine.name}",
-            daemon=True,
-            args=(w.runtime.host, loops[w.engine.name].engine_event, _on_connection(loops[w.engine.name]), stop),
-            kwargs={"tls": w.engine.tls},
-        )
-        for w in every
-    ]
-    threads.append(
-        threading.Thread(
-            target=watch.watch, name="dbstate-watch", daemon=True, args=(directory, on_files, on_commit, stop)
-        )
-    )
-    if opts.git_pull:
-        remote, branch = opts.git_pull
-        threads.append(
-            threading.Thread(
-                target=watch.pull_periodically,
-                name="dbstate-pull",
-                daemon=True,
-                args=(
-                    directory,
-                    remote,
-                    branch,
-                    opts.pull_interval,
-                    stop,
-                    lambda e: log(level="error", msg="git pull failed", error=e),
-                    lambda _rev: None,
-                ),
-            )
-        )
-    return threads
 
 
 def _asker(loop: Loop) -> Callable[[str], None]:
@@ -238,12 +161,3 @@ def _asker(loop: Loop) -> Callable[[str], None]:
         loop.trigger(reason=why)
 
     return ask
-
-
-def _on_connection(loop: Loop) -> Callable[[bool], None]:
-    def on_connection(up: bool) -> None:
-        loop.metrics.engine_up = int(up)
-        if up:
-            loop.trigger(reason="engine connected")
-
-    return on_connection

@@ -34,9 +34,9 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.adapters import store
+    from controller.wiring import local
 
-    with store.Store(opts.state or store.default_path()) as db:
+    with local.state(opts.state) as db:
         db.ack(opts.type, opts.name)
     print(
         f"acknowledged {opts.type} {opts.name}: the next apply creates an empty volume {opts.name} and starts "

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from controller.commands import options as common
 from controller.core.errors import DbstateError
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 DESCRIPTION = """\
 Record the container of the declared DatabaseInstance NAME as dbstate's own, when it matches the declaration (image,
@@ -37,10 +37,10 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
     from controller.core import adoption, spec
+    from controller.wiring import engines
 
-    with wiring.reconciler(opts.target, PassOptions("adopt"), instance=opts.name, require_store=True) as wired:
+    with engines.reconciler(opts.target, PassOptions("adopt"), instance=opts.name, require_store=True) as wired:
         result = wired.reconciler.plan()
         wired.reconciler.finish(result)
         host = wired.engine.name
@@ -62,7 +62,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
             print(f"  - {d}", file=out)
         return common.EXIT_ERROR
     key = f"{inst.kind}/{inst.metadata.name}"
-    wiring.record_adoptions(opts.target, [adoption.Adoption(key, c.id, spec.spec_hash(inst))], host)
+    engines.record_adoptions(opts.target, [adoption.Adoption(key, c.id, spec.spec_hash(inst))], host)
     print(f"adopted {inst.container_name} ({c.id[:12]}) as {key}, as it is: nothing was recreated", file=out)
     command = adoption.retire_command(c)
     if command:

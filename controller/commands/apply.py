@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.commands.plan import render
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from controller.core.plan import Outcome
-    from controller.engine.reconciler import Reconciler
-    from controller.wiring import Wired
+    from controller.wiring.engines import Reconciler, Wired
 
 DESCRIPTION = """\
 Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
@@ -65,12 +64,12 @@ def options(ns: argparse.Namespace) -> Options:
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     """Plan, confirm and apply while holding the engine lease: no `dbstate run` acts meanwhile."""
-    from controller import wiring
+    from controller.wiring import engines
 
     def progress(message: str) -> None:
         print(f"  .. {message}", file=err)
 
-    with wiring.reconcilers(
+    with engines.reconcilers(
         opts.target,
         opts.passes,
         require_store=True,

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from controller.commands import options as common
 from controller.core.errors import EngineError
-from controller.engine.options import Target
+from controller.core.options import Target
 
 DESCRIPTION = """\
 The seed's audit script in one read-only command. Lists every database container on the engine, managed or not
@@ -50,19 +50,19 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
     from controller.views import audit as view
     from controller.views import common as views
+    from controller.wiring import engines
 
-    refs = wiring.engines(opts.target)
+    refs = engines.declared(opts.target)
     if opts.target.host is not None:
-        refs = [wiring.pick(refs, opts.target.host)]
+        refs = [engines.pick(refs, opts.target.host)]
     codes, docs = [], []
     for engine in refs:
         if len(refs) > 1 and opts.output != "json":
             out.write(views.host_heading(engine.name, str(engine.url)))
         try:
-            result = wiring.audit(opts.target, opts.probe_timeout, engine)
+            result = engines.audit(opts.target, opts.probe_timeout, engine)
         except EngineError as e:  # one engine down: the others are audited all the same
             if len(refs) == 1:
                 raise

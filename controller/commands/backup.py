@@ -6,15 +6,11 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from controller.commands import options as common
 from controller.core.errors import DbstateError
-from controller.engine.options import PassOptions, Target
-
-if TYPE_CHECKING:
-    from controller.engine.backing import Server
-    from controller.engine.reconciler import PassResult
+from controller.core.options import PassOptions, Target
 
 DESCRIPTION = """\
 Back up the DatabaseInstances NAME... (or --all) as they run, with each engine's own tool run in its container
@@ -58,30 +54,8 @@ def options(ns: argparse.Namespace) -> Options:
     return Options(common.target(ns), tuple(ns.names), ns.all, ns.verify, ns.keep, ns.output)
 
 
-def servers(result: PassResult, names: tuple[str, ...]) -> list[Server | str]:
-    """Each named (or, without names, every declared) instance's running server; a message for one that is not."""
-    from controller.engine.backing import Server
-
-    state = result.loaded.state
-    declared = {i.metadata.name: i for i in state.instances}
-    out: list[Server | str] = []
-    for name in names or tuple(declared):
-        inst = declared.get(name)
-        if inst is None:
-            out.append(f"{name}: no DatabaseInstance of that name (or its declaration has errors)")
-            continue
-        c = result.observed.container(inst.container_name)
-        if c is None or c.state != "running":
-            out.append(f"{name}: {inst.container_name} is {'missing' if c is None else c.state}: nothing to back up")
-            continue
-        data = tuple((m.source, m.destination) for m in c.mounts if m.type in ("volume", "bind"))
-        out.append(Server(inst, c.name, c.image, data))
-    return out
-
-
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
-    from controller.engine import backing
+    from controller.wiring import engines
 
     def progress(message: str) -> None:
         print(f"  .. {message}", file=err, flush=True)
@@ -89,24 +63,17 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     failed = 0
     taken = []
     first = opts.names[0] if opts.names else None  # with several Hosts: the engine of the (first) instance named
-    with wiring.reconciler(opts.target, PassOptions("backup"), instance=first) as wired:
+    with engines.reconciler(opts.target, PassOptions("backup"), instance=first) as wired:
         result = wired.reconciler.plan(record=False)
-        for server in servers(result, opts.names):
+        for server in wired.servers(result, opts.names):
             if isinstance(server, str):
                 print(f"failed: {server}", file=err)
                 failed += 1
                 continue
             try:
-                m = backing.take(
-                    server,
-                    wired.shell,
-                    wired.backups,
-                    revision=result.revision.commit,
-                    reason="manual",
-                    progress=progress,
-                )
+                m = wired.take(server, revision=result.revision.commit, reason="manual", progress=progress)
                 if opts.verify:
-                    m = backing.verify(m, server.inst, wired.shell, wired.backups, progress)
+                    m = wired.verify(m, server.inst, progress)
                 if opts.keep is not None:
                     for gone in wired.backups.prune(server.name, opts.keep):
                         progress(f"{server.name}: removed {gone} (--keep {opts.keep})")

@@ -35,9 +35,9 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.adapters.backups import BackupDir
+    from controller.wiring import local
 
-    found = BackupDir(opts.directory).manifests(opts.name)
+    found = local.backups_in(opts.directory).manifests(opts.name)
     if opts.output == "json":
         json.dump([m.to_json() for m in found], out, indent=2)
         out.write("\n")

@@ -97,13 +97,13 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
     from controller.core import importer
+    from controller.wiring import engines
 
     t0 = time.monotonic()
     target = _target(opts)
     print("  .. reading the engine", file=err)
-    found, observed, host = wiring.inventory(target)
+    found, observed, host = engines.inventory(target)
     if opts.compose:
         print(f"  .. reading {', '.join(str(f) for f in opts.compose)}", file=err)
         found = _with_compose(opts.compose, found, observed)
@@ -114,15 +114,15 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     written = _write(opts, imported, host)
     _check_logins(opts, imported, observed, host, err)
     adoptions = _matching(opts, imported, found)
-    wiring.record_adoptions(target, adoptions)
+    engines.record_adoptions(target, adoptions)
     _summary(out, opts, written, imported, len(adoptions), time.monotonic() - t0)
     return common.EXIT_OK
 
 
 def _write(opts: Options, imported: Imported, host: str) -> int:
     """The YAML files (refusing to overwrite without --force) and the env file; how many files."""
-    from controller.adapters.yamlwrite import render
     from controller.core.importer import Document
+    from controller.wiring.local import render_yaml as render
 
     files: dict[str, list[Document]] = {}
     for d in imported.documents:
@@ -142,12 +142,12 @@ def _write(opts: Options, imported: Imported, host: str) -> int:
 
 def _load(opts: Options, imported: Imported) -> Any:
     """The written desired state, loaded back as plan will load it (a failure is a bug of import)."""
-    from controller.adapters import desired
+    from controller.wiring import local
 
     if opts.env_file is not None:  # its values, then the new ones (written to --env-out)
-        loaded = desired.load(opts.out, opts.env_file, {**os.environ, **imported.env})
+        loaded = local.load_directory(opts.out, opts.env_file, {**os.environ, **imported.env})
     else:
-        loaded = desired.load(opts.out, opts.env_out)
+        loaded = local.load_directory(opts.out, opts.env_out)
     if loaded.errors:
         raise DbstateError(
             "the imported desired state does not validate (a bug in import): nothing adopted: "
@@ -161,13 +161,13 @@ def _check_logins(opts: Options, imported: Imported, observed: live.LiveState, h
     login whose guessed database does not exist is tried once on the engine's fallback (PostgreSQL: `postgres`, as
     Supabase's images need), and written so when that works; one that still fails is said in the summary, with the
     file to fix."""
-    from controller import wiring
     from controller.core import databases
+    from controller.wiring import engines
 
     print("  .. checking each guessed login with one read-only probe", file=err)
     target = _target(opts)
     running = [i for i in _load(opts, imported).state.instances if f"{i.kind}/{i.metadata.name}" in imported.adopt]
-    results = wiring.probe_logins(target, running, observed)
+    results = engines.probe_logins(target, running, observed)
     fixed: dict[str, str] = {}
     for inst in running:
         name, r = inst.metadata.name, results.get(inst.metadata.name)
@@ -179,7 +179,7 @@ def _check_logins(opts: Options, imported: Imported, observed: live.LiveState, h
             retry = inst.model_copy(
                 update={"spec": inst.spec.model_copy(update={"auth": auth.model_copy(update={"database": other})})}
             )
-            again = wiring.probe_logins(target, [retry], observed).get(name)
+            again = engines.probe_logins(target, [retry], observed).get(name)
             if again is not None and again.reachable:
                 fixed[name] = other
                 continue
@@ -201,14 +201,14 @@ def _check_logins(opts: Options, imported: Imported, observed: live.LiveState, h
 
 
 def _target(opts: Options) -> Any:
-    from controller.engine.options import Target
+    from controller.core.options import Target
 
     return Target(opts.out, opts.env_file or opts.env_out, opts.docker_host, opts.state)
 
 
 def _known(opts: Options) -> dict[str, str]:
     """The variables import may reference as they are: --env-file's, else those --env-out holds already."""
-    from controller.adapters.envfile import read
+    from controller.wiring.local import read_env as read
 
     path = opts.env_file or opts.env_out
     if not path.is_file():
@@ -240,13 +240,13 @@ def _with_compose(files: tuple[Path, ...], found: list[Found], observed: live.Li
     that no container runs."""
     import dataclasses
 
-    from controller.adapters import compose
     from controller.core.adoption import COMPOSE_PROJECT, COMPOSE_SERVICE
+    from controller.wiring import local
 
     def key(f: Found) -> tuple[str | None, str | None]:
         return f.container.labels.get(COMPOSE_PROJECT), f.container.labels.get(COMPOSE_SERVICE)
 
-    declared = compose.read(files)
+    declared = local.read_compose(files)
     names = {key(f): f.env_vars for f in declared}
     running = [dataclasses.replace(f, env_vars=names.get(key(f), {})) for f in found]
     seen = {key(f) for f in found}
@@ -255,7 +255,7 @@ def _with_compose(files: tuple[Path, ...], found: list[Found], observed: live.Li
 
 def _merged_env(path: Path, new: dict[str, str]) -> dict[str, str]:
     """The env file's variables with the new ones added; a variable that holds another value is an error."""
-    from controller.adapters.envfile import read
+    from controller.wiring.local import read_env as read
 
     have: dict[str, str] = {}
     if path.exists():

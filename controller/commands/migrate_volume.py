@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, TextIO
 from controller.commands import oneoff
 from controller.commands import options as common
 from controller.core.errors import DbstateError
+from controller.core.options import PassOptions, Target
 from controller.core.scope import Scope
-from controller.engine.options import PassOptions, Target
 
 if TYPE_CHECKING:
-    from controller.wiring import Wired
+    from controller.wiring.engines import Wired
 
 DESCRIPTION = """\
 Move the data of the DatabaseInstance NAME to the mounts its declaration names, when they differ from what its
@@ -55,7 +55,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
-    from controller.engine import migrating
+    from controller.wiring.engines import moves
 
     result = wired.reconciler.plan(record=False)
     state = result.loaded.state
@@ -65,7 +65,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
     c = result.observed.container(inst.container_name)
     if c is None or c.owner != (inst.kind, inst.metadata.name):
         raise DbstateError(f"{inst.container_name} is not dbstate's (created or adopted): nothing is moved")
-    todo = migrating.moves(inst, c)
+    todo = moves(inst, c)
     if not todo:
         print(f"{inst.container_name} already mounts what its declaration names: nothing to move", file=out)
         return common.EXIT_OK
@@ -73,17 +73,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         print(f"  {mv.target}: {mv.source.type} {mv.source.source} -> {mv.to.type} {mv.to.source}", file=out)
     if not common.go_ahead(opts.yes, len(todo), out, "moved"):
         return common.EXIT_ERROR
-    migrating.migrate(
-        inst,
-        c,
-        todo,
-        state.volumes,
-        wired.runtime,
-        wired.runtime,
-        result.revision.commit,
-        progress,
-        result.observed.containers,
-    )
+    wired.migrate(inst, c, todo, result, progress)
     print(f"moved: {inst.container_name} runs on its declared mounts; the old data is still where it was", file=out)
     return common.EXIT_OK
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from controller.commands import options as common
 from controller.core import errors
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 if TYPE_CHECKING:
-    from controller.adapters.store import Store
     from controller.core.scope import Scope
-    from controller.wiring import Wired
+    from controller.wiring.engines import Wired
+    from controller.wiring.local import Store
 
 Progress = Callable[[str], None]
 POLL = 0.5  # how often the controller looks for a job, and a waiting command for its progress
@@ -52,12 +52,12 @@ class OneOff:
 
 def run(job: OneOff, opts: Any, out: TextIO, err: TextIO) -> int:
     """The command's `run`: under the engine lease, or handed to the `dbstate run` that holds it."""
-    from controller import wiring
+    from controller.wiring import engines
 
     def progress(message: str) -> None:
         print(f"  .. {message}", file=err, flush=True)
 
-    with wiring.reconciler(
+    with engines.reconciler(
         opts.target,
         job.passes(opts),
         instance=opts.name,
@@ -74,14 +74,14 @@ def run(job: OneOff, opts: Any, out: TextIO, err: TextIO) -> int:
 
 
 def _hand_over(job: OneOff, opts: Any, wired: Wired, held: errors.LeaseHeld, out: TextIO, err: TextIO) -> int:
-    from controller.adapters import store
     from controller.commands.suspend import who
+    from controller.wiring import local
 
     assert wired.lease is not None
     epochs = wired.lease.epochs()
     holder = epochs[-1].holder if epochs else ""
-    path = opts.target.state or store.default_path()
-    with store.Store(path) as db:
+    path = local.state_path(opts.target.state)
+    with local.state(path) as db:
         # the lease says the holder is alive (it renews it); the state database, that it takes jobs from here
         if not holder or db.controller_seen(holder) is None:
             raise errors.LeaseHeld(
@@ -197,7 +197,8 @@ class Desk:
                 self.db.controller_alive(lane.wired.lease.holder, [name])
 
     def _perform(self, job: dict[str, Any]) -> None:
-        from controller import commands, wiring
+        from controller import commands
+        from controller.wiring import engines
 
         job_id, lane = int(job["id"]), self.lanes[job["host"]]
         spec: OneOff = commands.load(job["command"]).ONE_OFF
@@ -216,7 +217,7 @@ class Desk:
             key = f"DatabaseInstance/{job['instance']}"
             with (
                 lane.wired.reconciler.holding_out(key, what),
-                wiring.reconciler(
+                engines.reconciler(
                     self.target,
                     spec.passes(opts),
                     host=job["host"],

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TextIO
 
 from controller.core.errors import DbstateError
+from controller.core.options import ProbeOptions, Target
 from controller.core.scope import Scope
-from controller.engine.options import ProbeOptions, Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
 
@@ -141,10 +141,10 @@ def add_backup_dir(p: argparse.ArgumentParser) -> None:
 
 
 def backup_dir(ns: argparse.Namespace) -> Path:
-    from controller.adapters import backups, store
+    from controller.wiring import local
 
     given = getattr(ns, "backup_dir", None) or os.environ.get("DBSTATE_BACKUP_DIR")
-    return Path(given) if given else backups.default_dir(getattr(ns, "state", None) or store.default_path())
+    return Path(given) if given else local.default_backup_dir(getattr(ns, "state", None))
 
 
 def target(ns: argparse.Namespace) -> Target:

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from controller.commands import options as common
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 if TYPE_CHECKING:
-    from controller.engine.reconciler import PassResult
-    from controller.wiring import Wired
+    from controller.wiring.engines import PassResult, Wired
 
 DESCRIPTION = """\
 Compare the desired state with the live Docker engine and print the changes that would converge it, each with its
@@ -73,9 +72,9 @@ def render(result: PassResult, output: str, color: str, probed: bool, directory:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
+    from controller.wiring import engines
 
-    with wiring.reconcilers(opts.target, opts.passes) as every:
+    with engines.reconcilers(opts.target, opts.passes) as every:
         if len(every) > 1:
             return _several(opts, every, out, err)
         wired = every[0]

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, TextIO
 from controller.commands import oneoff
 from controller.commands import options as common
 from controller.core.errors import DbstateError
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 if TYPE_CHECKING:
     from controller.core.dumps import Manifest
-    from controller.engine.backing import Server
-    from controller.wiring import Wired
+    from controller.wiring.engines import Server, Wired
 
 DESCRIPTION = """\
 Restore the backup ID (see `dbstate backups`) into the DatabaseInstance NAME as it runs. First a backup of what NAME
@@ -72,12 +71,9 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
-    from controller.commands.backup import servers
-    from controller.engine import backing
-
     manifest = wired.backups.get(opts.source)
     result = wired.reconciler.plan(record=False)
-    (server,) = servers(result, (opts.name,))
+    (server,) = wired.servers(result, (opts.name,))
     if isinstance(server, str):
         raise DbstateError(server)
     what = ", ".join(manifest.databases) if manifest.databases else "its data"
@@ -89,15 +85,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         return common.EXIT_ERROR
     if opts.to_new_volume:
         return _to_new_volume(opts, server, manifest, wired, result.revision.commit, progress, out)
-    safety = backing.restore(
-        server,
-        manifest,
-        wired.shell,
-        wired.backups,
-        wired.runtime,
-        revision=result.revision.commit,
-        progress=progress,
-    )
+    safety = wired.restore(server, manifest, revision=result.revision.commit, progress=progress)
     print(f"restored: {server.container} holds {manifest.id}; what it held before is backup {safety.id}", file=out)
     return common.EXIT_OK
 
@@ -111,18 +99,9 @@ def _to_new_volume(
     progress: Callable[[str], None],
     out: TextIO,
 ) -> int:
-    from controller.engine import upgrading
-
     assert opts.to_new_volume is not None
-    moved, kept = upgrading.restore_to_new_volume(
-        server,
-        manifest,
-        opts.to_new_volume,
-        wired.runtime,
-        wired.shell,
-        wired.backups,
-        revision=revision,
-        progress=progress,
+    moved, kept = wired.restore_to_new_volume(
+        server, manifest, opts.to_new_volume, revision=revision, progress=progress
     )
     mount = next(m for m in moved.spec.volumes if m.source == opts.to_new_volume)
     print(

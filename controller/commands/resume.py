@@ -30,9 +30,9 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.adapters import store
+    from controller.wiring import local
 
-    with store.Store(opts.state or store.default_path()) as db:
+    with local.state(opts.state) as db:
         found = db.resume(f"DatabaseInstance/{opts.name}")
     if not found:
         print(f"DatabaseInstance/{opts.name} was not suspended with `dbstate suspend`", file=err)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, TextIO
 from controller.commands import oneoff
 from controller.commands import options as common
 from controller.core.errors import DbstateError
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 if TYPE_CHECKING:
-    from controller.wiring import Wired
+    from controller.wiring.engines import Wired
 
 DESCRIPTION = """\
 Go back to the server kept by an upgrade (`NAME.dbstate-kept-v15`, say) or by `restore --to-new-volume`. First revert
@@ -73,7 +73,6 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
     from controller.core.labels import KEPT_SUFFIX
-    from controller.engine import upgrading
 
     result = wired.reconciler.plan(record=False)
     inst = next((i for i in result.loaded.state.instances if i.metadata.name == opts.name), None)
@@ -99,13 +98,10 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
     if not common.go_ahead(opts.yes, 1, out, "rolled back"):
         return common.EXIT_ERROR
     t0 = time.monotonic()
-    safety = upgrading.rollback(
+    safety = wired.rollback(
         inst,
         current,
         chosen,
-        wired.runtime,
-        wired.shell,
-        wired.backups,
         discard_writes=opts.discard_writes,
         revision=result.revision.commit,
         progress=progress,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.core.errors import DbstateError
-from controller.engine.options import PassOptions
+from controller.core.options import PassOptions
 
 if TYPE_CHECKING:
     from controller.run import RunOptions
@@ -88,14 +88,6 @@ def listen_address(text: str) -> tuple[str, int] | None:
     return host or "127.0.0.1", int(port)
 
 
-def notify_urls(specs: list[str]) -> list[str]:
-    from controller.adapters import notify
-
-    urls = notify.resolve(specs)
-    notify.notifiers(urls)  # each understood by Apprise, or a clear error before anything runs
-    return urls
-
-
 def keep_history(text: str) -> float | None:
     from controller.core.spec import duration_seconds
 
@@ -109,6 +101,7 @@ def keep_history(text: str) -> float | None:
 
 def options(ns: argparse.Namespace) -> RunOptions:
     from controller.run import RunOptions
+    from controller.wiring import local
 
     for flag, value in (("--resync", ns.resync), ("--pull-interval", ns.pull_interval)):
         if not value > 0:
@@ -132,7 +125,7 @@ def options(ns: argparse.Namespace) -> RunOptions:
         log_format=ns.log_format,
         retry_budget=ns.retry_budget,
         lease_ttl=common.lease_ttl(ns),
-        notify=tuple(notify_urls(ns.notify)),
+        notify=tuple(local.notify_urls(ns.notify)),
     )
 
 

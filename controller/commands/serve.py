@@ -46,13 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(ns: argparse.Namespace) -> Options:
-    from controller.adapters import store
     from controller.commands.run import listen_address
+    from controller.wiring import local
 
     where = listen_address(ns.listen)
     if where is None:
         raise DbstateError("--listen: say where to serve, as HOST:PORT")
-    return Options(ns.state or store.default_path(), common.backup_dir(ns), where)
+    return Options(local.state_path(ns.state), common.backup_dir(ns), where)
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:

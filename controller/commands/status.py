@@ -36,20 +36,21 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.adapters import store
-    from controller.adapters.backups import BackupDir
     from controller.views import status as view
+    from controller.wiring import local
 
-    path = opts.state or store.default_path()
+    path = local.state_path(opts.state)
     if not path.exists():
         raise DbstateError(f"no state database at {path}: run `dbstate plan`, `apply` or `run` first (or --state)")
-    with store.Store(path, readonly=True) as db:
+    with local.state(path, readonly=True) as db:
         passes = db.passes(limit=1)
         resources = db.resources()
         probed = db.health()
         engines = db.last_passes()
         jobs = db.jobs()
-    newest = {m.instance: m.to_json() for m in BackupDir(opts.backup_dir).manifests()}  # sorted: the last one wins
+    newest = {
+        m.instance: m.to_json() for m in local.backups_in(opts.backup_dir).manifests()
+    }  # sorted: the last one wins
     kept = [newest[k] for k in sorted(newest)]
     last = passes[0] if passes else None
     if opts.output == "json":

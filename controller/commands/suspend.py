@@ -47,9 +47,9 @@ def who() -> str:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.adapters import store
+    from controller.wiring import local
 
-    with store.Store(opts.state or store.default_path()) as db:
+    with local.state(opts.state) as db:
         db.suspend(f"DatabaseInstance/{opts.name}", who(), opts.why)
     print(
         f"suspended DatabaseInstance/{opts.name}: observed and reported, not changed, until `dbstate resume`", file=out

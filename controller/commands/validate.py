@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from controller.commands import options as common
-from controller.engine.options import Target
+from controller.core.options import Target
 
 DESCRIPTION = (
     "Load every *.yaml/*.yml below --dir and report every error as FILE:LINE:COLUMN: Kind/name: field: message. "
@@ -34,11 +34,11 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.adapters import desired
     from controller.views import validate as view
+    from controller.wiring import local
 
     t = opts.target
-    loaded = desired.load(t.directory, t.env_file, limits=desired.Limits.raised(t.max_file_bytes, t.max_total_bytes))
+    loaded = local.load(t)
     failed = bool(loaded.errors) or (opts.strict and bool(loaded.warnings))
     if opts.output == "json":
         out.write(view.to_json(t.directory, loaded, not failed))

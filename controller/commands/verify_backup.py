@@ -8,7 +8,7 @@ from typing import TextIO
 
 from controller.commands import options as common
 from controller.core.errors import DbstateError
-from controller.engine.options import PassOptions, Target
+from controller.core.options import PassOptions, Target
 
 DESCRIPTION = """\
 Verify backups already taken (ids from `dbstate backups`): the file must have the size and sha256 its manifest says,
@@ -36,14 +36,13 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller import wiring
-    from controller.engine import backing
+    from controller.wiring import engines
 
     def progress(message: str) -> None:
         print(f"  .. {message}", file=err, flush=True)
 
     failed = 0
-    with wiring.reconciler(opts.target, PassOptions("verify-backup")) as wired:
+    with engines.reconciler(opts.target, PassOptions("verify-backup")) as wired:
         declared = {i.metadata.name: i for i in wired.reconciler.plan(record=False).loaded.state.instances}
         for ident in opts.ids:
             try:
@@ -51,7 +50,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
                 inst = declared.get(m.instance)
                 if inst is None:
                     raise DbstateError(f"no DatabaseInstance {m.instance} is declared: its login is unknown")
-                backing.verify(m, inst, wired.shell, wired.backups, progress)
+                wired.verify(m, inst, progress)
             except DbstateError as e:
                 print(f"failed: {ident}: {e}", file=err)
                 failed += 1

@@ -84,7 +84,7 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
 
 def naming_convention(name: str, engine: spec.Engine, container: str) -> str | None:
     """The seed's patterns: `<service>-<service>-1`, `<service>-<dbtype>-1`, `<service>-db`."""
-    types = ("db", *(d.engine.value for d in databases.every()))
+    types = ("db", *(e.value for e in spec.Engine))
     ok = re.fullmatch(rf"{re.escape(name)}-{re.escape(name)}-1", container) or re.fullmatch(
         rf"[a-z0-9][a-z0-9-]*-({'|'.join(types)})(-1)?", container
     )

@@ -46,6 +46,24 @@ class Server:
         return self.inst.metadata.name
 
 
+def running(state: spec.DesiredState, observed: live.LiveState, names: tuple[str, ...]) -> list[Server | str]:
+    """Each named (or, without names, every declared) instance's running server; a message for one that is not."""
+    declared = {i.metadata.name: i for i in state.instances}
+    out: list[Server | str] = []
+    for name in names or tuple(declared):
+        inst = declared.get(name)
+        if inst is None:
+            out.append(f"{name}: no DatabaseInstance of that name (or its declaration has errors)")
+            continue
+        c = observed.container(inst.container_name)
+        if c is None or c.state != "running":
+            out.append(f"{name}: {inst.container_name} is {'missing' if c is None else c.state}: nothing to back up")
+            continue
+        data = tuple((m.source, m.destination) for m in c.mounts if m.type in ("volume", "bind"))
+        out.append(Server(inst, c.name, c.image, data))
+    return out
+
+
 class _Meter:
     """Progress lines for a stream: at most one every PROGRESS_EVERY seconds."""
 

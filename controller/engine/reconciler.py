@@ -21,13 +21,13 @@ from controller.core.diagnostics import Diagnostic
 from controller.core.dumps import Manifest
 from controller.core.health import ProbeResult
 from controller.core.labels import SPEC_HASH
+from controller.core.options import PassOptions, ProbeOptions
 from controller.core.plan import Action, Change, Finding, FindingType, NoteType, Outcome, Plan, ResourceStatus
 from controller.core.revision import Revision
 from controller.engine import apply as applying
 from controller.engine import backing
 from controller.engine.backing import Server
 from controller.engine.guard import Guard
-from controller.engine.options import PassOptions, ProbeOptions
 from controller.engine.ports import (
     Clock,
     DesiredSource,

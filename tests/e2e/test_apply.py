@@ -593,8 +593,8 @@ def test_a_volume_removed_during_the_create_never_gets_a_server(
     """The race a plan cannot see: `docker volume rm` lands after the plan, right before the create, and Docker makes a
     new, empty volume of the same name for the new container. The container is removed before it ever starts, and
     from then on the volume is lost (not adopted as empty)."""
-    from controller import wiring
-    from controller.engine.options import PassOptions, Target
+    from controller.core.options import PassOptions, Target
+    from controller.wiring import engines
 
     root = write_tree(tmp_path / "d", SMALL)
     assert apply(root, engine_host, state).code == 0
@@ -603,7 +603,7 @@ def test_a_volume_removed_during_the_create_never_gets_a_server(
     docker_client.containers.get("kv-a-db").remove(force=True)
     for k, v in HELPER_ENV.items():
         monkeypatch.setenv(k, v)
-    with wiring.reconciler(Target(root, None, engine_host, state), PassOptions("apply")) as wired:
+    with engines.reconciler(Target(root, None, engine_host, state), PassOptions("apply")) as wired:
         original = wired.runtime.create_container
         events: list[str] = []
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from controller.adapters.prometheus import render
 from controller.core import errors
+from controller.core.options import PassOptions
 from controller.engine.loop import Loop
 from controller.engine.metrics import Metrics
-from controller.engine.options import PassOptions
 from controller.engine.queue import WorkQueue
 from controller.engine.reconciler import Reconciler
 from tests.fakes import FakeEngine, MemoryHistory, TextSource

@@ -7,8 +7,8 @@ import pytest
 
 from controller.core import errors, live
 from controller.core.health import ProbeResult
+from controller.core.options import PassOptions, ProbeOptions
 from controller.core.plan import Action, FindingType
-from controller.engine.options import PassOptions, ProbeOptions
 from controller.engine.queue import Backoff
 from controller.engine.reconciler import Reconciler, Request
 from tests.fakes import FakeClock, FakeEngine, FakeProber, MemoryHistory, TextSource

@@ -1,5 +1,6 @@
-"""Composition only: builds the adapters (the desired-state source, the Docker engine, the state database, the
-probes, the lease) and hands them to the engine. No decision lives here; the commands call it."""
+"""Composition of one engine's parts: builds the adapters (the desired-state source, the Docker engine, the state
+database, the probes, the lease), hands them to the reconciler, and binds the data operations to them. No decision
+lives here; the commands call it."""
 
 from __future__ import annotations
 
@@ -17,12 +18,21 @@ from controller.adapters.shell import DockerShell
 from controller.adapters.source import DirectorySource, EngineSource, SharedSource
 from controller.core import errors, live, placement, spec
 from controller.core.adoption import Adoption
+from controller.core.dumps import Manifest
 from controller.core.importer import Found
+from controller.core.options import PassOptions, SourceMode, Target
+from controller.engine import backing, migrating, upgrading
 from controller.engine.guard import Guard
 from controller.engine.history import MemoryHistory
-from controller.engine.options import PassOptions, SourceMode, Target
 from controller.engine.ports import History, Prober
-from controller.engine.reconciler import Reconciler
+from controller.engine.reconciler import PassResult as PassResult
+from controller.engine.reconciler import Reconciler as Reconciler
+from controller.wiring import local
+
+Progress = Callable[[str], None]
+Move = migrating.Move  # the names the commands use, from the composition root
+Server = backing.Server
+moves = migrating.moves
 
 if TYPE_CHECKING:
     from controller.core.health import ProbeResult
@@ -39,7 +49,7 @@ class EngineRef:
     probe_via: str | None = None  # the Host's own spec.probeVia, over --probe-via
 
 
-def engines(target: Target, source: SourceMode = "worktree") -> list[EngineRef]:
+def declared(target: Target, source: SourceMode = "worktree") -> list[EngineRef]:
     """The engines of the desired state as it reads now. A Host whose declaration has errors is not among them
     (its resources are held back), and neither is a Host added later: `run` takes it up when restarted."""
     hosts = _whole(target, source).state.hosts if target.directory.is_dir() else ()
@@ -88,12 +98,71 @@ class Wired:
     lease: lease.EngineLease | None = None  # with `lease_ttl`: every mutating call of the runtime is fenced by it
     borrowed: bool = False  # the lease is a running controller's (a job it performs): held and renewed by it
 
+    # The data operations (engine/backing, upgrading, migrating) bound to this engine's shell, runtime and backups.
+    def servers(self, result: PassResult, names: tuple[str, ...]) -> list[backing.Server | str]:
+        return backing.running(result.loaded.state, result.observed, names)
 
-def backup_dir(target: Target) -> backups.BackupDir:
-    state = target.state or store.default_path()
-    return backups.BackupDir(
-        target.backup_dir or backups.default_dir(state), target.backup_key or backups.default_key(state)
-    )
+    def take(self, server: backing.Server, *, revision: str | None, reason: str, progress: Progress) -> Manifest:
+        return backing.take(server, self.shell, self.backups, revision=revision, reason=reason, progress=progress)
+
+    def verify(self, manifest: Manifest, inst: spec.DatabaseInstance, progress: Progress) -> Manifest:
+        return backing.verify(manifest, inst, self.shell, self.backups, progress)
+
+    def restore(
+        self, server: backing.Server, manifest: Manifest, *, revision: str | None, progress: Progress
+    ) -> Manifest:
+        return backing.restore(
+            server, manifest, self.shell, self.backups, self.runtime, revision=revision, progress=progress
+        )
+
+    def restore_to_new_volume(
+        self, server: backing.Server, manifest: Manifest, volume: str, *, revision: str | None, progress: Progress
+    ) -> tuple[spec.DatabaseInstance, str]:
+        return upgrading.restore_to_new_volume(
+            server, manifest, volume, self.runtime, self.shell, self.backups, revision=revision, progress=progress
+        )
+
+    def rollback(
+        self,
+        inst: spec.DatabaseInstance,
+        current: live.Container,
+        kept: live.Container,
+        *,
+        discard_writes: bool,
+        revision: str | None,
+        progress: Progress,
+    ) -> Manifest:
+        return upgrading.rollback(
+            inst,
+            current,
+            kept,
+            self.runtime,
+            self.shell,
+            self.backups,
+            discard_writes=discard_writes,
+            revision=revision,
+            progress=progress,
+        )
+
+    def migrate(
+        self,
+        inst: spec.DatabaseInstance,
+        c: live.Container,
+        todo: Sequence[migrating.Move],
+        result: PassResult,
+        progress: Progress,
+    ) -> None:
+        migrating.migrate(
+            inst,
+            c,
+            list(todo),
+            result.loaded.state.volumes,
+            self.runtime,
+            self.runtime,
+            result.revision.commit,
+            progress,
+            result.observed.containers,
+        )
 
 
 @contextlib.contextmanager
@@ -162,7 +231,7 @@ def reconciler(
     """The reconciler of one engine for the commands that work on one: `host` (or --host), else the engine of
     `instance`, else the only one. `borrow`: a running controller's lease of that engine, which fences this one's
     changes too (a one-off job the controller performs)."""
-    refs = engines(target, source)
+    refs = declared(target, source)
     if host is None and target.host is None and instance is not None and len(refs) > 1:
         host = placement.where(_whole(target, source).state).get(f"DatabaseInstance/{instance}")
     engine = pick(refs, host or target.host)
@@ -188,7 +257,7 @@ def reconcilers(
 ) -> Iterator[list[Wired]]:
     """One reconciler per engine (or only `host`'s), each with its own runtime, lease, history connection and
     source of its part of the desired state: `plan`, `apply` and `run` over several engines."""
-    refs, host = engines(target, source), host or target.host
+    refs, host = declared(target, source), host or target.host
     chosen = [pick(refs, host)] if host is not None else refs
     whole = SharedSource(DirectorySource(target.directory, target.env_file, source, limits=_limits(target)))
     with contextlib.ExitStack() as stack:
@@ -225,7 +294,7 @@ def _wire(
             held = lease.EngineLease(runtime, ttl=lease_ttl)
         if held is not None:
             runtime.fence, runtime.gate = held.confirm, held.check_clock
-        shell, kept = DockerShell(runtime), backup_dir(target)
+        shell, kept = DockerShell(runtime), local.backup_dir(target)
         try:
             r = Reconciler(
                 EngineSource(whole, engine.name),
@@ -274,7 +343,7 @@ def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
     """For `dbstate import`: every container with what its image adds, the observed state, and the engine's address."""
     from controller.adapters.inventory import inventory as read
 
-    runtime = _runtime(pick(engines(target), target.host), None, 10.0, None)
+    runtime = _runtime(pick(declared(target), target.host), None, 10.0, None)
     try:
         found, observed = read(runtime)
         return found, observed, runtime.host
@@ -287,7 +356,7 @@ def probe_logins(
 ) -> dict[str, ProbeResult]:
     """For `dbstate import`: one read-only login per instance with the auth it guessed (direct, else through the
     container's own client)."""
-    runtime = _runtime(pick(engines(target), target.host), None, 10.0, None)
+    runtime = _runtime(pick(declared(target), target.host), None, 10.0, None)
     try:
         return _prober("auto", DockerShell(runtime)).probe_all(
             instances, observed, timeout=timeout, internal=frozenset()
@@ -299,7 +368,7 @@ def probe_logins(
 def record_adoptions(target: Target, adoptions: Sequence[Adoption], host: str | None = None) -> None:
     """Ownership of containers taken over as they are: in the state database, and on the engine (`host`'s)."""
     with _history(target.state, True) as (history, _db):
-        runtime = _runtime(pick(engines(target), host or target.host), None, 10.0, None)
+        runtime = _runtime(pick(declared(target), host or target.host), None, 10.0, None)
         try:
             kept = facts.EngineFacts(runtime, write=True)
             for a in adoptions:
