@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.adapters.docker import DockerEngine
-from controller.core import errors, live
+from controller.core import live
 from controller.core.importer import Found
 
 
@@ -19,12 +19,12 @@ def inventory(engine: DockerEngine) -> tuple[list[Found], live.LiveState]:
     images: dict[str, dict[str, Any]] = {}
     found = []
     for c in observed.containers:
-        detail = _inspect(engine, "container", c.id)
+        detail = engine.inspected("container", c.id)
         if not detail:
             continue  # removed meanwhile
         image_id = str(detail.get("Image", ""))
         if image_id not in images:
-            images[image_id] = _inspect(engine, "image", image_id)
+            images[image_id] = engine.inspected("image", image_id)
         image_config = images[image_id].get("Config") or {}
         config = detail.get("Config") or {}
         found.append(
@@ -37,12 +37,3 @@ def inventory(engine: DockerEngine) -> tuple[list[Found], live.LiveState]:
             )
         )
     return found, observed
-
-
-def _inspect(engine: DockerEngine, what: str, ident: str) -> dict[str, Any]:
-    call = engine.api.inspect_container if what == "container" else engine.api.inspect_image
-    try:
-        found: dict[str, Any] = engine.call(f"inspecting a {what}", lambda: call(ident))
-    except errors.EnginePermanent:
-        return {}
-    return found

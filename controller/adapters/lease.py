@@ -26,20 +26,16 @@ The markers are filtered out of the observed state and their events are never a 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import socket
-import tarfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import docker
-
-from controller.adapters.docker import DockerEngine
+from controller.adapters.docker import DockerRuntime
 from controller.core import errors
 from controller.core.labels import LEASE as LABEL
 from controller.core.labels import LEASE_EPOCH_PREFIX
@@ -111,7 +107,7 @@ def epoch_name(number: int) -> str:
 
 
 class EngineLease:
-    def __init__(self, engine: DockerEngine, holder: str | None = None, ttl: float = 30.0) -> None:
+    def __init__(self, engine: DockerRuntime, holder: str | None = None, ttl: float = 30.0) -> None:
         self.engine = engine
         self.holder = holder or new_holder_id()
         self.ttl = ttl
@@ -128,19 +124,14 @@ class EngineLease:
 
     def epochs(self) -> list[Epoch]:
         """Every epoch marker on the engine, highest last."""
-        raw = self.engine.call(
-            "reading the engine lease",
-            lambda: self.engine.api.containers(all=True, filters={"label": LABEL, "name": LEASE_EPOCH_PREFIX}),
-        )
         out = []
-        for c in raw:
-            labels = c.get("Labels") or {}
-            for name in c.get("Names") or ():
+        for container_id, names, labels in self.engine.marker_containers(LABEL, LEASE_EPOCH_PREFIX):
+            for name in names:
                 m = _EPOCH.match(name)
                 if m and labels.get(f"{LABEL}.holder"):
                     released = labels.get(LABEL) == "released"
                     holder, process = labels[f"{LABEL}.holder"], labels.get(f"{LABEL}.process", "")
-                    out.append(Epoch(int(m.group(1)), holder, released, c["Id"], process))
+                    out.append(Epoch(int(m.group(1)), holder, released, container_id, process))
         return sorted(out, key=lambda e: e.number)
 
     def held(self) -> bool:
@@ -224,31 +215,14 @@ class EngineLease:
     def _ensure_image(self) -> None:
         if self._image_ready:
             return
-        try:
-            self.engine.call("checking the lease image", lambda: self.engine.api.inspect_image(IMAGE))  # type: ignore[no-untyped-call]
-        except errors.EnginePermanent:
-            empty = io.BytesIO()
-            tarfile.open(fileobj=empty, mode="w").close()
-            repo, tag = IMAGE.split(":")
-            self.engine.call(
-                "making the lease image",
-                lambda: self.engine.api.import_image_from_data(empty.getvalue(), repository=repo, tag=tag),
-            )
-        legacy = self.engine.call(
-            "listing old lease markers", lambda: self.engine.api.volumes(filters={"label": LABEL})
-        )
-        for name in [v["Name"] for v in legacy.get("Volumes") or []]:  # the marker volumes of earlier releases
-            self._remove_volume(name)
+        self.engine.ensure_empty_image(IMAGE)
+        for name in self.engine.marker_volumes(LABEL):  # the marker volumes of earlier releases
+            self.engine.remove_unfenced_volume(name)
         self._image_ready = True
-
-    def _remove_volume(self, name: str) -> None:
-        with contextlib.suppress(errors.EngineError):
-            self.engine.call("removing an old lease marker", lambda: self.engine.api.remove_volume(name))
 
     def _remove(self, container: str) -> None:
         # an epoch that is already gone is fine: only the highest one matters
-        with contextlib.suppress(errors.EngineError, docker.errors.DockerException):
-            self.engine.call("removing an old lease epoch", lambda: self.engine.api.remove_container(container))
+        self.engine.remove_marker_container(container)
 
     def release(self) -> None:
         """On a clean stop: stop acting, then mark the lease released (the next controller need not wait a TTL)."""
@@ -266,23 +240,8 @@ class EngineLease:
     def _create_epoch(self, number: int, state: str) -> bool:
         """Create the marker of epoch `number`; False when it exists already (another controller made it)."""
         self._ensure_image()
-        try:
-            self.engine.call(
-                "taking the engine lease",
-                lambda: self.engine.api.create_container(
-                    IMAGE,
-                    command=["lease"],
-                    name=epoch_name(number),
-                    labels={LABEL: state, f"{LABEL}.holder": self.holder, f"{LABEL}.process": self.process},
-                    network_disabled=True,
-                    host_config=self.engine.api.create_host_config(network_mode="none"),
-                ),
-            )
-        except errors.EnginePermanent as e:
-            if "already in use" in str(e) or "conflict" in str(e).lower():
-                return False
-            raise
-        return True
+        labels = {LABEL: state, f"{LABEL}.holder": self.holder, f"{LABEL}.process": self.process}
+        return self.engine.create_marker_container(epoch_name(number), IMAGE, ["lease"], labels)
 
     @contextlib.contextmanager
     def holding(self, progress: Callable[[str], None]) -> Iterator[None]:

@@ -5,64 +5,38 @@ its command line (which every process of the host can read in /proc/*/cmdline)."
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
-
-import docker.errors
-import docker.utils.socket
 
 from controller.adapters.docker import DockerRuntime
 from controller.core import errors
 from controller.core.databases import Ran
-from controller.core.labels import HELPER, HELPER_PREFIX
+from controller.core.labels import HELPER_PREFIX
 from controller.core.text import printable
 
 TAIL = 2000  # how much of a tool's stderr an error message keeps
 
 
 class DockerShell:
-    """Implements `engine.ports.Shell` over a `DockerRuntime` (its client, retries and fencing)."""
+    """Implements `engine.ports.Shell` over a `DockerRuntime`'s exec API (its client, retries and fencing)."""
 
     def __init__(self, runtime: DockerRuntime) -> None:
         self.runtime = runtime
-        self.api = runtime.api
-
-    def _create(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str, stdin: bool) -> str:
-        doing = f"starting {argv[0]} in {container}"
-        created = self.runtime.call(
-            doing,
-            lambda: self.api.exec_create(
-                container, list(argv), stdin=stdin, environment=dict(env), user=user, stdout=True, stderr=True
-            ),
-        )
-        return str(created["Id"])
-
-    def _exit_code(self, exec_id: str) -> int:
-        for _ in range(50):  # the stream ends a moment before the engine records the exit code
-            found = self.runtime.call("reading an exit code", lambda: self.api.exec_inspect(exec_id))
-            if not found.get("Running") and found.get("ExitCode") is not None:
-                return int(found["ExitCode"])
-            time.sleep(0.05)
-        return -1
 
     def stream(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str = "") -> Iterator[bytes]:
         """The tool's stdout as it comes; raises `ExecFailed` (with the end of its stderr) after the last chunk
         when it exits non-zero."""
-        exec_id = self._create(container, argv, env, user, stdin=False)
+        exec_id = self.runtime.exec_create(container, argv, env, user, stdin=False)
         stderr: list[bytes] = []
-        with self.runtime.calling(f"reading {argv[0]} in {container}"):
-            for out, err in self.api.exec_start(exec_id, stream=True, demux=True):
-                if err:
-                    stderr.append(err)
-                    if sum(len(e) for e in stderr) > 64 * 1024:
-                        stderr[:] = [b"".join(stderr)[-TAIL:]]
-                if out:
-                    yield out
-        code = self._exit_code(exec_id)
+        for out, err in self.runtime.exec_stream(exec_id, f"reading {argv[0]} in {container}"):
+            if err:
+                stderr.append(err)
+                if sum(len(e) for e in stderr) > 64 * 1024:
+                    stderr[:] = [b"".join(stderr)[-TAIL:]]
+            if out:
+                yield out
+        code = self.runtime.exec_exit_code(exec_id)
         if code != 0:
             raise errors.ExecFailed(argv[0], container, code, _tail(b"".join(stderr)))
 
@@ -78,42 +52,13 @@ class DockerShell:
         """Run to the end; `stdin` is streamed to the tool. `mutating` (a restore): fenced like every change."""
         if mutating:
             self.runtime.fence()
+        exec_id = self.runtime.exec_create(container, argv, env, user, stdin=stdin is not None)
+        doing = f"running {argv[0]} in {container}"
         if stdin is None:
-            exec_id = self._create(container, argv, env, user, stdin=False)
-            with self.runtime.calling(f"running {argv[0]} in {container}"):
-                out, err = self.api.exec_start(exec_id, demux=True)
-            return Ran(self._exit_code(exec_id), out or b"", _tail(err or b""))
-        exec_id = self._create(container, argv, env, user, stdin=True)
-        with self.runtime.calling(f"running {argv[0]} in {container}"):
-            sock = self.api.exec_start(exec_id, socket=True)
-            raw: socket.socket = sock._sock  # type: ignore[union-attr]  # the hijacked connection under SocketIO
-            frames: dict[int, list[bytes]] = {1: [], 2: []}
-            failed: list[BaseException] = []
-
-            def read() -> None:
-                try:
-                    for kind, data in docker.utils.socket.frames_iter(sock, tty=False):  # type: ignore[no-untyped-call]
-                        frames.setdefault(kind, []).append(data)
-                except BaseException as e:  # surfaced below; a reader thread must not die silently
-                    failed.append(e)
-
-            reader = threading.Thread(target=read, name="dbstate-exec-reader", daemon=True)
-            reader.start()
-            try:
-                for chunk in stdin:
-                    raw.sendall(chunk)
-            except BrokenPipeError:
-                pass  # the tool stopped reading: its exit code and stderr say why
-            finally:
-                with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_WR)
-            reader.join()
-            with contextlib.suppress(OSError):
-                sock.close()
-        if failed:
-            raise errors.EngineTransient(f"reading the output of {argv[0]} in {container}: {failed[0]}")
-        code = self._exit_code(exec_id)
-        return Ran(code, b"".join(frames[1]), _tail(b"".join(frames[2])))
+            out, err = self.runtime.exec_output(exec_id, doing)
+        else:
+            out, err = self.runtime.exec_with_input(exec_id, stdin, doing)
+        return Ran(self.runtime.exec_exit_code(exec_id), out, _tail(err))
 
     def put_file(self, container: str, directory: str, name: str, chunks: Iterable[bytes], size: int) -> None:
         """Write one file into a (possibly stopped) container, streamed as a tar archive of one member."""
@@ -132,9 +77,7 @@ class DockerShell:
                 raise errors.DbstateError(f"{name}: {written} bytes instead of {size}")
             yield b"\0" * ((512 - size % 512) % 512) + b"\0" * 1024
 
-        self.runtime.mutate(
-            f"copying {name} into {container}", lambda: self.api.put_archive(container, directory, archive())
-        )
+        self.runtime.put_archive(container, directory, archive(), f"copying {name} into {container}")
 
     @contextlib.contextmanager
     def scratch(
@@ -144,53 +87,24 @@ class DockerShell:
         `volume` at `target` when given; removed with its anonymous volumes afterwards, whatever happens."""
         tag = uuid.uuid4().hex[:12]
         name, net = f"{HELPER_PREFIX}{tag}", f"{HELPER_PREFIX}{tag}"
-        self.runtime.mutate(
-            f"creating network {net}",
-            lambda: self.api.create_network(net, driver="bridge", internal=True, labels={HELPER: "true"}),
-        )
+        self.runtime.create_helper_network(net)
         try:
-            mounts = []
-            if volume and target:
-                bind = volume.startswith("/")  # a host directory; else a volume's name
-                mounts = [docker.types.Mount(target=target, source=volume, type="bind" if bind else "volume")]
-            self.runtime.mutate(
-                f"creating {name}",
-                lambda: self.api.create_container(
-                    image,
-                    name=name,
-                    environment=dict(env),
-                    labels={HELPER: "true"},
-                    host_config=self.api.create_host_config(network_mode=net, mounts=mounts),
-                    detach=True,
-                ),
-            )
             try:
-                self.runtime.mutate(f"starting {name}", lambda: self.api.start(name))
+                self.runtime.start_helper(name, image, env, net, volume, target)
                 yield name
             finally:
-                with contextlib.suppress(errors.EngineError):
-                    self.runtime.call(f"removing {name}", lambda: self.api.remove_container(name, v=True, force=True))
+                self.runtime.remove_helper(name)
         finally:
-            with contextlib.suppress(errors.EngineError):
-                self.runtime.call(f"removing {net}", lambda: self.api.remove_network(net))
+            self.runtime.remove_helper_network(net)
 
     def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
         return self.runtime.run_once(image, mounts, script)
 
     def logs(self, container: str) -> str:
-        out: bytes = self.runtime.call(f"reading the log of {container}", lambda: self.api.logs(container, tail=20))
-        return printable(out.decode(errors="replace"))[-TAIL:]
+        return printable(self.runtime.logs(container).decode(errors="replace"))[-TAIL:]
 
     def running(self, container: str) -> bool:
-        try:
-            found: dict[str, Any] = self.runtime.call(
-                f"inspecting {container}", lambda: self.api.inspect_container(container)
-            )
-        except errors.EnginePermanent as e:
-            if isinstance(e.__cause__, docker.errors.NotFound):
-                return False
-            raise
-        return bool((found.get("State") or {}).get("Running"))
+        return self.runtime.is_running(container)
 
 
 def _tail(data: bytes) -> str:

@@ -6,6 +6,7 @@
     │   ├── EngineUnavailable    cannot be reached, or timed out            retryable
     │   ├── EngineTransient      a 5xx, a reset connection                  retryable
     │   └── EnginePermanent      4xx: invalid configuration, conflict, not found; retrying will not help
+    │       ├── EngineNotFound   404: no such container, volume or network
     │       └── ImageNotFound    the image is not present and cannot be pulled
     ├── VolumeLost               a database's volume vanished or was replaced under it: nothing starts on it
     ├── StateError               the state database is not one (garbage, another program's file)
@@ -41,6 +42,10 @@ class EngineTransient(EngineError):
 
 class EnginePermanent(EngineError):
     """The engine refused the request for a reason that retrying will not change."""
+
+
+class EngineNotFound(EnginePermanent):
+    """The engine has no such object (404): a container, volume or network that is not there."""
 
 
 class ImageNotFound(EnginePermanent):

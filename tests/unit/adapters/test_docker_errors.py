@@ -23,6 +23,7 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
         (api_error(503, "busy"), errors.EngineTransient, True),
         (api_error(409, "Conflict. The container name is already in use"), errors.EnginePermanent, False),
         (api_error(400, "invalid reference format"), errors.EnginePermanent, False),
+        (docker.errors.NotFound("no such container"), errors.EngineNotFound, False),
         (docker.errors.ImageNotFound("no such image"), errors.ImageNotFound, False),
         (requests.exceptions.ConnectionError("Connection refused"), errors.EngineUnavailable, True),
         (requests.exceptions.ReadTimeout("timed out"), errors.EngineUnavailable, True),
