@@ -10,7 +10,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -21,6 +21,8 @@ from controller.core.errors import DesiredStateError
 
 DEFAULT_ENV_FILE = ".workspace/.env"
 SUFFIXES = (".yaml", ".yml")
+
+R = TypeVar("R", spec.DatabaseInstance, spec.Network, spec.Volume, spec.Consumer, spec.Host)
 
 
 @dataclass(frozen=True)
@@ -349,13 +351,13 @@ def _assemble(
     while True:
         by_kind: dict[str, list[_Doc]] = {k: [d for d in good if d.kind == k] for k in spec.KINDS}
         problems = checks.check_all(
-            [d.resource for d in by_kind["DatabaseInstance"]],  # type: ignore[misc]
-            [d.resource for d in by_kind["Network"]],  # type: ignore[misc]
-            [d.resource for d in by_kind["Volume"]],  # type: ignore[misc]
-            [d.resource for d in by_kind["Consumer"]],  # type: ignore[misc]
+            _resources(good, spec.DatabaseInstance),
+            _resources(good, spec.Network),
+            _resources(good, spec.Volume),
+            _resources(good, spec.Consumer),
             broken,
             unreadable,
-            [d.resource for d in by_kind["Host"]],  # type: ignore[misc]
+            _resources(good, spec.Host),
         )
         failing = {id(by_kind[p.kind][p.index]) for p in problems if p.severity == "error"}
         if not failing:
@@ -383,6 +385,11 @@ def _assemble(
     return state, sources
 
 
+def _resources(docs: list[_Doc], cls: type[R]) -> list[R]:
+    """The resources of one kind, in the order of `docs` (a problem's index counts among them)."""
+    return [d.resource for d in docs if isinstance(d.resource, cls)]
+
+
 def _hold_back(d: _Doc, broken: set[tuple[str, str]], containers: set[str]) -> None:
     if d.kind and d.name:
         broken.add((d.kind, d.name))
@@ -390,7 +397,7 @@ def _hold_back(d: _Doc, broken: set[tuple[str, str]], containers: set[str]) -> N
     s = data.get("spec") if isinstance(data, dict) else None
     if isinstance(s, dict) and isinstance(s.get("containerName"), str):
         containers.add(s["containerName"])
-    elif d.kind == "DatabaseInstance" and d.name:
+    elif d.kind == spec.Kind.DATABASE_INSTANCE and d.name:
         containers.add(d.name)
 
 

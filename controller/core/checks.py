@@ -140,10 +140,10 @@ def check_all(
         n = inst.metadata.name
         me: tuple[str, str, int] = (inst.kind, n, idx)
         for i, att in enumerate(inst.spec.networks):
-            ref(me, ("spec", "networks", i, "name"), "Network", att.name, net_by_name)
+            ref(me, ("spec", "networks", i, "name"), spec.Kind.NETWORK, att.name, net_by_name)
         for i, vm in enumerate(inst.spec.volumes):
             if vm.type == "volume":
-                ref(me, ("spec", "volumes", i, "source"), "Volume", vm.source, vol_names)
+                ref(me, ("spec", "volumes", i, "source"), spec.Kind.VOLUME, vm.source, vol_names)
         _dup_attachments(out, me, inst.spec.networks)
         isolated = [a.name for a in inst.spec.networks if a.name in net_by_name and net_by_name[a.name].spec.isolated]
         shared = [a.name for a in inst.spec.networks if a.name in net_by_name and not net_by_name[a.name].spec.isolated]
@@ -164,7 +164,7 @@ def check_all(
         n = con.metadata.name
         me = (str(con.kind), n, idx)
         for i, att in enumerate(con.spec.networks):
-            ref(me, ("spec", "networks", i, "name"), "Network", att.name, net_by_name)
+            ref(me, ("spec", "networks", i, "name"), spec.Kind.NETWORK, att.name, net_by_name)
         _dup_attachments(out, me, con.spec.networks)
         if con.spec.image is None and con.spec.env:
             out.append(
@@ -182,7 +182,7 @@ def check_all(
         con_nets = {a.name for a in con.spec.networks}
         for i, use in enumerate(con.spec.uses):
             before = len(out)
-            ref(me, ("spec", "uses", i, "instance"), "DatabaseInstance", use.instance, inst_by_name)
+            ref(me, ("spec", "uses", i, "instance"), spec.Kind.DATABASE_INSTANCE, use.instance, inst_by_name)
             if len(out) > before:
                 continue
             target = inst_by_name[use.instance]
@@ -220,11 +220,11 @@ def check_all(
                 )
 
     _placement(out, ref, instances, networks, volumes, consumers, hosts, broken_set)
-    _unique(out, "DatabaseInstance", [i.metadata.name for i in instances])
-    _unique(out, "Consumer", [c.metadata.name for c in consumers])
-    _unique(out, "Network", [x.metadata.name for x in networks])
-    _unique(out, "Volume", [x.metadata.name for x in volumes])
-    _unique(out, "Host", [x.metadata.name for x in hosts])
+    _unique(out, spec.Kind.DATABASE_INSTANCE, [i.metadata.name for i in instances])
+    _unique(out, spec.Kind.CONSUMER, [c.metadata.name for c in consumers])
+    _unique(out, spec.Kind.NETWORK, [x.metadata.name for x in networks])
+    _unique(out, spec.Kind.VOLUME, [x.metadata.name for x in volumes])
+    _unique(out, spec.Kind.HOST, [x.metadata.name for x in hosts])
 
     claims: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for idx, inst in enumerate(instances):
@@ -265,7 +265,7 @@ def _shared_data(out: list[Problem], instances: Sequence[spec.DatabaseInstance])
         for name, idx, i in owners:
             out.append(
                 Problem(
-                    "DatabaseInstance",
+                    spec.Kind.DATABASE_INSTANCE,
                     name,
                     ("spec", "volumes", i, "source"),
                     f"{type_} {source} is the data of {len(owners)} declarations ({names}): two database servers "
@@ -312,7 +312,7 @@ def _placement(
     """`spec.host`: it names a declared Host; it is required once several are declared; what a resource attaches
     to lives on its engine; a consumer uses an instance of another engine only through a published port."""
     host_names = [h.metadata.name for h in hosts]
-    broken_hosts = sorted(n for k, n in broken if k == "Host")
+    broken_hosts = sorted(n for k, n in broken if k == spec.Kind.HOST)
     every = tuple(hosts)
     where: dict[tuple[str, str], str] = {}
     groups: tuple[Sequence[placement.Placed], ...] = (networks, volumes, instances, consumers)
@@ -320,7 +320,7 @@ def _placement(
         for idx, r in enumerate(group):
             me = (str(r.kind), r.metadata.name, idx)
             if r.spec.host is not None:
-                ref(me, ("spec", "host"), "Host", r.spec.host, host_names)
+                ref(me, ("spec", "host"), spec.Kind.HOST, r.spec.host, host_names)
             elif len(hosts) + len(broken_hosts) > 1:
                 known = ", ".join(sorted(host_names + broken_hosts))
                 why = f"{len(hosts) + len(broken_hosts)} Hosts are declared ({known})"
@@ -339,22 +339,22 @@ def _placement(
     for idx, inst in enumerate(instances):
         me = (inst.kind, inst.metadata.name, idx)
         for i, att in enumerate(inst.spec.networks):
-            same(me, ("spec", "networks", i, "name"), "Network", att.name)
+            same(me, ("spec", "networks", i, "name"), spec.Kind.NETWORK, att.name)
         for i, vm in enumerate(inst.spec.volumes):
             if vm.type == "volume":
-                same(me, ("spec", "volumes", i, "source"), "Volume", vm.source)
+                same(me, ("spec", "volumes", i, "source"), spec.Kind.VOLUME, vm.source)
     by_name = {i.metadata.name: i for i in instances}
     for idx, con in enumerate(consumers):
         me = (str(con.kind), con.metadata.name, idx)
         for i, att in enumerate(con.spec.networks):
-            same(me, ("spec", "networks", i, "name"), "Network", att.name)
+            same(me, ("spec", "networks", i, "name"), spec.Kind.NETWORK, att.name)
         for i, use in enumerate(con.spec.uses):
             target = by_name.get(use.instance)
             if target is None:
                 continue
             if use.published is None:
                 hint = ": to use it across engines, declare `published: ADDRESS:PORT`, a port it publishes"
-                same(me, ("spec", "uses", i, "instance"), "DatabaseInstance", use.instance, hint)
+                same(me, ("spec", "uses", i, "instance"), spec.Kind.DATABASE_INSTANCE, use.instance, hint)
                 continue
             port = int(use.published.rpartition(":")[2])
             if not any(spec.parse_port(p).host_port == port for p in target.spec.ports):
@@ -376,7 +376,7 @@ def _placement(
         if len(same_engine) > 1:
             out.append(
                 Problem(
-                    "Host",
+                    spec.Kind.HOST,
                     h.metadata.name,
                     ("spec", "endpoint"),
                     f"{h.spec.endpoint} is the endpoint of {len(same_engine)} Hosts ({', '.join(same_engine)}): one "

@@ -21,12 +21,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from controller.core import adoption, databases, labels, live, spec, versions
 from controller.core.hosts import host_of
 from controller.core.labels import KEPT_SUFFIX, OLD_SUFFIX, container_labels, object_labels, redact_env
-from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Plan
+from controller.core.plan import (
+    Action,
+    Adopt,
+    Attach,
+    Change,
+    ContainerSpec,
+    Detach,
+    Finding,
+    FindingType,
+    InstanceParts,
+    NetworkSpec,
+    Note,
+    NoteType,
+    Plan,
+    Recreate,
+    Remove,
+    Upgrade,
+    VolumeSpec,
+)
 from controller.core.recognise import DATABASE_PORTS, looks_like_database
 from controller.core.scope import Scope
 
@@ -80,11 +97,12 @@ ORDER = {
     Action.REMOVE: 5,
     Action.RESTART: 6,
 }
-KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
+KIND_ORDER = {spec.Kind.NETWORK: 0, spec.Kind.VOLUME: 1, spec.Kind.DATABASE_INSTANCE: 2, spec.Kind.CONSUMER: 3}
 
 
 def _rank(c: Change) -> tuple[int, int, str, str]:
-    step = -1 if c.details.get("leftover") else ORDER[c.action]  # a leftover goes before its successor
+    leftover = isinstance(c.payload, Remove) and c.payload.leftover
+    step = -1 if leftover else ORDER[c.action]  # a leftover goes before its successor
     return KIND_ORDER.get(c.kind, 9), step, c.name, c.target
 
 
@@ -236,7 +254,7 @@ def _networks(b: _Builder, desired: spec.DesiredState, observed: live.LiveState)
                     name,
                     name,
                     "declared, not on the engine",
-                    {"driver": net.spec.driver, "internal": net.spec.internal, "labels": object_labels(net)},
+                    NetworkSpec(net.spec.driver, net.spec.internal, object_labels(net)),
                 )
             )
             continue
@@ -307,8 +325,8 @@ def _volumes(
             continue
         if found is None:
             reason = "declared, not on the engine" + (" (its loss was acknowledged)" if name in acked else "")
-            details = {"driver": vol.spec.driver, "labels": object_labels(vol)}
-            b.changes.append(Change(Action.CREATE, vol.kind, name, name, reason, details))
+            made = VolumeSpec(vol.spec.driver, object_labels(vol))
+            b.changes.append(Change(Action.CREATE, vol.kind, name, name, reason, made))
             continue
         _adopted(b, vol, found)
         if found.driver != vol.spec.driver:
@@ -321,24 +339,22 @@ def _volumes(
     return lost
 
 
-def _create_details(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, Any]:
+def container_spec(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> ContainerSpec:
+    """The container of `resource` as the plan shows it (env redacted), labelled with `revision`."""
     s = resource.spec
-    details: dict[str, Any] = {
-        "image": s.image,
-        "networks": {a.name: list(a.aliases) for a in s.networks},
-        "env": redact_env(s.env),
-        "labels": container_labels(resource, revision),
-    }
+    instance = None
     if isinstance(resource, spec.DatabaseInstance):
-        details.update(
-            {
-                "volumes": {v.source: v.target for v in resource.spec.volumes},
-                "command": list(resource.spec.command),
-                "ports": list(resource.spec.ports),
-                "restart_policy": resource.spec.restart_policy.value,
-            }
+        i = resource.spec
+        instance = InstanceParts(
+            {v.source: v.target for v in i.volumes}, tuple(i.command), tuple(i.ports), i.restart_policy.value
         )
-    return details
+    return ContainerSpec(
+        s.image or "",
+        {a.name: tuple(a.aliases) for a in s.networks},
+        redact_env(s.env),
+        container_labels(resource, revision),
+        instance,
+    )
 
 
 def _workload(
@@ -360,7 +376,7 @@ def _workload(
             continue
         if other.name == cname + OLD_SUFFIX:
             leftover = "left over from an interrupted recreate; its volumes are kept"
-            b.change(policy, Change(Action.REMOVE, kind, name, other.name, leftover, {"leftover": True}, needs))
+            b.change(policy, Change(Action.REMOVE, kind, name, other.name, leftover, Remove(leftover=True), needs))
         elif other.name.startswith(cname + KEPT_SUFFIX) and other.state not in ("running", "restarting"):
             data = ", ".join(f"{m.type} {m.source}" for m in other.mounts) or "no mounts"
             b.notes.append(
@@ -383,8 +399,8 @@ def _workload(
             return
     c = observed.container(cname)
     if c is None:
-        details = _create_details(resource, revision)
-        b.change(policy, Change(Action.CREATE, kind, name, cname, "declared, no container", details, needs, resource))
+        made = container_spec(resource, revision)
+        b.change(policy, Change(Action.CREATE, kind, name, cname, "declared, no container", made, needs, resource))
         return
     if c.owner != (kind, name):
         verdict = _adopt(b, resource, policy, c, needs)
@@ -437,15 +453,15 @@ def _workload(
                     name,
                     cname,
                     "the declaration changed (spec hash differs); volumes are kept",
-                    {
-                        **_create_details(resource, revision),
-                        "from_hash": c.labels.get(labels.SPEC_HASH),
-                        "to_hash": want_hash,
-                        "from_image": c.image,
-                        # a database is backed up before it is recreated (engine/backing.py): the change fails if not
-                        "backup_first": isinstance(resource, spec.DatabaseInstance)
+                    Recreate(
+                        container_spec(resource, revision),
+                        from_hash=c.labels.get(labels.SPEC_HASH),
+                        to_hash=want_hash,
+                        from_image=c.image,
+                        # a database is backed up before it is recreated (engine/guard.py): the change fails if not
+                        backup_first=isinstance(resource, spec.DatabaseInstance)
                         and resource.spec.policy.backup.before_change,
-                    },
+                    ),
                     needs,
                     resource,
                 ),
@@ -468,7 +484,7 @@ def _workload(
                 "policy.upgrade is manual: recreate by hand, or set policy.upgrade: recreate",
             )
     if c.state in STOPPED:
-        b.change(policy, Change(Action.START, kind, name, cname, f"container is {c.state}", {}, needs))
+        b.change(policy, Change(Action.START, kind, name, cname, f"container is {c.state}", None, needs))
     elif c.state == "paused":
         b.finding(FindingType.CONFIG_DRIFT, kind, name, f"container {cname} is paused: unpause it by hand")
     _attachments(b, resource, policy, networks, c)
@@ -499,9 +515,9 @@ def _adopt(
             "that does)",
         )
         return "blocked"
-    details = {"container_id": c.id, "spec_hash": spec.spec_hash(resource)}
+    adopt = Adopt(c.id, spec.spec_hash(resource))
     reason = f"created by {adoption.creator(c)}; matches the declaration: taken over as it is, not recreated"
-    b.change(policy, Change(Action.ADOPT, kind, name, c.name, reason, details, needs))
+    b.change(policy, Change(Action.ADOPT, kind, name, c.name, reason, adopt, needs))
     return "adopted"
 
 
@@ -639,13 +655,13 @@ def _dump_restore(
             f"volume for the data (e.g. {suggestion}) in the same commit. Nothing is changed",
         )
         return
-    details = {
-        **_create_details(inst, revision),
-        "from_image": c.image,
-        "from_major": was,
-        "to_major": new,
-        "moves": {m.destination: [m.source, want.source] for m, want in moves if want is not None},
-    }
+    details = Upgrade(
+        container_spec(inst, revision),
+        from_image=c.image,
+        from_major=was,
+        to_major=new,
+        moves={m.destination: (m.source, want.source) for m, want in moves if want is not None},
+    )
     reason = (
         f"{inst.spec.engine.value} {was} -> {new}: dump from {c.image}, restore into "
         f"{', '.join(want.source for _m, want in moves if want is not None)}; the old container and volume are kept"
@@ -661,7 +677,7 @@ def recreate_change(inst: spec.DatabaseInstance, revision: str | None, reason: s
         inst.metadata.name,
         inst.container_name,
         reason,
-        _create_details(inst, revision),
+        container_spec(inst, revision),
         requirements(inst),
         inst,
     )
@@ -694,14 +710,15 @@ def _attachments(
         missing = [a for a in att.aliases if have is not None and a not in have.aliases]
         if have is not None and not missing:
             continue
-        details: dict[str, Any] = {"network": att.name, "aliases": list(att.aliases)}
         if have is None:
             reason = f"not attached to {att.name}"
+            details = Attach(att.name, tuple(att.aliases))
         else:
             reason = f"alias {', '.join(missing)} missing on {att.name}"
-            details["reconnect"] = True  # an endpoint's aliases cannot change: disconnect, then connect
-            # ...keeping the aliases it had (compose's service name): reconnecting must not take a name away
-            details["aliases"] = list(att.aliases) + [a for a in have.aliases if a not in att.aliases]
+            # an endpoint's aliases cannot change: disconnect, then connect, keeping the aliases it had (compose's
+            # service name): reconnecting must not take a name away
+            kept = tuple(a for a in have.aliases if a not in att.aliases)
+            details = Attach(att.name, (*att.aliases, *kept), reconnect=True)
         change = Change(
             Action.CONNECT, resource.kind, resource.metadata.name, c.name, reason, details, requirements(resource)
         )
@@ -824,7 +841,7 @@ def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState
                 if not scope.allows(c):
                     b.finding(
                         FindingType.ISOLATION_BREACH,
-                        "Network",
+                        spec.Kind.NETWORK,
                         att.network,
                         f"container {c.name} is attached to isolated {att.network} without declaring it, and is "
                         "outside dbstate's scope: disconnect it by hand, or allow it",
@@ -838,13 +855,13 @@ def _isolation(b: _Builder, desired: spec.DesiredState, observed: live.LiveState
                         resource.metadata.name,
                         c.name,
                         f"attached to isolated {att.network} without declaring it",
-                        {"network": att.network},
+                        Detach(att.network),
                     ),
                 )
             else:
                 b.finding(
                     FindingType.ISOLATION_BREACH,
-                    "Network",
+                    spec.Kind.NETWORK,
                     att.network,
                     f"container {c.name} is attached to isolated {att.network} but is not declared on it: "
                     f"disconnect it (docker network disconnect {att.network} {c.name}) or declare it",
@@ -874,7 +891,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
                 if p.public and (c.name in db_names or p.container_port in DATABASE_PORTS or c.managed):
                     b.finding(
                         FindingType.PUBLIC_PORT,
-                        "Container",
+                        spec.Kind.CONTAINER,
                         c.name,
                         f"{engine} port {p.container_port}/{p.proto} is published on every interface "
                         f"(host port {p.host_port}); bind it to 127.0.0.1",
@@ -892,7 +909,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             if not prune:
                 b.finding(
                     FindingType.ORPHAN,
-                    kind or "Container",
+                    kind or spec.Kind.CONTAINER,
                     name or c.name,
                     f"container {c.name} carries dbstate's labels but is no longer declared "
                     "(run with --prune to remove it"
@@ -901,14 +918,14 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             elif not desired.complete:
                 b.finding(
                     FindingType.ORPHAN,
-                    kind or "Container",
+                    kind or spec.Kind.CONTAINER,
                     name or c.name,
                     f"container {c.name} is no longer declared; not pruned while the desired state has errors",
                 )
             elif protected:
                 b.finding(
                     FindingType.ORPHAN,
-                    kind or "Container",
+                    kind or spec.Kind.CONTAINER,
                     name or c.name,
                     f"container {c.name} is no longer declared; deletion protection keeps it: remove it by hand",
                 )
@@ -916,7 +933,7 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
                 b.changes.append(
                     Change(
                         Action.REMOVE,
-                        kind or "Container",
+                        spec.Kind.of(kind) or spec.Kind.CONTAINER,
                         name or c.name,
                         c.name,
                         "no longer declared (--prune); its volumes are kept",
@@ -928,24 +945,27 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
         if engine is not None:
             b.finding(
                 FindingType.UNMANAGED_DATABASE,
-                "Container",
+                spec.Kind.CONTAINER,
                 c.name,
                 f"{engine} container ({c.image}) that no declaration names: declare it, or retire it",
             )
-    declared_vols = {("Volume", v.metadata.name) for v in desired.volumes}
+    declared_vols = {(spec.Kind.VOLUME, v.metadata.name) for v in desired.volumes}
     for vol in observed.volumes:
         key = (vol.labels.get(labels.KIND, ""), vol.labels.get(labels.NAME, ""))
         if vol.managed and not opaque and key not in declared_vols and key not in desired.held_back:
             b.finding(
                 FindingType.ORPHAN,
-                "Volume",
+                spec.Kind.VOLUME,
                 vol.name,
                 "volume carries dbstate's labels but is no longer declared; dbstate never removes a volume",
             )
-    declared_nets = {("Network", n.metadata.name) for n in desired.networks}
+    declared_nets = {(spec.Kind.NETWORK, n.metadata.name) for n in desired.networks}
     for net in observed.networks:
         key = (net.labels.get(labels.KIND, ""), net.labels.get(labels.NAME, ""))
         if net.managed and not opaque and key not in declared_nets and key not in desired.held_back:
             b.finding(
-                FindingType.ORPHAN, "Network", net.name, "network carries dbstate's labels but is no longer declared"
+                FindingType.ORPHAN,
+                spec.Kind.NETWORK,
+                net.name,
+                "network carries dbstate's labels but is no longer declared",
             )

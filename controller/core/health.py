@@ -101,7 +101,7 @@ def findings(
     this one included; `known_versions`: what the same container's server last said, for a probe that failed this
     time (a timeout does not change a server's version: the same servers give the same findings)."""
     out: list[Finding] = []
-    kind = "DatabaseInstance"
+    kind = spec.Kind.DATABASE_INSTANCE
     for inst in state.instances:
         name = inst.metadata.name
         r = results.get(name)
@@ -148,7 +148,7 @@ def _inconsistent(state: spec.DesiredState, results: Mapping[str, ProbeResult]) 
             out.append(
                 Finding(
                     FindingType.VERSION_INCONSISTENT,
-                    "DatabaseInstance",
+                    spec.Kind.DATABASE_INSTANCE,
                     name,
                     f"shared {engine.value} instances are on different major versions: {listing}; "
                     "keep shared instances of one engine on one version",

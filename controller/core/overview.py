@@ -42,7 +42,7 @@ def build(
         }
     troubles = {(f.kind, f.name): f for f in the_plan.findings}
     for consumer in state.consumers:
-        trouble = troubles.get(("Consumer", consumer.metadata.name))
+        trouble = troubles.get((spec.Kind.CONSUMER, consumer.metadata.name))
         for use in consumer.spec.uses:
             if use.instance in instances:
                 instances[use.instance]["consumers"].append(

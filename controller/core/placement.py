@@ -4,12 +4,14 @@ that one engine's reconciler works on. Without any Host document everything is o
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 from controller.core import errors, spec
 
 DEFAULT = "default"  # the engine of --docker-host when no Host document is declared
 
 Placed = spec.DatabaseInstance | spec.Network | spec.Volume | spec.Consumer
+P = TypeVar("P", spec.DatabaseInstance, spec.Network, spec.Volume, spec.Consumer)
 
 
 def host_of(resource: Placed, hosts: tuple[spec.Host, ...]) -> str:
@@ -44,15 +46,15 @@ def only(state: spec.DesiredState, host: str) -> spec.DesiredState:
     """The resources of one engine. What is held back stays held back on every engine: a broken declaration's host
     is not known, so no engine may take its resources for orphans."""
 
-    def mine(group: tuple[Placed, ...]) -> tuple[Placed, ...]:
+    def mine(group: tuple[P, ...]) -> tuple[P, ...]:
         return tuple(r for r in group if host_of(r, state.hosts) == host)
 
     return dataclasses.replace(
         state,
-        instances=mine(state.instances),  # type: ignore[arg-type]
-        networks=mine(state.networks),  # type: ignore[arg-type]
-        volumes=mine(state.volumes),  # type: ignore[arg-type]
-        consumers=mine(state.consumers),  # type: ignore[arg-type]
+        instances=mine(state.instances),
+        networks=mine(state.networks),
+        volumes=mine(state.volumes),
+        consumers=mine(state.consumers),
     )
 
 

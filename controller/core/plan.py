@@ -4,6 +4,7 @@ need a human. `plan` prints it; `apply` executes it and never re-decides."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -90,14 +91,180 @@ class NoteType(enum.StrEnum):
     KEPT = "kept"  # the stopped server from before an upgrade, kept with its volume until a human removes it
 
 
+# One payload type per action: what the change does, typed for apply; `to_json()` is its `details` in plan JSON.
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    """CREATE of a Network."""
+
+    driver: str
+    internal: bool
+    labels: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"driver": self.driver, "internal": self.internal, "labels": dict(self.labels)}
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSpec:
+    """CREATE of a Volume."""
+
+    driver: str
+    labels: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"driver": self.driver, "labels": dict(self.labels)}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceParts:
+    """What a database's container has and a consumer's does not."""
+
+    volumes: Mapping[str, str]  # source -> target
+    command: tuple[str, ...]
+    ports: tuple[str, ...]
+    restart_policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """CREATE of a container (an instance's or a consumer's), as the plan shows it: env redacted. The values that
+    apply passes to the engine come from the change's declaration (`Change.resource`), never from here."""
+
+    image: str
+    networks: Mapping[str, tuple[str, ...]]  # network -> aliases
+    env: Mapping[str, str]  # redacted
+    labels: Mapping[str, str]
+    instance: InstanceParts | None = None  # None: a consumer
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "image": self.image,
+            "networks": {n: list(a) for n, a in self.networks.items()},
+            "env": dict(self.env),
+            "labels": dict(self.labels),
+        }
+        if self.instance is not None:
+            i = self.instance
+            out.update(
+                {
+                    "volumes": dict(i.volumes),
+                    "command": list(i.command),
+                    "ports": list(i.ports),
+                    "restart_policy": i.restart_policy,
+                }
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Recreate:
+    """RECREATE: the new container, and what the old one was."""
+
+    container: ContainerSpec
+    from_hash: str | None
+    to_hash: str
+    from_image: str
+    backup_first: bool  # a database is backed up first (engine/guard.py): the change fails if it cannot be
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.container.to_json(),
+            "from_hash": self.from_hash,
+            "to_hash": self.to_hash,
+            "from_image": self.from_image,
+            "backup_first": self.backup_first,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """UPGRADE (policy.upgrade: dump-restore): the new container, the old image and majors, and where the data moves."""
+
+    container: ContainerSpec
+    from_image: str
+    from_major: str
+    to_major: str
+    moves: Mapping[str, tuple[str, str]]  # mount target -> (old volume, new volume)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.container.to_json(),
+            "from_image": self.from_image,
+            "from_major": self.from_major,
+            "to_major": self.to_major,
+            "moves": {t: list(m) for t, m in self.moves.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """CONNECT: to `network` with `aliases`; `reconnect`: disconnect first (an endpoint's aliases cannot change)."""
+
+    network: str
+    aliases: tuple[str, ...]
+    reconnect: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"network": self.network, "aliases": list(self.aliases)}
+        if self.reconnect:
+            out["reconnect"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Detach:
+    """DISCONNECT from `network`."""
+
+    network: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"network": self.network}
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """ADOPT: the container taken over, and the declaration's hash it matched."""
+
+    container_id: str
+    spec_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"container_id": self.container_id, "spec_hash": self.spec_hash}
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """REMOVE: an orphan (--prune), or `leftover` of an interrupted recreate (removed before its successor starts)."""
+
+    leftover: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"leftover": True} if self.leftover else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """RESTART of a server whose probes keep failing; `backup_first` as for a recreate."""
+
+    backup_first: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backup_first": True} if self.backup_first else {}
+
+
+Payload = NetworkSpec | VolumeSpec | ContainerSpec | Recreate | Upgrade | Attach | Detach | Adopt | Remove | Restart
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     action: Action
-    kind: str  # DatabaseInstance | Consumer | Network | Volume
+    kind: spec.Kind  # DatabaseInstance | Consumer | Network | Volume (Container: an orphan of no known kind)
     name: str  # the declaration's name (the container's name for an orphan)
     target: str  # what the engine call acts on: a container, network or volume name
     reason: str
-    details: dict[str, Any] = field(default_factory=dict)  # JSON-ready, secrets already redacted
+    payload: Payload | None = None  # what the action does (None: START; secrets already redacted)
     # "Kind/name" of the resources whose changes must succeed first (networks, volumes, the instances a consumer uses)
     requires: tuple[str, ...] = ()
     # The declaration the change comes from (with resolved secrets): for apply only, never printed or serialised.
@@ -106,6 +273,38 @@ class Change:
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The payload as plan JSON shows it."""
+        return self.payload.to_json() if self.payload is not None else {}
+
+    @property
+    def container(self) -> ContainerSpec | None:
+        """The container a CREATE, RECREATE or UPGRADE makes."""
+        p = self.payload
+        if isinstance(p, ContainerSpec):
+            return p
+        if isinstance(p, Recreate | Upgrade):
+            return p.container
+        return None
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The labels of what the change creates ({} for a change that creates nothing)."""
+        if isinstance(self.payload, NetworkSpec | VolumeSpec):
+            return self.payload.labels
+        made = self.container
+        return made.labels if made is not None else {}
+
+    @property
+    def backup_first(self) -> bool:
+        return isinstance(self.payload, Recreate | Restart) and self.payload.backup_first
+
+    @property
+    def from_image(self) -> str | None:
+        """The image of the container a RECREATE or UPGRADE replaces."""
+        return self.payload.from_image if isinstance(self.payload, Recreate | Upgrade) else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,7 +320,7 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class Finding:
     type: FindingType
-    kind: str
+    kind: str  # a spec.Kind, or a held-back document's kind as written
     name: str
     message: str
 
@@ -132,7 +331,7 @@ class Finding:
 @dataclass(frozen=True, slots=True)
 class Note:
     type: NoteType
-    kind: str
+    kind: str  # a spec.Kind, or a held-back document's kind as written
     name: str
     message: str
 

@@ -370,12 +370,30 @@ class HostSpec(Model):
         return self
 
 
+class Kind(enum.StrEnum):
+    """The kinds of resource a document declares, and `Container` for a container nobody declares (an orphan, an
+    unmanaged database). Equal to its text: `Kind.VOLUME == "Volume"`. A finding about a held-back document keeps the
+    kind as written (it may be a typo), so findings and notes carry text."""
+
+    DATABASE_INSTANCE = "DatabaseInstance"
+    NETWORK = "Network"
+    VOLUME = "Volume"
+    CONSUMER = "Consumer"
+    HOST = "Host"
+    CONTAINER = "Container"
+
+    @classmethod
+    def of(cls, text: str | None) -> Kind | None:
+        """The kind `text` names (a label's value), or None."""
+        return next((k for k in cls if k.value == text), None)
+
+
 class _Document(Model):
     api_version: Literal["dbstate.io/v1"]
 
 
 class DatabaseInstance(_Document):
-    kind: Literal["DatabaseInstance"]
+    kind: Literal[Kind.DATABASE_INSTANCE]
     metadata: Metadata
     spec: DatabaseInstanceSpec
 
@@ -385,13 +403,13 @@ class DatabaseInstance(_Document):
 
 
 class Network(_Document):
-    kind: Literal["Network"]
+    kind: Literal[Kind.NETWORK]
     metadata: VolumeMetadata
     spec: NetworkSpec = Field(default_factory=NetworkSpec)
 
 
 class Volume(_Document):
-    kind: Literal["Volume"]
+    kind: Literal[Kind.VOLUME]
     metadata: VolumeMetadata
     spec: VolumeSpec = Field(default_factory=VolumeSpec)
 
@@ -399,13 +417,13 @@ class Volume(_Document):
 class Host(_Document):
     """One Docker engine, reached from the controller: its resources are reconciled by a reconciler of its own."""
 
-    kind: Literal["Host"]
+    kind: Literal[Kind.HOST]
     metadata: Metadata
     spec: HostSpec
 
 
 class Consumer(_Document):
-    kind: Literal["Consumer"]
+    kind: Literal[Kind.CONSUMER]
     metadata: Metadata
     spec: ConsumerSpec
 
@@ -422,11 +440,11 @@ class Consumer(_Document):
 Resource = DatabaseInstance | Network | Volume | Consumer | Host
 Document = Annotated[Resource, Field(discriminator="kind")]
 KINDS: dict[str, type[Resource]] = {
-    "DatabaseInstance": DatabaseInstance,
-    "Network": Network,
-    "Volume": Volume,
-    "Consumer": Consumer,
-    "Host": Host,
+    Kind.DATABASE_INSTANCE: DatabaseInstance,
+    Kind.NETWORK: Network,
+    Kind.VOLUME: Volume,
+    Kind.CONSUMER: Consumer,
+    Kind.HOST: Host,
 }
 
 

@@ -116,18 +116,18 @@ def describe(exc: BaseException) -> str:
 
 def execute(c: plan.Change, runtime: Runtime, guard: DataGuard | None = None) -> None:
     """One change, as engine calls; a backup first when the change asks for one."""
-    d = c.details
-    if d.get("backup_first") or c.action is plan.Action.UPGRADE:
+    d = c.payload
+    if c.backup_first or c.action is plan.Action.UPGRADE:
         if guard is None:
             raise errors.BackupError(f"{c.target}: no backup can be taken here (no backup directory): not changed")
         if c.action is plan.Action.UPGRADE:
             guard.upgrade(c)
             return
         guard.before(c)
-    if c.kind == "Network" and c.action is plan.Action.CREATE:
-        runtime.create_network(c.target, d["driver"], d["internal"], d["labels"])
-    elif c.kind == "Volume" and c.action is plan.Action.CREATE:
-        runtime.create_volume(c.target, d["driver"], d["labels"])
+    if isinstance(d, plan.NetworkSpec):
+        runtime.create_network(c.target, d.driver, d.internal, d.labels)
+    elif isinstance(d, plan.VolumeSpec):
+        runtime.create_volume(c.target, d.driver, d.labels)
     elif c.action is plan.Action.CREATE:
         _create(c, runtime)
         runtime.start(c.target)
@@ -135,10 +135,10 @@ def execute(c: plan.Change, runtime: Runtime, guard: DataGuard | None = None) ->
         pass  # ownership is a record, not an engine call: the reconciler keeps it when this outcome is ok
     elif c.action is plan.Action.START:
         runtime.start(c.target)
-    elif c.action is plan.Action.CONNECT:
-        runtime.connect(c.target, d["network"], d.get("aliases", ()), bool(d.get("reconnect")))
-    elif c.action is plan.Action.DISCONNECT:
-        runtime.disconnect(c.target, d["network"])
+    elif isinstance(d, plan.Attach):
+        runtime.connect(c.target, d.network, d.aliases, d.reconnect)
+    elif isinstance(d, plan.Detach):
+        runtime.disconnect(c.target, d.network)
     elif c.action is plan.Action.REMOVE:
         runtime.remove_container(c.target)
     elif c.action is plan.Action.RESTART:
@@ -151,7 +151,7 @@ def execute(c: plan.Change, runtime: Runtime, guard: DataGuard | None = None) ->
         _create(c, runtime)
         runtime.start(c.target)
         runtime.remove_container(old)
-        if guard is not None and d.get("backup_first"):
+        if guard is not None and c.backup_first:
             guard.after(c)
     else:  # pragma: no cover - the action set is closed
         raise errors.DbstateError(f"cannot {c.action.value} a {c.kind}")
@@ -204,7 +204,7 @@ def _create_container(c: plan.Change, runtime: Runtime) -> None:
         image=resource.spec.image or "",
         env={k: reveal(v) for k, v in resource.spec.env.items()},
         command=command,
-        labels=c.details["labels"],
+        labels=c.labels,
         networks={a.name: list(a.aliases) for a in resource.spec.networks},
         volumes=volumes,
         ports=ports,

@@ -31,10 +31,10 @@ class Guard:
                 self.runtime.start(c)
             backing.wait_ready(c, inst.spec.engine, who, self.shell, timeout=90)
             m = backing.take(
-                backing.Server(inst, c, str(change.details.get("from_image") or inst.spec.image)),
+                backing.Server(inst, c, change.from_image or inst.spec.image),
                 self.shell,
                 self.store,
-                revision=(change.details.get("labels") or {}).get(REVISION),
+                revision=change.labels.get(REVISION),
                 reason=f"before {change.action.value}",
                 progress=self.progress,
             )
@@ -52,7 +52,7 @@ class Guard:
     def after(self, change: plan.Change) -> None:
         """MariaDB after a new image (a minor step too): `mariadb-upgrade`, as its documentation asks."""
         inst = change.resource
-        if not isinstance(inst, spec.DatabaseInstance) or change.details.get("from_image") == inst.spec.image:
+        if not isinstance(inst, spec.DatabaseInstance) or change.from_image == inst.spec.image:
             return
         db = databases.of(inst.spec.engine)
         who = db.login(inst)

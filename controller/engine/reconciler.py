@@ -22,7 +22,7 @@ from controller.core.dumps import Manifest
 from controller.core.health import ProbeResult
 from controller.core.labels import SPEC_HASH
 from controller.core.options import PassOptions, ProbeOptions
-from controller.core.plan import Action, Change, Finding, FindingType, NoteType, Outcome, Plan, ResourceStatus
+from controller.core.plan import Action, Adopt, Change, Finding, FindingType, NoteType, Outcome, Plan, ResourceStatus
 from controller.core.revision import Revision
 from controller.engine import apply as applying
 from controller.engine import backing
@@ -104,7 +104,7 @@ def declared_keys(state: spec.DesiredState) -> list[str]:
 def _volumes_to_remember(state: spec.DesiredState, observed: live.LiveState, p: Plan) -> dict[str, str | None]:
     """The declared volumes on the engine now, with their identity, except those the plan calls lost (a replaced
     volume must never become the one remembered, or the next pass would start on it)."""
-    lost = {f.name for f in p.findings if f.type is FindingType.VOLUME_LOST and f.kind == "Volume"}
+    lost = {f.name for f in p.findings if f.type is FindingType.VOLUME_LOST and f.kind == spec.Kind.VOLUME}
     out: dict[str, str | None] = {}
     for v in state.volumes:
         found = observed.volume(v.metadata.name)
@@ -317,7 +317,11 @@ class Reconciler:
         # an instance whose volume is lost is not probed (there is no server, or the wrong one: the diff says so); one
         # whose container is somebody else's (name-conflict, adoption-blocked) still is, read-only: undeclared is not
         # ignored, and a declared database that stops is reported whoever made it
-        skip = {f.name for f in the_plan.findings if f.kind == "DatabaseInstance" and f.type is FindingType.VOLUME_LOST}
+        skip = {
+            f.name
+            for f in the_plan.findings
+            if f.kind == spec.Kind.DATABASE_INSTANCE and f.type is FindingType.VOLUME_LOST
+        }
         instances = [i for i in state.instances if i.metadata.name not in skip]
         probed: frozenset[str] = frozenset()
         if now and self.prober is not None:
@@ -354,9 +358,10 @@ class Reconciler:
         def recorded(outcome: Outcome) -> None:
             self.history.record_outcome(result.pass_id, outcome)
             if outcome.status == "ok" and outcome.change.action is Action.ADOPT:
-                d = outcome.change.details
-                self._record_adoption(Adoption(outcome.change.key, d["container_id"], d["spec_hash"]))
-            if outcome.status == "ok" and outcome.change.kind == "Volume":
+                d = outcome.change.payload
+                assert isinstance(d, Adopt), "an ADOPT change carries an Adopt"
+                self._record_adoption(Adoption(outcome.change.key, d.container_id, d.spec_hash))
+            if outcome.status == "ok" and outcome.change.kind == spec.Kind.VOLUME:
                 # lost from now on if it vanishes, and known by its identity (labels) if it is made again
                 try:
                     identity = self.runtime.volume_identity(outcome.change.target)
@@ -479,7 +484,7 @@ class Reconciler:
         self.last, self.last_outcomes = result, outcomes
         # a probe taken before a change to its instance (created, started, restarted) says nothing about it now: it
         # is dropped until the next probe (the count of failures stays, so restarts keep backing off)
-        touched = {o.change.name for o in outcomes if o.status == "ok" and o.change.kind == "DatabaseInstance"}
+        touched = {o.change.name for o in outcomes if o.status == "ok" and o.change.kind == spec.Kind.DATABASE_INSTANCE}
         for name in touched:
             self.probes.pop(name, None)
         probes_now = {n: r for n, r in result.probes.items() if n not in touched}
@@ -527,4 +532,4 @@ class Reconciler:
 
 
 def _spec_hash(c: Change) -> str:
-    return str((c.details.get("labels") or {}).get(SPEC_HASH, ""))
+    return str(c.labels.get(SPEC_HASH, ""))

@@ -39,7 +39,7 @@ class _Rebuild:
     """One move onto new volumes, step by step; `step` names the one under way (for the failure's message)."""
 
     inst: spec.DatabaseInstance  # what the new container is made from: its data mounts on the new volumes
-    details: dict[str, object]  # the create change's details (labels, env redacted...)
+    made: plan.ContainerSpec  # the new container as the plan shows it (its labels; env redacted)
     kept: str  # the old container's name while it is kept
     new_volumes: list[str]
     runtime: Runtime
@@ -81,7 +81,7 @@ class _Rebuild:
         self.step = f"starting {self.inst.spec.image} on {', '.join(self.new_volumes)}"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
         self.created = True
-        applying.execute(_create(self.inst, self.details, "moved"), self.runtime)
+        applying.execute(_create(self.inst, self.made, "moved"), self.runtime)
 
     def restore_and_check(self, manifest: Manifest, major: str | None) -> None:
         c, engine, shell = self.c, self.inst.spec.engine, self.shell
@@ -164,17 +164,25 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
     inst = change.resource
     if not isinstance(inst, spec.DatabaseInstance):
         raise errors.DbstateError(f"{change.key}: only a DatabaseInstance is upgraded")
-    d = change.details
-    was, new, name, old_image = str(d["from_major"]), str(d["to_major"]), inst.metadata.name, str(d["from_image"])
-    moves: dict[str, list[str]] = d["moves"]
+    d = change.payload
+    if not isinstance(d, plan.Upgrade):
+        raise errors.DbstateError(f"{change.key}: not an upgrade")
+    was, new, name, old_image, moves = d.from_major, d.to_major, inst.metadata.name, d.from_image, d.moves
     job = _Rebuild(
-        inst, d, kept_name(change.target, f"v{was}"), [n for _o, n in moves.values()], runtime, shell, store, progress
+        inst,
+        d.container,
+        kept_name(change.target, f"v{was}"),
+        [n for _o, n in moves.values()],
+        runtime,
+        shell,
+        store,
+        progress,
     )
     target, (old_volume, _new) = next(iter(moves.items()))
     try:
         job.check_and_stop()
         manifest = job.dump_old(
-            old_image, old_volume, target, f"before upgrade {was} -> {new}", (d.get("labels") or {}).get(REVISION)
+            old_image, old_volume, target, f"before upgrade {was} -> {new}", change.labels.get(REVISION)
         )
         job.switch()
         job.restore_and_check(manifest, new)
@@ -223,8 +231,8 @@ def restore_to_new_volume(
     if runtime.volume_identity(volume) is None:
         runtime.create_volume(volume, "local", {})
     kept = kept_name(inst.container_name, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
-    details = diff.recreate_change(moved, revision, "restore").details
-    job = _Rebuild(moved, details, kept, [volume], runtime, shell, store, progress)
+    made = diff.container_spec(moved, revision)
+    job = _Rebuild(moved, made, kept, [volume], runtime, shell, store, progress)
     try:
         job.check_and_stop()
         job.switch()
@@ -235,11 +243,9 @@ def restore_to_new_volume(
     return moved, kept
 
 
-def _create(inst: spec.DatabaseInstance, details: dict[str, object], reason: str) -> plan.Change:
+def _create(inst: spec.DatabaseInstance, made: plan.ContainerSpec, reason: str) -> plan.Change:
     """The create of `inst`'s container from its declaration, as apply runs it."""
-    return plan.Change(
-        plan.Action.CREATE, inst.kind, inst.metadata.name, inst.container_name, reason, dict(details), (), inst
-    )
+    return plan.Change(plan.Action.CREATE, inst.kind, inst.metadata.name, inst.container_name, reason, made, (), inst)
 
 
 def _same_major(reported: str, major: str) -> bool:
@@ -304,7 +310,7 @@ def rollback(
     runtime.stop(current.name, applying.STOP_TIMEOUT)
     runtime.rename(current.name, aside)
     try:
-        applying.execute(_create(inst, diff.recreate_change(inst, revision, "rollback").details, "rollback"), runtime)
+        applying.execute(_create(inst, diff.container_spec(inst, revision), "rollback"), runtime)
         backing.wait_ready(c, engine, who, shell)
         got = backing.server_version(c, engine, who, shell)
         if not versions.agree(databases.of(engine).data_major(got) or got, inst.spec.version):

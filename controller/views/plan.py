@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.core import live, plan
+from controller.core import live, plan, spec
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
 from controller.views.common import Painter, engine_json, finding_line, header, section
@@ -64,29 +64,28 @@ def to_json(
 
 
 def _details_line(c: plan.Change) -> str | None:
-    d = c.details
-    if c.action in (plan.Action.CREATE, plan.Action.RECREATE) and "image" in d:
-        parts = [f"image {d['image']}"]
-        nets = d.get("networks") or {}
-        if nets:
-            parts.append("networks " + ", ".join(f"{n}" + (f" ({', '.join(a)})" if a else "") for n, a in nets.items()))
-        vols = d.get("volumes") or {}
-        if vols:
-            parts.append("volumes " + ", ".join(f"{s}:{t}" for s, t in vols.items()))
-        if d.get("ports"):
-            parts.append("ports " + ", ".join(d["ports"]))
+    made, d = c.container, c.payload
+    if c.action in (plan.Action.CREATE, plan.Action.RECREATE) and made is not None:
+        parts = [f"image {made.image}"]
+        if made.networks:
+            parts.append(
+                "networks " + ", ".join(f"{n}" + (f" ({', '.join(a)})" if a else "") for n, a in made.networks.items())
+            )
+        if made.instance is not None and made.instance.volumes:
+            parts.append("volumes " + ", ".join(f"{s}:{t}" for s, t in made.instance.volumes.items()))
+        if made.instance is not None and made.instance.ports:
+            parts.append("ports " + ", ".join(made.instance.ports))
         return "; ".join(parts)
-    if c.action is plan.Action.CONNECT and d.get("aliases"):
-        return f"aliases {', '.join(d['aliases'])}" + (" (disconnect, then connect)" if d.get("reconnect") else "")
+    if isinstance(d, plan.Attach) and d.aliases:
+        return f"aliases {', '.join(d.aliases)}" + (" (disconnect, then connect)" if d.reconnect else "")
     return None
 
 
 def _verb(c: plan.Change) -> str:
-    noun = {"Network": "network", "Volume": "volume"}.get(c.kind, "container")
-    if c.action is plan.Action.CONNECT:
-        return f"connect {c.target} to {c.details.get('network')}"
-    if c.action is plan.Action.DISCONNECT:
-        return f"disconnect {c.target} from {c.details.get('network')}"
+    noun = {spec.Kind.NETWORK: "network", spec.Kind.VOLUME: "volume"}.get(c.kind, "container")
+    if isinstance(c.payload, plan.Attach | plan.Detach):
+        to = "to" if c.action is plan.Action.CONNECT else "from"
+        return f"{c.action.value} {c.target} {to} {c.payload.network}"
     return f"{c.action.value} {noun} {c.target}"
 
 

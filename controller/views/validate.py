@@ -6,15 +6,16 @@ import json
 from pathlib import Path
 
 from controller.core import spec
+from controller.core.spec import Kind
 
 
-def declared(state: spec.DesiredState) -> dict[str, list[str]]:
-    hosts = {"Host": [h.metadata.name for h in state.hosts]} if state.hosts else {}  # engines, when declared
+def declared(state: spec.DesiredState) -> dict[Kind, list[str]]:
+    hosts = {Kind.HOST: [h.metadata.name for h in state.hosts]} if state.hosts else {}  # engines, when declared
     return hosts | {
-        "DatabaseInstance": [r.metadata.name for r in state.instances],
-        "Network": [r.metadata.name for r in state.networks],
-        "Volume": [r.metadata.name for r in state.volumes],
-        "Consumer": [r.metadata.name for r in state.consumers],
+        Kind.DATABASE_INSTANCE: [r.metadata.name for r in state.instances],
+        Kind.NETWORK: [r.metadata.name for r in state.networks],
+        Kind.VOLUME: [r.metadata.name for r in state.volumes],
+        Kind.CONSUMER: [r.metadata.name for r in state.consumers],
     }
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import jinja2
 
+from controller.core.spec import Kind
+
 STATUSES = ("in-sync", "drifted", "failing", "findings", "suspended", "invalid")
 REFRESH = 30  # seconds: the page reloads itself (no JavaScript)
 
@@ -91,7 +93,7 @@ def overview_model(
     rows = []
     for r in resources:
         kind, _, name = r["key"].partition("/")
-        h = _health(probed.get(name)) if kind == "DatabaseInstance" else None
+        h = _health(probed.get(name)) if kind == Kind.DATABASE_INSTANCE else None
         rows.append(
             {
                 **dict(r),
@@ -99,7 +101,7 @@ def overview_model(
                 "name": name,
                 "health": h,
                 "next_retry": _when(r.get("next_retry")) + "Z" if r.get("next_retry") else "-",
-                "backups": len(backups.get(name, ())) if kind == "DatabaseInstance" else None,
+                "backups": len(backups.get(name, ())) if kind == Kind.DATABASE_INSTANCE else None,
             }
         )
     counts: dict[str, int] = {}
@@ -167,7 +169,7 @@ def instance_model(
         "consumers": list((info or {}).get("consumers", ())),
         "backups": [_backup(m) for m in reversed(backups)],
         "findings": [
-            f for f in (overview or {}).get("findings", ()) if f["kind"] == "DatabaseInstance" and f["name"] == name
+            f for f in (overview or {}).get("findings", ()) if f["kind"] == Kind.DATABASE_INSTANCE and f["name"] == name
         ],
     }
 

@@ -4,17 +4,17 @@ tests/e2e/test_apply.py; this fake only serves these fast unit tests.)"""
 
 from __future__ import annotations
 
-from controller.core.plan import Action, Change, Plan
+from controller.core.plan import Action, Attach, Change, ContainerSpec, NetworkSpec, Plan, Remove, Restart
 from controller.engine import apply as applying
 from tests.fakes import RecordingRuntime
 
 
 def net(name: str) -> Change:
-    return Change(Action.CREATE, "Network", name, name, "r", {"driver": "bridge", "internal": False, "labels": {}})
+    return Change(Action.CREATE, "Network", name, name, "r", NetworkSpec("bridge", False, {}))
 
 
 def start(kind: str, name: str, requires: tuple[str, ...] = ()) -> Change:
-    return Change(Action.START, kind, name, f"{name}-c", "r", {}, requires)
+    return Change(Action.START, kind, name, f"{name}-c", "r", None, requires)
 
 
 def test_order_follows_requires():
@@ -56,12 +56,12 @@ def test_concurrency_is_bounded():
 
 def test_same_resource_steps_run_in_plan_order():
     rt = RecordingRuntime(delay=0.01)
-    leftover = Change(Action.REMOVE, "DatabaseInstance", "pg", "pg-c.dbstate-old", "r", {"leftover": True})
+    leftover = Change(Action.REMOVE, "DatabaseInstance", "pg", "pg-c.dbstate-old", "r", Remove(leftover=True))
     p = Plan(
         (
             leftover,
             start("DatabaseInstance", "pg"),
-            Change(Action.CONNECT, "DatabaseInstance", "pg", "pg-c", "r", {"network": "edge", "aliases": []}),
+            Change(Action.CONNECT, "DatabaseInstance", "pg", "pg-c", "r", Attach("edge", ())),
         )
     )
     applying.apply(p, rt, parallel=4)
@@ -73,7 +73,16 @@ def test_recreate_stops_before_anything_else():
 
     inst = S.instances[0]
     rt = RecordingRuntime()
-    change = Change(Action.RECREATE, inst.kind, inst.metadata.name, inst.container_name, "r", {"labels": {}}, (), inst)
+    change = Change(
+        Action.RECREATE,
+        inst.kind,
+        inst.metadata.name,
+        inst.container_name,
+        "r",
+        ContainerSpec("img", {}, {}, {}),
+        (),
+        inst,
+    )
     applying.apply(Plan((change,)), rt)
     assert [c[0] for c in rt.calls] == ["stop", "rename", "create_container", "start", "remove"]
     assert rt.calls[-1] == ("remove", "kv-a-db.dbstate-old")
@@ -102,7 +111,7 @@ class Guard:
 
 def recreate(name: str) -> Change:
     """A recreate of a database that asks for a backup first; as a restart (no declaration to create from needed)."""
-    return Change(Action.RESTART, "DatabaseInstance", name, f"{name}-c", "r", {"backup_first": True})
+    return Change(Action.RESTART, "DatabaseInstance", name, f"{name}-c", "r", Restart(backup_first=True))
 
 
 def test_a_change_that_asks_for_a_backup_is_not_run_without_one():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controller.adapters import desired
 from controller.core import live
-from controller.core.plan import Action, Change, Finding, FindingType, Note, NoteType, Outcome, Plan
+from controller.core.plan import Action, Attach, Change, Finding, FindingType, Note, NoteType, Outcome, Plan
 from controller.views import apply as apply_view
 from controller.views import common, status, validate
 from controller.views import plan as plan_view
@@ -23,7 +23,7 @@ CONNECT = Change(
     "app",
     "app",
     "alias db missing on edge",
-    {"network": "edge", "aliases": ["db"], "reconnect": True},
+    Attach("edge", ("db",), reconnect=True),
 )
 PLAN = Plan(
     (START, CONNECT),
