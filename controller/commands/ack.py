@@ -34,13 +34,10 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.views import records as view
     from controller.wiring import local
 
     with local.state(opts.state) as db:
         db.ack(opts.type, opts.name)
-    print(
-        f"acknowledged {opts.type} {opts.name}: the next apply creates an empty volume {opts.name} and starts "
-        "what uses it",
-        file=out,
-    )
+    out.write(view.acknowledged(opts.type, opts.name))
     return common.EXIT_OK

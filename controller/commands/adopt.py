@@ -38,6 +38,7 @@ def options(ns: argparse.Namespace) -> Options:
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller.core import adoption, spec
+    from controller.views import records as view
     from controller.wiring import engines
 
     with engines.reconciler(opts.target, PassOptions("adopt"), instance=opts.name, require_store=True) as wired:
@@ -51,20 +52,15 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     if c is None:
         raise DbstateError(f"no container {inst.container_name} on the engine: nothing to adopt (apply creates it)")
     if c.owner == (inst.kind, inst.metadata.name):
-        print(f"{inst.container_name} is dbstate's already (DatabaseInstance/{opts.name})", file=out)
+        out.write(view.adopted_already(inst.container_name, f"DatabaseInstance/{opts.name}"))
         return common.EXIT_OK
     if c.owner is not None:
         raise DbstateError(f"{inst.container_name} belongs to {c.owner[0]}/{c.owner[1]}: not adopted")
     differs = adoption.differences(inst, c)
     if differs:
-        print(f"not adopted: {inst.container_name} differs from DatabaseInstance/{opts.name}:", file=out)
-        for d in differs:
-            print(f"  - {d}", file=out)
+        out.write(view.not_adopted(inst.container_name, f"DatabaseInstance/{opts.name}", differs))
         return common.EXIT_ERROR
     key = f"{inst.kind}/{inst.metadata.name}"
     engines.record_adoptions(opts.target, [adoption.Adoption(key, c.id, spec.spec_hash(inst))], host)
-    print(f"adopted {inst.container_name} ({c.id[:12]}) as {key}, as it is: nothing was recreated", file=out)
-    command = adoption.retire_command(c)
-    if command:
-        print(f"compose still claims it: retire it with `{command}` (keeps its volumes; never `down -v`)", file=out)
+    out.write(view.adopted(inst.container_name, c.id, key, adoption.retire_command(c)))
     return common.EXIT_OK

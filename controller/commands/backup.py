@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from typing import TextIO
@@ -55,6 +54,7 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.views import backups as view
     from controller.wiring import engines
 
     def progress(message: str) -> None:
@@ -67,7 +67,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         result = wired.reconciler.plan(record=False)
         for server in wired.servers(result, opts.names):
             if isinstance(server, str):
-                print(f"failed: {server}", file=err)
+                err.write(f"failed: {server}\n")
                 failed += 1
                 continue
             try:
@@ -78,15 +78,14 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
                     for gone in wired.backups.prune(server.name, opts.keep):
                         progress(f"{server.name}: removed {gone} (--keep {opts.keep})")
             except DbstateError as e:
-                print(f"failed: {server.name}: {e}", file=err)
+                err.write(view.failed(server.name, e))
                 failed += 1
                 continue
             taken.append(m)
             if opts.output == "text":
-                state = "verified" if m.verified else "not verified"
-                print(f"{m.id}  {m.instance}  {m.size_bytes / 1048576:.1f} MiB  {state}", file=out)
+                out.write(view.taken(m))
+                out.flush()
     if opts.output == "json":
-        json.dump([m.to_json() for m in taken], out, indent=2)
-        out.write("\n")
+        out.write(view.manifests_json(taken))
     sys.stderr.flush()
     return common.EXIT_ERROR if failed else common.EXIT_OK

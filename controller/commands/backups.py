@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -35,26 +33,12 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.views import backups as view
     from controller.wiring import local
 
     found = local.backups_in(opts.directory).manifests(opts.name)
     if opts.output == "json":
-        json.dump([m.to_json() for m in found], out, indent=2)
-        out.write("\n")
-        return common.EXIT_OK
-    if not found:
-        print(f"no backups in {opts.directory}" + (f" for {opts.name}" if opts.name else ""), file=out)
-        return common.EXIT_OK
-    print(f"{'ID':<40} {'INSTANCE':<16} {'TAKEN (UTC)':<20} {'SIZE':>10}  {'HOLDS':<24} VERIFIED  REASON", file=out)
-    for m in found:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.started))
-        holds = f"{m.counts['keys']} keys" if set(m.counts) == {"keys"} else f"{len(m.counts)} tables"
-        if not m.counts and not m.databases:  # an RDB file verified before counts were kept
-            holds = m.format.split(".", 1)[0]
-        verified = "yes" if m.verified else "no"
-        print(
-            f"{m.id:<40} {m.instance:<16} {when:<20} {m.size_bytes / 1048576:>8.1f}Mi  {holds:<24} {verified:<9} "
-            f"{m.reason}",
-            file=out,
-        )
+        out.write(view.manifests_json(found))
+    else:
+        out.write(view.listing(found, opts.directory, opts.name))
     return common.EXIT_OK

@@ -98,6 +98,7 @@ def options(ns: argparse.Namespace) -> Options:
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller.core import importer
+    from controller.views import importing as view
     from controller.wiring import engines
 
     t0 = time.monotonic()
@@ -115,7 +116,12 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     _check_logins(opts, imported, observed, host, err)
     adoptions = _matching(opts, imported, found)
     engines.record_adoptions(target, adoptions)
-    _summary(out, opts, written, imported, len(adoptions), time.monotonic() - t0)
+    env_file = opts.env_file or opts.env_out
+    out.write(
+        view.summary(
+            imported, opts.out, written, env_file, opts.env_out, opts.env_file, len(adoptions), time.monotonic() - t0
+        )
+    )
     return common.EXIT_OK
 
 
@@ -283,44 +289,3 @@ def _write_private(path: Path, env: dict[str, str]) -> None:
 
 def _double_quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-
-
-def _summary(out: TextIO, opts: Options, files: int, imported: Imported, adopted: int, seconds: float) -> None:
-    kinds: dict[str, int] = {}
-    for d in imported.documents:
-        kinds[d.body["kind"]] = kinds.get(d.body["kind"], 0) + 1
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-    print(f"Imported {counts} into {opts.out} ({files} files) in {seconds:.1f} s.", file=out)
-    if imported.reused:
-        print(
-            f"  {len(imported.reused)} variables already in {opts.env_file or opts.env_out}, used as they are.",
-            file=out,
-        )
-    if imported.env:
-        print(f"  {len(imported.env)} secret values in {opts.env_out} (mode 0600; keep it out of git).", file=out)
-    else:
-        print("  no new secret value: no env file was written.", file=out)
-    if opts.env_file is not None and imported.env:
-        print(
-            f"  note: {opts.env_file} lacks {', '.join(sorted(imported.env))} (it is not written): add them from "
-            f"{opts.env_out} to it (or to what writes it) before plan",
-            file=out,
-        )
-    print(f"  {adopted} databases recorded as adopted: dbstate takes them over as they are.", file=out)
-    if imported.not_running:
-        names = ", ".join(imported.not_running)
-        print(f"  from compose files, not running: {names} (dbstate creates them once committed).", file=out)
-    if adopted < len(imported.adopt):
-        print(
-            f"  {len(imported.adopt) - adopted} not adopted: `dbstate plan` says what differs (adoption-blocked).",
-            file=out,
-        )
-    for note in imported.notes:
-        print(f"  note: {note}", file=out)
-    allow = f" --allow-compose-project {','.join(imported.compose_projects)}" if imported.compose_projects else ""
-    allow += "".join(f" --allow-bind-root {root}" for root in imported.bind_roots)
-    print("Next:", file=out)
-    print(f"  dbstate plan --dir {opts.out} --env-file {opts.env_file or opts.env_out}{allow}", file=out)
-    print(
-        "  (nothing to change is expected; then commit the files and start `dbstate run` with the same flags)", file=out
-    )

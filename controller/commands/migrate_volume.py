@@ -55,6 +55,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
+    from controller.views import oneoff as view
     from controller.wiring.engines import moves
 
     result = wired.reconciler.plan(record=False)
@@ -67,14 +68,13 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         raise DbstateError(f"{inst.container_name} is not dbstate's (created or adopted): nothing is moved")
     todo = moves(inst, c)
     if not todo:
-        print(f"{inst.container_name} already mounts what its declaration names: nothing to move", file=out)
+        out.write(view.nothing_to_move(inst.container_name))
         return common.EXIT_OK
-    for mv in todo:
-        print(f"  {mv.target}: {mv.source.type} {mv.source.source} -> {mv.to.type} {mv.to.source}", file=out)
+    out.write(view.moves(todo))
     if not common.go_ahead(opts.yes, len(todo), out, "moved"):
         return common.EXIT_ERROR
     wired.migrate(inst, c, todo, result, progress)
-    print(f"moved: {inst.container_name} runs on its declared mounts; the old data is still where it was", file=out)
+    out.write(view.moved(inst.container_name))
     return common.EXIT_OK
 
 

@@ -75,6 +75,7 @@ def run(job: OneOff, opts: Any, out: TextIO, err: TextIO) -> int:
 
 def _hand_over(job: OneOff, opts: Any, wired: Wired, held: errors.LeaseHeld, out: TextIO, err: TextIO) -> int:
     from controller.commands.suspend import who
+    from controller.views import oneoff as view
     from controller.wiring import local
 
     assert wired.lease is not None
@@ -88,7 +89,7 @@ def _hand_over(job: OneOff, opts: Any, wired: Wired, held: errors.LeaseHeld, out
                 f"{held} (that controller takes no jobs through the state database {path}: it runs with another "
                 "--state, on another host, or is an older dbstate)"
             )
-        print(f"{job.summary(opts)}: handed to the running controller {holder}, which holds the engine lease", file=out)
+        out.write(view.handed_over(job.summary(opts), holder))
         if not common.go_ahead(opts.yes, 1, out, "done"):
             return common.EXIT_ERROR
         args = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in CONTEXT}

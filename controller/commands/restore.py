@@ -71,22 +71,21 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
+    from controller.views import oneoff as view
+
     manifest = wired.backups.get(opts.source)
     result = wired.reconciler.plan(record=False)
     (server,) = wired.servers(result, (opts.name,))
     if isinstance(server, str):
         raise DbstateError(server)
     what = ", ".join(manifest.databases) if manifest.databases else "its data"
-    if opts.to_new_volume:
-        print(f"restore {manifest.id} into a new {server.container} on volume {opts.to_new_volume}", file=out)
-    else:
-        print(f"restore {manifest.id} into {server.container}: replaces {what}", file=out)
+    out.write(view.restore_intent(manifest.id, server.container, what, opts.to_new_volume))
     if not common.go_ahead(opts.yes, 1, out, "restored"):
         return common.EXIT_ERROR
     if opts.to_new_volume:
         return _to_new_volume(opts, server, manifest, wired, result.revision.commit, progress, out)
     safety = wired.restore(server, manifest, revision=result.revision.commit, progress=progress)
-    print(f"restored: {server.container} holds {manifest.id}; what it held before is backup {safety.id}", file=out)
+    out.write(view.restored(server.container, manifest.id, safety.id))
     return common.EXIT_OK
 
 
@@ -99,17 +98,15 @@ def _to_new_volume(
     progress: Callable[[str], None],
     out: TextIO,
 ) -> int:
+    from controller.views import oneoff as view
+
     assert opts.to_new_volume is not None
     moved, kept = wired.restore_to_new_volume(
         server, manifest, opts.to_new_volume, revision=revision, progress=progress
     )
     mount = next(m for m in moved.spec.volumes if m.source == opts.to_new_volume)
-    print(
-        f"restored: {server.container} runs on volume {opts.to_new_volume} with {manifest.id}; the old container is "
-        f"{kept}, stopped, on its untouched volume.\nNow declare it: in DatabaseInstance/{server.name}, "
-        f"volumes: [{{source: {opts.to_new_volume}, target: {mount.target}}}], and a Volume {opts.to_new_volume} "
-        "(until then, plan reports data-moved and nothing recreates it)",
-        file=out,
+    out.write(
+        view.restored_to_new_volume(server.container, server.name, manifest.id, opts.to_new_volume, mount.target, kept)
     )
     return common.EXIT_OK
 

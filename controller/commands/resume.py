@@ -30,12 +30,13 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.views import records as view
     from controller.wiring import local
 
     with local.state(opts.state) as db:
         found = db.resume(f"DatabaseInstance/{opts.name}")
     if not found:
-        print(f"DatabaseInstance/{opts.name} was not suspended with `dbstate suspend`", file=err)
+        err.write(view.not_suspended(f"DatabaseInstance/{opts.name}"))
         return common.EXIT_ERROR
-    print(f"resumed DatabaseInstance/{opts.name}: the next pass converges it", file=out)
+    out.write(view.resumed(f"DatabaseInstance/{opts.name}"))
     return common.EXIT_OK

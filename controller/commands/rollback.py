@@ -73,6 +73,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], None]) -> int:
     """Under the engine lease: this command's own, or that of the `dbstate run` it was handed to."""
     from controller.core.labels import KEPT_SUFFIX
+    from controller.views import oneoff as view
 
     result = wired.reconciler.plan(record=False)
     inst = next((i for i in result.loaded.state.instances if i.metadata.name == opts.name), None)
@@ -94,7 +95,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
     if not kept:
         raise DbstateError(f"no kept server of {opts.name}{' named ' + opts.kept if opts.kept else ''}")
     chosen = next((c for c in reversed(kept) if c.image == inst.spec.image), kept[-1])
-    print(f"roll {inst.container_name} back to {chosen.name} ({chosen.image})", file=out)
+    out.write(view.rollback_intent(inst.container_name, chosen.name, chosen.image))
     if not common.go_ahead(opts.yes, 1, out, "rolled back"):
         return common.EXIT_ERROR
     t0 = time.monotonic()
@@ -106,11 +107,7 @@ def perform(opts: Options, wired: Wired, out: TextIO, progress: Callable[[str], 
         revision=result.revision.commit,
         progress=progress,
     )
-    print(
-        f"rolled back: {inst.container_name} runs {inst.spec.image} on its data again ({time.monotonic() - t0:.1f} s); "
-        f"the newer server's data is backup {safety.id} and its kept container",
-        file=out,
-    )
+    out.write(view.rolled_back(inst.container_name, inst.spec.image, time.monotonic() - t0, safety.id))
     return common.EXIT_OK
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -43,6 +42,7 @@ def document_schema() -> dict[str, Any]:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    json.dump(document_schema(), out, indent=2, sort_keys=False)
-    out.write("\n")
+    from controller.views.common import dumps
+
+    out.write(dumps(document_schema()))
     return common.EXIT_OK

@@ -47,11 +47,10 @@ def who() -> str:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.views import records as view
     from controller.wiring import local
 
     with local.state(opts.state) as db:
         db.suspend(f"DatabaseInstance/{opts.name}", who(), opts.why)
-    print(
-        f"suspended DatabaseInstance/{opts.name}: observed and reported, not changed, until `dbstate resume`", file=out
-    )
+    out.write(view.suspended(f"DatabaseInstance/{opts.name}"))
     return common.EXIT_OK

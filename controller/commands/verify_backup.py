@@ -36,6 +36,7 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
+    from controller.views import backups as view
     from controller.wiring import engines
 
     def progress(message: str) -> None:
@@ -52,8 +53,8 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
                     raise DbstateError(f"no DatabaseInstance {m.instance} is declared: its login is unknown")
                 wired.verify(m, inst, progress)
             except DbstateError as e:
-                print(f"failed: {ident}: {e}", file=err)
+                err.write(view.failed(ident, e))
                 failed += 1
                 continue
-            print(f"{ident}  verified", file=out)
+            out.write(view.verified(ident))
     return common.EXIT_ERROR if failed else common.EXIT_OK
