@@ -22,7 +22,7 @@ dbstate runs the databases of a self-hosted platform from git.
 
 A directory of YAML declarations (DatabaseInstance, Network, Volume, Consumer; a Host per Docker engine when there
 are several) is the desired state; dbstate compares it with the live Docker engines and shows (plan) or converges
-(apply, run) the difference. Engines: PostgreSQL, MariaDB, MySQL, Redis, Valkey.
+(apply, run) the difference.
 """
 
 OUTRO = """
