@@ -9,9 +9,9 @@ import functools
 import importlib
 
 from controller.core import spec
-from controller.core.databases.base import Database, Guess, Login, Query, Ran
+from controller.core.databases.base import Database, Exporter, Guess, Login, Query, Ran
 
-__all__ = ["Database", "Guess", "Login", "Query", "Ran", "every", "named", "of"]
+__all__ = ["Database", "Exporter", "Guess", "Login", "Query", "Ran", "every", "named", "of"]
 
 _MODULES: dict[spec.Engine, tuple[str, str]] = {  # engine -> (its module here, the Database it defines)
     spec.Engine.POSTGRES: ("postgres", "POSTGRES"),

@@ -58,6 +58,17 @@ class Replay(Protocol):
 
 
 @dataclass(frozen=True)
+class Exporter:
+    """An engine's standard Prometheus exporter: the one whose metric names every dashboard and alerting mixin
+    expects. Its login is passed in its environment (`Database.exporter_env`), never on its command line."""
+
+    name: str  # postgres_exporter, mysqld_exporter, redis_exporter
+    package: str  # Debian's package of it (what the tests' stand-in images are built from)
+    port: int  # where it serves /metrics
+    up_metric: str  # 1 while it reaches the server
+
+
+@dataclass(frozen=True)
 class Guess:
     """What `import` declares for a container's login, and what it could not know (comments in the YAML)."""
 
@@ -114,6 +125,13 @@ class Database:
     password_flag: str | None = None  # the server's flag that sets its password on a command line (import moves it)
     tool: str = ""  # the client, as errors name it
     data_path: str = ""  # where the official image keeps its data
+    exporter: Exporter | None = None  # its standard Prometheus exporter
+
+    # -- monitoring --------------------------------------------------------------------------------------------------
+
+    def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
+        """The environment that points its exporter at the server at `address:port` as `user`."""
+        raise NotImplementedError(f"{self.engine.value} has no exporter")
 
     # -- versions ---------------------------------------------------------------------------------------------------
 

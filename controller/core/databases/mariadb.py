@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from controller.core import spec
 from controller.core.databases.base import (
     Database,
+    Exporter,
     Guess,
     Login,
     Query,
@@ -128,6 +129,14 @@ class MariaDB(Database):
     image_version_env: tuple[str, ...] = ("MARIADB_VERSION", "MARIADB_MAJOR")
     tool = "mariadb"
     data_path = "/var/lib/mysql"
+    exporter = Exporter("mysqld_exporter", "prometheus-mysqld-exporter", 9104, "mysql_up")
+
+    def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
+        # DATA_SOURCE_NAME for mysqld_exporter up to 0.14 (Debian 12's); MYSQLD_EXPORTER_PASSWORD from 0.15 on
+        return {
+            "DATA_SOURCE_NAME": f"{user or 'root'}:{password}@({address}:{port})/",
+            "MYSQLD_EXPORTER_PASSWORD": password,
+        }
 
     def guess_auth(self, env: Mapping[str, str], declared_env: Mapping[str, str]) -> Guess:
         auth: dict[str, object] = {"method": "password", "user": "root"}

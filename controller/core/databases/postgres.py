@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from controller.core import spec, versions
 from controller.core.databases.base import (
     Database,
+    Exporter,
     Guess,
     Login,
     Query,
@@ -237,6 +238,14 @@ class Postgres(Database):
     image_version_env: tuple[str, ...] = ("PG_MAJOR", "PG_VERSION")
     tool = "psql"
     data_path = "/var/lib/postgresql/data"
+    exporter = Exporter("postgres_exporter", "prometheus-postgres-exporter", 9187, "pg_up")
+
+    def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
+        return {
+            "DATA_SOURCE_URI": f"{address}:{port}/postgres?sslmode=disable",
+            "DATA_SOURCE_USER": user or "postgres",
+            "DATA_SOURCE_PASS": password,
+        }
 
     def checks(self, s: spec.DatabaseInstanceSpec) -> list[tuple[tuple[str | int, ...], str]]:
         if (versions.numbers(s.version) or [0])[0] < 18:

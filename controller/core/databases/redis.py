@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 
 from controller.core import spec
-from controller.core.databases.base import Database, Guess, Login, Query, Ran, declared_password, env_secret
+from controller.core.databases.base import Database, Exporter, Guess, Login, Query, Ran, declared_password, env_secret
 from controller.core.secrets import Secret
 
 AOF_REWRITE = r"""set -eu
@@ -70,11 +70,20 @@ class Redis(Database):
     image_version_env: tuple[str, ...] = ("REDIS_VERSION",)
     data_path = "/data"
     tool = "redis-cli"
+    exporter = Exporter("redis_exporter", "prometheus-redis-exporter", 9121, "redis_up")  # Valkey's too
     server = "redis-server"
     check_rdb = "redis-check-rdb"
     version_fields: tuple[str, ...] = ("redis_version",)  # in INFO server, the first one found
     password_flag: str | None = "--requirepass"  # noqa: S105 - the server's flag that sets its password on a command line
     cli_auth_env: tuple[str, ...] = ("REDISCLI_AUTH",)  # where the client reads the password from
+
+    def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
+        env = {"REDIS_ADDR": f"redis://{address}:{port}"}
+        if password:
+            env["REDIS_PASSWORD"] = password
+        if user:
+            env["REDIS_USER"] = user
+        return env
 
     def data_major(self, server_version: str) -> str | None:
         return None  # an RDB file is read by every later major as it is
