@@ -91,26 +91,26 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progre
     """One engine after the other, each under its own lease and asking for its own changes; an engine that cannot
     be reached fails alone (reported), and the others are applied."""
     from controller.core import errors
-    from controller.views.common import dumps, host_heading
+    from controller.views import common as views
 
     codes, docs = [], []
     for w in every:
         if opts.output != "json":
-            out.write(host_heading(w.engine.name, w.runtime.host))
+            out.write(views.host_heading(w.engine.name, w.runtime.host))
         assert w.lease is not None
         try:
             with w.lease.holding(progress):
                 code, doc = _plan_and_apply(opts, w.reconciler, out, err)
         except errors.EngineError as e:
-            print(f"dbstate: error: Host {w.engine.name}: {e}", file=err)
+            err.write(views.host_error(w.engine.name, e))
             code, doc = common.EXIT_ERROR, json.dumps({"error": str(e)})
         codes.append(code)
         if doc is not None:
-            docs.append({"host": w.engine.name, "endpoint": w.runtime.host, **json.loads(doc)})
+            docs.append(views.host_part(w.engine.name, w.runtime.host, json.loads(doc)))
         if opts.output != "json":
             out.write("\n")
     if opts.output == "json":
-        out.write(dumps({"converged": all(c == common.EXIT_OK for c in codes), "hosts": docs}))
+        out.write(views.several({"converged": all(c == common.EXIT_OK for c in codes)}, docs))
     return common.most_serious(codes)
 
 

@@ -66,15 +66,15 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         except EngineError as e:  # one engine down: the others are audited all the same
             if len(refs) == 1:
                 raise
-            err.write(f"dbstate: error: Host {engine.name}: {e}\n")
-            docs.append({"host": engine.name, "error": str(e)})
+            err.write(views.host_error(engine.name, e))
+            docs.append(views.host_part(engine.name, None, {"error": str(e)}))
             codes.append(common.EXIT_ERROR)
             continue
         errs = result.loaded.errors
         rev = result.revision
         if opts.output == "json":
             doc = view.audit_json(result.report, result.observed.engine, rev.commit, rev.dirty, errs)
-            docs.append(json.loads(views.scrub(views.dumps({"host": engine.name, **doc}), result.secrets)))
+            docs.append(json.loads(views.scrub(views.dumps(views.host_part(engine.name, None, doc)), result.secrets)))
         else:
             for w in result.loaded.warnings:
                 err.write(views.scrub(str(w), result.secrets) + "\n")
@@ -87,5 +87,6 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         elif opts.strict and result.report.wrong:
             codes.append(common.EXIT_FINDINGS)
     if opts.output == "json":
-        out.write(views.dumps(docs[0] if len(refs) == 1 and "error" not in docs[0] else {"hosts": docs}))
+        one = len(refs) == 1 and "error" not in docs[0]
+        out.write(views.dumps(docs[0]) if one else views.several({}, docs))
     return common.most_serious(codes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.core.options import PassOptions, Target
@@ -116,23 +116,23 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO) -> int
     codes = [_exit(opts, r) if not isinstance(r, str) else common.EXIT_ERROR for r in results]
     directory = str(opts.target.directory)
     if opts.output == "json":
-        hosts: list[dict[str, Any]] = []
-        for w, r in zip(every, results, strict=True):
-            head: dict[str, Any] = {"host": w.engine.name, "endpoint": w.runtime.host}
-            if isinstance(r, str):
-                hosts.append({**head, "error": r})
-            else:
-                hosts.append(
-                    {**head, "error": None, **json.loads(render(r, "json", "never", probed, directory, out, err))}
-                )
+        hosts = [
+            views.host_part(
+                w.engine.name,
+                w.runtime.host,
+                {"error": r}
+                if isinstance(r, str)
+                else {"error": None, **json.loads(render(r, "json", "never", probed, directory, out, err))},
+            )
+            for w, r in zip(every, results, strict=True)
+        ]
         done = [r for r in results if not isinstance(r, str)]
-        doc = {
+        summary = {
             "revision": done[0].revision.commit if done else None,
             "dirty": done[0].revision.dirty if done else None,
             "in_sync": all(c == common.EXIT_OK for c in codes),
-            "hosts": hosts,
         }
-        out.write(views.scrub(views.dumps(doc), secrets))
+        out.write(views.scrub(views.several(summary, hosts), secrets))
     else:
         for w, r in zip(every, results, strict=True):
             out.write(views.host_heading(w.engine.name, w.runtime.host))

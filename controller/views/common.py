@@ -37,6 +37,21 @@ def host_heading(name: str, endpoint: str) -> str:
     return f"== Host {name} ({endpoint}) ==\n"
 
 
+def host_error(name: str, error: object) -> str:
+    """One engine of several that failed (on stderr): the others are still worked on."""
+    return f"dbstate: error: Host {name}: {error}\n"
+
+
+def host_part(name: str, endpoint: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    """One engine's part of the JSON of a command over several engines: its name, its endpoint, its document."""
+    return {"host": name, **({"endpoint": endpoint} if endpoint is not None else {}), **body}
+
+
+def several(summary: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
+    """The JSON of a command over several engines (`kind: Host`): what holds for all of them, then one part each."""
+    return dumps({**summary, "hosts": hosts})
+
+
 def engine_json(engine: live.EngineInfo) -> dict[str, str]:
     return {"host": engine.host, "version": engine.version, "api_version": engine.api_version}
 
