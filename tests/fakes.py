@@ -109,6 +109,16 @@ class RecordingRuntime:
     def disconnect(self, container: str, network: str) -> None:
         self._call("disconnect", f"{container}@{network}")
 
+    def remove_network(self, name: str) -> None:
+        self._call("remove_network", name)
+
+    def pause(self, name: str) -> bool:
+        self._call("pause", name)
+        return True
+
+    def unpause(self, name: str) -> None:
+        self._call("unpause", name)
+
 
 class FakeEngine(RecordingRuntime):
     """An engine in memory: what the runtime calls create, the observer sees, with Docker's rules (names are unique,
@@ -221,6 +231,19 @@ class FakeEngine(RecordingRuntime):
     def disconnect(self, container: str, network: str) -> None:
         super().disconnect(container, network)
         self._get(container).networks.pop(network, None)
+
+    def pause(self, name: str) -> bool:
+        c = self.containers.get(name)
+        if c is None or c.state != "running":
+            return False
+        super().pause(name)
+        c.state = "paused"
+        return True
+
+    def unpause(self, name: str) -> None:
+        super().unpause(name)
+        if name in self.containers and self.containers[name].state == "paused":
+            self.containers[name].state = "running"
 
     def kill(self, name: str) -> None:
         self.containers[name].state = "exited"

@@ -129,6 +129,7 @@ def diff(
     _data_guard(b, desired, observed)
     for con in desired.consumers:
         _consumer(b, con, desired, observed, revision, scope)
+    _cutover_pauses(b, desired, observed, scope)
     _isolation(b, desired, observed, scope)
     _orphans_and_strangers(b, desired, observed, prune)
     for kind, name in sorted(desired.held_back):
@@ -667,6 +668,27 @@ def _dump_restore(
         f"{', '.join(want.source for _m, want in moves if want is not None)}; the old container and volume are kept"
     )
     b.change(policy, Change(Action.UPGRADE, inst.kind, inst.metadata.name, c.name, reason, details, needs, inst))
+
+
+def _cutover_pauses(b: _Builder, desired: spec.DesiredState, observed: live.LiveState, scope: Scope) -> None:
+    """An upgrade pauses the running containers of the consumers that use the instance on this engine, from before
+    the old server stops until the new one holds every row on its networks: no write goes to a server that is about
+    to be dumped, nor to one whose data is not in place yet. A consumer outside the scope is not touched (its
+    writes fail meanwhile: the new server is not on any network it shares until the cutover)."""
+    for i, change in enumerate(b.changes):
+        if change.action is not Action.UPGRADE or not isinstance(change.payload, Upgrade):
+            continue
+        paused = []
+        for con in desired.consumers:
+            if not any(u.instance == change.name and u.published is None for u in con.spec.uses):
+                continue
+            c = observed.container(con.container_name)
+            if c is not None and c.state == "running" and (c.owner == (con.kind, con.metadata.name) or scope.allows(c)):
+                paused.append(c.name)
+        if paused:
+            payload = dataclasses.replace(change.payload, consumers=tuple(sorted(paused)))
+            reason = f"{change.reason}; {', '.join(payload.consumers)} paused for the cutover"
+            b.changes[i] = dataclasses.replace(change, reason=reason, payload=payload)
 
 
 def recreate_change(inst: spec.DatabaseInstance, revision: str | None, reason: str) -> Change:

@@ -187,6 +187,9 @@ class Upgrade:
     from_major: str
     to_major: str
     moves: Mapping[str, tuple[str, str]]  # mount target -> (old volume, new volume)
+    # the running containers of the declared consumers (in scope) that are paused from before the old server stops
+    # until the new one holds the data, checked, on its networks
+    consumers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,6 +198,7 @@ class Upgrade:
             "from_major": self.from_major,
             "to_major": self.to_major,
             "moves": {t: list(m) for t, m in self.moves.items()},
+            "consumers": list(self.consumers),
         }
 
 

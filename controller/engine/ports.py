@@ -75,6 +75,18 @@ class Runtime(Protocol):
 
     def disconnect(self, container: str, network: str) -> None: ...
 
+    def remove_network(self, name: str) -> None:
+        """Remove a network dbstate made for a moment (the private network of a server being restored); one that is
+        gone already is fine."""
+        ...
+
+    def pause(self, name: str) -> bool:
+        """Freeze a running container's processes (`docker pause`): True when this call paused it, False when it was
+        not running (or does not exist, or is paused already): then it is not for this caller to unpause."""
+        ...
+
+    def unpause(self, name: str) -> None: ...
+
 
 ProbeJob = tuple[str, spec.DatabaseInstance | ProbeTarget, str]  # (key, who to log in as, address)
 

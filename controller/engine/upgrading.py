@@ -4,19 +4,24 @@ dump-restore) and a restore that must not overwrite what is there (`dbstate rest
 The old server is stopped and kept (renamed `<name>.dbstate-kept-<why>`, its volume untouched); for an upgrade its
 data is dumped by a throw-away server of the old image on the old volume (no consumer can write meanwhile, so the dump
 is the whole truth); the new server is created from the declaration on the new, empty volume, the dump restored and
-checked (its major, and the rows of every table against the dump) before it keeps the name. Any failing step rolls
-back: the new container is removed, the new volume emptied again, the old server back under its name and started."""
+checked (its major, and the rows of every table against the dump) before it keeps the name. Until then it is alone on
+a private internal network, and the declared consumers that use it are paused from before the old server stops: no
+client reaches a server whose data is not in place, so no committed write can land where a rollback would drop it.
+Only then does it join its networks with its aliases, and the consumers resume. Any failing step rolls back: the new
+container is removed, the new volume emptied again, the old server back under its name and started, the consumers
+resumed."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.core import databases, diff, dumps, errors, labels, live, plan, spec, versions
 from controller.core.dumps import Manifest
-from controller.core.labels import KEPT_SUFFIX, REVISION
+from controller.core.labels import HELPER, HELPER_PREFIX, KEPT_SUFFIX, REVISION
 from controller.core.secrets import reveal
 from controller.engine import apply as applying
 from controller.engine import backing, volumes
@@ -46,9 +51,13 @@ class _Rebuild:
     shell: Shell
     store: BackupStore
     progress: Progress
+    consumers: tuple[str, ...] = ()  # paused for the cutover (the plan names them)
     step: str = "checking the new volumes"
     created: bool = False
     renamed: bool = False
+    paused: list[str] = field(default_factory=list)
+    private: str | None = None  # the network the new server is alone on until its data is checked
+    cutover: str | None = None  # the new server's data as restored (backing.fingerprint)
 
     @property
     def c(self) -> str:
@@ -57,6 +66,12 @@ class _Rebuild:
     def check_and_stop(self) -> None:
         for volume in self.new_volumes:
             _must_be_empty(self.shell, self.inst.spec.image, volume)
+        for name in self.consumers:
+            self.step = f"pausing {name}"
+            if self.runtime.pause(name):
+                self.paused.append(name)
+        if self.paused:
+            self.progress(f"{self.inst.metadata.name}: paused {', '.join(self.paused)} for the cutover")
         self.step = f"stopping {self.c}"
         self.progress(f"{self.inst.metadata.name}: {self.step} (kept as {self.kept})")
         self.runtime.stop(self.c, applying.STOP_TIMEOUT)
@@ -74,14 +89,54 @@ class _Rebuild:
             )
 
     def switch(self) -> None:
-        """The old container renamed aside, the new one created from the declaration and started."""
+        """The old container renamed aside, the new one created from the declaration and started on a private
+        internal network of its own: no consumer can reach it (by its aliases or its name) before its data is in
+        place and checked (`go_live`)."""
         self.step = f"renaming {self.c} to {self.kept}"
         self.runtime.rename(self.c, self.kept)
         self.renamed = True
-        self.step = f"starting {self.inst.spec.image} on {', '.join(self.new_volumes)}"
+        self.private = f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}"
+        self.step = f"creating the private network {self.private}"
+        self.runtime.create_network(self.private, "bridge", True, {HELPER: "true"})
+        self.step = f"starting {self.inst.spec.image} on {', '.join(self.new_volumes)}, reachable by nothing yet"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
         self.created = True
-        applying.execute(_create(self.inst, self.made, "moved"), self.runtime)
+        alone = self.inst.model_copy(
+            update={
+                "spec": self.inst.spec.model_copy(
+                    update={"networks": (spec.NetworkAttachment(name=self.private, aliases=()),)}
+                )
+            }
+        )
+        applying.execute(_create(alone, self.made, "moved"), self.runtime)
+
+    def go_live(self) -> None:
+        """The new server, its data checked, joins its declared networks with its aliases; the consumers resume."""
+        for att in self.inst.spec.networks:
+            self.step = f"connecting {self.c} to {att.name}"
+            self.runtime.connect(self.c, att.name, att.aliases, reconnect=False)
+        self._leave_private()
+        self.progress(f"{self.inst.metadata.name}: {self.c} serves on {self.inst.spec.image}")
+        self.resume()
+
+    def _leave_private(self) -> None:
+        if self.private is None:
+            return
+        if self.created:
+            with contextlib.suppress(errors.EngineError):
+                self.runtime.disconnect(self.c, self.private)
+        with contextlib.suppress(errors.EngineError):  # a helper network left over is harmless: it holds nothing
+            self.runtime.remove_network(self.private)
+        self.private = None
+
+    def resume(self) -> None:
+        """The consumers this upgrade paused, unpaused (whatever happened)."""
+        while self.paused:
+            name = self.paused.pop()
+            try:
+                self.runtime.unpause(name)
+            except errors.EngineError as e:
+                self.progress(f"{self.inst.metadata.name}: unpausing {name} failed ({e}): `docker unpause {name}`")
 
     def restore_and_check(self, manifest: Manifest, major: str | None) -> None:
         c, engine, shell = self.c, self.inst.spec.engine, self.shell
@@ -112,16 +167,19 @@ class _Rebuild:
         wrong = dumps.compare_counts(manifest.counts, rows)
         if wrong:
             raise errors.BackupError("; ".join(wrong[:5]))
+        # what the new server holds at the cutover, before any consumer can reach it: `dbstate rollback` tells the
+        # writes made since by it
+        self.step = "taking the cutover's fingerprint"
+        self.cutover = backing.fingerprint(c, engine, who, shell)
 
     def keep_inert(self) -> None:
         """The old server stays as its data and a container nothing starts: no restart policy, no network, none of
         compose's labels (a `docker compose up` of the old file cannot find it and start it beside the new one), and
         dbstate's own labels, deletion-protected (its kept server, never an orphan to prune)."""
         own = kept_labels(self.inst)
+        if self.cutover is not None:
+            own[labels.CUTOVER] = self.cutover
         try:
-            # what the new server holds at the cutover: `dbstate rollback` tells writes since then by it
-            engine = self.inst.spec.engine
-            own[labels.CUTOVER] = backing.fingerprint(self.c, engine, databases.of(engine).login(self.inst), self.shell)
             self.runtime.make_inert(self.kept, own)
         except errors.DbstateError as e:
             raise errors.BackupError(
@@ -136,8 +194,10 @@ class _Rebuild:
         self.progress(f"rolling back: {self.c} goes back to its old server")
         if self.created:
             self.runtime.remove_container(self.c)
+            self.created = False
             for volume in self.new_volumes:
                 self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
+        self._leave_private()
         if self.renamed:
             self.runtime.rename(self.kept, self.c)
         self.runtime.start(self.c)
@@ -148,11 +208,13 @@ class _Rebuild:
         try:
             self.roll_back()
         except errors.DbstateError as again:
+            self.resume()
             where = self.kept if self.renamed else self.c
             return errors.BackupError(
                 f"{what} failed at '{self.step}': {reason}; and the rollback failed too ({again}): the old server is "
                 f"{where}, stopped, on its old volume, untouched: start it by hand"
             )
+        self.resume()
         return errors.BackupError(
             f"{what} failed at '{self.step}': {reason}; rolled back: {self.c} runs {old_image} on its old volume, "
             "unchanged"
@@ -177,6 +239,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
         shell,
         store,
         progress,
+        consumers=d.consumers,
     )
     target, (old_volume, _new) = next(iter(moves.items()))
     try:
@@ -186,6 +249,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
         )
         job.switch()
         job.restore_and_check(manifest, new)
+        job.go_live()
     except Exception as e:
         raise job.failed(f"upgrade of {name} {was} -> {new}", e, old_image) from e
     job.keep_inert()
@@ -237,6 +301,7 @@ def restore_to_new_volume(
         job.check_and_stop()
         job.switch()
         job.restore_and_check(manifest, None)
+        job.go_live()
     except Exception as e:
         raise job.failed(f"restore of {manifest.id} into {volume}", e, server.image) from e
     job.keep_inert()

@@ -454,6 +454,98 @@ def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
     assert r.code == 0 and "kept DatabaseInstance/pg" in r.stdout, r.stdout
 
 
+# A client that writes a row every 100 ms through the instance's alias, and creates its table on every connection as
+# many applications do; it prints `ok N` once the server said row N is committed.
+WRITER = """i=0
+while true; do
+  i=$((i+1))
+  if psql "host=pg user=app dbname=app connect_timeout=2" -qAt -v ON_ERROR_STOP=1 \\
+      -c "CREATE TABLE IF NOT EXISTS writes (who text, n int); INSERT INTO writes VALUES ('$WHO', $i)" >/dev/null 2>&1
+  then echo "ok $i"; fi
+  sleep 0.1
+done"""
+
+
+def start_writer(client: docker.DockerClient, who: str, labels: dict[str, str]) -> Any:
+    return client.containers.run(
+        "dbstate-local/postgres:15",
+        entrypoint=["sh", "-c", WRITER],
+        name=f"writer-{who}",
+        environment={"WHO": who, "PGPASSWORD": PW},  # the password in its env, never on a command line
+        network="bk-net",
+        labels={"dbstate-test": "1", **labels},
+        detach=True,
+    )
+
+
+def committed(c: Any) -> set[int]:
+    return {int(line.split()[1]) for line in c.logs().decode().splitlines() if line.startswith("ok ")}
+
+
+def test_an_upgrade_under_writing_clients_loses_no_committed_write_and_the_new_server_waits_for_its_data(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    """The consumer the desired state names is paused for the cutover; a client nobody declared keeps writing and
+    is refused until the new server holds the data, checked: no client reaches a server being restored (its table
+    created on connect would break the restore), the upgrade succeeds, and every row a client saw committed is
+    there after it, on the new major."""
+    state = tmp_path / "state.db"
+    consumer = """apiVersion: dbstate.io/v1
+kind: Consumer
+metadata: {name: writer-a}
+spec:
+  containerName: writer-a
+  networks: [{name: bk-net}]
+  uses: [{instance: pg}]
+"""
+    files = {"pg.yaml": pg(), "writer.yaml": consumer}
+    root = tree(tmp_path, files)
+    scope = ("--allow-label", "writer=yes")
+    r = run("apply", "--yes", "--dir", str(root), *scope, host=engine_host, state=state)
+    assert r.code in (0, 1), r.stdout + r.stderr  # writer-a does not exist yet: a missing-consumer finding
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "pgbk-db", "CREATE TABLE writes (who text, n int)")
+    sql(docker_client, "pgbk-db", "INSERT INTO writes SELECT 'seed', g FROM generate_series(1, 2000) g")
+    writers = {who: start_writer(docker_client, who, {"writer": "yes"} if who == "a" else {}) for who in ("a", "b")}
+    try:
+        wait_for(lambda: all(len(committed(c)) >= 10 for c in writers.values()), timeout=60, interval=0.5)
+        (root / "pg.yaml").write_text(
+            pg("dbstate-local/postgres:17", "17", "pg-data-v17", "  policy: {upgrade: dump-restore}\n")
+        )
+        r = run("plan", "--dir", str(root), *scope, host=engine_host, state=state)
+        assert "writer-a paused for the cutover" in r.stdout, r.stdout
+        helpers_before = {n.name for n in docker_client.networks.list() if n.name.startswith("dbstate-helper-")}
+        r = run("apply", "--yes", "--dir", str(root), *scope, host=engine_host, state=state)
+        out = r.stdout + r.stderr
+        assert r.code == 0, out
+        assert "paused writer-a for the cutover" in out and "rolled back" not in out, out
+        assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("17")
+        # both write to the new server after the cutover: writer-a was resumed, writer-b found the alias again
+        at_cutover = {who: max(committed(c)) for who, c in writers.items()}
+        wait_for(
+            lambda: all(max(committed(c)) >= at_cutover[who] + 10 for who, c in writers.items()),
+            timeout=60,
+            interval=0.5,
+        )
+        for c in writers.values():
+            c.pause()  # what each has logged as committed no longer grows
+        rows = sql(docker_client, "pgbk-db", "SELECT who || ' ' || n FROM writes WHERE who <> 'seed'").splitlines()
+        stored = {(line.split()[0], int(line.split()[1])) for line in rows}
+        for who, c in writers.items():
+            lost = {n for n in committed(c) if (who, n) not in stored}
+            assert not lost, f"writer-{who}: committed and lost: {sorted(lost)[:10]}"
+        assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM writes WHERE who = 'seed'") == "2000"
+        # nothing left of the cutover: no private network, and the new server only on its declared network
+        nets = docker_client.containers.get("pgbk-db").attrs["NetworkSettings"]["Networks"]
+        assert list(nets) == ["bk-net"] and "pg" in (nets["bk-net"]["Aliases"] or [])
+        helpers_after = {n.name for n in docker_client.networks.list() if n.name.startswith("dbstate-helper-")}
+        assert helpers_after <= helpers_before
+    finally:
+        for c in writers.values():
+            with contextlib.suppress(docker.errors.APIError):
+                c.remove(force=True)
+
+
 def test_a_mariadb_image_step_is_backed_up_then_mariadb_upgrade_runs(
     tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
 ) -> None:

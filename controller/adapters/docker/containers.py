@@ -224,3 +224,22 @@ class Containers(Networks):
         finally:
             with contextlib.suppress(errors.EngineError):
                 self.call("removing a helper container", lambda: self.api.remove_container(cid, force=True))
+
+    def pause(self, name: str) -> bool:
+        try:
+            info: dict[str, Any] = self.call(f"inspecting {name}", lambda: self.api.inspect_container(name))
+        except errors.EngineNotFound:
+            return False
+        state = info.get("State") or {}
+        if not state.get("Running") or state.get("Paused"):
+            return False  # nothing to freeze, or somebody else's pause: not this caller's to undo
+        # a retry after a lost answer finds it paused: by this very call
+        self.mutate(f"pausing {name}", lambda: self.api.pause(name), lambda e: says(e, 409, "already paused"))
+        return True
+
+    def unpause(self, name: str) -> None:
+        self.mutate(
+            f"unpausing {name}",
+            lambda: self.api.unpause(name),
+            lambda e: says(e, 409, "not paused", "not running") or says(e, 404, "no such container"),
+        )

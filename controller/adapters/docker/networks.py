@@ -36,3 +36,10 @@ class Networks(DockerClient):
                 says(e, 500, "is not connected") or says(e, 404, "is not connected") or says(e, 403, "is not connected")
             ),
         )
+
+    def remove_network(self, name: str) -> None:
+        self.mutate(
+            f"removing network {name}",
+            lambda: self.api.remove_network(name),
+            lambda e: says(e, 404, "not found", "no such network"),
+        )

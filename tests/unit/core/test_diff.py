@@ -19,7 +19,7 @@ TEXT = "---\n".join(
 
 
 def state(text: str = TEXT) -> spec.DesiredState:
-    loaded = desired.load_text(text, "t.yaml", ENV)
+    loaded = desired.load_text(text, "t.yaml", {**ENV, "PG_PASSWORD": "pw-for-the-diff"})
     assert loaded.errors == (), [str(e) for e in loaded.errors]
     return loaded.state
 
@@ -247,3 +247,30 @@ def test_a_use_across_engines_is_verified_against_the_published_address():
     assert summary(diff.diff(part, world(app("10.0.0.5:6379"), networks=(net("net-a"),)))) == ([], [])
     found = diff.diff(part, world(app("kv-b"), networks=(net("net-a"),))).findings
     assert [(f.type, f.name) for f in found] == [(FindingType.HOST_MISMATCH, "app")] and "10.0.0.5" in found[0].message
+
+
+def test_an_upgrade_pauses_the_running_consumers_in_scope_that_use_the_instance():
+    from controller.core.plan import Upgrade
+    from controller.core.scope import Scope
+    from tests.helpers import NETWORK, VOLUME, consumer_yaml, instance_yaml
+
+    was = state("---\n".join([NETWORK, VOLUME, instance_yaml(version="15", image="postgres:15")]))
+    running = managed(was, "pg", mounts=(live.Mount("volume", "pg_data", "/var/lib/postgresql/data"),))
+    upgraded = instance_yaml(
+        version="17", image="postgres:17", volume="pg_data_v17", extra="  policy: {upgrade: dump-restore}\n"
+    )
+    users = [consumer_yaml("app", "pg"), consumer_yaml("idle", "pg"), consumer_yaml("elsewhere", "other")]
+    other = instance_yaml("other", "other-db", volume=None)
+    now = state("---\n".join([NETWORK, VOLUME, VOLUME.replace("pg_data", "pg_data_v17"), upgraded, other, *users]))
+
+    def app(name: str, status: str = "running") -> live.Container:
+        labels_ = {"com.docker.compose.project": "wiki"}
+        return live.Container(name, name, "app:1", status, labels=labels_, networks=(live.Attachment("edge"),))
+
+    observed = live.LiveState(ENGINE, (running, app("app"), app("idle", "exited"), app("elsewhere")), (net("edge"),))
+    [change] = [c for c in diff.diff(now, observed).changes if c.action is Action.UPGRADE]
+    assert isinstance(change.payload, Upgrade) and change.payload.consumers == ("app",)
+    assert change.reason.endswith("; app paused for the cutover") and change.details["consumers"] == ["app"]
+    # a consumer the scope does not allow is not touched: its writes fail until the new server is on its network
+    [narrow] = [c for c in diff.diff(now, observed, scope=Scope()).changes if c.action is Action.UPGRADE]
+    assert isinstance(narrow.payload, Upgrade) and narrow.payload.consumers == ()
