@@ -487,7 +487,7 @@ def _workload(
     if c.state in STOPPED:
         b.change(policy, Change(Action.START, kind, name, cname, f"container is {c.state}", None, needs))
     elif c.state == "paused":
-        b.finding(FindingType.CONFIG_DRIFT, kind, name, f"container {cname} is paused: unpause it by hand")
+        b.finding(FindingType.CONFIG_DRIFT, kind, name, paused(cname))
     _attachments(b, resource, policy, networks, c)
 
 
@@ -670,6 +670,15 @@ def _dump_restore(
     b.change(policy, Change(Action.UPGRADE, inst.kind, inst.metadata.name, c.name, reason, details, needs, inst))
 
 
+def paused(container: str) -> str:
+    """A declared container found paused: dbstate does not unpause what it cannot tell it paused itself."""
+    return (
+        f"container {container} is paused: unpause it by hand (`docker unpause {container}`). An upgrade pauses its "
+        "database's consumers for the cutover and resumes them after it: one left paused is from a cutover that did "
+        "not finish, or a human's"
+    )
+
+
 def _cutover_pauses(b: _Builder, desired: spec.DesiredState, observed: live.LiveState, scope: Scope) -> None:
     """An upgrade pauses the running containers of the consumers that use the instance on this engine, from before
     the old server stops until the new one holds every row on its networks: no write goes to a server that is about
@@ -789,6 +798,8 @@ def _consumer(
         _attachments(b, con, spec.DriftPolicy.ENFORCE, con.spec.networks, c)
     else:
         _out_of_scope(b, con, c, scope)
+    if c.state == "paused":
+        b.finding(FindingType.CONFIG_DRIFT, con.kind, con.metadata.name, paused(c.name))
     _host_checks(b, con, desired, c)
 
 

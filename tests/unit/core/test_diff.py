@@ -274,3 +274,12 @@ def test_an_upgrade_pauses_the_running_consumers_in_scope_that_use_the_instance(
     # a consumer the scope does not allow is not touched: its writes fail until the new server is on its network
     [narrow] = [c for c in diff.diff(now, observed, scope=Scope()).changes if c.action is Action.UPGRADE]
     assert isinstance(narrow.payload, Upgrade) and narrow.payload.consumers == ()
+
+
+def test_a_consumer_left_paused_is_a_finding_not_unpaused():
+    """A cutover that did not finish (the controller killed mid-upgrade) can leave a consumer paused: said, with the
+    command; dbstate does not unpause what it cannot tell it paused itself."""
+    frozen = dataclasses.replace(APP, state="paused")
+    p = diff.diff(S, world(managed(S), frozen))
+    assert summary(p) == ([], [("config-drift", "app")])
+    assert "docker unpause app" in p.findings[0].message
