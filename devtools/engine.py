@@ -39,17 +39,19 @@ BASE_SUITE = "bookworm"
 # python3, python3-venv and git make it a base for dbstate's own image too (the Dockerfile's BASE_IMAGE).
 BASE_PACKAGES = ("postgresql-15", "mariadb-server", "redis-server", "ca-certificates", "python3", "python3-venv", "git")
 
-# A second, small rootfs for what bookworm does not ship: a second PostgreSQL major (shared instances on different
-# majors are a finding) and Valkey, the fourth engine.
+# A second, small rootfs for what bookworm does not ship: the next majors of PostgreSQL and MariaDB (upgrades, and
+# shared instances on different majors are a finding) and Valkey, the fourth engine.
 SECOND_SUITE = "trixie"
-SECOND_PACKAGES = ("postgresql-17", "valkey-server")
+SECOND_PACKAGES = ("postgresql-17", "mariadb-server", "valkey-server")
 
 # name -> (image reference the examples and tests use, recipe directory, build args, suite of its rootfs).
-# Versions are what the suites ship: bookworm PostgreSQL 15, MariaDB 10.11, Redis 7.0; trixie PostgreSQL 17, Valkey 8.1.
+# Versions are what the suites ship: bookworm PostgreSQL 15, MariaDB 10.11, Redis 7.0; trixie PostgreSQL 17,
+# MariaDB 11.8, Valkey 8.1.
 STAND_INS: dict[str, tuple[str, str, dict[str, str], str]] = {
     "postgres": ("dbstate-local/postgres:15", "postgres", {"PG_MAJOR": "15"}, BASE_SUITE),
     "postgres17": ("dbstate-local/postgres:17", "postgres", {"PG_MAJOR": "17"}, SECOND_SUITE),
     "mariadb": ("dbstate-local/mariadb:10.11", "mariadb", {}, BASE_SUITE),
+    "mariadb11": ("dbstate-local/mariadb:11.8", "mariadb", {}, SECOND_SUITE),
     "redis": ("dbstate-local/redis:7.0", "redis", {}, BASE_SUITE),
     "valkey": ("dbstate-local/valkey:8.1", "valkey", {}, SECOND_SUITE),
     "app": ("dbstate-local/app:1", "app", {}, BASE_SUITE),

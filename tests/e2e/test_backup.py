@@ -76,7 +76,7 @@ spec:
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:
     vols = "---\n".join(
-        volume(v) for v in ("pg-data", "my-data", "kv-data", "kv-aof-data", "pg-data-v17", "pg-restored")
+        volume(v) for v in ("pg-data", "my-data", "kv-data", "kv-aof-data", "pg-data-v17", "pg-restored", "my-data-v11")
     )
     return write_tree(tmp_path / "ds", {"net.yaml": network("bk-net"), "vols.yaml": vols, **files})
 
@@ -563,6 +563,36 @@ def test_a_mariadb_image_step_is_backed_up_then_mariadb_upgrade_runs(
     assert "mariadb-upgrade done on mybk-db" in r.stderr
     assert [m["reason"] for m in backups(engine_host, state)] == ["before recreate"]
     assert sql(docker_client, "mybk-db", "SELECT note FROM marker") == "before the step"
+
+
+def test_a_mariadb_major_step_by_dump_and_restore_runs_mariadb_upgrade_and_keeps_every_row(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    """MariaDB 10.11 (bookworm) -> 11.8 (trixie): a major step is a dump and restore into the new volume, with the
+    backup first and `mariadb-upgrade` on the new server; the old server and volume are kept."""
+    state = tmp_path / "state.db"
+    root = tree(tmp_path, {"my.yaml": MARIADB})
+    converge(root, engine_host, state)
+    wait_for(lambda: ready(docker_client, "mybk-db"), timeout=90, interval=0.5)
+    sql(docker_client, "mybk-db", "CREATE TABLE marker (id int primary key, note text)")
+    sql(docker_client, "mybk-db", "INSERT INTO marker SELECT seq, 'written by 10.11' FROM seq_1_to_1000")
+    step = MARIADB.replace("mariadb:10.11\n", "mariadb:11.8\n").replace('"10.11"', '"11.8"')
+    (root / "my.yaml").write_text(
+        step.replace("source: my-data,", "source: my-data-v11,") + "  policy: {upgrade: dump-restore}\n"
+    )
+    r = run("plan", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 2 and "mariadb 10.11 -> 11.8" in r.stdout, r.stdout
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    wait_for(lambda: ready(docker_client, "mybk-db"), timeout=90, interval=0.5)
+    assert sql(docker_client, "mybk-db", "SELECT VERSION()").startswith("11.8")
+    assert sql(docker_client, "mybk-db", "SELECT count(*), min(note) FROM marker") == "1000\twritten by 10.11"
+    assert [m["reason"] for m in backups(engine_host, state)] == ["before upgrade 10.11 -> 11.8"]
+    kept = docker_client.containers.get("mybk-db.dbstate-kept-v10.11")
+    assert [m["Name"] for m in kept.attrs["Mounts"]] == ["my-data"]
+    assert docker_client.containers.get("mybk-db").attrs["Mounts"][0]["Name"] == "my-data-v11"
+    r = run("plan", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stdout
 
 
 def test_a_restore_to_a_new_volume_overwrites_nothing_and_the_declaration_then_matches(
