@@ -60,6 +60,10 @@ class DockerShell:
             out, err = self.runtime.exec_with_input(exec_id, stdin, doing)
         return Ran(self.runtime.exec_exit_code(exec_id), out, _tail(err))
 
+    def spawn(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str = "") -> None:
+        exec_id = self.runtime.exec_create(container, argv, env, user, stdin=False)
+        self.runtime.exec_detached(exec_id, f"starting {argv[0]} in {container}")
+
     def put_file(self, container: str, directory: str, name: str, chunks: Iterable[bytes], size: int) -> None:
         """Write one file into a (possibly stopped) container, streamed as a tar archive of one member."""
         import tarfile

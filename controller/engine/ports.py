@@ -235,6 +235,10 @@ class Shell(Protocol):
         self, image: str, env: Mapping[str, str], volume: str | None = None, target: str | None = None
     ) -> contextlib.AbstractContextManager[str]: ...
 
+    def spawn(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str = "") -> None:
+        """Start a tool in the container and do not wait for it (work that may run while the server serves)."""
+        ...
+
     def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
         """`script` in a throw-away container of `image` without a network, with (source, target, read-only) mounts."""
         ...

@@ -118,6 +118,22 @@ class _Rebuild:
         self._leave_private()
         self.progress(f"{self.inst.metadata.name}: {self.c} serves on {self.inst.spec.image}")
         self.resume()
+        self._rebuild_statistics()
+
+    def _rebuild_statistics(self) -> None:
+        """A dump carries no planner statistics: rebuilt in the background while the server serves (a failure to
+        start it is said, and changes nothing: autovacuum gets there too, later)."""
+        db = databases.of(self.inst.spec.engine)
+        who = db.login(self.inst)
+        argv = db.rebuild_statistics(who)
+        if argv is None:
+            return
+        try:
+            self.shell.spawn(self.c, argv, who.env, who.os_user)
+        except errors.EngineError as e:
+            self.progress(f"{self.inst.metadata.name}: {argv[0]} did not start ({e}); autovacuum analyzes later")
+            return
+        self.progress(f"{self.inst.metadata.name}: {' '.join(argv)} runs in the background")
 
     def _leave_private(self) -> None:
         if self.private is None:

@@ -30,6 +30,10 @@ class Exec(DockerClient):
         )
         return str(created["Id"])
 
+    def exec_detached(self, exec_id: str, doing: str) -> None:
+        """Start it and return at once: it runs on in the container."""
+        self.mutate(doing, lambda: self.api.exec_start(exec_id, detach=True))
+
     def exec_exit_code(self, exec_id: str) -> int:
         """Its exit code (-1 when the engine does not record one in time)."""
         for _ in range(50):  # the stream ends a moment before the engine records the exit code

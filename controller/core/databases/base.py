@@ -200,6 +200,11 @@ class Database:
         """A command its documentation asks for after the server runs a new image (MariaDB's mariadb-upgrade)."""
         return None
 
+    def rebuild_statistics(self, who: Login) -> list[str] | None:
+        """A command that rebuilds the planner's statistics of a server whose data was just restored from a dump
+        (none are carried over), run in the background once it serves: PostgreSQL's `vacuumdb --analyze-in-stages`."""
+        return None
+
     def refusal(self, output: str) -> str | None:
         """The server's refusal in a command's output that exited 0 (a key-value client prints its errors), or None."""
         return None

@@ -277,6 +277,10 @@ class Postgres(Database):
     def fallback_database(self, auth: spec.Auth) -> str | None:
         return None if auth.database == "postgres" else "postgres"
 
+    def rebuild_statistics(self, who: Login) -> list[str] | None:
+        # in stages: usable statistics within seconds, complete ones later (what pg_upgrade itself advises)
+        return ["vacuumdb", "--all", "--analyze-in-stages", "--quiet"]
+
     def login(self, inst: spec.DatabaseInstance) -> Login:
         user = env_plain(inst, "POSTGRES_USER") or inst.spec.auth.user or "postgres"
         pw = env_secret(inst, "POSTGRES_PASSWORD") or declared_password(inst)
