@@ -225,6 +225,18 @@ def counts(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dic
     return db.counts(who, _query(container, db, who, shell))
 
 
+def extensions(container: str, engine: spec.Engine, who: Login, shell: Shell) -> set[str]:
+    """The extensions the server's databases use."""
+    db = databases.of(engine)
+    return db.extensions(who, _query(container, db, who, shell))
+
+
+def available_extensions(container: str, engine: spec.Engine, who: Login, shell: Shell) -> set[str] | None:
+    """The extensions the server's image could create (None: the engine has none)."""
+    db = databases.of(engine)
+    return db.available_extensions(who, _query(container, db, who, shell))
+
+
 def fingerprint(container: str, engine: spec.Engine, who: Login, shell: Shell) -> str:
     """A digest of every table's rows (Redis: its keys) as the server holds them now: equal fingerprints, no write."""
     db = databases.of(engine)

@@ -259,6 +259,12 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
     )
     target, (old_volume, _new) = next(iter(moves.items()))
     try:
+        _preflight(inst, change.target, shell, progress)
+    except errors.DbstateError as e:
+        raise errors.BackupError(
+            f"upgrade of {name} {was} -> {new} not started: {e}; {change.target} still runs {old_image}, untouched"
+        ) from e
+    try:
         job.check_and_stop()
         manifest = job.dump_old(
             old_image, old_volume, target, f"before upgrade {was} -> {new}", change.labels.get(REVISION)
@@ -274,6 +280,31 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
         f"{name}: upgraded {was} -> {new}: {sum(manifest.counts.values())} rows in {len(manifest.counts)} tables "
         f"restored and checked; {job.kept} and {old_volumes} are kept (remove them by hand once satisfied)"
     )
+
+
+def _preflight(inst: spec.DatabaseInstance, container: str, shell: Shell, progress: Progress) -> None:
+    """What would make the restore fail, found while the old server still serves: an extension its databases use that
+    the new image does not ship (asked of a throw-away server of the new image). No downtime for a known failure."""
+    engine = inst.spec.engine
+    db = databases.of(engine)
+    who = db.login(inst)
+    if not shell.running(container):
+        return  # a stopped server cannot be asked: the restore finds out, and rolls back
+    used = backing.extensions(container, engine, who, shell)
+    if not used:
+        return
+    progress(f"{inst.metadata.name}: checking that {inst.spec.image} ships {', '.join(sorted(used))}")
+    env = {k: reveal(v) for k, v in inst.spec.env.items()}
+    with shell.scratch(inst.spec.image, env) as probe:
+        backing.wait_ready(probe, engine, who, shell)
+        available = backing.available_extensions(probe, engine, who, shell)
+    missing = sorted(used - available) if available is not None else []
+    if missing:
+        raise errors.BackupError(
+            f"{inst.spec.image} does not ship the extension{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"that {container} uses (drop {'them' if len(missing) > 1 else 'it'} there, or choose an image that has "
+            f"{'them' if len(missing) > 1 else 'it'})"
+        )
 
 
 def restore_to_new_volume(

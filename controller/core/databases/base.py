@@ -196,6 +196,14 @@ class Database:
 
     after_new_image_tool = ""  # what `after_new_image` runs, as errors name it
 
+    def extensions(self, who: Login, query: Query) -> set[str]:
+        """The extensions the running server's databases use (none for an engine without them)."""
+        return set()
+
+    def available_extensions(self, who: Login, query: Query) -> set[str] | None:
+        """The extensions a server of this image could create (None: the engine has no such notion)."""
+        return None
+
     def after_new_image(self, who: Login) -> list[str] | None:
         """A command its documentation asks for after the server runs a new image (MariaDB's mariadb-upgrade)."""
         return None

@@ -122,6 +122,7 @@ PG_COUNTS = (
     "FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text FROM information_schema.tables "
     "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 )
+PG_EXTENSIONS = "SELECT extname, extversion FROM pg_extension"
 # a digest of each table's rows, whatever their order (PostgreSQL: md5 of the sorted md5 of each row's text)
 PG_DIGESTS = (
     "SELECT table_schema || '.' || table_name, (xpath('/row/d/text()', query_to_xml(format('SELECT md5(coalesce("
@@ -311,6 +312,13 @@ class Postgres(Database):
 
     def digests(self, who: Login, query: Query) -> dict[str, str]:
         return self._each_database(who, query, PG_DIGESTS)
+
+    def extensions(self, who: Login, query: Query) -> set[str]:
+        return {key.split("/", 1)[1] for key in self._each_database(who, query, PG_EXTENSIONS)}
+
+    def available_extensions(self, who: Login, query: Query) -> set[str] | None:
+        out = query(self.sql_argv(who, "SELECT name FROM pg_available_extensions"))
+        return {line.strip() for line in out.splitlines() if line.strip()}
 
     def dump_argv(self, who: Login) -> list[str]:
         return ["sh", "-c", PG_DUMP, "sh"]
