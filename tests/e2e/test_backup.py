@@ -1,7 +1,8 @@
 """Backups, restores and upgrades against real servers on the real engine, with marker rows written first and read
 after: each engine backed up, verified in a throw-away server and restored; no password in any process's command line
 while the dumps run; a damaged backup refused; a recreate backed up first (and not run without its backup); a major
-upgrade 15 -> 17 by dump and restore, and its rollback when the restore fails."""
+upgrade 15 -> 17 by dump and restore (refused before any downtime when the new image lacks an extension), its
+rollback when the restore fails, and the same under clients that keep writing."""
 
 from __future__ import annotations
 
@@ -427,9 +428,19 @@ def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
     r = run("plan", "--dir", str(root), host=engine_host, state=state)
     assert "declare a new named volume" in r.stdout and "pg-data-v17" in r.stdout
 
-    # a restore that fails (an extension 17 no longer ships): rolled back to 15 on its volume, with its rows
+    # an extension 17 no longer ships: found while 15 still serves, asked of a throw-away 17: no downtime at all
     sql(docker_client, "pgbk-db", "CREATE EXTENSION adminpack", database="postgres")
+    started = docker_client.containers.get("pgbk-db").attrs["State"]["StartedAt"]
     declare("{upgrade: dump-restore}", "pg-data-v17")
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    out = r.stdout + r.stderr
+    assert r.code == 1 and "not started" in out and "does not ship the extension adminpack" in out, out
+    c = docker_client.containers.get("pgbk-db")
+    assert c.attrs["State"]["StartedAt"] == started and c.status == "running"  # never stopped
+    sql(docker_client, "pgbk-db", "DROP EXTENSION adminpack", database="postgres")
+
+    # a restore that fails (a setting 17 no longer knows): rolled back to 15 on its volume, with its rows
+    sql(docker_client, "pgbk-db", "ALTER DATABASE app SET force_parallel_mode = off")
     r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
     out = r.stdout + r.stderr
     assert r.code == 1 and "failed at 'restoring" in out and "rolled back" in out, out
@@ -440,7 +451,7 @@ def test_a_major_upgrade_by_dump_and_restore_and_its_rollback(
     assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "1000"
 
     # the cause removed: upgraded, every row there, the old server and volume kept
-    sql(docker_client, "pgbk-db", "DROP EXTENSION adminpack", database="postgres")
+    sql(docker_client, "pgbk-db", "ALTER DATABASE app RESET force_parallel_mode")
     r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 0, r.stdout + r.stderr
     wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
