@@ -121,6 +121,19 @@ def _terminate(pid: int, timeout: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _release_mounts(data_root: Path) -> None:
+    """The container filesystems a dockerd of this data root left mounted when it was killed before it could unmount
+    them (a test stops an engine under running containers): unmounted lazily, or the next dockerd cannot remove those
+    containers ("failed to remove root filesystem: device or resource busy"). Only mounts under this data root, and
+    only while no dockerd of it runs."""
+    prefix = f"{data_root}/overlay2/"
+    with open("/proc/mounts") as f:
+        targets = [line.split()[1] for line in f if len(line.split()) > 1]
+    stale = [t for t in targets if t.startswith(prefix)]
+    for target in stale:
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
 def paths(name: str) -> tuple[Path, Path]:
     return RUN_ROOT / f"dbs-{name}", STATE_ROOT / f"{name}-engine"
 
@@ -174,6 +187,7 @@ def start(
         pidfile.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_root.mkdir(parents=True, exist_ok=True)
+    _release_mounts(data_root)
     (run_dir / "docker.sock").unlink(missing_ok=True)
     pool = POOLS.get(name, "10.219.0.0/16")
     log = open(run_dir / "dockerd.log", "ab")  # noqa: SIM115 - handed to the child process
