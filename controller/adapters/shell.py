@@ -101,8 +101,25 @@ class DockerShell:
         finally:
             self.runtime.remove_helper_network(net)
 
-    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
-        return self.runtime.run_once(image, mounts, script)
+    def run_once(
+        self,
+        image: str,
+        mounts: Sequence[tuple[str, str, bool]],
+        script: str,
+        env: Mapping[str, str] | None = None,
+        volumes_from: Sequence[str] = (),
+    ) -> tuple[int, str]:
+        return self.runtime.run_once(image, mounts, script, env, volumes_from)
+
+    @contextlib.contextmanager
+    def toolbox(self, image: str, target: str, script: str, env: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+        name, code, output = self.runtime.toolbox(image, target, script, env)
+        try:
+            if code != 0:
+                raise errors.ExecFailed("a helper of " + image, name, code, output[-TAIL:])
+            yield name, output.strip().splitlines()[-1] if output.strip() else ""
+        finally:
+            self.runtime.remove_helper(name)
 
     def logs(self, container: str) -> str:
         return printable(self.runtime.logs(container).decode(errors="replace"))[-TAIL:]

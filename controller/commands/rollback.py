@@ -30,6 +30,9 @@ then reports `rollback` and changes nothing. This command then:
      the current server again;
   5. removes the kept copy of the old server (its volume is what the server runs on again).
 
+A server kept by `pg_upgrade --link` (or --swap) cannot start again once the new one has: refused, naming the backup
+that upgrade took first (restore it with `dbstate restore NAME --from ID --to-new-volume VOLUME`).
+
 Holds the engine lease; while a `dbstate run` holds it, the rollback is handed to that controller (same --state),
 which performs it and goes on reconciling the others.
 

@@ -66,6 +66,7 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
             err(("spec", "volumes", i, "source"), f"volume {v.source} is mounted twice")
     for path, message in engine.checks(s):
         err(path, message)
+    _upgrade_policy(s, err)
     for i, p in enumerate(s.ports):
         if spec.parse_port(p).public:
             err(("spec", "ports", i), f"{p!r} publishes the database on every interface; bind 127.0.0.1", "warning")
@@ -80,6 +81,27 @@ def check_instance(inst: spec.DatabaseInstance) -> list[Problem]:
         if conv is not None:
             err(("spec", "containerName"), conv, "warning")
     return out
+
+
+def _upgrade_policy(s: spec.DatabaseInstanceSpec, err: Callable[[Path, str], None]) -> None:
+    """pg-upgrade is PostgreSQL's tool; a transfer mode other than copy means nothing without it; swap is 18's."""
+    p = s.policy
+    if p.upgrade is spec.UpgradePolicy.PG_UPGRADE and s.engine is not spec.Engine.POSTGRES:
+        err(
+            ("spec", "policy", "upgrade"),
+            f"pg-upgrade is PostgreSQL's pg_upgrade: use dump-restore for engine {s.engine.value}",
+        )
+    if p.upgrade_transfer is not spec.UpgradeTransfer.COPY and p.upgrade is not spec.UpgradePolicy.PG_UPGRADE:
+        err(
+            ("spec", "policy", "upgradeTransfer"),
+            f"upgradeTransfer: {p.upgrade_transfer.value} is how pg_upgrade moves the files: it needs upgrade: "
+            "pg-upgrade",
+        )
+    if p.upgrade_transfer is spec.UpgradeTransfer.SWAP and (versions.numbers(s.version) or [0])[0] < 18:
+        err(
+            ("spec", "policy", "upgradeTransfer"),
+            f"swap is pg_upgrade's from PostgreSQL 18 on; version {s.version} has copy, link and clone",
+        )
 
 
 def naming_convention(name: str, engine: spec.Engine, container: str) -> str | None:

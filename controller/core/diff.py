@@ -178,10 +178,12 @@ def _instance(
         inst.spec.networks,
         observed,
         revision,
-        recreate_allowed=inst.spec.policy.upgrade in (spec.UpgradePolicy.RECREATE, spec.UpgradePolicy.DUMP_RESTORE),
+        recreate_allowed=inst.spec.policy.upgrade in RECREATING,
     )
 
 
+# the policies under which a new image of the same major is a recreate, and a new major an UPGRADE (but RECREATE)
+RECREATING = frozenset({spec.UpgradePolicy.RECREATE, spec.UpgradePolicy.DUMP_RESTORE, spec.UpgradePolicy.PG_UPGRADE})
 MOUNTING = frozenset({Action.CREATE, Action.START, Action.RECREATE, Action.UPGRADE})
 PAST = {Action.CREATE: "created", Action.START: "started", Action.RECREATE: "recreated", Action.UPGRADE: "upgraded"}
 Source = tuple[str, str]  # (volume | bind, the volume's name or the host path)
@@ -426,7 +428,7 @@ def _workload(
         if _reverted(b, resource, c, observed):
             return
         jump = major_jump(resource, c)
-        if jump is not None and resource.spec.policy.upgrade is spec.UpgradePolicy.DUMP_RESTORE:
+        if jump is not None and resource.spec.policy.upgrade in RECREATING - {spec.UpgradePolicy.RECREATE}:
             if not _still_composed(b, resource, c, jump):
                 _dump_restore(b, resource, policy, c, jump, needs, revision)
             return
@@ -640,9 +642,10 @@ def _dump_restore(
     needs: tuple[str, ...],
     revision: str | None,
 ) -> None:
-    """policy.upgrade: dump-restore across majors: the data is dumped from the old server and restored into a new
-    server on the new volume the declaration names; the old container and volume are kept (engine/upgrading.py)."""
+    """policy.upgrade: dump-restore or pg-upgrade across majors: the data goes from the old server into a new server
+    on the new volume the declaration names; the old container and volume are kept (engine/upgrading.py)."""
     was, new = jump
+    method = inst.spec.policy.upgrade
     moves = moved_mounts(inst, c)
     bad = [m for m, want in moves if want is None or want.type != "volume"]
     if not moves or bad:
@@ -652,22 +655,40 @@ def _dump_restore(
             inst.kind,
             inst.metadata.name,
             f"{c.name} runs {inst.spec.engine.value} {was}, the declaration asks for {new} with policy.upgrade: "
-            "dump-restore, which restores into a new volume and keeps the old data as it is: declare a new named "
-            f"volume for the data (e.g. {suggestion}) in the same commit. Nothing is changed",
+            f"{method.value}, which writes the new major's data into a new volume and keeps the old data as it is: "
+            f"declare a new named volume for the data (e.g. {suggestion}) in the same commit. Nothing is changed",
         )
         return
+    transfer = inst.spec.policy.upgrade_transfer if method is spec.UpgradePolicy.PG_UPGRADE else None
     details = Upgrade(
         container_spec(inst, revision),
         from_image=c.image,
         from_major=was,
         to_major=new,
         moves={m.destination: (m.source, want.source) for m, want in moves if want is not None},
+        method=method.value,
+        transfer=transfer.value if transfer else None,
     )
-    reason = (
-        f"{inst.spec.engine.value} {was} -> {new}: dump from {c.image}, restore into "
-        f"{', '.join(want.source for _m, want in moves if want is not None)}; the old container and volume are kept"
-    )
+    into = ", ".join(want.source for _m, want in moves if want is not None)
+    if transfer is None:
+        how = f"dump from {c.image}, restore into {into}; the old container and volume are kept"
+    else:
+        how = f"pg_upgrade --{transfer.value} into {into} ({TRANSFER_SAYS[transfer]})"
+    reason = f"{inst.spec.engine.value} {was} -> {new}: {how}"
     b.change(policy, Change(Action.UPGRADE, inst.kind, inst.metadata.name, c.name, reason, details, needs, inst))
+
+
+# what each pg_upgrade transfer mode means for the way back, as the plan says it
+TRANSFER_SAYS = {
+    spec.UpgradeTransfer.COPY: "the old major's binaries are copied from the old image into the upgrade's helper; "
+    "the old container and volume are kept unchanged: `dbstate rollback` goes back",
+    spec.UpgradeTransfer.CLONE: "reflinks, on a filesystem that has them; the old major's binaries come from the old "
+    "image; the old container and volume are kept unchanged: `dbstate rollback` goes back",
+    spec.UpgradeTransfer.LINK: "hard links: seconds at any size, but once the new server has started the old cluster "
+    "can never start again: no rollback, only the backup taken first; the old major's binaries come from the old image",
+    spec.UpgradeTransfer.SWAP: "the old files moved into the new cluster: the old cluster is gone, no rollback, only "
+    "the backup taken first; the old major's binaries come from the old image",
+}
 
 
 def paused(container: str) -> str:

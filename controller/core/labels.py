@@ -24,6 +24,10 @@ KEPT_SUFFIX = (
 # on a kept server: a digest of every table of the server that replaced it, taken at the cutover (`dbstate rollback`
 # compares it with the server as it is now: a difference is a write that going back would lose)
 CUTOVER = "io.dbstate.cutover-digest"
+# on a kept server whose data pg_upgrade --link or --swap gave to the server that replaced it: it can never start again
+# once that one has (`dbstate rollback` refuses it and names the backup taken first)
+SPENT = "io.dbstate.spent-by"  # its value: "pg_upgrade --link" (or --swap); BACKUP: the backup's id
+BACKUP = "io.dbstate.backup"
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
 LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adapters/lease.py): never a cause for a pass
 LEASE = "io.dbstate.lease"  # on every lease marker

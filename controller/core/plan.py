@@ -21,7 +21,7 @@ class Action(enum.StrEnum):
     REMOVE = "remove"  # an orphan container, only with --prune
     RESTART = "restart"  # an instance whose probes keep failing, only with policy.restartAfterFailedProbes
     ADOPT = "adopt"  # take over a matching container someone else made (policy.adopt: in-place); no engine call
-    UPGRADE = "upgrade"  # a new major by dump and restore into a new volume (policy.upgrade: dump-restore)
+    UPGRADE = "upgrade"  # a new major into a new volume (policy.upgrade: dump-restore or pg-upgrade)
 
 
 SYMBOLS = {
@@ -180,7 +180,8 @@ class Recreate:
 
 @dataclass(frozen=True, slots=True)
 class Upgrade:
-    """UPGRADE (policy.upgrade: dump-restore): the new container, the old image and majors, and where the data moves."""
+    """UPGRADE (policy.upgrade: dump-restore or pg-upgrade): the new container, the old image and majors, where the
+    data moves, and how."""
 
     container: ContainerSpec
     from_image: str
@@ -190,6 +191,13 @@ class Upgrade:
     # the running containers of the declared consumers (in scope) that are paused from before the old server stops
     # until the new one holds the data, checked, on its networks
     consumers: tuple[str, ...] = ()
+    method: str = "dump-restore"  # spec.UpgradePolicy's value
+    transfer: str | None = None  # pg-upgrade: spec.UpgradeTransfer's value
+
+    @property
+    def reversible(self) -> bool:
+        """Whether the old volume still holds a server that can start after the cutover (`dbstate rollback`)."""
+        return self.transfer not in ("link", "swap")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -199,6 +207,8 @@ class Upgrade:
             "to_major": self.to_major,
             "moves": {t: list(m) for t, m in self.moves.items()},
             "consumers": list(self.consumers),
+            "method": self.method,
+            **({"transfer": self.transfer, "reversible": self.reversible} if self.transfer else {}),
         }
 
 

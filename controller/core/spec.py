@@ -111,6 +111,16 @@ class UpgradePolicy(enum.StrEnum):
     DUMP_RESTORE = (
         "dump-restore"  # as recreate; a new major: dump, restore into a new volume, switch (engine/upgrading)
     )
+    PG_UPGRADE = "pg-upgrade"  # as dump-restore, PostgreSQL only: pg_upgrade into the new volume (engine/pg_upgrading)
+
+
+class UpgradeTransfer(enum.StrEnum):
+    """How pg_upgrade brings the old data files into the new cluster (its "transfer mode")."""
+
+    COPY = "copy"  # every file copied: the old volume is never changed, `dbstate rollback` always possible
+    LINK = "link"  # hard links: seconds at any size; once the new server ran, the old cluster can never start again
+    CLONE = "clone"  # reflinks (btrfs, XFS): as fast as link and the old cluster stays usable; refused elsewhere
+    SWAP = "swap"  # PostgreSQL 18+: the old files moved into the new cluster, the fastest; the old cluster is gone
 
 
 class AdoptPolicy(enum.StrEnum):
@@ -231,6 +241,12 @@ class BackupPolicy(Model):
 class InstancePolicy(Model):
     drift: DriftPolicy = DriftPolicy.ENFORCE
     upgrade: UpgradePolicy = UpgradePolicy.MANUAL
+    upgrade_transfer: UpgradeTransfer = Field(
+        default=UpgradeTransfer.COPY,
+        description="with upgrade: pg-upgrade, how pg_upgrade moves the data files: copy (the old volume is never "
+        "changed: `dbstate rollback` can go back), link (hard links, seconds at any size; no way back but the backup "
+        "taken first), clone (reflinks on btrfs or XFS: fast and reversible), swap (PostgreSQL 18+, no way back)",
+    )
     suspended: bool = Field(
         default=False,
         description="true: dbstate observes, probes and reports this instance but changes nothing of it (maintenance; "

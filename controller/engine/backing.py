@@ -161,6 +161,12 @@ def _query(container: str, db: Database, who: Login, shell: Shell) -> Query:
     return query
 
 
+def answer(container: str, engine: spec.Engine, who: Login, shell: Shell, sql: str) -> str:
+    """One SQL statement's rows as the engine's client prints them (tab-separated, one per line)."""
+    db = databases.of(engine)
+    return _query(container, db, who, shell)(db.sql_argv(who, sql)).strip()
+
+
 def _key_value(db: Database) -> Redis:
     if not isinstance(db, Redis):
         raise errors.BackupError(f"{db.engine.value} keeps no data file to copy")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from controller.core import databases, errors, plan, spec, versions
 from controller.core.labels import REVISION
-from controller.engine import backing, upgrading
+from controller.engine import backing, pg_upgrading, upgrading
 from controller.engine.backing import Progress
 from controller.engine.ports import BackupStore, Runtime, Shell
 
@@ -66,4 +66,5 @@ class Guard:
         self.progress(f"{inst.metadata.name}: {db.after_new_image_tool} done on {change.target}")
 
     def upgrade(self, change: plan.Change) -> None:
-        upgrading.upgrade(change, self.runtime, self.shell, self.store, self.progress)
+        pg = isinstance(change.payload, plan.Upgrade) and change.payload.method == spec.UpgradePolicy.PG_UPGRADE
+        (pg_upgrading if pg else upgrading).upgrade(change, self.runtime, self.shell, self.store, self.progress)

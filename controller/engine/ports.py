@@ -44,6 +44,10 @@ class Runtime(Protocol):
         """Which volume of that name this is (`core.labels.volume_identity`), or None when there is none."""
         ...
 
+    def volume_mountpoint(self, name: str) -> str | None:
+        """Where a `local` volume's data lies on the engine's host (None: another driver, or no such volume)."""
+        ...
+
     def create_container(
         self,
         name: str,
@@ -239,8 +243,24 @@ class Shell(Protocol):
         """Start a tool in the container and do not wait for it (work that may run while the server serves)."""
         ...
 
-    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
-        """`script` in a throw-away container of `image` without a network, with (source, target, read-only) mounts."""
+    def run_once(
+        self,
+        image: str,
+        mounts: Sequence[tuple[str, str, bool]],
+        script: str,
+        env: Mapping[str, str] | None = None,
+        volumes_from: Sequence[str] = (),
+    ) -> tuple[int, str]:
+        """`script` in a throw-away container of `image` without a network, with (source, target, read-only) mounts,
+        `env` (no secret) and the volumes of the `volumes_from` containers (`NAME:ro`)."""
+        ...
+
+    def toolbox(
+        self, image: str, target: str, script: str, env: Mapping[str, str]
+    ) -> contextlib.AbstractContextManager[tuple[str, str]]:
+        """`script` run in a throw-away container of `image` that keeps a fresh volume at `target` for the helpers
+        after it (`volumes_from`); the container's name and the last line of the script's output while the block
+        runs, removed with its volume afterwards. Raises `ExecFailed` with the output when the script fails."""
         ...
 
     def logs(self, container: str) -> str: ...

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from controller.core import databases, diff, dumps, errors, labels, live, plan, spec, versions
@@ -40,7 +40,7 @@ def kept_labels(inst: spec.DatabaseInstance) -> dict[str, str]:
 
 
 @dataclass
-class _Rebuild:
+class Cutover:
     """One move onto new volumes, step by step; `step` names the one under way (for the failure's message)."""
 
     inst: spec.DatabaseInstance  # what the new container is made from: its data mounts on the new volumes
@@ -58,20 +58,31 @@ class _Rebuild:
     paused: list[str] = field(default_factory=list)
     private: str | None = None  # the network the new server is alone on until its data is checked
     cutover: str | None = None  # the new server's data as restored (backing.fingerprint)
+    kept_extra: dict[str, str] = field(default_factory=dict)  # more labels for the kept server (how it was left)
 
     @property
     def c(self) -> str:
         return self.inst.container_name
 
     def check_and_stop(self) -> None:
+        self.check_empty()
+        self.pause()
+        self.stop()
+
+    def check_empty(self) -> None:
         for volume in self.new_volumes:
             _must_be_empty(self.shell, self.inst.spec.image, volume)
+
+    def pause(self) -> None:
+        """The declared consumers paused: from here on they write nowhere."""
         for name in self.consumers:
             self.step = f"pausing {name}"
             if self.runtime.pause(name):
                 self.paused.append(name)
         if self.paused:
             self.progress(f"{self.inst.metadata.name}: paused {', '.join(self.paused)} for the cutover")
+
+    def stop(self) -> None:
         self.step = f"stopping {self.c}"
         self.progress(f"{self.inst.metadata.name}: {self.step} (kept as {self.kept})")
         self.runtime.stop(self.c, applying.STOP_TIMEOUT)
@@ -160,10 +171,7 @@ class _Rebuild:
         who = db.login(self.inst)
         backing.wait_ready(c, engine, who, shell)
         if major is not None:
-            self.step = "checking the new server's version"
-            got = backing.server_version(c, engine, who, shell)
-            if not _same_major(got, major):
-                raise errors.BackupError(f"the new server reports {got}, not {major}")
+            self.check_major(major)
         self.step = f"restoring {manifest.id}"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
         if not db.sql:
@@ -177,22 +185,34 @@ class _Rebuild:
             ran = shell.run(c, after, who.env, mutating=True)
             if ran.code != 0:
                 raise errors.ExecFailed(db.after_new_image_tool, c, ran.code, ran.stderr)
-        self.step = "comparing the rows with the dump"
-        rows = backing.counts(c, engine, who, shell)
-        rows = {k: v for k, v in rows.items() if k.split("/", 1)[0] in manifest.databases}
-        wrong = dumps.compare_counts(manifest.counts, rows)
+        self.check_rows(manifest.counts, manifest.databases, "the dump")
+
+    def check_major(self, major: str) -> None:
+        self.step = "checking the new server's version"
+        who = databases.of(self.inst.spec.engine).login(self.inst)
+        got = backing.server_version(self.c, self.inst.spec.engine, who, self.shell)
+        if not _same_major(got, major):
+            raise errors.BackupError(f"the new server reports {got}, not {major}")
+
+    def check_rows(self, want: Mapping[str, int], databases_: Collection[str], source: str) -> None:
+        """The new server's rows against `want` (of `databases_`), then the cutover's fingerprint: what it holds
+        before any consumer can reach it (`dbstate rollback` tells the writes made since by it)."""
+        self.step = f"comparing the rows with {source}"
+        engine = self.inst.spec.engine
+        who = databases.of(engine).login(self.inst)
+        rows = backing.counts(self.c, engine, who, self.shell)
+        rows = {k: v for k, v in rows.items() if k.split("/", 1)[0] in databases_}
+        wrong = dumps.compare_counts(want, rows)
         if wrong:
-            raise errors.BackupError("; ".join(wrong[:5]))
-        # what the new server holds at the cutover, before any consumer can reach it: `dbstate rollback` tells the
-        # writes made since by it
+            raise errors.BackupError(f"rows differ from {source}'s: " + "; ".join(wrong[:5]))
         self.step = "taking the cutover's fingerprint"
-        self.cutover = backing.fingerprint(c, engine, who, shell)
+        self.cutover = backing.fingerprint(self.c, engine, who, self.shell)
 
     def keep_inert(self) -> None:
         """The old server stays as its data and a container nothing starts: no restart policy, no network, none of
         compose's labels (a `docker compose up` of the old file cannot find it and start it beside the new one), and
         dbstate's own labels, deletion-protected (its kept server, never an orphan to prune)."""
-        own = kept_labels(self.inst)
+        own = kept_labels(self.inst) | self.kept_extra
         if self.cutover is not None:
             own[labels.CUTOVER] = self.cutover
         try:
@@ -238,7 +258,7 @@ class _Rebuild:
 
 
 def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupStore, progress: Progress) -> None:
-    """policy.upgrade: dump-restore (the diff's UPGRADE change)."""
+    """policy.upgrade: dump-restore (the diff's UPGRADE change); pg-upgrade is engine/pg_upgrading.py's."""
     inst = change.resource
     if not isinstance(inst, spec.DatabaseInstance):
         raise errors.DbstateError(f"{change.key}: only a DatabaseInstance is upgraded")
@@ -246,7 +266,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
     if not isinstance(d, plan.Upgrade):
         raise errors.DbstateError(f"{change.key}: not an upgrade")
     was, new, name, old_image, moves = d.from_major, d.to_major, inst.metadata.name, d.from_image, d.moves
-    job = _Rebuild(
+    job = Cutover(
         inst,
         d.container,
         kept_name(change.target, f"v{was}"),
@@ -259,7 +279,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
     )
     target, (old_volume, _new) = next(iter(moves.items()))
     try:
-        _preflight(inst, change.target, shell, progress)
+        preflight(inst, change.target, shell, progress)
     except errors.DbstateError as e:
         raise errors.BackupError(
             f"upgrade of {name} {was} -> {new} not started: {e}; {change.target} still runs {old_image}, untouched"
@@ -282,7 +302,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
     )
 
 
-def _preflight(inst: spec.DatabaseInstance, container: str, shell: Shell, progress: Progress) -> None:
+def preflight(inst: spec.DatabaseInstance, container: str, shell: Shell, progress: Progress) -> None:
     """What would make the restore fail, found while the old server still serves: an extension its databases use that
     the new image does not ship (asked of a throw-away server of the new image). No downtime for a known failure."""
     engine = inst.spec.engine
@@ -343,7 +363,7 @@ def restore_to_new_volume(
         runtime.create_volume(volume, "local", {})
     kept = kept_name(inst.container_name, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     made = diff.container_spec(moved, revision)
-    job = _Rebuild(moved, made, kept, [volume], runtime, shell, store, progress)
+    job = Cutover(moved, made, kept, [volume], runtime, shell, store, progress)
     try:
         job.check_and_stop()
         job.switch()
@@ -399,6 +419,14 @@ def rollback(
             f"the declaration of {name} does not name the kept server {kept.name} ({kept.image} on "
             f"{', '.join(s for _t, s, _d in mounts)}): revert the upgrade's commit first, so that it does; nothing "
             "was changed"
+        )
+    spent = kept.labels.get(labels.SPENT)
+    if spent:
+        backup = kept.labels.get(labels.BACKUP) or "the newest backup from before the upgrade"
+        raise errors.BackupError(
+            f"{kept.name}'s data went into {current.name} by {spent}, and that server has started since: the old "
+            f"cluster cannot start again. Nothing was changed; the way back is backup {backup} "
+            f"(`dbstate restore {name} --from {backup} --to-new-volume VOLUME` with the old image declared)"
         )
     backing.wait_ready(current.name, engine, who, shell, timeout=60)
     was = kept.labels.get(labels.CUTOVER)

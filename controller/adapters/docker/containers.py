@@ -195,35 +195,73 @@ class Containers(Networks):
             lambda e: isinstance(e, docker.errors.NotFound),
         )
 
-    def run_once(self, image: str, mounts: Sequence[tuple[str, str, bool]], script: str) -> tuple[int, str]:
+    def run_once(
+        self,
+        image: str,
+        mounts: Sequence[tuple[str, str, bool]],
+        script: str,
+        env: Mapping[str, str] | None = None,
+        volumes_from: Sequence[str] = (),
+    ) -> tuple[int, str]:
         """Run `script` with /bin/sh as root in a throw-away container of `image` without a network, with `mounts`
-        (source, target, read-only) where a source is a volume's name or a host path; its exit code and output. The
-        container is removed afterwards, whatever happens."""
+        (source, target, read-only) where a source is a volume's name or a host path, `env` (never a secret: the
+        caller's to see to) and the volumes of the `volumes_from` containers (`NAME:ro`); its exit code and output.
+        The container is removed afterwards, whatever happens."""
+        name = f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}"
+        try:
+            return self._run_helper(name, image, mounts, script, env, volumes_from, ())
+        finally:
+            with contextlib.suppress(errors.EngineError):
+                self.call("removing a helper container", lambda: self.api.remove_container(name, v=True, force=True))
+
+    def toolbox(self, image: str, target: str, script: str, env: Mapping[str, str]) -> tuple[str, int, str]:
+        """`script` run as in `run_once`, in a container that keeps a fresh anonymous volume at `target` for others
+        to mount (`volumes_from`): its name, exit code and output. The caller removes it (`remove_helper`), which
+        removes the volume with it."""
+        name = f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}"
+        try:
+            code, out = self._run_helper(name, image, (), script, env, (), (target,))
+        except BaseException:
+            with contextlib.suppress(errors.EngineError):
+                self.call("removing a helper container", lambda: self.api.remove_container(name, v=True, force=True))
+            raise
+        return name, code, out
+
+    def _run_helper(
+        self,
+        name: str,
+        image: str,
+        mounts: Sequence[tuple[str, str, bool]],
+        script: str,
+        env: Mapping[str, str] | None,
+        volumes_from: Sequence[str],
+        anonymous: Sequence[str],
+    ) -> tuple[int, str]:
         binds: dict[str, Mapping[str, str]] = {
             source: {"bind": target, "mode": "ro" if ro else "rw"} for source, target, ro in mounts
         }
-        created = self.mutate(
+        self.mutate(
             "creating a helper container",
             lambda: self.api.create_container(
                 image,
-                name=f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}",
+                name=name,
                 entrypoint=["/bin/sh", "-c"],
                 command=[script],
                 user="0",
                 labels={HELPER: "true"},
+                environment=dict(env or {}),
+                volumes=list(anonymous) or None,
                 network_disabled=True,
-                host_config=self.api.create_host_config(binds=binds, network_mode="none"),
+                host_config=self.api.create_host_config(
+                    binds=binds, network_mode="none", volumes_from=list(volumes_from) or None
+                ),
             ),
         )
-        cid = created["Id"]
-        try:
-            self.mutate("running a helper container", lambda: self.api.start(cid))
-            code = self.call("waiting for a helper container", lambda: self.api.wait(cid, timeout=3600))
-            output = self.call("reading a helper's output", lambda: self.api.logs(cid, stdout=True, stderr=True))
-            return int(code.get("StatusCode", 1)), printable(output.decode(errors="replace"))
-        finally:
-            with contextlib.suppress(errors.EngineError):
-                self.call("removing a helper container", lambda: self.api.remove_container(cid, force=True))
+        self.mutate("running a helper container", lambda: self.api.start(name))
+        code = self.call("waiting for a helper container", lambda: self.api.wait(name, timeout=3600))
+        output = self.call("reading a helper's output", lambda: self.api.logs(name, stdout=True, stderr=True))
+        lines = output.decode(errors="replace").splitlines()
+        return int(code.get("StatusCode", 1)), "\n".join(printable(line) for line in lines)
 
     def pause(self, name: str) -> bool:
         try:

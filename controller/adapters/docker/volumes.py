@@ -24,3 +24,12 @@ class Volumes(DockerClient):
         except errors.EngineNotFound:
             return None
         return labels.volume_identity(found.get("Labels") or {})
+
+    def volume_mountpoint(self, name: str) -> str | None:
+        """Where a `local` volume's data lies on the engine's host; None for another driver or a missing volume."""
+        try:
+            found = self.call(f"inspecting volume {name}", lambda: self.api.inspect_volume(name))
+        except errors.EngineNotFound:
+            return None
+        point = found.get("Mountpoint")
+        return str(point) if found.get("Driver") == "local" and point else None

@@ -376,4 +376,136 @@ class Postgres(Database):
         return PgReplay(key)
 
 
+# -- pg_upgrade (policy.upgrade: pg-upgrade) ---------------------------------------------------------------------------
+# The old major's userland (its postgresql tree, share, the architecture's libraries and its loader) is copied from the
+# old image into a helper's volume at /x, and run in a helper of the new image through wrappers at the packaged layout
+# that exec the old binaries with the old root's own loader and libraries (`--argv0 "$0"`: pg_ctl finds postgres
+# beside itself, postgres finds its share and lib directories relative to itself). No special image: the two declared.
+
+PG_TOOLS = "/x"  # where the old major's userland is, in both helpers
+
+# the cluster's facts that a new cluster must share for pg_upgrade: its bootstrap superuser (OID 10), encoding,
+# locale (provider, collate, ctype), data checksums and WAL segment size
+PG_CLUSTER = (
+    "SELECT (SELECT rolname FROM pg_roles WHERE oid = 10), pg_encoding_to_char(encoding), datcollate, datctype, "
+    "current_setting('data_checksums'), current_setting('wal_segment_size') "
+    "FROM pg_database WHERE datname = 'template0'"
+)
+PG_PROVIDER = "SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = 'template0'"  # 15 and 16
+PG17_PROVIDER = "SELECT datlocprovider, datlocale FROM pg_database WHERE datname = 'template0'"  # 17 on
+
+PG_TRANSPLANT = r"""set -e
+m="$OLD_MAJOR" bin="/usr/lib/postgresql/$OLD_MAJOR/bin"
+if [ ! -x "$bin/postgres" ]; then
+  echo "$OLD_IMAGE has no $bin/postgres: pg-upgrade needs Debian's packaged layout (the official images have it)" >&2
+  exit 3
+fi
+libc=$(ldd "$bin/postgres" | awk '$1 ~ /^libc\.so/ {print $3}')
+loader=$(ldd "$bin/postgres" | awk '$1 ~ /ld-linux/ {print $1}')
+if [ -z "$libc" ] || [ -z "$loader" ]; then
+  echo "$bin/postgres in $OLD_IMAGE is not linked against glibc: pg-upgrade cannot carry it over" >&2
+  exit 3
+fi
+lib=$(dirname "$(readlink -f "$libc")")
+r=/x/root w=/x/wrap
+mkdir -p "$r/usr/lib" "$r/usr/share" "$r/loader" "$r$(dirname "$lib")" "$w/usr/lib/postgresql/$m/bin" "$w/usr/share"
+cp -a /usr/lib/postgresql "$r/usr/lib/"
+cp -a /usr/share/postgresql "$r/usr/share/"
+cp -a "$lib" "$r$(dirname "$lib")/"
+cp -L "$loader" "$r/loader/ld.so"
+ln -s "$r/usr/share/postgresql" "$w/usr/share/postgresql"
+ln -s "$r/usr/lib/postgresql/$m/lib" "$w/usr/lib/postgresql/$m/lib"
+for f in "$bin"/*; do
+  n=$(basename "$f")
+  printf '#!/bin/sh\nexec %s --library-path %s --argv0 "$0" %s "$@"\n' "$r/loader/ld.so" "$r$lib" \
+    "$r/usr/lib/postgresql/$m/bin/$n" > "$w/usr/lib/postgresql/$m/bin/$n"
+  chmod 755 "$w/usr/lib/postgresql/$m/bin/$n"
+done
+echo "copied $(du -sm "$r" | cut -f1) MiB of $OLD_IMAGE: $("$w/usr/lib/postgresql/$m/bin/postgres" -V)"
+"""
+
+# In a helper of the new image, as the old data's owner: a new cluster made as the image's entrypoint makes one but
+# with the old cluster's facts (PG_CLUSTER), then `pg_upgrade --check`, then (unless $STEP is check) the upgrade with
+# $TRANSFER; the old cluster's pg_hba.conf, pg_ident.conf and postgresql.auto.conf are carried over, and the new
+# cluster handed to the new image's postgres user. $STEP preflight: only the new cluster is made (in /tmp): the old
+# binaries run and the new image takes the old cluster's locale, asked while the old server still serves.
+PG_UPGRADE = r"""set -e
+old="/x/wrap/usr/lib/postgresql/$OLD_MAJOR/bin" new="/usr/lib/postgresql/$NEW_MAJOR/bin"
+say() { echo "$*" >&2; }
+[ -x "$new/pg_upgrade" ] || { say "$NEW_IMAGE has no $new/pg_upgrade (Debian's packaged layout)"; exit 3; }
+"$old/postgres" -V >/dev/null || { say "the old binaries copied from $OLD_IMAGE do not run in $NEW_IMAGE"; exit 3; }
+if [ "$STEP" = preflight ]; then OLD_DATA=/tmp/none NEW_DATA=/tmp/probe ou=$(id -u postgres) og=$(id -g postgres)
+else
+  [ -f "$OLD_DATA/PG_VERSION" ] || { say "no cluster in $OLD_DATA"; exit 3; }
+  ou=$(stat -c %u "$OLD_DATA") og=$(stat -c %g "$OLD_DATA")
+fi
+getent group "$og" >/dev/null || echo "pgold:x:$og:" >> /etc/group
+getent passwd "$ou" >/dev/null || echo "pgold:x:$ou:$og::/tmp:/bin/sh" >> /etc/passwd
+as() { setpriv --reuid="$ou" --regid="$og" --clear-groups "$@"; }
+mkdir -p "$NEW_DATA" && chown "$ou:$og" "$NEW_DATA" && chmod 700 "$NEW_DATA" && cd /tmp
+set -- -D "$NEW_DATA" -U "$SUPERUSER" -E "$ENCODING" --lc-collate="$LC_COLLATE" --lc-ctype="$LC_CTYPE" --auth=trust
+case "$PROVIDER" in
+  i) set -- "$@" --locale-provider=icu --icu-locale="$PROVIDER_LOCALE" ;;
+  b) set -- "$@" --locale-provider=builtin --builtin-locale="$PROVIDER_LOCALE" ;;
+esac
+[ "$CHECKSUMS" = on ] && set -- "$@" --data-checksums
+[ "$CHECKSUMS" = off ] && [ "$NEW_MAJOR" -ge 18 ] && set -- "$@" --no-data-checksums
+[ -n "$WAL_SEGSIZE" ] && set -- "$@" --wal-segsize="$WAL_SEGSIZE"
+as "$new/initdb" "$@" > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log >&2; say "initdb failed"; exit 4; }
+[ "$STEP" = preflight ] && { echo "a $NEW_MAJOR cluster takes $ENCODING, $LC_COLLATE"; exit 0; }
+up() {
+  as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$NEW_DATA" -U "$SUPERUSER" "--$TRANSFER" "$@" \
+    > /tmp/pg_upgrade.log 2>&1 && return 0
+  tail -n 25 /tmp/pg_upgrade.log >&2
+  for f in "$NEW_DATA"/pg_upgrade_output.d/*/*.txt; do [ -f "$f" ] && head -n 20 "$f" >&2; done
+  return 1
+}
+up --check || { say "pg_upgrade --check failed"; exit 5; }
+[ "$STEP" = check ] && exit 0
+up || { say "pg_upgrade failed"; exit 6; }
+for f in pg_hba.conf pg_ident.conf postgresql.auto.conf; do
+  [ -f "$OLD_DATA/$f" ] && cp "$OLD_DATA/$f" "$NEW_DATA/$f"
+done
+printf "listen_addresses = '*'\n" >> "$NEW_DATA/postgresql.conf"
+nu=$(id -u postgres) ng=$(id -g postgres)
+[ "$nu:$ng" = "$ou:$og" ] || chown -R "$nu:$ng" "$NEW_DATA"
+echo "pg_upgrade --$TRANSFER done: $(du -sm "$NEW_DATA" | cut -f1) MiB in the new cluster"
+"""
+
+# After a failed --link or --swap that never started the new server: the old cluster made startable again (pg_upgrade
+# renamed its pg_control so that it cannot start by mistake beside the new one).
+PG_UNLINK = r"""d="$OLD_DATA/global"
+if [ -f "$d/pg_control.old" ] && [ ! -f "$d/pg_control" ]; then mv "$d/pg_control.old" "$d/pg_control"; fi"""
+
+
+def data_dir(major: str, env: Mapping[str, str], mount_target: str) -> str:
+    """Where the cluster lies inside the volume mounted at `mount_target`: "" (its root) or a subdirectory, e.g.
+    `18/docker` for PostgreSQL 18's images (PGDATA below the mount)."""
+    default = "/var/lib/postgresql/data" if int(major) < 18 else f"/var/lib/postgresql/{major}/docker"
+    pgdata = (env.get("PGDATA") or default).rstrip("/")
+    target = mount_target.rstrip("/")
+    if pgdata == target:
+        return ""
+    if not pgdata.startswith(target + "/"):
+        raise ValueError(f"PGDATA {pgdata} is not inside the data volume's mount {target}")
+    return pgdata[len(target) + 1 :]
+
+
+def cluster_env(cluster_row: str, provider_row: str) -> dict[str, str]:
+    """The helper's environment from the old server's answers to PG_CLUSTER and its provider query."""
+    superuser, encoding, collate, ctype, checksums, walseg = [*cluster_row.split("\t"), *[""] * 6][:6]
+    provider, locale = [*provider_row.split("\t"), "", ""][:2]
+    wal = re.match(r"^(\d+)MB$", walseg.strip())
+    return {
+        "SUPERUSER": superuser.strip(),
+        "ENCODING": encoding.strip(),
+        "LC_COLLATE": collate.strip(),
+        "LC_CTYPE": ctype.strip(),
+        "CHECKSUMS": checksums.strip(),
+        "WAL_SEGSIZE": wal.group(1) if wal else "",
+        "PROVIDER": provider.strip() or "c",
+        "PROVIDER_LOCALE": locale.strip(),
+    }
+
+
 POSTGRES = Postgres()

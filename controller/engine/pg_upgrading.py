@@ -1,0 +1,235 @@
+"""PostgreSQL across majors with its own tool (policy.upgrade: pg-upgrade): the downtime is a copy of the data files
+(--copy: the old volume is never changed, `dbstate rollback` goes back) or seconds at any size (--link, --clone,
+--swap), through the same cutover as dump-restore (engine/upgrading.py: the declared consumers paused, the new server
+alone on a private network until it is checked).
+
+Before any downtime, while the old server serves: the extensions its databases use must ship in the new image, the
+old cluster's facts are read (bootstrap superuser, encoding, locale, checksums), a backup is taken (always for --link
+and --swap, after which the old cluster cannot start again), the old major's userland is copied out of the old image
+(core/databases/postgres.py: PG_TRANSPLANT), and a preflight in the new image proves the old binaries run there and a
+new cluster takes the old locale. Then: the consumers paused, the rows counted, the old server stopped, `pg_upgrade
+--check` and the upgrade in a helper of the new image without a network, the new server started alone on the new
+volume and checked (its major, every table's rows against the count), joined to its networks, the consumers resumed,
+the planner's statistics rebuilt in the background. A failure before the new server starts rolls back to the old
+server on its volume, unchanged (--link's renamed pg_control renamed back)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from controller.core import databases, errors, labels, plan, spec
+from controller.core.databases import postgres
+from controller.core.databases.base import env_plain
+from controller.core.dumps import Manifest
+from controller.core.labels import REVISION
+from controller.engine import backing
+from controller.engine.ports import BackupStore, Runtime, Shell
+from controller.engine.upgrading import Cutover, Progress, kept_name, preflight
+
+SPENDS = frozenset({spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.SWAP})  # no way back once the new server ran
+SHARED = frozenset({spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.CLONE, spec.UpgradeTransfer.SWAP})  # one mount
+HELPER_STEPS = {3: "preparing pg_upgrade", 4: "initdb of the new cluster", 5: "pg_upgrade --check", 6: "pg_upgrade"}
+
+
+@dataclass
+class _PgUpgrade(Cutover):
+    """The cutover of engine/upgrading.py with the data written by pg_upgrade into the new volume."""
+
+    transfer: spec.UpgradeTransfer = spec.UpgradeTransfer.COPY
+    old_volume: str = ""
+    sub: tuple[str, str] = ("", "")  # the cluster's directory inside the old and the new volume
+    backup: Manifest | None = None
+    written: bool = False  # the helper may have written into the new volume (and, --link, renamed old's pg_control)
+
+    def mounts(self) -> tuple[list[tuple[str, str, bool]], str, str]:
+        """The helper's mounts, and where the old and the new cluster are in it. --link, --clone and --swap need
+        both clusters on one mount (a hard link or a reflink never crosses one): the engine's volume directory,
+        which holds both local volumes."""
+        old_sub, new_sub = self.sub
+        if self.transfer not in SHARED:
+            return (
+                [(self.old_volume, "/old", False), (self.new_volumes[0], "/new", False)],
+                os.path.join("/old", old_sub).rstrip("/"),
+                os.path.join("/new", new_sub).rstrip("/"),
+            )
+        points = [self.runtime.volume_mountpoint(v) for v in (self.old_volume, self.new_volumes[0])]
+        if points[0] is None or points[1] is None:
+            raise errors.BackupError(
+                f"pg_upgrade --{self.transfer.value} needs {self.old_volume} and {self.new_volumes[0]} to be local "
+                "volumes of this engine (one filesystem): use upgradeTransfer: copy"
+            )
+        top = os.path.dirname(os.path.dirname(points[0]))
+        if os.path.dirname(os.path.dirname(points[1])) != top or top in ("", "/"):
+            raise errors.BackupError(
+                f"pg_upgrade --{self.transfer.value} needs both volumes in one directory of the engine's host; "
+                f"{points[0]} and {points[1]} are not: use upgradeTransfer: copy"
+            )
+        return (
+            [(top, "/volumes", False)],
+            os.path.join("/volumes", os.path.relpath(points[0], top), old_sub).rstrip("/"),
+            os.path.join("/volumes", os.path.relpath(points[1], top), new_sub).rstrip("/"),
+        )
+
+    def run_helper(self, tools: str, env: dict[str, str], step: str) -> str:
+        """The helper of the new image: `step` preflight (no data mounted), or the upgrade itself."""
+        mounts: list[tuple[str, str, bool]] = []
+        if step != "preflight":
+            mounts, old_data, new_data = self.mounts()
+            env = env | {"OLD_DATA": old_data, "NEW_DATA": new_data}
+            self.written = True
+        self.step = "the preflight in " + self.inst.spec.image if step == "preflight" else "pg_upgrade"
+        code, out = self.shell.run_once(
+            self.inst.spec.image, mounts, postgres.PG_UPGRADE, env | {"STEP": step}, [tools]
+        )
+        if code != 0:
+            self.step = HELPER_STEPS.get(code, self.step)
+            last = " / ".join(line for line in out.strip().splitlines()[-6:] if line.strip())
+            raise errors.BackupError(f"{self.step} exited {code}: {last}")
+        return out.strip().splitlines()[-1] if out.strip() else ""
+
+    def roll_back(self) -> None:
+        """As dump-restore's, and before it: a new volume the helper wrote is emptied again, and the old cluster's
+        pg_control that --link or --swap renamed is given back its name (the new server never started)."""
+        if self.written and not self.created:
+            self.progress(f"rolling back: emptying {self.new_volumes[0]} again")
+            for volume in self.new_volumes:
+                self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
+            if self.transfer in SPENDS:
+                old_data = os.path.join("/old", self.sub[0]).rstrip("/")
+                self.shell.run_once(
+                    self.inst.spec.image, [(self.old_volume, "/old", False)], postgres.PG_UNLINK, {"OLD_DATA": old_data}
+                )
+            self.written = False
+        super().roll_back()
+
+    def failed(self, what: str, e: BaseException, old_image: str) -> errors.BackupError:
+        """Once the new server has started on data that --link or --swap took from the old cluster, the old cluster
+        cannot start again: the new server is stopped (it failed a check), the consumers resumed, and the error names
+        the backup taken first."""
+        if not (self.transfer in SPENDS and self.created):
+            return super().failed(what, e, old_image)
+        reason = str(e) if isinstance(e, errors.DbstateError) else f"unexpected {type(e).__name__}"
+        with contextlib.suppress(errors.DbstateError):
+            self.runtime.stop(self.c, 30)
+        self.resume()
+        backup = self.backup.id if self.backup else "(none)"
+        return errors.BackupError(
+            f"{what} failed at '{self.step}': {reason}. The old cluster in {self.old_volume} cannot start again after "
+            f"pg_upgrade --{self.transfer.value} started the new server: {self.c} is left stopped on "
+            f"{self.new_volumes[0]}, unchecked. Start it by hand if the failure is understood, or restore backup "
+            f"{backup} (`dbstate restore {self.inst.metadata.name} --from {backup} --to-new-volume VOLUME`)"
+        )
+
+
+def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupStore, progress: Progress) -> None:
+    """policy.upgrade: pg-upgrade (the diff's UPGRADE change with method pg-upgrade)."""
+    inst, d = change.resource, change.payload
+    if not isinstance(inst, spec.DatabaseInstance) or not isinstance(d, plan.Upgrade):
+        raise errors.DbstateError(f"{change.key}: not an upgrade")
+    was, new, name, old_image = d.from_major, d.to_major, inst.metadata.name, d.from_image
+    transfer = spec.UpgradeTransfer(d.transfer or spec.UpgradeTransfer.COPY)
+    what = f"upgrade of {name} {was} -> {new} by pg_upgrade --{transfer.value}"
+    if len(d.moves) != 1:
+        raise errors.BackupError(f"{what} not started: pg_upgrade moves one data volume, {len(d.moves)} move here")
+    target, (old_volume, new_volume) = next(iter(d.moves.items()))
+    job = _PgUpgrade(
+        inst,
+        d.container,
+        kept_name(change.target, f"v{was}"),
+        [new_volume],
+        runtime,
+        shell,
+        store,
+        progress,
+        consumers=d.consumers,
+        transfer=transfer,
+        old_volume=old_volume,
+    )
+    with contextlib.ExitStack() as stack:
+        try:
+            env = _before_downtime(job, change, was, new, target, old_image)
+            job.step = f"copying PostgreSQL {was} out of {old_image}"
+            progress(f"{name}: {job.step}")
+            tools, said = stack.enter_context(shell.toolbox(old_image, postgres.PG_TOOLS, postgres.PG_TRANSPLANT, env))
+            progress(f"{name}: {said}")
+            progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'preflight')}")
+        except errors.DbstateError as e:
+            raise errors.BackupError(
+                f"{what} not started: {e}; {change.target} still runs {old_image}, untouched"
+            ) from e
+        try:
+            job.pause()
+            job.step = "counting the rows of the old server"
+            who = databases.of(inst.spec.engine).login(inst)
+            rows = backing.counts(change.target, inst.spec.engine, who, shell)
+            job.stop()
+            progress(f"{name}: pg_upgrade --check, then pg_upgrade --{transfer.value} into {new_volume}")
+            progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'upgrade')}")
+            job.switch()
+            backing.wait_ready(job.c, inst.spec.engine, who, shell)
+            job.check_major(new)
+            job.check_rows(rows, {k.split("/", 1)[0] for k in rows}, "the old server")
+            job.go_live()
+        except Exception as e:
+            raise job.failed(what, e, old_image) from e
+    if transfer in SPENDS:
+        job.kept_extra = {
+            labels.SPENT: f"pg_upgrade --{transfer.value}",
+            labels.BACKUP: job.backup.id if job.backup else "",
+        }
+    job.keep_inert()
+    backup = job.backup.id if job.backup else "-"
+    back = (
+        f"{job.kept} and {old_volume} are kept: `dbstate rollback {name}` goes back"
+        if transfer not in SPENDS
+        else f"{old_volume} now belongs to the new cluster; the way back is backup {backup}"
+    )
+    progress(
+        f"{name}: upgraded {was} -> {new} by pg_upgrade --{transfer.value}: {sum(rows.values())} rows in "
+        f"{len(rows)} tables checked; {back}"
+    )
+
+
+def _before_downtime(
+    job: _PgUpgrade, change: plan.Change, was: str, new: str, target: str, old_image: str
+) -> dict[str, str]:
+    """What must hold before the old server stops; the helpers' environment (no secret in it)."""
+    inst, shell, name = job.inst, job.shell, job.inst.metadata.name
+    if not shell.running(change.target):
+        raise errors.BackupError(f"{change.target} is not running: pg-upgrade reads the old cluster's facts from it")
+    job.step = "checking the new volume"
+    job.check_empty()
+    preflight(inst, change.target, shell, job.progress)
+    pgdata = {"PGDATA": p} if (p := env_plain(inst, "PGDATA")) else {}
+    try:
+        job.sub = (postgres.data_dir(was, pgdata, target), postgres.data_dir(new, pgdata, target))
+    except ValueError as e:
+        raise errors.BackupError(str(e)) from e
+    if job.transfer in SHARED:
+        job.mounts()  # both volumes on one filesystem, or refused now
+    job.step = "reading the old cluster's facts"
+    who = databases.of(inst.spec.engine).login(inst)
+    facts = backing.answer(change.target, inst.spec.engine, who, shell, postgres.PG_CLUSTER)
+    provider_sql = postgres.PG17_PROVIDER if int(was) >= 17 else postgres.PG_PROVIDER
+    provider = backing.answer(change.target, inst.spec.engine, who, shell, provider_sql) if int(was) >= 15 else ""
+    env = postgres.cluster_env(facts, provider) | {
+        "OLD_MAJOR": was,
+        "NEW_MAJOR": new,
+        "OLD_IMAGE": old_image,
+        "NEW_IMAGE": inst.spec.image,
+        "TRANSFER": job.transfer.value,
+    }
+    if inst.spec.policy.backup.before_change or job.transfer in SPENDS:
+        job.step = "the backup before the upgrade"
+        job.backup = backing.take(
+            backing.Server(inst, change.target, old_image),
+            shell,
+            job.store,
+            revision=change.labels.get(REVISION),
+            reason=f"before upgrade {was} -> {new} (pg_upgrade --{job.transfer.value})",
+            progress=job.progress,
+        )
+        job.store.prune(name, inst.spec.policy.backup.keep)
+    return env
