@@ -121,6 +121,12 @@ class DockerShell:
         finally:
             self.runtime.remove_helper(name)
 
+    def helpers(self) -> list[tuple[str, bool, tuple[str, ...]]]:
+        return self.runtime.helpers()
+
+    def finish_helper(self, name: str) -> None:
+        self.runtime.finish_helper(name)
+
     def logs(self, container: str) -> str:
         return printable(self.runtime.logs(container).decode(errors="replace"))[-TAIL:]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from controller.core import adoption, databases, labels, live, spec, versions
 from controller.core.hosts import host_of
-from controller.core.labels import KEPT_SUFFIX, OLD_SUFFIX, container_labels, object_labels, redact_env
+from controller.core.labels import HELPER_PREFIX, KEPT_SUFFIX, OLD_SUFFIX, container_labels, object_labels, redact_env
 from controller.core.plan import (
     Action,
     Adopt,
@@ -425,7 +425,7 @@ def _workload(
     if c.labels.get(adoption.ADOPTED):
         _co_managed(b, resource, c)
     if isinstance(resource, spec.DatabaseInstance):
-        if _reverted(b, resource, c, observed):
+        if _reverted(b, resource, c, observed) or _interrupted(b, resource, c, observed):
             return
         jump = major_jump(resource, c)
         if jump is not None and resource.spec.policy.upgrade in RECREATING - {spec.UpgradePolicy.RECREATE}:
@@ -614,6 +614,28 @@ def _still_composed(b: _Builder, inst: spec.DatabaseInstance, c: live.Container,
         "server again beside the new one. First retire it from compose with the declaration as it was: revert the "
         f"image and volume change, run `{command}` (keeps every volume) and remove the service from its compose "
         "file; dbstate then makes its own container on the same data. Then upgrade",
+    )
+    return True
+
+
+def _interrupted(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, observed: live.LiveState) -> bool:
+    """The declared server alone on a cutover's private network: an upgrade or a restore to a new volume stopped (its
+    process killed) after the new server started and before its data was checked. Connecting it would let consumers
+    onto data nobody checked (a dump-restore may be half restored): a human decides."""
+    private = [a.network for a in c.networks if a.network.startswith(HELPER_PREFIX)]
+    if not private:
+        return False
+    kept = sorted(k.name for k in observed.owned_by(inst.kind, inst.metadata.name) if KEPT_SUFFIX in k.name)
+    old = kept[-1] if kept else "the old server"
+    b.finding(
+        FindingType.INTERRUPTED,
+        inst.kind,
+        inst.metadata.name,
+        f"{c.name} ({c.image}) is alone on {private[0]}: the cutover that made it was interrupted before its data was "
+        f"checked, and nothing reaches it. {old} is stopped on the old data. To go back: revert the commit, then "
+        f"`dbstate rollback {inst.metadata.name} --discard-writes` (nothing was written since: no client reached it). "
+        f"To go on: check its data, then connect it to its networks by hand and `docker network disconnect "
+        f"{private[0]} {c.name}`",
     )
     return True
 

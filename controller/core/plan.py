@@ -56,6 +56,7 @@ class FindingType(enum.StrEnum):
     MAJOR_UPGRADE = "major-upgrade"  # a new major version: never a plain recreate
     DATA_MOVED = "data-moved"  # the declaration mounts other data than the container holds: no recreate
     ROLLBACK = "rollback"  # the declaration names a kept server again (a reverted upgrade): `dbstate rollback`
+    INTERRUPTED = "interrupted-cutover"  # a new server still alone on a cutover's private network, never checked
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)
     VERSION_MISMATCH = "version-mismatch"  # the server reports another major version than spec.version
@@ -80,6 +81,7 @@ BLOCKING = frozenset(
         FindingType.MAJOR_UPGRADE,
         FindingType.VOLUME_LOST,
         FindingType.ROLLBACK,
+        FindingType.INTERRUPTED,
     }
 )
 

@@ -24,13 +24,31 @@ from controller.core.databases import postgres
 from controller.core.databases.base import env_plain
 from controller.core.dumps import Manifest
 from controller.core.labels import REVISION
-from controller.engine import backing
+from controller.engine import backing, volumes
 from controller.engine.ports import BackupStore, Runtime, Shell
 from controller.engine.upgrading import Cutover, Progress, kept_name, preflight
 
 SPENDS = frozenset({spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.SWAP})  # no way back once the new server ran
 SHARED = frozenset({spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.CLONE, spec.UpgradeTransfer.SWAP})  # one mount
 HELPER_STEPS = {3: "preparing pg_upgrade", 4: "initdb of the new cluster", 5: "pg_upgrade --check", 6: "pg_upgrade"}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the helpers see the clusters: their mounts, the old cluster, the new volume's top and the new cluster."""
+
+    mounts: list[tuple[str, str, bool]]
+    old_data: str
+    new_root: str
+    new_data: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "OLD_DATA": self.old_data,
+            "NEW_ROOT": self.new_root,
+            "NEW_DATA": self.new_data,
+            "STAGE": postgres.PG_STAGE,
+        }
 
 
 @dataclass
@@ -43,22 +61,23 @@ class _PgUpgrade(Cutover):
     backup: Manifest | None = None
     written: bool = False  # the helper may have written into the new volume (and, --link, renamed old's pg_control)
 
-    def mounts(self) -> tuple[list[tuple[str, str, bool]], str, str]:
-        """The helper's mounts, and where the old and the new cluster are in it. --link, --clone and --swap need
-        both clusters on one mount (a hard link or a reflink never crosses one): the engine's volume directory,
-        which holds both local volumes."""
+    def layout(self) -> _Layout:
+        """--copy mounts each volume; --link, --clone and --swap need both clusters on one mount (a hard link or a
+        reflink never crosses one): the engine's volume directory, which holds both local volumes."""
         old_sub, new_sub = self.sub
+        new = self.new_volumes[0]
         if self.transfer not in SHARED:
-            return (
-                [(self.old_volume, "/old", False), (self.new_volumes[0], "/new", False)],
-                os.path.join("/old", old_sub).rstrip("/"),
-                os.path.join("/new", new_sub).rstrip("/"),
+            return _Layout(
+                [(self.old_volume, "/old", False), (new, "/new", False)],
+                _join("/old", old_sub),
+                "/new",
+                _join("/new", new_sub),
             )
-        points = [self.runtime.volume_mountpoint(v) for v in (self.old_volume, self.new_volumes[0])]
+        points = [self.runtime.volume_mountpoint(v) for v in (self.old_volume, new)]
         if points[0] is None or points[1] is None:
             raise errors.BackupError(
-                f"pg_upgrade --{self.transfer.value} needs {self.old_volume} and {self.new_volumes[0]} to be local "
-                "volumes of this engine (one filesystem): use upgradeTransfer: copy"
+                f"pg_upgrade --{self.transfer.value} needs {self.old_volume} and {new} to be local volumes of this "
+                "engine (one filesystem): use upgradeTransfer: copy"
             )
         top = os.path.dirname(os.path.dirname(points[0]))
         if os.path.dirname(os.path.dirname(points[1])) != top or top in ("", "/"):
@@ -66,18 +85,20 @@ class _PgUpgrade(Cutover):
                 f"pg_upgrade --{self.transfer.value} needs both volumes in one directory of the engine's host; "
                 f"{points[0]} and {points[1]} are not: use upgradeTransfer: copy"
             )
-        return (
+        root = _join("/volumes", os.path.relpath(points[1], top))
+        return _Layout(
             [(top, "/volumes", False)],
-            os.path.join("/volumes", os.path.relpath(points[0], top), old_sub).rstrip("/"),
-            os.path.join("/volumes", os.path.relpath(points[1], top), new_sub).rstrip("/"),
+            _join("/volumes", os.path.relpath(points[0], top), old_sub),
+            root,
+            _join(root, new_sub),
         )
 
     def run_helper(self, tools: str, env: dict[str, str], step: str) -> str:
-        """The helper of the new image: `step` preflight (no data mounted), or the upgrade itself."""
+        """The helper of the new image: `step` preflight (no data mounted), or the upgrade itself (into PG_STAGE)."""
         mounts: list[tuple[str, str, bool]] = []
         if step != "preflight":
-            mounts, old_data, new_data = self.mounts()
-            env = env | {"OLD_DATA": old_data, "NEW_DATA": new_data}
+            where = self.layout()
+            mounts, env = where.mounts, env | where.env()
             self.written = True
         self.step = "the preflight in " + self.inst.spec.image if step == "preflight" else "pg_upgrade"
         code, out = self.shell.run_once(
@@ -89,19 +110,42 @@ class _PgUpgrade(Cutover):
             raise errors.BackupError(f"{self.step} exited {code}: {last}")
         return out.strip().splitlines()[-1] if out.strip() else ""
 
+    def install(self) -> None:
+        """The upgraded cluster moved from PG_STAGE to where the new image looks for it."""
+        self.step = "moving the new cluster into place"
+        where = self.layout()
+        code, out = self.shell.run_once(self.inst.spec.image, where.mounts, postgres.PG_INSTALL, where.env())
+        if code != 0:
+            raise errors.BackupError(f"{self.step} exited {code}: {out.strip()[-300:]}")
+
+    def check_empty(self) -> None:
+        """The new volume empty, or holding only PG_STAGE: an upgrade an interrupted attempt never installed (so
+        nothing ever started on it), cleared here; --link's renamed pg_control in the old cluster named back."""
+        for volume in self.new_volumes:
+            if volumes.entries(self.shell, self.inst.spec.image, volume) == [postgres.PG_STAGE]:
+                self.progress(f"{self.inst.metadata.name}: clearing an interrupted pg_upgrade's output in {volume}")
+                self.written = True
+                self._clear()
+        super().check_empty()
+
+    def _clear(self) -> None:
+        for volume in self.new_volumes:
+            self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
+        if self.transfer in SPENDS:
+            self.shell.run_once(
+                self.inst.spec.image,
+                [(self.old_volume, "/old", False)],
+                postgres.PG_UNLINK,
+                {"OLD_DATA": _join("/old", self.sub[0])},
+            )
+        self.written = False
+
     def roll_back(self) -> None:
         """As dump-restore's, and before it: a new volume the helper wrote is emptied again, and the old cluster's
         pg_control that --link or --swap renamed is given back its name (the new server never started)."""
         if self.written and not self.created:
             self.progress(f"rolling back: emptying {self.new_volumes[0]} again")
-            for volume in self.new_volumes:
-                self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
-            if self.transfer in SPENDS:
-                old_data = os.path.join("/old", self.sub[0]).rstrip("/")
-                self.shell.run_once(
-                    self.inst.spec.image, [(self.old_volume, "/old", False)], postgres.PG_UNLINK, {"OLD_DATA": old_data}
-                )
-            self.written = False
+            self._clear()
         super().roll_back()
 
     def failed(self, what: str, e: BaseException, old_image: str) -> errors.BackupError:
@@ -121,6 +165,10 @@ class _PgUpgrade(Cutover):
             f"{self.new_volumes[0]}, unchecked. Start it by hand if the failure is understood, or restore backup "
             f"{backup} (`dbstate restore {self.inst.metadata.name} --from {backup} --to-new-volume VOLUME`)"
         )
+
+
+def _join(*parts: str) -> str:
+    return os.path.join(*parts).rstrip("/")
 
 
 def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupStore, progress: Progress) -> None:
@@ -167,6 +215,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
             job.stop()
             progress(f"{name}: pg_upgrade --check, then pg_upgrade --{transfer.value} into {new_volume}")
             progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'upgrade')}")
+            job.install()
             job.switch()
             backing.wait_ready(job.c, inst.spec.engine, who, shell)
             job.check_major(new)
@@ -195,25 +244,30 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
 def _before_downtime(
     job: _PgUpgrade, change: plan.Change, was: str, new: str, target: str, old_image: str
 ) -> dict[str, str]:
-    """What must hold before the old server stops; the helpers' environment (no secret in it)."""
-    inst, shell, name = job.inst, job.shell, job.inst.metadata.name
-    if not shell.running(change.target):
-        raise errors.BackupError(f"{change.target} is not running: pg-upgrade reads the old cluster's facts from it")
-    job.step = "checking the new volume"
-    job.check_empty()
-    preflight(inst, change.target, shell, job.progress)
+    """What must hold before the old server stops; the helpers' environment (no secret in it). An earlier attempt
+    killed midway is finished first: its helpers waited for and removed, its uninstalled output cleared, the old
+    server started again if it was left stopped."""
+    inst, shell, name, c = job.inst, job.shell, job.inst.metadata.name, change.target
     pgdata = {"PGDATA": p} if (p := env_plain(inst, "PGDATA")) else {}
     try:
         job.sub = (postgres.data_dir(was, pgdata, target), postgres.data_dir(new, pgdata, target))
     except ValueError as e:
         raise errors.BackupError(str(e)) from e
-    if job.transfer in SHARED:
-        job.mounts()  # both volumes on one filesystem, or refused now
-    job.step = "reading the old cluster's facts"
+    _leftovers(job)
+    job.step = "checking the new volume"
+    job.check_empty()
     who = databases.of(inst.spec.engine).login(inst)
-    facts = backing.answer(change.target, inst.spec.engine, who, shell, postgres.PG_CLUSTER)
+    if not shell.running(c):
+        job.progress(f"{name}: starting {c} (found stopped) to read its cluster's facts and back it up")
+        job.runtime.start(c)
+    backing.wait_ready(c, inst.spec.engine, who, shell, timeout=90)
+    preflight(inst, c, shell, job.progress)
+    if job.transfer in SHARED:
+        job.layout()  # both volumes on one filesystem, or refused now
+    job.step = "reading the old cluster's facts"
+    facts = backing.answer(c, inst.spec.engine, who, shell, postgres.PG_CLUSTER)
     provider_sql = postgres.PG17_PROVIDER if int(was) >= 17 else postgres.PG_PROVIDER
-    provider = backing.answer(change.target, inst.spec.engine, who, shell, provider_sql) if int(was) >= 15 else ""
+    provider = backing.answer(c, inst.spec.engine, who, shell, provider_sql) if int(was) >= 15 else ""
     env = postgres.cluster_env(facts, provider) | {
         "OLD_MAJOR": was,
         "NEW_MAJOR": new,
@@ -224,7 +278,7 @@ def _before_downtime(
     if inst.spec.policy.backup.before_change or job.transfer in SPENDS:
         job.step = "the backup before the upgrade"
         job.backup = backing.take(
-            backing.Server(inst, change.target, old_image),
+            backing.Server(inst, c, old_image),
             shell,
             job.store,
             revision=change.labels.get(REVISION),
@@ -233,3 +287,18 @@ def _before_downtime(
         )
         job.store.prune(name, inst.spec.policy.backup.keep)
     return env
+
+
+def _leftovers(job: _PgUpgrade) -> None:
+    """The helpers a killed attempt left: one still at work on these volumes (pg_upgrade goes on without dbstate)
+    waited for, so that no server starts on a data directory it holds; every finished one removed (with the copy of
+    the old userland it kept). Under the engine's lease no other dbstate uses them."""
+    ours = {job.old_volume, *job.new_volumes}
+    points = [p for v in ours if (p := job.runtime.volume_mountpoint(v))]
+    for helper, running, mounts in job.shell.helpers():
+        holds = any(m in ours or any(p.startswith(m.rstrip("/") + "/") for p in points) for m in mounts if m)
+        if running and not holds:
+            continue
+        if running:
+            job.progress(f"{job.inst.metadata.name}: waiting for {helper}, left at work by an interrupted attempt")
+        job.shell.finish_helper(helper)

@@ -2,18 +2,25 @@
 17): --copy under a client that keeps writing (every committed write on 17, the old server and volume kept so that
 `dbstate rollback` goes back to 15 with its rows), --link (seconds, the backup taken first, and a rollback refused
 that names it), a `pg_upgrade --check` failure after the stop rolled back to 15 with every row, and an extension the
-new image lacks refused before any downtime."""
+new image lacks refused before any downtime, and `dbstate apply` killed at each step of an upgrade: the next apply
+finishes what the killed one left (its helper waited for, its output cleared, the old server started again) and the
+upgrade ends with every row, or, killed after the new server started unchecked, nothing reaches that server until
+`dbstate rollback` goes back."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import docker
 import pytest
 
-from tests.e2e.helpers import wait_for
-from tests.e2e.test_backup import backups, committed, pg, ready, run, sql, start_writer, tree
+from tests.e2e.helpers import REPO, wait_for
+from tests.e2e.test_backup import ENV, PW, backups, committed, pg, ready, run, sql, start_writer, tree
 
 pytestmark = pytest.mark.engine
 
@@ -144,3 +151,84 @@ def test_pg_upgrade_link_is_backed_up_first_rolls_back_a_failed_check_and_refuse
     r = run("rollback", "pg", "--yes", "--discard-writes", "--dir", str(root), host=engine_host, state=state)
     assert r.code == 1 and "cannot start again" in r.stderr and taken[-1]["id"] in r.stderr, r.stdout + r.stderr
     assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("17")  # nothing changed
+
+
+def killed_at(marker: str, root: Path, host: str, state: Path, delay: float = 0.0) -> str:
+    """`dbstate apply` killed (SIGKILL: no cleanup of its own) `delay` seconds after it says `marker`; its output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DBSTATE_STATE")}
+    env |= ENV | {"DBSTATE_STATE": str(state), "PYTHONPATH": str(REPO), "DOCKER_HOST": host}
+    argv = [sys.executable, "-m", "controller.cli", "apply", "--yes", "--dir", str(root)]
+    said: list[str] = []
+    with subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            said.append(line)
+            if marker in line:
+                time.sleep(delay)
+                break
+        proc.kill()
+    out = "".join(said)
+    assert marker in out, out
+    assert PW not in out
+    return out
+
+
+def helpers_left(client: docker.DockerClient) -> list[str]:
+    return [c.name for c in client.containers.list(all=True, filters={"label": "io.dbstate.helper"})]
+
+
+def test_a_pg_upgrade_killed_at_each_step_is_finished_by_the_next_apply_with_every_row(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    state = tmp_path / "state.db"
+    root = seeded(tmp_path, docker_client, engine_host, state, "{upgrade: pg-upgrade}", {})
+    to_17(root, "{upgrade: pg-upgrade}")
+    rows = "5000|12502500"
+
+    # killed while it copies the old userland, before any downtime: 15 serves on, untouched
+    killed_at("copying PostgreSQL 15 out of", root, engine_host, state, delay=0.5)
+    c = docker_client.containers.get("pgbk-db")
+    assert c.attrs["Config"]["Image"] == "dbstate-local/postgres:15" and c.status == "running"
+    assert sql(docker_client, "pgbk-db", "SELECT count(*), sum(id) FROM marker") == rows
+
+    # killed while pg_upgrade runs in its helper, 15 stopped: the helper goes on without dbstate
+    killed_at("pg_upgrade --check, then", root, engine_host, state, delay=1.0)
+    assert docker_client.containers.get("pgbk-db").status == "exited"
+    assert helpers_left(docker_client)  # the transplant's toolbox and the upgrade's helper
+
+    # the next apply waits for that helper, clears what it left uninstalled, starts 15 again, and upgrades
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    out = r.stdout + r.stderr
+    assert r.code == 0, out
+    assert "clearing an interrupted pg_upgrade's output in pg-data-v17" in out, out
+    assert "starting pgbk-db (found stopped)" in out, out
+    assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("17")
+    assert sql(docker_client, "pgbk-db", "SELECT count(*), sum(id) FROM marker") == rows
+    assert helpers_left(docker_client) == []
+
+
+def test_an_upgrade_killed_after_the_new_server_started_reaches_nobody_until_rollback(
+    tmp_path: Path, docker_client: docker.DockerClient, engine_host: str
+) -> None:
+    """dump-restore: the new server is created, then the dump restored into it; killed in between, it holds part of
+    the data. Connecting it (a plain network repair) would let clients onto it: a blocking finding instead."""
+    state = tmp_path / "state.db"
+    root = seeded(tmp_path, docker_client, engine_host, state, "{upgrade: dump-restore}", {})
+    to_17(root, "{upgrade: dump-restore}")
+    killed_at("reachable by nothing yet", root, engine_host, state, delay=0.3)
+    r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
+    out = r.stdout + r.stderr
+    assert r.code == 1 and "interrupted-cutover" in out and "connect" not in r.stdout.split("Changes:")[-1][:200], out
+    new = docker_client.containers.get("pgbk-db")
+    assert new.attrs["Config"]["Image"] == "dbstate-local/postgres:17"
+    assert all(n.startswith("dbstate-helper-") for n in new.attrs["NetworkSettings"]["Networks"])
+    # the way back: the commit reverted, then rollback (nothing was written since: no client reached it)
+    (root / "pg.yaml").write_text(pg(policy="  policy: {upgrade: dump-restore}\n"))
+    r = run("rollback", "pg", "--yes", "--discard-writes", "--dir", str(root), host=engine_host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    wait_for(lambda: ready(docker_client, "pgbk-db"), timeout=90, interval=0.5)
+    assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("15")
+    assert sql(docker_client, "pgbk-db", "SELECT count(*), sum(id) FROM marker") == "5000|12502500"
+    assert run("plan", "--dir", str(root), host=engine_host, state=state).code == 0

@@ -125,6 +125,27 @@ class Exec(DockerClient):
         with contextlib.suppress(errors.EngineError):
             self.call(f"removing {name}", lambda: self.api.remove_container(name, v=True, force=True))
 
+    def helpers(self) -> list[tuple[str, bool, tuple[str, ...]]]:
+        """dbstate's throw-away containers that are still there (a process killed while one ran leaves it): each
+        one's name, whether it runs, and what it mounts (volumes' names, host paths)."""
+        found: list[dict[str, Any]] = self.call(
+            "listing helper containers", lambda: self.api.containers(all=True, filters={"label": HELPER})
+        )
+        return [
+            (
+                (c.get("Names") or ["?"])[0].lstrip("/"),
+                c.get("State") == "running",
+                tuple(str(m.get("Name") or m.get("Source") or "") for m in c.get("Mounts") or []),
+            )
+            for c in found
+        ]
+
+    def finish_helper(self, name: str, timeout: int = 3600) -> None:
+        """A helper left running, waited for (it may be writing a volume), then removed with its anonymous volumes."""
+        with contextlib.suppress(errors.EngineNotFound):
+            self.call(f"waiting for {name}", lambda: self.api.wait(name, timeout=timeout))
+        self.remove_helper(name)
+
     def remove_helper_network(self, name: str) -> None:
         with contextlib.suppress(errors.EngineError):
             self.call(f"removing {name}", lambda: self.api.remove_network(name))

@@ -425,25 +425,28 @@ echo "copied $(du -sm "$r" | cut -f1) MiB of $OLD_IMAGE: $("$w/usr/lib/postgresq
 """
 
 # In a helper of the new image, as the old data's owner: a new cluster made as the image's entrypoint makes one but
-# with the old cluster's facts (PG_CLUSTER), then `pg_upgrade --check`, then (unless $STEP is check) the upgrade with
-# $TRANSFER; the old cluster's pg_hba.conf, pg_ident.conf and postgresql.auto.conf are carried over, and the new
-# cluster handed to the new image's postgres user. $STEP preflight: only the new cluster is made (in /tmp): the old
-# binaries run and the new image takes the old cluster's locale, asked while the old server still serves.
+# with the old cluster's facts (PG_CLUSTER), then `pg_upgrade --check`, then the upgrade with $TRANSFER; the old
+# cluster's pg_hba.conf, pg_ident.conf and postgresql.auto.conf carried over, and the new cluster handed to the new
+# image's postgres user. All of it in PG_STAGE at the top of the new volume: a volume that holds only PG_STAGE holds an
+# upgrade that was never installed (PG_INSTALL), which nothing ever started: a later attempt clears it and starts over.
+# $STEP preflight: only a new cluster in /tmp (the old binaries run, the new image takes the old cluster's locale),
+# asked while the old server still serves.
+PG_STAGE = ".dbstate-upgrading"
 PG_UPGRADE = r"""set -e
 old="/x/wrap/usr/lib/postgresql/$OLD_MAJOR/bin" new="/usr/lib/postgresql/$NEW_MAJOR/bin"
 say() { echo "$*" >&2; }
 [ -x "$new/pg_upgrade" ] || { say "$NEW_IMAGE has no $new/pg_upgrade (Debian's packaged layout)"; exit 3; }
 "$old/postgres" -V >/dev/null || { say "the old binaries copied from $OLD_IMAGE do not run in $NEW_IMAGE"; exit 3; }
-if [ "$STEP" = preflight ]; then OLD_DATA=/tmp/none NEW_DATA=/tmp/probe ou=$(id -u postgres) og=$(id -g postgres)
+if [ "$STEP" = preflight ]; then stage=/tmp/probe ou=$(id -u postgres) og=$(id -g postgres)
 else
   [ -f "$OLD_DATA/PG_VERSION" ] || { say "no cluster in $OLD_DATA"; exit 3; }
-  ou=$(stat -c %u "$OLD_DATA") og=$(stat -c %g "$OLD_DATA")
+  ou=$(stat -c %u "$OLD_DATA") og=$(stat -c %g "$OLD_DATA") stage="$NEW_ROOT/$STAGE"
 fi
 getent group "$og" >/dev/null || echo "pgold:x:$og:" >> /etc/group
 getent passwd "$ou" >/dev/null || echo "pgold:x:$ou:$og::/tmp:/bin/sh" >> /etc/passwd
 as() { setpriv --reuid="$ou" --regid="$og" --clear-groups "$@"; }
-mkdir -p "$NEW_DATA" && chown "$ou:$og" "$NEW_DATA" && chmod 700 "$NEW_DATA" && cd /tmp
-set -- -D "$NEW_DATA" -U "$SUPERUSER" -E "$ENCODING" --lc-collate="$LC_COLLATE" --lc-ctype="$LC_CTYPE" --auth=trust
+mkdir -p "$stage" && chown "$ou:$og" "$stage" && chmod 700 "$stage" && cd /tmp
+set -- -D "$stage" -U "$SUPERUSER" -E "$ENCODING" --lc-collate="$LC_COLLATE" --lc-ctype="$LC_CTYPE" --auth=trust
 case "$PROVIDER" in
   i) set -- "$@" --locale-provider=icu --icu-locale="$PROVIDER_LOCALE" ;;
   b) set -- "$@" --locale-provider=builtin --builtin-locale="$PROVIDER_LOCALE" ;;
@@ -454,23 +457,33 @@ esac
 as "$new/initdb" "$@" > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log >&2; say "initdb failed"; exit 4; }
 [ "$STEP" = preflight ] && { echo "a $NEW_MAJOR cluster takes $ENCODING, $LC_COLLATE"; exit 0; }
 up() {
-  as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$NEW_DATA" -U "$SUPERUSER" "--$TRANSFER" "$@" \
+  as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$stage" -U "$SUPERUSER" "--$TRANSFER" "$@" \
     > /tmp/pg_upgrade.log 2>&1 && return 0
   tail -n 25 /tmp/pg_upgrade.log >&2
-  for f in "$NEW_DATA"/pg_upgrade_output.d/*/*.txt; do [ -f "$f" ] && head -n 20 "$f" >&2; done
+  for f in "$stage"/pg_upgrade_output.d/*/*.txt; do [ -f "$f" ] && head -n 20 "$f" >&2; done
   return 1
 }
 up --check || { say "pg_upgrade --check failed"; exit 5; }
-[ "$STEP" = check ] && exit 0
 up || { say "pg_upgrade failed"; exit 6; }
 for f in pg_hba.conf pg_ident.conf postgresql.auto.conf; do
-  [ -f "$OLD_DATA/$f" ] && cp "$OLD_DATA/$f" "$NEW_DATA/$f"
+  [ -f "$OLD_DATA/$f" ] && cp "$OLD_DATA/$f" "$stage/$f"
 done
-printf "listen_addresses = '*'\n" >> "$NEW_DATA/postgresql.conf"
+printf "listen_addresses = '*'\n" >> "$stage/postgresql.conf"
 nu=$(id -u postgres) ng=$(id -g postgres)
-[ "$nu:$ng" = "$ou:$og" ] || chown -R "$nu:$ng" "$NEW_DATA"
-echo "pg_upgrade --$TRANSFER done: $(du -sm "$NEW_DATA" | cut -f1) MiB in the new cluster"
+[ "$nu:$ng" = "$ou:$og" ] || chown -R "$nu:$ng" "$stage"
+echo "pg_upgrade --$TRANSFER done: $(du -sm "$stage" | cut -f1) MiB in the new cluster"
 """
+
+# The upgraded cluster moved from PG_STAGE to where the new image looks for it ($NEW_DATA: the volume's top, or a
+# directory below it such as 18/docker); renames within one filesystem, instant at any size.
+PG_INSTALL = r"""set -e
+stage="$NEW_ROOT/$STAGE"
+if [ "$NEW_DATA" = "$NEW_ROOT" ]; then
+  find "$stage" -mindepth 1 -maxdepth 1 -exec mv -t "$NEW_ROOT" {} +
+  chown "$(stat -c %u:%g "$stage")" "$NEW_ROOT" && chmod 700 "$NEW_ROOT" && rmdir "$stage"
+else
+  mkdir -p "$(dirname "$NEW_DATA")" && mv "$stage" "$NEW_DATA"
+fi"""
 
 # After a failed --link or --swap that never started the new server: the old cluster made startable again (pg_upgrade
 # renamed its pg_control so that it cannot start by mistake beside the new one).
