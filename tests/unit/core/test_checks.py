@@ -36,6 +36,25 @@ def _inst(**over):
         ({"ports": ["5432:5432"]}, ("spec", "ports", 0), "every interface", "warning"),
         ({"containerName": None}, ("spec", "containerName"), "explicit", "warning"),
         ({"containerName": "weird_name"}, ("spec", "containerName"), "patterns", "warning"),
+        (
+            {
+                "engine": "mariadb",
+                "image": "mariadb:10.11",
+                "version": "10.11",
+                "auth": {"method": "password", "user": "u", "password": "x"},
+                "policy": {"upgrade": "pg-upgrade"},
+            },
+            ("spec", "policy", "upgrade"),
+            "use dump-restore",
+            "error",
+        ),
+        ({"policy": {"upgradeTransfer": "link"}}, ("spec", "policy", "upgradeTransfer"), "needs upgrade", "error"),
+        (
+            {"policy": {"upgrade": "pg-upgrade", "upgradeTransfer": "swap"}},
+            ("spec", "policy", "upgradeTransfer"),
+            "from PostgreSQL 18 on",
+            "error",
+        ),
     ],
 )
 def test_check_instance(over, path, fragment, severity):
@@ -53,6 +72,8 @@ def test_check_instance(over, path, fragment, severity):
         ({"ports": ["127.0.0.1:5432:5432"]},),
         ({"containerName": "pg-pg-1"},),
         ({"containerName": "app-postgres-1"},),
+        ({"policy": {"upgrade": "pg-upgrade", "upgradeTransfer": "link"}},),
+        ({"version": "18", "image": "postgres:18", "policy": {"upgrade": "pg-upgrade", "upgradeTransfer": "swap"}},),
     ],
 )
 def test_check_instance_clean(over):

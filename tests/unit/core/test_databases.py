@@ -54,3 +54,27 @@ def test_the_exporters_login_is_in_its_environment_and_names_the_server(engine):
     env = databases.of(engine).exporter_env("pg-db", 5555, "monitor", "s3cret-pw")
     assert any("s3cret-pw" in v for v in env.values())
     assert any("pg-db:5555" in v for v in env.values())
+
+
+def test_pg_upgrade_finds_the_cluster_in_its_volume_and_reads_the_old_clusters_facts():
+    from controller.core.databases import postgres
+
+    assert postgres.data_dir("15", {}, "/var/lib/postgresql/data") == ""
+    assert postgres.data_dir("18", {}, "/var/lib/postgresql/") == "18/docker"  # 18's images: PGDATA below the mount
+    assert (
+        postgres.data_dir("16", {"PGDATA": "/var/lib/postgresql/data/pgdata"}, "/var/lib/postgresql/data") == "pgdata"
+    )
+    with pytest.raises(ValueError, match="not inside"):
+        postgres.data_dir("16", {"PGDATA": "/srv/pg"}, "/var/lib/postgresql/data")
+    env = postgres.cluster_env("app\tUTF8\ten_US.UTF-8\ten_US.UTF-8\ton\t64MB", "i\tund-x-icu")
+    assert env == {
+        "SUPERUSER": "app",
+        "ENCODING": "UTF8",
+        "LC_COLLATE": "en_US.UTF-8",
+        "LC_CTYPE": "en_US.UTF-8",
+        "CHECKSUMS": "on",
+        "WAL_SEGSIZE": "64",
+        "PROVIDER": "i",
+        "PROVIDER_LOCALE": "und-x-icu",
+    }
+    assert postgres.cluster_env("postgres\tSQL_ASCII\tC\tC\toff\t16MB", "")["PROVIDER"] == "c"  # 14 and older: libc

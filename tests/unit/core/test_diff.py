@@ -276,6 +276,48 @@ def test_an_upgrade_pauses_the_running_consumers_in_scope_that_use_the_instance(
     assert isinstance(narrow.payload, Upgrade) and narrow.payload.consumers == ()
 
 
+@pytest.mark.parametrize(
+    ("policy", "transfer", "says", "reversible"),
+    [
+        ("{upgrade: pg-upgrade}", "copy", "pg_upgrade --copy into pg_data_v17", True),
+        ("{upgrade: pg-upgrade, upgradeTransfer: link}", "link", "can never start again: no rollback", False),
+        ("{upgrade: pg-upgrade, upgradeTransfer: clone}", "clone", "reflinks", True),
+    ],
+)
+def test_pg_upgrade_is_an_upgrade_into_the_new_volume_that_says_its_way_back(policy, transfer, says, reversible):
+    from controller.core.plan import Upgrade
+    from tests.helpers import NETWORK, VOLUME, instance_yaml
+
+    was = state("---\n".join([NETWORK, VOLUME, instance_yaml(version="15", image="postgres:15")]))
+    running = managed(was, "pg", mounts=(live.Mount("volume", "pg_data", "/var/lib/postgresql/data"),))
+    upgraded = instance_yaml(version="17", image="postgres:17", volume="pg_data_v17", extra=f"  policy: {policy}\n")
+    now = state("---\n".join([NETWORK, VOLUME, VOLUME.replace("pg_data", "pg_data_v17"), upgraded]))
+    edge = (net("edge"),)
+    [change] = [c for c in diff.diff(now, world(running, networks=edge)).changes if c.action is Action.UPGRADE]
+    assert isinstance(change.payload, Upgrade) and change.payload.method == "pg-upgrade"
+    assert says in change.reason and change.payload.moves == {"/var/lib/postgresql/data": ("pg_data", "pg_data_v17")}
+    assert change.details["reversible"] is reversible and change.details["transfer"] == transfer
+    # the same volume: said what to declare, nothing changed
+    same = state(
+        "---\n".join([NETWORK, VOLUME, instance_yaml(version="17", image="postgres:17", extra=f"  policy: {policy}\n")])
+    )
+    p = diff.diff(same, world(running, networks=edge))
+    assert [c for c in p.changes if c.action is Action.UPGRADE] == []
+    assert [f.type for f in p.findings] == [FindingType.MAJOR_UPGRADE] and "pg-upgrade" in p.findings[0].message
+
+
+def test_a_server_alone_on_a_cutover_network_is_an_interrupted_cutover_and_is_not_connected():
+    """Killed after the new server started and before its data was checked: connecting it (a plain repair) would let
+    clients onto data nobody checked."""
+    alone = dataclasses.replace(managed(S), networks=(live.Attachment("dbstate-helper-0123456789ab"),))
+    p = diff.diff(S, world(alone))
+    assert [c for c in p.changes if c.target == alone.name] == []
+    assert [f.type for f in p.findings if f.name == "kv-a"] == [
+        FindingType.INTERRUPTED
+    ] and FindingType.INTERRUPTED.blocks
+    assert "rollback" in p.findings[0].message
+
+
 def test_a_consumer_left_paused_is_a_finding_not_unpaused():
     """A cutover that did not finish (the controller killed mid-upgrade) can leave a consumer paused: said, with the
     command; dbstate does not unpause what it cannot tell it paused itself."""
