@@ -245,8 +245,13 @@ def available_extensions(container: str, engine: spec.Engine, who: Login, shell:
 
 def fingerprint(container: str, engine: spec.Engine, who: Login, shell: Shell) -> str:
     """A digest of every table's rows (Redis: its keys) as the server holds them now: equal fingerprints, no write."""
+    return dumps.digest_of(digests(container, engine, who, shell))
+
+
+def digests(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dict[str, str]:
+    """Each table's digest of its rows (`DATABASE/schema.table`), whatever their order."""
     db = databases.of(engine)
-    return dumps.digest_of(db.digests(who, _query(container, db, who, shell)))
+    return db.digests(who, _query(container, db, who, shell))
 
 
 def wait_ready(container: str, engine: spec.Engine, who: Login, shell: Shell, timeout: float = READY_TIMEOUT) -> None:

@@ -6,12 +6,19 @@ alone on a private network until it is checked).
 Before any downtime, while the old server serves: the extensions its databases use must ship in the new image, the
 old cluster's facts are read (bootstrap superuser, encoding, locale, checksums), a backup is taken (always for --link
 and --swap, after which the old cluster cannot start again), the old major's userland is copied out of the old image
-(core/databases/postgres.py: PG_TRANSPLANT), and a preflight in the new image proves the old binaries run there and a
-new cluster takes the old locale. Then: the consumers paused, the rows counted, the old server stopped, `pg_upgrade
---check` and the upgrade in a helper of the new image without a network, the new server started alone on the new
-volume and checked (its major, every table's rows against the count), joined to its networks, the consumers resumed,
-the planner's statistics rebuilt in the background. A failure before the new server starts rolls back to the old
-server on its volume, unchanged (--link's renamed pg_control renamed back)."""
+(core/databases/postgres.py: PG_TRANSPLANT), and a helper of the new image proves the old binaries run there and makes
+the new cluster, with the old one's locale, in the new volume. Then the downtime: the consumers paused, the old server
+taken off its networks and its sessions ended (no client anywhere can write to it any more), its rows counted, the
+old server stopped, pg_upgrade (its consistency checks first, the same as `--check`) in a helper of the new image
+without a network, the new server started alone on the new volume and checked (its major, every table's rows against
+the count), joined to its networks, the consumers resumed; the planner's statistics are rebuilt in the background. A
+failure before the new server starts rolls back to the old server on its volume, unchanged (--link's renamed
+pg_control renamed back).
+
+`pg_upgrade --check` cannot run against the old server while it serves from another container (it reaches the old
+server through a socket in that container's filesystem): what would fail it and can be asked of a serving server
+(extensions, locale, the binaries) is asked before the downtime; the rest fails pg_upgrade's own checks in the first
+second of the downtime, and the old server starts again."""
 
 from __future__ import annotations
 
@@ -24,13 +31,14 @@ from controller.core.databases import postgres
 from controller.core.databases.base import env_plain
 from controller.core.dumps import Manifest
 from controller.core.labels import REVISION
+from controller.core.secrets import reveal
 from controller.engine import backing, volumes
 from controller.engine.ports import BackupStore, Runtime, Shell
 from controller.engine.upgrading import Cutover, Progress, kept_name, preflight
 
 SPENDS = frozenset({spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.SWAP})  # no way back once the new server ran
 SHARED = frozenset({spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.CLONE, spec.UpgradeTransfer.SWAP})  # one mount
-HELPER_STEPS = {3: "preparing pg_upgrade", 4: "initdb of the new cluster", 5: "pg_upgrade --check", 6: "pg_upgrade"}
+HELPER_STEPS = {3: "preparing pg_upgrade", 4: "initdb of the new cluster", 5: "pg_upgrade's checks", 6: "pg_upgrade"}
 
 
 @dataclass(frozen=True)
@@ -94,15 +102,14 @@ class _PgUpgrade(Cutover):
         )
 
     def run_helper(self, tools: str, env: dict[str, str], step: str) -> str:
-        """The helper of the new image: `step` preflight (no data mounted), or the upgrade itself (into PG_STAGE)."""
-        mounts: list[tuple[str, str, bool]] = []
-        if step != "preflight":
-            where = self.layout()
-            mounts, env = where.mounts, env | where.env()
-            self.written = True
-        self.step = "the preflight in " + self.inst.spec.image if step == "preflight" else "pg_upgrade"
+        """The helper of the new image, `step` prepare (while the old server serves: the old binaries run, a new
+        cluster made in PG_STAGE; the old volume read-only unless --link's shared mount) or upgrade (pg_upgrade)."""
+        where = self.layout()
+        mounts = [(s, t, ro or (step == "prepare" and t == "/old")) for s, t, ro in where.mounts]
+        self.written = True
+        self.step = f"preparing the upgrade in {self.inst.spec.image}" if step == "prepare" else "pg_upgrade"
         code, out = self.shell.run_once(
-            self.inst.spec.image, mounts, postgres.PG_UPGRADE, env | {"STEP": step}, [tools]
+            self.inst.spec.image, mounts, postgres.PG_UPGRADE, env | where.env() | {"STEP": step}, [tools]
         )
         if code != 0:
             self.step = HELPER_STEPS.get(code, self.step)
@@ -125,10 +132,10 @@ class _PgUpgrade(Cutover):
             if volumes.entries(self.shell, self.inst.spec.image, volume) == [postgres.PG_STAGE]:
                 self.progress(f"{self.inst.metadata.name}: clearing an interrupted pg_upgrade's output in {volume}")
                 self.written = True
-                self._clear()
+                self.clear()
         super().check_empty()
 
-    def _clear(self) -> None:
+    def clear(self) -> None:
         for volume in self.new_volumes:
             self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
         if self.transfer in SPENDS:
@@ -145,7 +152,7 @@ class _PgUpgrade(Cutover):
         pg_control that --link or --swap renamed is given back its name (the new server never started)."""
         if self.written and not self.created:
             self.progress(f"rolling back: emptying {self.new_volumes[0]} again")
-            self._clear()
+            self.clear()
         super().roll_back()
 
     def failed(self, what: str, e: BaseException, old_image: str) -> errors.BackupError:
@@ -202,27 +209,35 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
             progress(f"{name}: {job.step}")
             tools, said = stack.enter_context(shell.toolbox(old_image, postgres.PG_TOOLS, postgres.PG_TRANSPLANT, env))
             progress(f"{name}: {said}")
-            progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'preflight')}")
+            progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'prepare')}")
         except errors.DbstateError as e:
+            if job.written:  # the new cluster made in PG_STAGE: nothing else is in that volume
+                with contextlib.suppress(errors.DbstateError):
+                    job.clear()
             raise errors.BackupError(
                 f"{what} not started: {e}; {change.target} still runs {old_image}, untouched"
             ) from e
         try:
             job.pause()
-            job.step = "counting the rows of the old server"
+            job.isolate()
+            job.step = "ending the old server's client sessions"
             who = databases.of(inst.spec.engine).login(inst)
+            backing.answer(change.target, inst.spec.engine, who, shell, postgres.fence_sql(was))
+            job.step = "counting the rows of the old server"
             rows = backing.counts(change.target, inst.spec.engine, who, shell)
             job.stop()
-            progress(f"{name}: pg_upgrade --check, then pg_upgrade --{transfer.value} into {new_volume}")
+            progress(f"{name}: pg_upgrade --{transfer.value} into {new_volume} (its consistency checks first)")
             progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'upgrade')}")
             job.install()
             job.switch()
             backing.wait_ready(job.c, inst.spec.engine, who, shell)
             job.check_major(new)
-            job.check_rows(rows, {k.split("/", 1)[0] for k in rows}, "the old server")
+            job.check_rows(rows, {k.split("/", 1)[0] for k in rows}, "the old server", fingerprint=False)
             job.go_live()
         except Exception as e:
             raise job.failed(what, e, old_image) from e
+    if transfer not in SPENDS:
+        _fingerprint_old(job, old_image, old_volume, target)
     if transfer in SPENDS:
         job.kept_extra = {
             labels.SPENT: f"pg_upgrade --{transfer.value}",
@@ -287,6 +302,24 @@ def _before_downtime(
         )
         job.store.prune(name, inst.spec.policy.backup.keep)
     return env
+
+
+def _fingerprint_old(job: _PgUpgrade, old_image: str, old_volume: str, target: str) -> None:
+    """The cutover's fingerprint (`dbstate rollback` compares the new server with it to tell a write made since),
+    taken once the new server serves, from the old cluster: pg_upgrade gave the new one the same rows, and --copy or
+    --clone left the old volume as it was. A throw-away server of the old image reads it; the clients meanwhile write
+    to the new server (a digest of every row is a scan of all the data: not in the downtime). When it fails, the
+    kept server has no fingerprint and a rollback needs --discard-writes."""
+    inst, name = job.inst, job.inst.metadata.name
+    job.progress(f"{name}: the cutover's fingerprint, from the old cluster in {old_volume} (the new server serves)")
+    env = {k: reveal(v) for k, v in inst.spec.env.items()}
+    who = databases.of(inst.spec.engine).login(inst)
+    try:
+        with job.shell.scratch(old_image, env, old_volume, target) as old:
+            backing.wait_ready(old, inst.spec.engine, who, job.shell)
+            job.cutover = backing.fingerprint(old, inst.spec.engine, who, job.shell)
+    except errors.DbstateError as e:
+        job.progress(f"{name}: no fingerprint of the cutover ({e}): `dbstate rollback` will need --discard-writes")
 
 
 def _leftovers(job: _PgUpgrade) -> None:

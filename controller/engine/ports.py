@@ -79,6 +79,10 @@ class Runtime(Protocol):
 
     def disconnect(self, container: str, network: str) -> None: ...
 
+    def attachments(self, container: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The networks a container is on, each with its aliases."""
+        ...
+
     def remove_network(self, name: str) -> None:
         """Remove a network dbstate made for a moment (the private network of a server being restored); one that is
         gone already is fine."""

@@ -59,6 +59,7 @@ class Cutover:
     private: str | None = None  # the network the new server is alone on until its data is checked
     cutover: str | None = None  # the new server's data as restored (backing.fingerprint)
     kept_extra: dict[str, str] = field(default_factory=dict)  # more labels for the kept server (how it was left)
+    detached: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # the old server's networks, aliases
 
     @property
     def c(self) -> str:
@@ -81,6 +82,14 @@ class Cutover:
                 self.paused.append(name)
         if self.paused:
             self.progress(f"{self.inst.metadata.name}: paused {', '.join(self.paused)} for the cutover")
+
+    def isolate(self) -> None:
+        """The old server, still running, taken off its networks: no client anywhere reaches it any more (a paused
+        consumer or one nobody declared), so what it holds from now on is final. A rollback puts it back on them."""
+        for network, aliases in self.runtime.attachments(self.c):
+            self.step = f"taking {self.c} off {network}"
+            self.runtime.disconnect(self.c, network)
+            self.detached.append((network, aliases))
 
     def stop(self) -> None:
         self.step = f"stopping {self.c}"
@@ -194,9 +203,11 @@ class Cutover:
         if not _same_major(got, major):
             raise errors.BackupError(f"the new server reports {got}, not {major}")
 
-    def check_rows(self, want: Mapping[str, int], databases_: Collection[str], source: str) -> None:
-        """The new server's rows against `want` (of `databases_`), then the cutover's fingerprint: what it holds
-        before any consumer can reach it (`dbstate rollback` tells the writes made since by it)."""
+    def check_rows(
+        self, want: Mapping[str, int], databases_: Collection[str], source: str, fingerprint: bool = True
+    ) -> None:
+        """The new server's rows against `want` (of `databases_`), then (`fingerprint`) the cutover's fingerprint:
+        what it holds before any consumer can reach it (`dbstate rollback` tells the writes made since by it)."""
         self.step = f"comparing the rows with {source}"
         engine = self.inst.spec.engine
         who = databases.of(engine).login(self.inst)
@@ -205,6 +216,8 @@ class Cutover:
         wrong = dumps.compare_counts(want, rows)
         if wrong:
             raise errors.BackupError(f"rows differ from {source}'s: " + "; ".join(wrong[:5]))
+        if not fingerprint:
+            return
         self.step = "taking the cutover's fingerprint"
         self.cutover = backing.fingerprint(self.c, engine, who, self.shell)
 
@@ -236,6 +249,9 @@ class Cutover:
         self._leave_private()
         if self.renamed:
             self.runtime.rename(self.kept, self.c)
+        while self.detached:
+            network, aliases = self.detached.pop(0)
+            self.runtime.connect(self.c, network, aliases, reconnect=False)
         self.runtime.start(self.c)
 
     def failed(self, what: str, e: BaseException, old_image: str) -> errors.BackupError:

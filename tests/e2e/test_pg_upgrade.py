@@ -122,12 +122,12 @@ def test_pg_upgrade_link_is_backed_up_first_rolls_back_a_failed_check_and_refuse
     assert docker_client.containers.get("pgbk-db").attrs["State"]["StartedAt"] == started
     sql(docker_client, "pgbk-db", "DROP EXTENSION adminpack", database="postgres")
 
-    # what only pg_upgrade --check finds (a reg* type in a user table): found after the stop, before any file moved;
+    # what only pg_upgrade's checks find (a reg* type in a user table): found after the stop, before any file moved;
     # rolled back to 15 on its volume with every row
     sql(docker_client, "pgbk-db", "CREATE TABLE uses_regproc (f regproc)")
     r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state)
     out = r.stdout + r.stderr
-    assert r.code == 1 and "failed at 'pg_upgrade --check'" in out and "rolled back" in out, out
+    assert r.code == 1 and "failed at 'pg_upgrade's checks'" in out and "rolled back" in out, out
     assert "reg*" in out or "regproc" in out, out
     c = docker_client.containers.get("pgbk-db")
     assert c.attrs["Config"]["Image"] == "dbstate-local/postgres:15" and c.status == "running"
@@ -194,7 +194,7 @@ def test_a_pg_upgrade_killed_at_each_step_is_finished_by_the_next_apply_with_eve
     assert sql(docker_client, "pgbk-db", "SELECT count(*), sum(id) FROM marker") == rows
 
     # killed while pg_upgrade runs in its helper, 15 stopped: the helper goes on without dbstate
-    killed_at("pg_upgrade --check, then", root, engine_host, state, delay=1.0)
+    killed_at("(its consistency checks first)", root, engine_host, state, delay=1.0)
     assert docker_client.containers.get("pgbk-db").status == "exited"
     assert helpers_left(docker_client)  # the transplant's toolbox and the upgrade's helper
 

@@ -4,6 +4,7 @@ first attempt was done already counts as done."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from controller.adapters.docker.client import DockerClient
 from controller.adapters.docker.errors import says
@@ -36,6 +37,13 @@ class Networks(DockerClient):
                 says(e, 500, "is not connected") or says(e, 404, "is not connected") or says(e, 403, "is not connected")
             ),
         )
+
+    def attachments(self, container: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The networks `container` is on, each with the aliases given to it (not the short id Docker adds)."""
+        info: dict[str, Any] = self.call(f"inspecting {container}", lambda: self.api.inspect_container(container))
+        short = str(info.get("Id", ""))[:12]
+        nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        return [(n, tuple(a for a in (v.get("Aliases") or []) if a != short)) for n, v in sorted(nets.items())]
 
     def remove_network(self, name: str) -> None:
         self.mutate(

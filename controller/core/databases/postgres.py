@@ -123,10 +123,11 @@ PG_COUNTS = (
     "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 )
 PG_EXTENSIONS = "SELECT extname, extversion FROM pg_extension"
-# a digest of each table's rows, whatever their order (PostgreSQL: md5 of the sorted md5 of each row's text)
+# each table's rows as a count and an order-free sum of 64-bit row hashes: one pass, no sort (a digest of sorted md5s
+# took most of a cutover's time at 256 MiB); what `dbstate rollback` compares to tell a write made since the cutover
 PG_DIGESTS = (
-    "SELECT table_schema || '.' || table_name, (xpath('/row/d/text()', query_to_xml(format('SELECT md5(coalesce("
-    "string_agg(md5(t::text), '''' ORDER BY md5(t::text)), '''')) AS d FROM %I.%I t', table_schema, table_name), "
+    "SELECT table_schema || '.' || table_name, (xpath('/row/d/text()', query_to_xml(format('SELECT count(*) || '':'' "
+    "|| coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS d FROM %I.%I t', table_schema, table_name), "
     "false, true, '')))[1]::text FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema "
     "NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 )
@@ -391,6 +392,17 @@ PG_CLUSTER = (
     "current_setting('data_checksums'), current_setting('wal_segment_size') "
     "FROM pg_database WHERE datname = 'template0'"
 )
+# every client session ended (waiting up to 5 s for each to go: 14 and later), so that no commit lands after a count
+PG_FENCE = (
+    "SELECT count(pg_terminate_backend(pid{wait})) FROM pg_stat_activity "
+    "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+)
+
+
+def fence_sql(major: str) -> str:
+    return PG_FENCE.format(wait=", 5000" if int(major) >= 14 else "")
+
+
 PG_PROVIDER = "SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = 'template0'"  # 15 and 16
 PG17_PROVIDER = "SELECT datlocprovider, datlocale FROM pg_database WHERE datname = 'template0'"  # 17 on
 
@@ -424,47 +436,47 @@ done
 echo "copied $(du -sm "$r" | cut -f1) MiB of $OLD_IMAGE: $("$w/usr/lib/postgresql/$m/bin/postgres" -V)"
 """
 
-# In a helper of the new image, as the old data's owner: a new cluster made as the image's entrypoint makes one but
-# with the old cluster's facts (PG_CLUSTER), then `pg_upgrade --check`, then the upgrade with $TRANSFER; the old
-# cluster's pg_hba.conf, pg_ident.conf and postgresql.auto.conf carried over, and the new cluster handed to the new
-# image's postgres user. All of it in PG_STAGE at the top of the new volume: a volume that holds only PG_STAGE holds an
-# upgrade that was never installed (PG_INSTALL), which nothing ever started: a later attempt clears it and starts over.
-# $STEP preflight: only a new cluster in /tmp (the old binaries run, the new image takes the old cluster's locale),
-# asked while the old server still serves.
+# In a helper of the new image, as the old data's owner, in two steps. $STEP prepare, while the old server still
+# serves: the old binaries must run in the new image, and a new cluster is made (as the image's entrypoint makes one,
+# with the old cluster's facts: PG_CLUSTER) in PG_STAGE at the top of the new volume. $STEP upgrade, the old server
+# stopped: pg_upgrade with $TRANSFER (its consistency checks first, as `--check` runs them: exit 5 when one fails,
+# nothing changed), then the old cluster's pg_hba.conf, pg_ident.conf and postgresql.auto.conf carried over, and the
+# new cluster handed to the new image's postgres user. A volume that holds only PG_STAGE holds an upgrade that was
+# never installed (PG_INSTALL), which nothing ever started: a later attempt clears it and starts over.
 PG_STAGE = ".dbstate-upgrading"
 PG_UPGRADE = r"""set -e
-old="/x/wrap/usr/lib/postgresql/$OLD_MAJOR/bin" new="/usr/lib/postgresql/$NEW_MAJOR/bin"
+old="/x/wrap/usr/lib/postgresql/$OLD_MAJOR/bin" new="/usr/lib/postgresql/$NEW_MAJOR/bin" stage="$NEW_ROOT/$STAGE"
 say() { echo "$*" >&2; }
 [ -x "$new/pg_upgrade" ] || { say "$NEW_IMAGE has no $new/pg_upgrade (Debian's packaged layout)"; exit 3; }
 "$old/postgres" -V >/dev/null || { say "the old binaries copied from $OLD_IMAGE do not run in $NEW_IMAGE"; exit 3; }
-if [ "$STEP" = preflight ]; then stage=/tmp/probe ou=$(id -u postgres) og=$(id -g postgres)
-else
-  [ -f "$OLD_DATA/PG_VERSION" ] || { say "no cluster in $OLD_DATA"; exit 3; }
-  ou=$(stat -c %u "$OLD_DATA") og=$(stat -c %g "$OLD_DATA") stage="$NEW_ROOT/$STAGE"
-fi
+[ -f "$OLD_DATA/PG_VERSION" ] || { say "no cluster in $OLD_DATA"; exit 3; }
+ou=$(stat -c %u "$OLD_DATA") og=$(stat -c %g "$OLD_DATA")
 getent group "$og" >/dev/null || echo "pgold:x:$og:" >> /etc/group
 getent passwd "$ou" >/dev/null || echo "pgold:x:$ou:$og::/tmp:/bin/sh" >> /etc/passwd
 as() { setpriv --reuid="$ou" --regid="$og" --clear-groups "$@"; }
-mkdir -p "$stage" && chown "$ou:$og" "$stage" && chmod 700 "$stage" && cd /tmp
-set -- -D "$stage" -U "$SUPERUSER" -E "$ENCODING" --lc-collate="$LC_COLLATE" --lc-ctype="$LC_CTYPE" --auth=trust
-case "$PROVIDER" in
-  i) set -- "$@" --locale-provider=icu --icu-locale="$PROVIDER_LOCALE" ;;
-  b) set -- "$@" --locale-provider=builtin --builtin-locale="$PROVIDER_LOCALE" ;;
-esac
-[ "$CHECKSUMS" = on ] && set -- "$@" --data-checksums
-[ "$CHECKSUMS" = off ] && [ "$NEW_MAJOR" -ge 18 ] && set -- "$@" --no-data-checksums
-[ -n "$WAL_SEGSIZE" ] && set -- "$@" --wal-segsize="$WAL_SEGSIZE"
-as "$new/initdb" "$@" > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log >&2; say "initdb failed"; exit 4; }
-[ "$STEP" = preflight ] && { echo "a $NEW_MAJOR cluster takes $ENCODING, $LC_COLLATE"; exit 0; }
-up() {
-  as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$stage" -U "$SUPERUSER" "--$TRANSFER" "$@" \
-    > /tmp/pg_upgrade.log 2>&1 && return 0
+cd /tmp
+if [ "$STEP" = prepare ]; then
+  mkdir -p "$stage" && chown "$ou:$og" "$stage" && chmod 700 "$stage"
+  set -- -D "$stage" -U "$SUPERUSER" -E "$ENCODING" --lc-collate="$LC_COLLATE" --lc-ctype="$LC_CTYPE" --auth=trust
+  case "$PROVIDER" in
+    i) set -- "$@" --locale-provider=icu --icu-locale="$PROVIDER_LOCALE" ;;
+    b) set -- "$@" --locale-provider=builtin --builtin-locale="$PROVIDER_LOCALE" ;;
+  esac
+  [ "$CHECKSUMS" = on ] && set -- "$@" --data-checksums
+  [ "$CHECKSUMS" = off ] && [ "$NEW_MAJOR" -ge 18 ] && set -- "$@" --no-data-checksums
+  [ -n "$WAL_SEGSIZE" ] && set -- "$@" --wal-segsize="$WAL_SEGSIZE"
+  as "$new/initdb" "$@" > /tmp/initdb.log 2>&1 || { cat /tmp/initdb.log >&2; say "initdb failed"; exit 4; }
+  echo "$("$old/postgres" -V) runs here; a new $NEW_MAJOR cluster made with $ENCODING, $LC_COLLATE"
+  exit 0
+fi
+if ! as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$stage" -U "$SUPERUSER" "--$TRANSFER" \
+    > /tmp/pg_upgrade.log 2>&1; then
   tail -n 25 /tmp/pg_upgrade.log >&2
   for f in "$stage"/pg_upgrade_output.d/*/*.txt; do [ -f "$f" ] && head -n 20 "$f" >&2; done
-  return 1
-}
-up --check || { say "pg_upgrade --check failed"; exit 5; }
-up || { say "pg_upgrade failed"; exit 6; }
+  grep -q "^Performing Upgrade" /tmp/pg_upgrade.log || { say "pg_upgrade's consistency checks failed"; exit 5; }
+  say "pg_upgrade failed"
+  exit 6
+fi
 for f in pg_hba.conf pg_ident.conf postgresql.auto.conf; do
   [ -f "$OLD_DATA/$f" ] && cp "$OLD_DATA/$f" "$stage/$f"
 done

@@ -1,0 +1,212 @@
+"""A PostgreSQL major upgrade 15 -> 17 of a pgbench database of about --mib MiB through `dbstate apply`, once per
+method in the same run: policy.upgrade: dump-restore, pg-upgrade with --copy, and with --link. For each, what a client
+writing a row every 0.1 s through the network sees: the longest gap between two writes the server committed, and how
+many committed writes are missing afterwards (there must be none). The floor for --copy is the time to copy the data
+directory (`cp -a` from volume to volume in a helper, measured on the same data); for --link, the issue's 5 s. After
+--copy, the way back: `dbstate rollback` (the declaration reverted), its whole time and the client's longest gap.
+
+    .venv/bin/python -m bench.upgrade [--mib 1024] [--methods dump-restore copy link]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from bench.backup import Client, apply, psql
+from bench.common import bench_engine, controller_env
+
+STATE = """apiVersion: dbstate.io/v1
+kind: Network
+metadata: {name: bk-bench}
+---
+apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {name: OLD}
+---
+apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {name: NEW}
+---
+apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {name: pgb}
+spec:
+  engine: postgres
+  version: "MAJOR"
+  image: dbstate-local/postgres:MAJOR
+  containerName: pgb-db
+  networks: [{name: bk-bench}]
+  volumes: [{source: DATA, target: /var/lib/postgresql/data}]
+  env: {POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "${BENCH_PASSWORD}"}
+  auth: {method: scram-sha-256, user: app, password: "${BENCH_PASSWORD}", database: app}
+  policy: POLICY
+"""
+POLICIES = {
+    "dump-restore": "{upgrade: dump-restore}",
+    "copy": "{upgrade: pg-upgrade}",
+    "link": "{upgrade: pg-upgrade, upgradeTransfer: link}",
+}
+
+
+def state(method: str, major: str) -> str:
+    old, new = f"pgu-{method}-15", f"pgu-{method}-17"
+    text = STATE.replace("OLD", old).replace("NEW", new).replace("MAJOR", major)
+    return text.replace("DATA", old if major == "15" else new).replace("POLICY", POLICIES[method])
+
+
+def ready(client: docker.DockerClient) -> None:
+    deadline = time.monotonic() + 120
+    while client.containers.get("pgb-db").exec_run(["pg_isready", "-h", "127.0.0.1"])[0] != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("postgres did not start")
+        time.sleep(0.3)
+
+
+def copy_floor(client: docker.DockerClient, volume: str) -> float:
+    """`cp -a` of the (stopped) cluster's data directory into a fresh volume: what --copy cannot beat."""
+    client.volumes.create("pgu-floor")
+    try:
+        t0 = time.perf_counter()
+        client.containers.run(
+            "dbstate-local/postgres:17",
+            entrypoint=["sh", "-c", "cp -a /a/. /b/ && sync"],
+            volumes={volume: {"bind": "/a", "mode": "ro"}, "pgu-floor": {"bind": "/b", "mode": "rw"}},
+            user="0",
+            remove=True,
+            network_mode="none",
+        )
+        return time.perf_counter() - t0
+    finally:
+        client.volumes.get("pgu-floor").remove(force=True)
+
+
+def timed_apply(root: Path, env: dict[str, str], trace: bool) -> float:
+    """`dbstate apply`, its progress lines printed with the seconds since it started when `trace`."""
+    if not trace:
+        return apply(root, env)
+    t0 = time.perf_counter()
+    argv = [sys.executable, "-m", "controller.cli", "apply", "--yes", "--dir", str(root)]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            print(f"  {time.perf_counter() - t0:6.1f}  {line.rstrip()}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"apply exited {proc.returncode}")
+    return time.perf_counter() - t0
+
+
+def rollback(root: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "rollback", "pgb", "--yes", "--discard-writes", "--dir", str(root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
+    return time.perf_counter() - t0
+
+
+def clean(client: docker.DockerClient, method: str) -> None:
+    for c in client.containers.list(all=True):
+        if c.name.startswith("pgb-db"):
+            c.remove(force=True)
+    for v in (f"pgu-{method}-15", f"pgu-{method}-17"):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.volumes.get(v).remove(force=True)
+
+
+def one(
+    client: docker.DockerClient, host: str, method: str, scale: int, trace: bool
+) -> list[tuple[str, float | None, str]]:
+    out: list[tuple[str, float | None, str]] = []
+    with tempfile.TemporaryDirectory(prefix="dbstate-bench-upgrade-") as tmp:
+        root, env = controller_env(host, tmp, state(method, "15"))
+        apply(root, env)
+        ready(client)
+        c = client.containers.get("pgb-db")
+        t0 = time.perf_counter()
+        code, said = c.exec_run(["pgbench", "-i", "-q", "-s", str(scale), "-U", "app", "app"], user="postgres")
+        if code != 0:
+            raise RuntimeError(said.decode()[-500:])
+        size = psql(c, "SELECT pg_size_pretty(pg_database_size('app'))")
+        accounts = psql(c, "SELECT count(*) FROM pgbench_accounts")
+        print(f"{method}: pgbench scale {scale}, database {size} (filled in {time.perf_counter() - t0:.0f} s)")
+        psql(c, "CREATE TABLE writes (n int)")
+        if method == "copy":
+            c.stop(timeout=30)
+            out.append(
+                ("floor: cp -a of the data directory, volume to volume", copy_floor(client, f"pgu-{method}-15"), "")
+            )
+            c.start()
+            ready(client)
+        writer = Client(client)
+        writer.thread.start()
+        time.sleep(1.5)
+        (root / "state.yaml").write_text(state(method, "17"))
+        whole = timed_apply(root, env, trace)
+        time.sleep(2)
+        writer.stop.set()
+        writer.thread.join()
+        c = client.containers.get("pgb-db")
+        assert psql(c, "SHOW server_version_num").startswith("17")
+        assert psql(c, "SELECT count(*) FROM pgbench_accounts") == accounts
+        stored = {int(n) for n in psql(c, "SELECT n FROM writes").split()}
+        out += [
+            (f"{method}: dbstate apply, whole", whole, ""),
+            (f"{method}: longest gap a writing client saw", writer.longest_gap(), ""),
+            (f"{method}: writes committed / lost", float(len(writer.committed)), f"{writer.lost(stored)} lost"),
+        ]
+        if method == "copy":
+            (root / "state.yaml").write_text(state(method, "15"))
+            back = Client(client)
+            back.thread.start()
+            time.sleep(1.5)
+            took = rollback(root, env)
+            time.sleep(2)
+            back.stop.set()
+            back.thread.join()
+            c = client.containers.get("pgb-db")
+            assert psql(c, "SHOW server_version_num").startswith("15")
+            assert psql(c, "SELECT count(*) FROM pgbench_accounts") == accounts
+            out += [
+                ("copy: dbstate rollback --discard-writes, whole (a backup first)", took, ""),
+                ("copy: longest gap a writing client saw during the rollback", back.longest_gap(), ""),
+            ]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mib", type=int, default=1024, help="about how large the pgbench database is (default 1024)")
+    ap.add_argument("--methods", nargs="+", choices=sorted(POLICIES), default=["dump-restore", "copy", "link"])
+    ap.add_argument("--trace", action="store_true", help="print each upgrade's steps with their time")
+    args = ap.parse_args()
+    scale = max(1, round(args.mib / 15))  # pgbench: about 15 MiB a scale unit
+    rows: list[tuple[str, float | None, str]] = []
+    with bench_engine() as (eng, client):
+        for method in args.methods:
+            clean(client, method)
+            try:
+                rows += one(client, eng.host, method, scale, args.trace)
+            finally:
+                clean(client, method)
+    print(f"\n{'PostgreSQL 15 -> 17, ' + str(args.mib) + ' MiB':<66} {'seconds':>8}")
+    for label, seconds, note in rows:
+        value = f"{seconds:8.1f}" if seconds is not None and "committed" not in label else f"{seconds:8.0f}"
+        print(f"{label:<66} {value}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
