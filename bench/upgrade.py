@@ -16,39 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 
 from bench.backup import Client, apply, psql
+from bench.backup import state as backup_state
 from bench.common import bench_engine, controller_env
 
-STATE = """apiVersion: dbstate.io/v1
-kind: Network
-metadata: {name: bk-bench}
----
-apiVersion: dbstate.io/v1
-kind: Volume
-metadata: {name: OLD}
----
-apiVersion: dbstate.io/v1
-kind: Volume
-metadata: {name: NEW}
----
-apiVersion: dbstate.io/v1
-kind: DatabaseInstance
-metadata: {name: pgb}
-spec:
-  engine: postgres
-  version: "MAJOR"
-  image: dbstate-local/postgres:MAJOR
-  containerName: pgb-db
-  networks: [{name: bk-bench}]
-  volumes: [{source: DATA, target: /var/lib/postgresql/data}]
-  env: {POSTGRES_USER: app, POSTGRES_DB: app, POSTGRES_PASSWORD: "${BENCH_PASSWORD}"}
-  auth: {method: scram-sha-256, user: app, password: "${BENCH_PASSWORD}", database: app}
-  policy: POLICY
-"""
 POLICIES = {
     "dump-restore": "{upgrade: dump-restore}",
     "copy": "{upgrade: pg-upgrade}",
@@ -57,9 +33,12 @@ POLICIES = {
 
 
 def state(method: str, major: str) -> str:
+    """bench/backup.py's instance on the old or the new volume (both declared), with the method's policy."""
     old, new = f"pgu-{method}-15", f"pgu-{method}-17"
-    text = STATE.replace("OLD", old).replace("NEW", new).replace("MAJOR", major)
-    return text.replace("DATA", old if major == "15" else new).replace("POLICY", POLICIES[method])
+    text = backup_state(major, old if major == "15" else new)
+    other = new if major == "15" else old
+    volume = f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: {other}}}\n---\n"
+    return volume + text.replace("policy: {upgrade: dump-restore}", f"policy: {POLICIES[method]}")
 
 
 def ready(client: docker.DockerClient) -> None:
@@ -117,6 +96,18 @@ def rollback(root: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+def while_writing(client: docker.DockerClient, action: Callable[[], float]) -> tuple[float, Client]:
+    """`action` (its seconds) while a client writes a row every 0.1 s, from 1.5 s before it to 2 s after it."""
+    writer = Client(client)
+    writer.thread.start()
+    time.sleep(1.5)
+    took = action()
+    time.sleep(2)
+    writer.stop.set()
+    writer.thread.join()
+    return took, writer
+
+
 def clean(client: docker.DockerClient, method: str) -> None:
     for c in client.containers.list(all=True):
         if c.name.startswith("pgb-db"):
@@ -150,14 +141,8 @@ def one(
             )
             c.start()
             ready(client)
-        writer = Client(client)
-        writer.thread.start()
-        time.sleep(1.5)
         (root / "state.yaml").write_text(state(method, "17"))
-        whole = timed_apply(root, env, trace)
-        time.sleep(2)
-        writer.stop.set()
-        writer.thread.join()
+        whole, writer = while_writing(client, lambda: timed_apply(root, env, trace))
         c = client.containers.get("pgb-db")
         assert psql(c, "SHOW server_version_num").startswith("17")
         assert psql(c, "SELECT count(*) FROM pgbench_accounts") == accounts
@@ -169,13 +154,7 @@ def one(
         ]
         if method == "copy":
             (root / "state.yaml").write_text(state(method, "15"))
-            back = Client(client)
-            back.thread.start()
-            time.sleep(1.5)
-            took = rollback(root, env)
-            time.sleep(2)
-            back.stop.set()
-            back.thread.join()
+            took, back = while_writing(client, lambda: rollback(root, env))
             c = client.containers.get("pgb-db")
             assert psql(c, "SHOW server_version_num").startswith("15")
             assert psql(c, "SELECT count(*) FROM pgbench_accounts") == accounts
