@@ -64,6 +64,7 @@ def parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
         prog=f"dbstate {name}",
         description=module.DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `plan --out F` must never be taken as `--output F`: an option is spelled in full
     )
     module.add_arguments(p)
     return p

@@ -53,6 +53,22 @@ def test_each_command_has_help(name: str):
     assert r.stdout.startswith(f"usage: dbstate {name}")
 
 
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_no_command_takes_an_abbreviated_option(name: str):
+    """`plan --out F` was taken as `--output F`: every long option is spelled in full, or refused."""
+    from controller.commands import load, parser
+
+    p = parser(name, load(name))
+    longs = sorted({o for a in p._actions for o in a.option_strings if o.startswith("--") and len(o) > 4})
+    assert longs, name
+    prefix = longs[-1][:-1]  # one letter short
+    if any(o == prefix for o in longs):
+        return
+    with pytest.raises(SystemExit) as e:
+        p.parse_args([prefix, "x"])
+    assert e.value.code == 2
+
+
 def test_python_dash_m_controller_is_the_command():
     r = subprocess.run(
         [sys.executable, "-m", "controller", "--version"], cwd=REPO, capture_output=True, text=True, check=False
