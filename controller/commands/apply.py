@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from controller.core.plan import Outcome
-    from controller.wiring.engines import Reconciler, Wired
+    from controller.wiring.engines import PassResult, Reconciler, Wired
 
 DESCRIPTION = """\
 Compute the plan (as `dbstate plan`), show it, ask for confirmation on a terminal, and execute it: networks and
@@ -27,9 +29,16 @@ rolls back to the old server when any step fails. While it changes the engine, a
 `dbstate run` holds it, apply changes nothing and says so; a lease whose holder stopped renewing is waited out (up
 to --lease-ttl).
 
+apply FILE executes a plan saved by `dbstate plan --out FILE` without asking again (it was the review): exactly its
+changes, computed again from the same declarations against the engine as it is now, and nothing else (a change a
+later commit brought is left for the next plan, and said). When a resource the plan changes moved since (a container
+recreated, stopped, reconnected; its declaration edited), nothing is applied: one line per resource says what moved,
+and the exit code is 4. A file from another dbstate version or for another engine is refused.
+
 exit codes: 0 converged; 1 a change failed, the desired state has errors, or a declared resource is not under
 dbstate's management or is held back to protect its data (name-conflict, adoption-blocked, volume-in-use,
-data-moved, major-upgrade, volume-lost); every outcome is still reported."""
+data-moved, major-upgrade, volume-lost, rollback, interrupted-cutover); 4 the planfile is stale (nothing applied);
+every outcome is still reported."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,18 @@ class Options:
     yes: bool
     retry_budget: float
     lease_ttl: float
+    planfile: Path | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "planfile",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help="a plan saved by `dbstate plan --out FILE`: exactly its changes, or nothing (exit 4) when the engine "
+        "moved since",
+    )
     common.add_desired(p)
     common.add_output(p)
     common.add_engine(p)
@@ -59,7 +77,9 @@ def options(ns: argparse.Namespace) -> Options:
     passes = PassOptions(
         "apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
     )
-    return Options(common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget, common.lease_ttl(ns))
+    return Options(
+        common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget, common.lease_ttl(ns), ns.planfile
+    )
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
@@ -77,6 +97,9 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
         progress=progress,
         lease_ttl=opts.lease_ttl,
     ) as every:
+        if opts.planfile is not None and len(every) > 1:
+            print("dbstate: error: a planfile holds one engine's plan: name it with --host NAME", file=err)
+            return common.EXIT_ERROR
         if len(every) == 1:
             assert every[0].lease is not None
             with every[0].lease.holding(progress):
@@ -114,6 +137,39 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progre
     return common.most_serious(codes)
 
 
+def _saved(opts: Options, result: PassResult, err: TextIO) -> PassResult | list[str]:
+    """`result` narrowed to the planfile's changes; or why not, each line also said on `err`."""
+    from controller import __version__
+    from controller.core import errors, planfile
+    from controller.views.common import scrub
+    from controller.wiring import local
+
+    assert opts.planfile is not None
+    try:
+        saved = local.read_planfile(opts.planfile)
+        if saved.get("options", {}) != {"prune": opts.passes.prune}:
+            raise planfile.PlanfileError(
+                "it was planned " + ("with" if not opts.passes.prune else "without") + " --prune: apply it the same way"
+            )
+        verdict = planfile.check(saved, result.plan, result.loaded.state, result.observed, __version__)
+    except (errors.DbstateError, planfile.PlanfileError) as e:
+        said = scrub(f"{opts.planfile}: {e}; nothing was applied", result.secrets)
+        print(f"dbstate: error: {said}", file=err)
+        return [said]
+    if verdict.stale:
+        lines = [scrub(line, result.secrets) for line in verdict.stale]
+        for line in lines:
+            print(line, file=err)
+        print(f"Nothing was applied: {opts.planfile} no longer holds; plan again.", file=err)
+        return lines
+    if verdict.left:
+        later = ", ".join(f"{c.action.value} {c.kind}/{c.name}" for c in verdict.left)
+        print(scrub(f"Not in {opts.planfile}, left for the next plan: {later}", result.secrets), file=err)
+    elif verdict.declarations_moved:
+        print(f"The declarations changed since {opts.planfile} was made; only its changes are applied.", file=err)
+    return dataclasses.replace(result, plan=dataclasses.replace(result.plan, changes=verdict.apply))
+
+
 def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: TextIO) -> tuple[int, str | None]:
     """The exit code, and the JSON document (--output json) for the caller to write."""
     from controller.views import apply as view
@@ -122,11 +178,18 @@ def _plan_and_apply(opts: Options, reconciler: Reconciler, out: TextIO, err: Tex
     json_out = opts.output == "json"
     probed = opts.passes.probe is not None
     result = reconciler.plan()
+    if opts.planfile is not None:
+        saved = _saved(opts, result, err)
+        if isinstance(saved, list):
+            reconciler.finish(result)
+            stale = {"converged": False, "applied": False, "stale": saved}
+            return common.EXIT_STALE, dumps(stale) if json_out else None
+        result = saved
     changes = result.plan.changes
     if not json_out:
         text = render(result, opts.output, opts.color, probed, str(opts.target.directory), out, err)
         out.write(scrub(text, result.secrets))
-    if changes and not opts.yes:
+    if changes and not opts.yes and opts.planfile is None:
         answer = common.confirm(len(changes), out)
         if not answer:
             reconciler.finish(result)

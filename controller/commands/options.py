@@ -16,6 +16,7 @@ from controller.core.options import ProbeOptions, Target
 from controller.core.scope import Scope
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_FINDINGS = 0, 1, 2, 3
+EXIT_STALE = 4  # apply FILE: the saved plan no longer holds (nothing was applied)
 
 
 def most_serious(codes: Iterable[int]) -> int:

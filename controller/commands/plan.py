@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
@@ -18,6 +19,10 @@ DESCRIPTION = """\
 Compare the desired state with the live Docker engine and print the changes that would converge it, each with its
 reason, and the findings that need a human. Changes nothing: not one mutating API call.
 
+--out FILE also saves the plan (one engine): `dbstate apply FILE` then executes exactly these changes, or refuses
+with exit code 4 and one line per resource that moved since (a container recreated, stopped or reconnected, a
+declaration edited). The file holds no secret: the changes as printed here, digests and the engine's ids.
+
 exit codes: 0 in sync; 2 changes pending; 1 error (an unreachable engine, or errors in the desired state);
 3 findings with --fail-on-findings. When several apply: 1, then 2, then 3."""
 
@@ -29,6 +34,7 @@ class Options:
     output: str
     color: str
     fail_on_findings: bool
+    out: Path | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "never volumes; nothing while any file is invalid",
     )
     p.add_argument("--fail-on-findings", action="store_true", help="exit 3 when there are findings")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="also save the plan to FILE for `dbstate apply FILE` (one engine; not while the desired state has errors)",
+    )
     common.add_probe(p, unhealthy_after=1)
     common.add_scope(p)
     common.add_color(p)
@@ -49,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options(ns: argparse.Namespace) -> Options:
     passes = PassOptions("plan", prune=ns.prune, probe=common.probe(ns), scope=common.scope(ns))
-    return Options(common.target(ns), passes, ns.output, ns.color, ns.fail_on_findings)
+    return Options(common.target(ns), passes, ns.output, ns.color, ns.fail_on_findings, ns.out)
 
 
 def render(result: PassResult, output: str, color: str, probed: bool, directory: str, out: TextIO, err: TextIO) -> str:
@@ -76,11 +88,39 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
 
     with engines.reconcilers(opts.target, opts.passes) as every:
         if len(every) > 1:
+            if opts.out is not None:
+                print("dbstate: error: --out saves one engine's plan: name it with --host NAME", file=err)
+                return common.EXIT_ERROR
             return _several(opts, every, out, err)
         wired = every[0]
         result = wired.reconciler.plan()
         wired.reconciler.finish(result)
-    return _one(opts, result, out, err)
+    code = _one(opts, result, out, err)
+    if opts.out is not None:
+        return _save(opts, opts.out, result, err) or code
+    return code
+
+
+def _save(opts: Options, path: Path, result: PassResult, err: TextIO) -> int:
+    """The plan saved for `apply FILE`; an error code when it is not."""
+    from controller import __version__
+    from controller.core import errors, planfile
+    from controller.views.common import dumps, scrub
+    from controller.wiring import local
+
+    if result.loaded.errors:
+        print(f"dbstate: error: the plan was not saved to {path}: the desired state has errors", file=err)
+        return common.EXIT_ERROR
+    rev = result.revision
+    doc = planfile.build(result.plan, result.loaded.state, result.observed, rev.commit, rev.dirty, __version__)
+    doc["options"] = {"prune": opts.passes.prune}
+    try:
+        local.write_planfile(path, scrub(dumps(doc), result.secrets))
+    except errors.DbstateError as e:
+        print(f"dbstate: error: {e}", file=err)
+        return common.EXIT_ERROR
+    print(f"Saved to {path}: `dbstate apply {path}` executes exactly these changes.", file=err)
+    return 0
 
 
 def _one(opts: Options, result: PassResult, out: TextIO, err: TextIO) -> int:

@@ -32,6 +32,18 @@ def state(path: Path | None = None, *, readonly: bool = False) -> Store:
     return store.Store(state_path(path), readonly=readonly)
 
 
+def write_planfile(path: Path, text: str) -> None:
+    from controller.adapters import planfiles
+
+    planfiles.write(path, text)
+
+
+def read_planfile(path: Path) -> dict[str, object]:
+    from controller.adapters import planfiles
+
+    return planfiles.read(path)
+
+
 def default_backup_dir(state: Path | None) -> Path:
     """Where backups go when --backup-dir does not say: beside the state database."""
     from controller.adapters import backups

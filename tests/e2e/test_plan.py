@@ -4,6 +4,7 @@ secrets (tests/e2e/helpers.py)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -441,3 +442,48 @@ def test_a_consumer_dbstate_did_not_make_is_out_of_scope_by_default(world: World
         env=narrow,
     ).json()
     assert changes(allowed) == [("connect", "Consumer", "app", "app")]
+
+
+def test_a_saved_plan_is_applied_exactly_or_refused_when_the_engine_moved(world: World, tmp_path: Path):
+    """plan --out, then the engine changes: apply FILE refuses (exit 4) naming the resource, nothing applied; planned
+    again with nothing moving, apply FILE applies exactly the saved changes (a declaration added after the plan is
+    left); the file holds no secret."""
+    saved = tmp_path / "reviewed.plan"
+    world.client.containers.get("kv-a-db").stop(timeout=2)
+    world.client.networks.get("net-a").disconnect("app")
+
+    def run(*args: str) -> Any:
+        return dbstate(*args, host=world.host, state=tmp_path / "state.db")
+
+    r = run("plan", "--dir", str(world.root), "--out", str(saved))
+    assert r.code == 2 and f"Saved to {saved}" in r.stderr, r.stdout + r.stderr
+    text = saved.read_text()
+    assert SECRET not in text and oct(saved.stat().st_mode & 0o777) == "0o600"
+    # the engine moves: kv-a-db is started by hand
+    old = world.client.containers.get("kv-a-db")
+    old.start()
+    r = run("apply", str(saved), "--dir", str(world.root))
+    assert r.code == 4, r.stdout + r.stderr
+    assert "stale: DatabaseInstance/kv-a went from exited to running since the plan" in r.stderr, r.stderr
+    assert "Nothing was applied" in r.stderr
+    r = run("apply", str(saved), "--dir", str(world.root), "--output", "json")
+    assert r.code == 4 and r.json()["stale"] == [
+        "stale: DatabaseInstance/kv-a went from exited to running since the plan"
+    ]
+    assert "app" not in [c.name for c in world.client.networks.get("net-a").containers]  # not reconnected
+    # planned again; a declaration added after the plan is not applied by it
+    old.stop(timeout=2)
+    r = run("plan", "--dir", str(world.root), "--out", str(saved))
+    assert r.code == 2, r.stdout + r.stderr
+    world.rewrite("kv-b.yaml", redis_instance("kv-b", "kv-b-db"))
+    r = run("apply", str(saved), "--dir", str(world.root))
+    assert r.code == 0, r.stdout + r.stderr
+    assert "Not in" in r.stderr and "create DatabaseInstance/kv-b" in r.stderr, r.stderr
+    assert world.client.containers.get("kv-a-db").status == "running"
+    assert "app" in [c.name for c in world.client.networks.get("net-a").containers]
+    assert not world.client.containers.list(all=True, filters={"name": "kv-b-db"})
+    # a file for another engine is refused
+    doc = json.loads(saved.read_text())
+    saved.write_text(json.dumps({**doc, "engine": "tcp://elsewhere:2376"}))
+    r = run("apply", str(saved), "--dir", str(world.root))
+    assert r.code == 4 and "made for the engine tcp://elsewhere:2376" in r.stderr, r.stderr
