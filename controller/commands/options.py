@@ -79,7 +79,15 @@ def add_desired(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_output(p: argparse.ArgumentParser) -> None:
+def add_output(p: argparse.ArgumentParser, *, markdown: bool = False) -> None:
+    if markdown:
+        p.add_argument(
+            "--output",
+            choices=("text", "json", "markdown"),
+            default="text",
+            help="output format (default: text; markdown: a merge request's comment, see docs/ci/)",
+        )
+        return
     p.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
 
 

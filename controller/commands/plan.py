@@ -39,7 +39,7 @@ class Options:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_desired(p)
-    common.add_output(p)
+    common.add_output(p, markdown=True)
     common.add_engine(p)
     p.add_argument(
         "--prune",
@@ -77,6 +77,9 @@ def render(result: PassResult, output: str, color: str, probed: bool, directory:
         )
     for w in result.loaded.warnings:
         err.write(views.scrub(str(w), result.secrets) + "\n")
+    if output == "markdown":
+        short = result.revision.short
+        return view.to_markdown(result.plan, result.loaded.errors, result.observed.engine, short, directory)
     colour = views.colour(color, out)
     return view.to_text(
         result.plan, result.loaded.errors, result.observed.engine, result.revision.short, directory, colour, probes

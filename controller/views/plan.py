@@ -1,4 +1,5 @@
-"""The plan, for people (text, like a good `terraform plan`) and for machines (stable JSON).
+"""The plan, for people (text, like a good `terraform plan`), for a merge request's comment (Markdown: a summary line
+and collapsible sections, the changes as a diff) and for machines (stable JSON).
 
 The JSON document (documented in the README):
     {"revision", "dirty", "engine": {"host", "version", "api_version"}, "in_sync",
@@ -11,6 +12,7 @@ The JSON document (documented in the README):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -153,6 +155,65 @@ def to_text(
         tail += f", {len(errors)} error{'s' * (len(errors) != 1)}"
     lines.append(head + tail + ".")
     return "\n".join(lines) + "\n"
+
+
+# in a ```diff block: what adds shows green, what takes away red, what replaces or touches plain
+DIFF_SIGN = {
+    plan.Action.CREATE: "+",
+    plan.Action.START: "+",
+    plan.Action.CONNECT: "+",
+    plan.Action.ADOPT: "+",
+    plan.Action.REMOVE: "-",
+    plan.Action.DISCONNECT: "-",
+    plan.Action.RECREATE: "!",
+    plan.Action.RESTART: "!",
+    plan.Action.UPGRADE: "!",
+}
+
+
+def to_markdown(
+    p: plan.Plan, errors: tuple[Diagnostic, ...], engine: live.EngineInfo, revision: str, directory: str
+) -> str:
+    """The plan as a merge request's comment: one summary line, then each part in a collapsible section (the changes
+    as a diff, the findings, the notes, the errors in the desired state). Text from outside sits in code spans or a
+    fenced block, so that nothing in it renders as Markdown."""
+    s = summary(p, errors)
+    counts = ", ".join(f"{s[a.value]} to {a.value}" for a in plan.Action if s[a.value]) or "no changes"
+    extra = f", {s['findings']} finding{'s' * (s['findings'] != 1)}" + (f", {len(errors)} errors" if errors else "")
+    mark = ":white_check_mark:" if p.in_sync and not errors else (":x:" if errors else ":warning:")
+    out = [
+        f"### {mark} dbstate plan: {counts}{extra}",
+        "",
+        f"{_code(directory)} @ {_code(revision)} against {_code(engine.host)} (Docker {engine.version})",
+        "",
+    ]
+    if p.changes:
+        width = max(len(f"{c.kind}/{c.name}") for c in p.changes)
+        body = [f"{DIFF_SIGN[c.action]} {f'{c.kind}/{c.name}'.ljust(width)}  {_verb(c)}: {c.reason}" for c in p.changes]
+        out += _details(f"Changes ({len(p.changes)})", ["````diff", *body, "````"], opened=True)
+    if p.findings:
+        out += _details(
+            f"Findings ({len(p.findings)}): need a human",
+            [f"- **{f.type.value}** {_code(f'{f.kind}/{f.name}')}: {_code(f.message)}" for f in p.findings],
+        )
+    if p.notes:
+        notes = [f"- {n.type.value} {_code(f'{n.kind}/{n.name}')}: {_code(n.message)}" for n in p.notes]
+        out += _details(f"Notes ({len(p.notes)})", notes)
+    if errors:
+        lines = [f"- {_code(f'{e.file}:{e.line}')} {_code(e.message)}" for e in errors]
+        out += _details(f"Errors in the desired state ({len(errors)}): those resources are held back", lines)
+    return "\n".join(out) + "\n"
+
+
+def _details(title: str, body: list[str], opened: bool = False) -> list[str]:
+    return [f"<details{' open' if opened else ''}><summary>{title}</summary>", "", *body, "", "</details>", ""]
+
+
+def _code(text: str) -> str:
+    """`text` as a code span that no backtick in it can end (CommonMark: a longer fence)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def errors_json(errors: tuple[Diagnostic, ...]) -> list[dict[str, Any]]:

@@ -32,6 +32,27 @@ PLAN = Plan(
 )
 
 
+def test_plan_markdown_is_a_summary_line_and_collapsible_sections_with_the_changes_as_a_diff():
+    """Its structure, not its prose: what a CI job posts on a merge request."""
+    md = plan_view.to_markdown(PLAN, (), ENGINE, "abc123", "desired-state")
+    lines = md.splitlines()
+    assert lines[0] == "### :warning: dbstate plan: 1 to start, 1 to connect, 1 finding"
+    assert "`desired-state` @ `abc123` against `unix:///x.sock`" in lines[2]
+    assert [ln for ln in lines if ln.startswith("<details")] == [
+        "<details open><summary>Changes (2)</summary>",
+        "<details><summary>Findings (1): need a human</summary>",
+        "<details><summary>Notes (1)</summary>",
+    ]
+    assert lines.count("</details>") == 3
+    diff = lines[lines.index("````diff") + 1 : lines.index("````")]
+    assert [ln[:2] + ln.split()[1] for ln in diff] == ["+ DatabaseInstance/pg", "+ Consumer/app"]
+    assert "- **orphan** `DatabaseInstance/old`: `no longer declared`" in lines
+    # text from outside cannot end its code span, nor render as Markdown
+    evil = Plan((), (Finding(FindingType.ORPHAN, "DatabaseInstance", "x", "a ``tick`` and <b>"),))
+    assert "```a ``tick`` and <b>```" in plan_view.to_markdown(evil, (), ENGINE, "r", "d")
+    assert plan_view.to_markdown(Plan(), (), ENGINE, "r", "d").startswith("### :white_check_mark: dbstate plan: no")
+
+
 def test_plan_text_lists_changes_findings_notes_and_a_summary():
     text = plan_view.to_text(PLAN, (), ENGINE, "abc123 (dirty)", "desired-state", colour=False)
     assert "  desired state  desired-state @ abc123 (dirty)" in text
