@@ -331,6 +331,19 @@ class Store:
         )
 
     @_guarded
+    def durations(self) -> dict[tuple[str, str], list[float]]:
+        """How long each successful change took, oldest first: per (action, "Kind/name"), and per (action, "") the
+        last 50 of that action (what the plan estimates a disruption from)."""
+        out: dict[tuple[str, str], list[float]] = {}
+        rows = self.db.execute(
+            "SELECT action, kind, name, seconds FROM changes WHERE status = 'ok' ORDER BY rowid DESC LIMIT 2000"
+        ).fetchall()
+        for action, kind, name, seconds in reversed(rows):
+            out.setdefault((action, f"{kind}/{name}"), []).append(float(seconds))
+            out.setdefault((action, ""), []).append(float(seconds))
+        return {k: v[-50:] for k, v in out.items()}
+
+    @_guarded
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None:
         self.db.execute(
             "UPDATE passes SET finished = ?, changes = ?, failed = ?, findings = ?, errors = ? WHERE id = ?",

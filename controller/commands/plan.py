@@ -70,20 +70,20 @@ def render(result: PassResult, output: str, color: str, probed: bool, directory:
     from controller.views import plan as view
 
     probes = result.probes if probed else None
+    hurts = view.disruptions(result.plan, result.loaded.state, result.durations)
     if output == "json":
         loaded, rev = result.loaded, result.revision
         return views.dumps(
-            view.to_json(result.plan, loaded.errors, result.observed.engine, rev.commit, rev.dirty, probes)
+            view.to_json(result.plan, loaded.errors, result.observed.engine, rev.commit, rev.dirty, probes, hurts)
         )
     for w in result.loaded.warnings:
         err.write(views.scrub(str(w), result.secrets) + "\n")
     if output == "markdown":
         short = result.revision.short
-        return view.to_markdown(result.plan, result.loaded.errors, result.observed.engine, short, directory)
+        return view.to_markdown(result.plan, result.loaded.errors, result.observed.engine, short, directory, hurts)
     colour = views.colour(color, out)
-    return view.to_text(
-        result.plan, result.loaded.errors, result.observed.engine, result.revision.short, directory, colour, probes
-    )
+    engine, short = result.observed.engine, result.revision.short
+    return view.to_text(result.plan, result.loaded.errors, engine, short, directory, colour, probes, hurts)
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.core import plan, spec
+from controller.core import disruption, plan, spec
 from controller.core.health import ProbeResult
 
 
@@ -18,10 +18,18 @@ def build(
     revision: str | None,
     probes: Mapping[str, ProbeResult],
     finished: float,
+    durations: disruption.Durations | None = None,
 ) -> dict[str, Any]:
     done = {(o.change.key, o.change.action, o.change.target) for o in outcomes if o.status == "ok"}
     pending = [
-        {"action": c.action.value, "kind": c.kind, "name": c.name, "target": c.target, "reason": c.reason}
+        {
+            "action": c.action.value,
+            "kind": c.kind,
+            "name": c.name,
+            "target": c.target,
+            "reason": c.reason,
+            "disruption": disruption.of(c, state, durations or {}).line(),
+        }
         for c in the_plan.changes
         if (c.key, c.action, c.target) not in done
     ]

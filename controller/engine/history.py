@@ -91,6 +91,16 @@ class MemoryHistory:
     def record_outcome(self, pass_id: int, outcome: plan.Outcome) -> None:
         self.outcomes.setdefault(pass_id, []).append(outcome)
 
+    def durations(self) -> dict[tuple[str, str], list[float]]:
+        out: dict[tuple[str, str], list[float]] = {}
+        for outcomes in self.outcomes.values():
+            for o in outcomes:
+                if o.status == "ok":
+                    a = o.change.action.value
+                    out.setdefault((a, f"{o.change.kind}/{o.change.name}"), []).append(o.seconds)
+                    out.setdefault((a, ""), []).append(o.seconds)
+        return out
+
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None:
         self.passes[pass_id].update(changes=changes, failed=failed, findings=findings, errors=errors)
 

@@ -155,6 +155,10 @@ class History(Protocol):
 
     def finish_pass(self, pass_id: int, changes: int, failed: int, findings: int, errors: int) -> None: ...
 
+    def durations(self) -> Mapping[tuple[str, str], Sequence[float]]:
+        """How long successful changes took, oldest first: per (action, "Kind/name"), and per (action, "")."""
+        ...
+
     def record_failed_pass(self, command: str, trigger: str | None, started: float, error: str) -> None:
         """A pass that could not run at all (its engine unreachable, its desired state unreadable): said in the
         history, so that status and the web view show this engine's trouble beside the others' passes."""

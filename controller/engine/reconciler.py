@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.core import adoption, composeref, diff, errors, health, live, overview, secrets, spec, suspension
@@ -55,6 +55,7 @@ class PassResult:
     pass_id: int
     probes: Mapping[str, ProbeResult] = field(default_factory=dict)  # the last probe of each instance
     failures: Mapping[str, int] = field(default_factory=dict)  # consecutive failed probes
+    durations: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict)  # measured (core/disruption)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ class Reconciler:
             pass_id,
             dict(self.probes) if probe is not None else {},
             dict(self.failures) if probe is not None else {},
+            self.history.durations(),
         )
 
     def _seen_volumes(self) -> dict[str, str | None]:
@@ -396,7 +398,15 @@ class Reconciler:
         keep, now = self.options.keep_history, self.clock.time()
         state = result.loaded.state
         self.history.set_overview(
-            overview.build(state, result.plan, outcomes, result.revision.commit, result.probes or self.probes, now)
+            overview.build(
+                state,
+                result.plan,
+                outcomes,
+                result.revision.commit,
+                result.probes or self.probes,
+                now,
+                result.durations,
+            )
         )
         if keep is not None and now - self._pruned >= PRUNE_EVERY:
             self._pruned = now

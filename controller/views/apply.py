@@ -26,7 +26,12 @@ def closing_line(outcomes: tuple[Outcome, ...]) -> str:
 def to_json(result: PassResult, outcomes: tuple[Outcome, ...], converged: bool) -> dict[str, Any]:
     return {
         "plan": plan_view.to_json(
-            result.plan, result.loaded.errors, result.observed.engine, result.revision.commit, result.revision.dirty
+            result.plan,
+            result.loaded.errors,
+            result.observed.engine,
+            result.revision.commit,
+            result.revision.dirty,
+            disruptions=plan_view.disruptions(result.plan, result.loaded.state, result.durations),
         ),
         "outcomes": [o.to_json() for o in outcomes],
         "converged": converged,

@@ -13,10 +13,10 @@ The JSON document (documented in the README):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.core import live, plan, spec
+from controller.core import disruption, live, plan, spec
 from controller.core.diagnostics import Diagnostic
 from controller.core.health import ProbeResult
 from controller.views.common import Painter, engine_json, finding_line, header, section
@@ -48,13 +48,18 @@ def to_json(
     commit: str | None,
     dirty: bool | None,
     probes: Mapping[str, ProbeResult] | None = None,
+    disruptions: Sequence[disruption.Disruption] = (),
 ) -> dict[str, Any]:
+    """`disruptions`: one per change, in order (none: the key is left out)."""
     doc = {
         "revision": commit,
         "dirty": dirty,
         "engine": engine_json(engine),
         "in_sync": p.in_sync and not errors,
-        "changes": [c.to_json() for c in p.changes],
+        "changes": [
+            c.to_json() | ({"disruption": d.to_json()} if d is not None else {})
+            for c, d in zip(p.changes, _aligned(p, disruptions), strict=True)
+        ],
         "findings": [f.to_json() for f in p.findings],
         "notes": [n.to_json() for n in p.notes],
         "errors": errors_json(errors),
@@ -108,6 +113,15 @@ def probe_lines(probes: Mapping[str, ProbeResult], paint: Painter) -> list[str]:
     return lines
 
 
+def disruptions(p: plan.Plan, state: spec.DesiredState, durations: disruption.Durations) -> list[disruption.Disruption]:
+    """What each change of `p` interrupts, in order (core/disruption.py)."""
+    return [disruption.of(c, state, durations) for c in p.changes]
+
+
+def _aligned(p: plan.Plan, disruptions: Sequence[disruption.Disruption]) -> list[disruption.Disruption | None]:
+    return list(disruptions) if len(disruptions) == len(p.changes) else [None] * len(p.changes)
+
+
 def to_text(
     p: plan.Plan,
     errors: tuple[Diagnostic, ...],
@@ -116,19 +130,22 @@ def to_text(
     directory: str,
     colour: bool,
     probes: Mapping[str, ProbeResult] | None = None,
+    disruptions: Sequence[disruption.Disruption] = (),
 ) -> str:
     paint = Painter(colour)
     lines = header(paint, "dbstate plan", directory, revision, engine)
     if p.changes:
         lines.append(paint("Changes:", "bold"))
         width = max(len(f"{c.kind}/{c.name}") for c in p.changes)
-        for c in p.changes:
+        for c, d in zip(p.changes, _aligned(p, disruptions), strict=True):
             symbol = plan.SYMBOLS[c.action]
             head = f"  {paint(symbol.rjust(3), ACTION_COLOUR[c.action])} {f'{c.kind}/{c.name}'.ljust(width)}  "
             lines.append(head + f"{_verb(c)}: {c.reason}")
             extra = _details_line(c)
             if extra:
                 lines.append(" " * 6 + paint(extra, "dim"))
+            if d is not None and d.interrupts:
+                lines.append(" " * 6 + paint(d.line(), "yellow"))
         lines.append("")
     if probes:
         lines.append(paint("Probes (what the servers say):", "bold"))
@@ -172,7 +189,12 @@ DIFF_SIGN = {
 
 
 def to_markdown(
-    p: plan.Plan, errors: tuple[Diagnostic, ...], engine: live.EngineInfo, revision: str, directory: str
+    p: plan.Plan,
+    errors: tuple[Diagnostic, ...],
+    engine: live.EngineInfo,
+    revision: str,
+    directory: str,
+    disruptions: Sequence[disruption.Disruption] = (),
 ) -> str:
     """The plan as a merge request's comment: one summary line, then each part in a collapsible section (the changes
     as a diff, the findings, the notes, the errors in the desired state). Text from outside sits in code spans or a
@@ -189,7 +211,11 @@ def to_markdown(
     ]
     if p.changes:
         width = max(len(f"{c.kind}/{c.name}") for c in p.changes)
-        body = [f"{DIFF_SIGN[c.action]} {f'{c.kind}/{c.name}'.ljust(width)}  {_verb(c)}: {c.reason}" for c in p.changes]
+        body = []
+        for c, d in zip(p.changes, _aligned(p, disruptions), strict=True):
+            body.append(f"{DIFF_SIGN[c.action]} {f'{c.kind}/{c.name}'.ljust(width)}  {_verb(c)}: {c.reason}")
+            if d is not None and d.interrupts:
+                body.append(f"  {' ' * width}  {d.line()}")
         out += _details(f"Changes ({len(p.changes)})", ["````diff", *body, "````"], opened=True)
     if p.findings:
         out += _details(

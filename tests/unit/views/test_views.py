@@ -147,3 +147,18 @@ def test_every_action_has_a_symbol_and_a_colour() -> None:
 
     for action in plan_module.Action:
         assert action in plan_module.SYMBOLS and action in plan_view.ACTION_COLOUR, action
+
+
+def test_each_change_says_what_it_interrupts_in_text_json_and_markdown():
+    from controller.core.disruption import Disruption
+
+    hurts = [
+        Disruption(("pg-db", "app"), 12.0, "its last start took that long"),
+        Disruption((), None, "a new attachment"),
+    ]
+    text = plan_view.to_text(PLAN, (), ENGINE, "abc", "d", colour=False, disruptions=hurts)
+    assert "      interrupts pg-db, app for about 12 s (its last start took that long)" in text.splitlines()
+    assert "a new attachment" not in text  # nothing interrupted: not a line of its own
+    doc = plan_view.to_json(PLAN, (), ENGINE, "abc", False, disruptions=hurts)
+    assert [c["disruption"]["interrupts"] for c in doc["changes"]] == [["pg-db", "app"], []]
+    assert "interrupts pg-db, app for about 12 s" in plan_view.to_markdown(PLAN, (), ENGINE, "abc", "d", hurts)
