@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from controller.commands import options as common
 from controller.commands.plan import render
+from controller.core.errors import DbstateError
 from controller.core.options import PassOptions, Target
 
 if TYPE_CHECKING:
@@ -66,6 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_output(p)
     common.add_engine(p)
     p.add_argument("--yes", action="store_true", help="apply without asking (for automation)")
+    p.add_argument(
+        "--ignore-window",
+        metavar="WHY",
+        help="run the changes that interrupt a database now, outside its policy.window; WHY is recorded with the "
+        "pass, with who ran it",
+    )
     common.add_converge(p, retry_budget=30.0)
     common.add_probe(p, unhealthy_after=1)
     common.add_scope(p)
@@ -74,8 +82,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(ns: argparse.Namespace) -> Options:
+    ignore = None
+    if ns.ignore_window is not None:
+        if not ns.ignore_window.strip():
+            raise DbstateError("--ignore-window needs a reason: --ignore-window 'the fix for CVE-...'")
+        ignore = f"by {getpass.getuser()}: {ns.ignore_window.strip()}"
     passes = PassOptions(
-        "apply", prune=ns.prune, parallel=common.parallel(ns), probe=common.probe(ns), scope=common.scope(ns)
+        "apply",
+        prune=ns.prune,
+        parallel=common.parallel(ns),
+        probe=common.probe(ns),
+        scope=common.scope(ns),
+        ignore_window=ignore,
     )
     return Options(
         common.target(ns), passes, ns.output, ns.color, ns.yes, ns.retry_budget, common.lease_ttl(ns), ns.planfile

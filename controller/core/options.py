@@ -46,3 +46,4 @@ class PassOptions:
     probe: ProbeOptions | None = None
     scope: Scope = field(default_factory=Scope)  # by default only what dbstate made
     keep_history: float | None = 30 * 86400.0  # seconds of passes the history keeps (None: all)
+    ignore_window: str | None = None  # apply --ignore-window: who and why (recorded with the pass); None: windows hold

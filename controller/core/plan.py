@@ -91,6 +91,7 @@ class NoteType(enum.StrEnum):
     HELD_BACK = "held-back"  # a declaration with errors: left alone, never orphaned
     SUSPENDED = "suspended"  # an instance a human works on (policy.suspended, `dbstate suspend`): not acted on
     KEPT = "kept"  # the stopped server from before an upgrade, kept with its volume until a human removes it
+    HELD = "held"  # a change that interrupts a database, waiting for its maintenance window (policy.window)
 
 
 # One payload type per action: what the change does, typed for apply; `to_json()` is its `details` in plan JSON.

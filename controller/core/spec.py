@@ -238,9 +238,44 @@ class BackupPolicy(Model):
     keep: int = Field(default=7, ge=1, description="the newest N backups of this instance are kept, older ones removed")
 
 
+def _cron(text: str) -> str:
+    from controller.core import windows  # here: windows builds on this module
+
+    windows.parse(text)
+    return text
+
+
+def _zone(text: str) -> str:
+    from controller.core import windows
+
+    windows.zone(text)
+    return text
+
+
+def _window_length(text: str) -> str:
+    if duration_seconds(text) < 60:
+        raise ValueError("a window shorter than a minute lets nothing run")
+    return text
+
+
+class Window(Model):
+    """When changes that interrupt the database may run: from each time `cron` names, for `duration`."""
+
+    cron: Annotated[str, AfterValidator(_cron)] = Field(
+        description="five fields (minute hour day-of-month month day-of-week), e.g. '0 2 * * SUN'"
+    )
+    duration: Annotated[str, AfterValidator(_window_length)] = Field(description="how long it stays open, e.g. 2h")
+    time_zone: Annotated[str, AfterValidator(_zone)] = Field(default="UTC", description="e.g. Europe/Berlin")
+
+
 class InstancePolicy(Model):
     drift: DriftPolicy = DriftPolicy.ENFORCE
     upgrade: UpgradePolicy = UpgradePolicy.MANUAL
+    window: Window | tuple[Window, ...] | None = Field(
+        default=None,
+        description="maintenance window(s): a recreate, a restart or an upgrade waits for one to be open (the plan "
+        "says until when); starting a stopped server or reconnecting never waits; `apply --ignore-window` does not",
+    )
     upgrade_transfer: UpgradeTransfer = Field(
         default=UpgradeTransfer.COPY,
         description="with upgrade: pg-upgrade, how pg_upgrade moves the data files: copy (the old volume is never "
@@ -265,6 +300,12 @@ class InstancePolicy(Model):
         description="restart the container after this many consecutive failed probes (then 2x, 4x, ...); "
         "off when unset",
     )
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        if self.window is None:
+            return ()
+        return self.window if isinstance(self.window, tuple) else (self.window,)
 
 
 HostName = Annotated[

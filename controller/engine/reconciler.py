@@ -15,7 +15,19 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controller.core import adoption, composeref, diff, errors, health, live, overview, secrets, spec, suspension
+from controller.core import (
+    adoption,
+    composeref,
+    diff,
+    errors,
+    health,
+    live,
+    overview,
+    secrets,
+    spec,
+    suspension,
+    windows,
+)
 from controller.core.adoption import Adoption
 from controller.core.diagnostics import Diagnostic
 from controller.core.dumps import Manifest
@@ -261,9 +273,13 @@ class Reconciler:
         the_plan = suspension.hold(
             the_plan, suspension.suspended(state, self.history.suspensions()), dict(self.held_out)
         )
+        ignore = self.options.ignore_window is not None
+        the_plan = windows.hold(the_plan, state, observed, self.clock.time(), ignore=ignore)
         self._mark_volumes_seen(_volumes_to_remember(state, observed, the_plan))
         pass_id = NOT_RECORDED
         if record:
+            if self.options.ignore_window is not None:
+                trigger = f"--ignore-window {self.options.ignore_window}"
             pass_id = self.history.begin_pass(
                 self.options.command, desired.revision.commit, desired.revision.dirty, trigger, started
             )

@@ -5,6 +5,7 @@ secrets (tests/e2e/helpers.py)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
@@ -487,3 +488,34 @@ def test_a_saved_plan_is_applied_exactly_or_refused_when_the_engine_moved(world:
     saved.write_text(json.dumps({**doc, "engine": "tcp://elsewhere:2376"}))
     r = run("apply", str(saved), "--dir", str(world.root))
     assert r.code == 4 and "made for the engine tcp://elsewhere:2376" in r.stderr, r.stderr
+
+
+def test_a_window_holds_a_recreate_while_a_stopped_server_is_still_started(world: World, tmp_path: Path):
+    """policy.window in the past (next: 1 January): the recreate waits, said with when; the start does not; apply
+    --ignore-window runs it, recorded with who and why."""
+    policy = "  policy: {upgrade: recreate, window: {cron: '0 3 1 1 *', duration: 1h}, backup: {beforeChange: false}}\n"
+    world.rewrite(
+        "kv.yaml",
+        redis_instance("kv-a", "kv-a-db", volume="vol-a", extra=policy).replace(
+            "REDIS_PASSWORD: ${TEST_REDIS_PASSWORD}", "REDIS_PASSWORD: ${TEST_REDIS_PASSWORD}\n    TZ: UTC"
+        ),
+    )
+    before = world.client.containers.get("kv-a-db")
+    before.stop(timeout=2)
+    code, doc = world.plan()
+    assert (code, changes(doc)) == (2, [("start", "DatabaseInstance", "kv-a", "kv-a-db")])
+    [held] = [n for n in doc["notes"] if n["type"] == "held"]
+    assert "recreate of kv-a-db held until 2027-01-01 03:00 UTC" in held["message"], held
+    state = tmp_path / "state.db"
+    r = dbstate("apply", "--yes", "--dir", str(world.root), host=world.host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    now = world.client.containers.get("kv-a-db")
+    assert now.id == before.id and now.status == "running"  # started, not recreated
+    r = dbstate(
+        "apply", "--yes", "--dir", str(world.root), "--ignore-window", "the TZ fix", host=world.host, state=state
+    )
+    assert r.code == 0 and "recreate" in r.stdout, r.stdout + r.stderr
+    assert world.client.containers.get("kv-a-db").id != before.id
+    with sqlite3.connect(state) as db:
+        triggers = [t for (t,) in db.execute("SELECT trigger FROM passes WHERE command = 'apply' ORDER BY id")]
+    assert triggers[-1].startswith("--ignore-window by ") and triggers[-1].endswith(": the TZ fix"), triggers
