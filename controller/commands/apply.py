@@ -169,7 +169,8 @@ def _saved(opts: Options, result: PassResult, err: TextIO) -> PassResult | list[
             raise planfile.PlanfileError(
                 "it was planned " + ("with" if not opts.passes.prune else "without") + " --prune: apply it the same way"
             )
-        verdict = planfile.check(saved, result.plan, result.loaded.state, result.observed, __version__)
+        loaded = result.loaded
+        verdict = planfile.check(saved, result.plan, loaded.state, result.observed, __version__, loaded.variables_from)
     except (errors.DbstateError, planfile.PlanfileError) as e:
         said = scrub(f"{opts.planfile}: {e}; nothing was applied", result.secrets)
         print(f"dbstate: error: {said}", file=err)

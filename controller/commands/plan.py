@@ -115,7 +115,9 @@ def _save(opts: Options, path: Path, result: PassResult, err: TextIO) -> int:
         print(f"dbstate: error: the plan was not saved to {path}: the desired state has errors", file=err)
         return common.EXIT_ERROR
     rev = result.revision
-    doc = planfile.build(result.plan, result.loaded.state, result.observed, rev.commit, rev.dirty, __version__)
+    loaded = result.loaded
+    env = loaded.variables_from
+    doc = planfile.build(result.plan, loaded.state, result.observed, rev.commit, rev.dirty, __version__, env)
     doc["options"] = {"prune": opts.passes.prune}
     try:
         local.write_planfile(path, scrub(dumps(doc), result.secrets))

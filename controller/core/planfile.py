@@ -23,6 +23,11 @@ class PlanfileError(ValueError):
     """The file is not a planfile this dbstate can apply (its own message says why); nothing was changed."""
 
 
+def _name(path: str | None) -> str | None:
+    """An env file as a planfile names it: its file name (the same file given by another path is the same)."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1] if path else None
+
+
 def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
@@ -88,14 +93,21 @@ def moved(key: str, was: Mapping[str, Any], now: Mapping[str, Any]) -> str | Non
 
 
 def build(
-    plan: Plan, state: spec.DesiredState, observed: live.LiveState, commit: str | None, dirty: bool | None, version: str
+    plan: Plan,
+    state: spec.DesiredState,
+    observed: live.LiveState,
+    commit: str | None,
+    dirty: bool | None,
+    version: str,
+    env_file: str | None = None,
 ) -> dict[str, Any]:
-    """The planfile of `plan` (a JSON document)."""
+    """The planfile of `plan` (a JSON document); `env_file`: the env file's name (never its values)."""
     return {
         "format": FORMAT,
         "dbstate": version,
         "engine": observed.engine.host,
         "revision": {"commit": commit, "dirty": dirty},
+        "env_file": _name(env_file),
         "declarations": declarations(state),
         "changes": [
             {
@@ -124,7 +136,12 @@ class Verdict:
 
 
 def check(
-    saved: Mapping[str, Any], plan: Plan, state: spec.DesiredState, observed: live.LiveState, version: str
+    saved: Mapping[str, Any],
+    plan: Plan,
+    state: spec.DesiredState,
+    observed: live.LiveState,
+    version: str,
+    env_file: str | None = None,
 ) -> Verdict:
     """The saved plan against the plan computed now from the same declarations and the engine as it is."""
     if saved.get("format") != FORMAT:
@@ -133,6 +150,8 @@ def check(
         raise PlanfileError(f"made by dbstate {saved.get('dbstate')}, this is {version}: plan again")
     if saved.get("engine") != observed.engine.host:
         raise PlanfileError(f"made for the engine {saved.get('engine')}, this is {observed.engine.host}")
+    if saved.get("env_file") != _name(env_file):
+        raise PlanfileError(f"planned with the env file {saved.get('env_file')}, applied with {_name(env_file)}")
     entries: Sequence[Mapping[str, Any]] = saved.get("changes") or []
     now = {change_id(c): c for c in plan.changes}
     stale: list[str] = []

@@ -162,3 +162,17 @@ def test_each_change_says_what_it_interrupts_in_text_json_and_markdown():
     doc = plan_view.to_json(PLAN, (), ENGINE, "abc", False, disruptions=hurts)
     assert [c["disruption"]["interrupts"] for c in doc["changes"]] == [["pg-db", "app"], []]
     assert "interrupts pg-db, app for about 12 s" in plan_view.to_markdown(PLAN, (), ENGINE, "abc", "d", hurts)
+
+
+def test_the_web_view_says_what_a_pending_change_interrupts():
+    from controller.core import overview
+    from controller.views import web
+
+    text = "---\n".join([NETWORK, VOLUME, instance_yaml()])
+    state = desired.load_text(text, "t.yaml", {"PG_PASSWORD": SECRET}).state
+    recreate = Change(Action.RECREATE, "DatabaseInstance", "pg", "pg-db", "the declaration changed")
+    durations = {("recreate", "DatabaseInstance/pg"): [9.0]}
+    ov = overview.build(state, Plan((recreate,)), (), "abc", {}, 0.0, durations)
+    assert ov["pending"][0]["disruption"] == "interrupts pg-db for about 9 s (its last recreate took that long)"
+    page = web.render("overview.html", web.overview_model("s.db", [], [], [], ov, {}))
+    assert '<span class="disruption">interrupts pg-db for about 9 s (its last recreate took that long)</span>' in page
