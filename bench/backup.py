@@ -85,9 +85,14 @@ def sh(c: docker.models.containers.Container, script: str) -> float:
 
 
 def apply(root: Path, env: dict[str, str]) -> float:
+    return timed_dbstate(env, "apply", "--yes", "--dir", str(root))
+
+
+def timed_dbstate(env: dict[str, str], *args: str) -> float:
+    """The seconds a `dbstate` command took; its output when it fails."""
     t0 = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "apply", "--yes", "--dir", str(root)],
+        [sys.executable, "-m", "controller.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import docker
 
-from bench.backup import Client, apply, psql
+from bench.backup import Client, apply, psql, timed_dbstate
 from bench.backup import state as backup_state
 from bench.common import bench_engine, controller_env
 
@@ -83,17 +83,7 @@ def timed_apply(root: Path, env: dict[str, str], trace: bool) -> float:
 
 
 def rollback(root: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "rollback", "pgb", "--yes", "--discard-writes", "--dir", str(root)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
-    return time.perf_counter() - t0
+    return timed_dbstate(env, "rollback", "pgb", "--yes", "--discard-writes", "--dir", str(root))
 
 
 def while_writing(client: docker.DockerClient, action: Callable[[], float]) -> tuple[float, Client]:
