@@ -26,8 +26,9 @@ Compute the plan (as `dbstate plan`), show it, ask for confirmation on a termina
 volumes first, instances before the consumers that use them, independent changes in parallel. Transient engine
 errors are retried within --retry-budget; a failed change blocks only what depends on it. Volumes are never removed.
 A database is backed up before it is recreated (policy.backup.beforeChange, into --backup-dir): no backup, no
-recreate. policy.upgrade: dump-restore moves a database to a new major by dump and restore into a new volume, and
-rolls back to the old server when any step fails. While it changes the engine, apply holds the engine lease: if a
+recreate. policy.upgrade: dump-restore (or pg-upgrade, PostgreSQL) moves a database to a new major into a new
+volume, and rolls back to the old server when any step fails. Outside an instance's policy.window, what would
+interrupt it waits (--ignore-window WHY runs it now, recorded). While it changes the engine, apply holds the engine lease: if a
 `dbstate run` holds it, apply changes nothing and says so; a lease whose holder stopped renewing is waited out (up
 to --lease-ttl).
 
