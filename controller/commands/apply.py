@@ -28,9 +28,9 @@ errors are retried within --retry-budget; a failed change blocks only what depen
 A database is backed up before it is recreated (policy.backup.beforeChange, into --backup-dir): no backup, no
 recreate. policy.upgrade: dump-restore (or pg-upgrade, PostgreSQL) moves a database to a new major into a new
 volume, and rolls back to the old server when any step fails. Outside an instance's policy.window, what would
-interrupt it waits (--ignore-window WHY runs it now, recorded). While it changes the engine, apply holds the engine lease: if a
-`dbstate run` holds it, apply changes nothing and says so; a lease whose holder stopped renewing is waited out (up
-to --lease-ttl).
+interrupt it waits (--ignore-window WHY runs it now, recorded). While it changes the engine, apply holds the engine
+lease: if a `dbstate run` holds it, apply changes nothing and says so; a lease whose holder stopped renewing is
+waited out (up to --lease-ttl).
 
 apply FILE executes a plan saved by `dbstate plan --out FILE` without asking again (it was the review): exactly its
 changes, computed again from the same declarations against the engine as it is now, and nothing else (a change a
