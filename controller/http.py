@@ -18,6 +18,12 @@ def display(listen: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def advertised(listen: tuple[str, int]) -> str:
+    """Where others reach `listen`: a wildcard address is this machine's name."""
+    host, port = listen
+    return display((socket.gethostname() if host in ("", "0.0.0.0", "::") else host, port))  # noqa: S104
+
+
 Page = tuple[int, str, str]  # status, content type, body
 # no script, no frame, no outside asset: the pages are text and inline style only
 SECURITY_HEADERS = {

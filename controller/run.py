@@ -98,7 +98,7 @@ def run(opts: RunOptions) -> int:
             threads.append(threading.Thread(target=desk.run, name="dbstate-desk", daemon=True, args=(stop,)))
         server = None
         if opts.listen is not None:
-            site = Site(local.state_path(opts.target.state), every[0].backups.root)
+            site = Site(local.state_path(opts.target.state), every[0].backups.root, http.advertised(opts.listen))
             server = http.serve(
                 opts.listen,
                 process.exposition(loops),

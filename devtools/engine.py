@@ -44,6 +44,16 @@ BASE_PACKAGES = ("postgresql-15", "mariadb-server", "redis-server", "ca-certific
 SECOND_SUITE = "trixie"
 SECOND_PACKAGES = ("postgresql-17", "mariadb-server", "valkey-server")
 
+# A third, for the exporters dbstate runs beside each database (spec.monitoring): Debian's packages of the standard
+# ones, whose metric names are the upstream projects'.
+EXPORTER_PACKAGES = (
+    "ca-certificates",
+    "prometheus-postgres-exporter",
+    "prometheus-mysqld-exporter",
+    "prometheus-redis-exporter",
+)
+EXPORTERS = "exporters"  # the rootfs key of the exporters' images
+
 # name -> (image reference the examples and tests use, recipe directory, build args, suite of its rootfs).
 # Versions are what the suites ship: bookworm PostgreSQL 15, MariaDB 10.11, Redis 7.0; trixie PostgreSQL 17,
 # MariaDB 11.8, Valkey 8.1.
@@ -55,6 +65,10 @@ STAND_INS: dict[str, tuple[str, str, dict[str, str], str]] = {
     "redis": ("dbstate-local/redis:7.0", "redis", {}, BASE_SUITE),
     "valkey": ("dbstate-local/valkey:8.1", "valkey", {}, SECOND_SUITE),
     "app": ("dbstate-local/app:1", "app", {}, BASE_SUITE),
+    # bookworm's postgres_exporter 0.11, mysqld_exporter 0.14, redis_exporter 1.45
+    "postgres-exporter": ("dbstate-local/postgres-exporter:0.11", "exporter", {"BIN": "postgres", "PORT": "9187"}, EXPORTERS),
+    "mysqld-exporter": ("dbstate-local/mysqld-exporter:0.14", "exporter", {"BIN": "mysqld", "PORT": "9104"}, EXPORTERS),
+    "redis-exporter": ("dbstate-local/redis-exporter:1.45", "exporter", {"BIN": "redis", "PORT": "9121"}, EXPORTERS),
 }
 POOLS = {
     "test": "10.213.0.0/16",
@@ -387,6 +401,7 @@ def ensure_images(client: docker.DockerClient, log=print) -> dict[str, str]:  # 
     bases = {
         BASE_SUITE: ensure_base(client, log),
         SECOND_SUITE: ensure_base(client, log, SECOND_SUITE, SECOND_PACKAGES),
+        EXPORTERS: ensure_base(client, log, BASE_SUITE, EXPORTER_PACKAGES),
     }
     out: dict[str, str] = {}
     for name, (ref, directory, args, suite) in STAND_INS.items():

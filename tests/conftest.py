@@ -25,6 +25,9 @@ from devtools import engine as devengine
 # The consumers the tests make by hand (run_plain, labelled dbstate-test) are in the controller's scope, as an operator
 # would allow a compose project; tests/e2e/test_plan.py shows the narrow default with this unset.
 os.environ.setdefault("DBSTATE_ALLOW_LABELS", f"{devengine.TEST_LABEL}=1")
+# The tests of other capabilities run their databases without the exporter each would get by default: the site-wide
+# default a site whose exporters are made elsewhere sets. tests/e2e/test_monitoring.py removes it (the real default).
+os.environ.setdefault("DBSTATE_MONITORING", "off")
 LEAKS = Path(tempfile.gettempdir()) / "dbstate-test-unlabelled-volumes.log"
 
 

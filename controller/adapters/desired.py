@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from controller.adapters import envfile, yamlpos
-from controller.core import checks, interpolate, spec
+from controller.core import checks, interpolate, monitoring, spec
 from controller.core.diagnostics import Diagnostic, field_path
 from controller.core.errors import DesiredStateError
 
@@ -123,6 +123,7 @@ def load(
             parsed.append((str(path), got))
     docs, secret_values = _validate_all(parsed, variables, from_file, diagnostics)
     state, sources = _assemble(docs, diagnostics, unreadable)
+    state = replace(state, exporters=monitoring.exporters(state, variables))
     if display is not None:
         old, new = str(directory), str(display)
         diagnostics = [replace(d, file=new + d.file[len(old) :]) if d.file.startswith(old) else d for d in diagnostics]
@@ -140,6 +141,7 @@ def load_text(text: str, file: str = "<text>", variables: Mapping[str, str] | No
     parsed = _parse_text(text, file, diagnostics)
     docs, secret_values = _validate_all([(file, parsed or [])], values, values, diagnostics)
     state, sources = _assemble(docs, diagnostics, [] if parsed is not None else [file])
+    state = replace(state, exporters=monitoring.exporters(state, {**os.environ, **values}))  # as load's variables
     diagnostics.sort(key=lambda d: (d.file, d.line, d.column, d.severity))
     return spec.Loaded(state, tuple(diagnostics), (file,), sources, None, frozenset(secret_values))
 

@@ -76,11 +76,13 @@ class _Builder:
         self.findings.append(Finding(type_, kind, name, message))
 
 
-def requirements(resource: spec.DatabaseInstance | spec.Consumer) -> tuple[str, ...]:
+def requirements(resource: spec.Workload) -> tuple[str, ...]:
     """What must exist before this container's changes: its networks, volumes, and the instances it uses."""
     out = [f"Network/{a.name}" for a in resource.spec.networks]
     if isinstance(resource, spec.DatabaseInstance):
         out += [f"Volume/{v.source}" for v in resource.spec.volumes if v.type == "volume"]
+    elif isinstance(resource, spec.Exporter):
+        out.append(f"DatabaseInstance/{resource.spec.instance}")
     else:
         out += [f"DatabaseInstance/{u.instance}" for u in resource.spec.uses]
     return tuple(out)
@@ -97,7 +99,13 @@ ORDER = {
     Action.REMOVE: 5,
     Action.RESTART: 6,
 }
-KIND_ORDER = {spec.Kind.NETWORK: 0, spec.Kind.VOLUME: 1, spec.Kind.DATABASE_INSTANCE: 2, spec.Kind.CONSUMER: 3}
+KIND_ORDER = {
+    spec.Kind.NETWORK: 0,
+    spec.Kind.VOLUME: 1,
+    spec.Kind.DATABASE_INSTANCE: 2,
+    spec.Kind.CONSUMER: 3,
+    spec.Kind.EXPORTER: 4,
+}
 
 
 def _rank(c: Change) -> tuple[int, int, str, str]:
@@ -129,6 +137,7 @@ def diff(
     _data_guard(b, desired, observed)
     for con in desired.consumers:
         _consumer(b, con, desired, observed, revision, scope)
+    _exporters(b, desired, observed, revision)
     _cutover_pauses(b, desired, observed, scope)
     _isolation(b, desired, observed, scope)
     _orphans_and_strangers(b, desired, observed, prune)
@@ -342,7 +351,7 @@ def _volumes(
     return lost
 
 
-def container_spec(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> ContainerSpec:
+def container_spec(resource: spec.Workload, revision: str | None) -> ContainerSpec:
     """The container of `resource` as the plan shows it (env redacted), labelled with `revision`."""
     s = resource.spec
     instance = None
@@ -362,7 +371,7 @@ def container_spec(resource: spec.DatabaseInstance | spec.Consumer, revision: st
 
 def _workload(
     b: _Builder,
-    resource: spec.DatabaseInstance | spec.Consumer,
+    resource: spec.Workload,
     policy: spec.DriftPolicy,
     image: str | None,
     networks: Iterable[spec.NetworkAttachment],
@@ -371,7 +380,7 @@ def _workload(
     *,
     recreate_allowed: bool,
 ) -> None:
-    """A container dbstate creates and owns: an instance, or a consumer with an image."""
+    """A container dbstate creates and owns: an instance, a consumer with an image, an exporter."""
     kind, name, cname = resource.kind, resource.metadata.name, resource.container_name
     needs = requirements(resource)
     for other in observed.owned_by(kind, name):
@@ -495,7 +504,7 @@ def _workload(
 
 def _adopt(
     b: _Builder,
-    resource: spec.DatabaseInstance | spec.Consumer,
+    resource: spec.Workload,
     policy: spec.DriftPolicy,
     c: live.Container,
     needs: tuple[str, ...],
@@ -757,7 +766,7 @@ def recreate_change(inst: spec.DatabaseInstance, revision: str | None, reason: s
     )
 
 
-def _co_managed(b: _Builder, resource: spec.DatabaseInstance | spec.Consumer, c: live.Container) -> None:
+def _co_managed(b: _Builder, resource: spec.Workload, c: live.Container) -> None:
     command = adoption.retire_command(c)
     if command is None:
         return
@@ -774,7 +783,7 @@ def _co_managed(b: _Builder, resource: spec.DatabaseInstance | spec.Consumer, c:
 
 def _attachments(
     b: _Builder,
-    resource: spec.DatabaseInstance | spec.Consumer,
+    resource: spec.Workload,
     policy: spec.DriftPolicy,
     networks: Iterable[spec.NetworkAttachment],
     c: live.Container,
@@ -844,6 +853,43 @@ def _consumer(
     if c.state == "paused":
         b.finding(FindingType.CONFIG_DRIFT, con.kind, con.metadata.name, paused(c.name))
     _host_checks(b, con, desired, c)
+
+
+def _exporters(b: _Builder, desired: spec.DesiredState, observed: live.LiveState, revision: str | None) -> None:
+    """Each monitored instance's exporter, made and kept like a consumer with an image (it holds no data: a changed
+    endpoint or login recreates it); the exporter of an instance whose monitoring is off is removed, nothing else.
+    While its instance cannot be made or changed (a blocking finding, a held-back declaration), neither is it."""
+    blocked = {f.name for f in b.findings if f.kind == spec.Kind.DATABASE_INSTANCE and f.type.blocks}
+    blocked |= {f.name for f in b.findings if f.type in (FindingType.OUT_OF_SCOPE, FindingType.VOLUME_LOST)}
+    for exp in desired.exporters:
+        if exp.spec.instance not in blocked:
+            _workload(
+                b,
+                exp,
+                spec.DriftPolicy.ENFORCE,
+                exp.spec.image,
+                exp.spec.networks,
+                observed,
+                revision,
+                recreate_allowed=True,
+            )
+    monitored = {e.metadata.name for e in desired.exporters}
+    declared = {i.metadata.name for i in desired.instances}
+    for c in observed.containers:
+        if not c.managed or c.owner is None or c.owner[0] != spec.Kind.EXPORTER:
+            continue
+        name = c.owner[1]
+        if name in declared and name not in monitored:
+            b.changes.append(
+                Change(
+                    Action.REMOVE,
+                    spec.Kind.EXPORTER,
+                    name,
+                    c.name,
+                    "spec.monitoring is off: the exporter goes, the instance and its data stay",
+                    Remove(),
+                )
+            )
 
 
 def _out_of_scope(b: _Builder, con: spec.Consumer, c: live.Container, scope: Scope) -> None:
@@ -956,9 +1002,10 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             )
         )
     declared_names = {i.container_name for i in desired.instances} | {c.container_name for c in desired.consumers}
-    declared_keys = {(i.kind, i.metadata.name) for i in desired.instances} | {
-        (c.kind, c.metadata.name) for c in desired.consumers
-    }
+    declared_keys: set[tuple[str, str]] = {(i.kind, i.metadata.name) for i in desired.instances}
+    declared_keys |= {(c.kind, c.metadata.name) for c in desired.consumers}
+    # an exporter belongs to its instance: while the instance is declared, _exporters decides about it
+    declared_keys |= {(spec.Kind.EXPORTER, i.metadata.name) for i in desired.instances}
     db_names = {i.container_name for i in desired.instances}
     for c in observed.containers:
         engine = looks_like_database(c)
@@ -980,6 +1027,8 @@ def _orphans_and_strangers(b: _Builder, desired: spec.DesiredState, observed: li
             owner = c.owner
             if owner in declared_keys or owner in desired.held_back:
                 continue
+            if owner is not None and (spec.Kind.DATABASE_INSTANCE, owner[1]) in desired.held_back:
+                continue  # its exporter: the instance's declaration has errors, so it is left as it is
             kind, name = owner or ("", "")
             protected = c.labels.get(labels.PROTECTED) == "true"
             if not prune:

@@ -40,6 +40,8 @@ class Disruption:
 def of(change: Change, state: spec.DesiredState, durations: Durations) -> Disruption:
     """The disruption of `change` in a plan for `state`."""
     a = change.action
+    if str(change.kind) == spec.Kind.EXPORTER:  # its database serves on; only its metrics pause
+        return Disruption((), None, "no database: the instance's metrics pause for seconds")
     if a in (Action.CREATE, Action.ADOPT) or str(change.kind) in (spec.Kind.NETWORK, spec.Kind.VOLUME):
         return Disruption((), None, "nothing serves there yet" if a is Action.CREATE else "nothing is restarted")
     if a is Action.START:

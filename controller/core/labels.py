@@ -28,6 +28,8 @@ CUTOVER = "io.dbstate.cutover-digest"
 # once that one has (`dbstate rollback` refuses it and names the backup taken first)
 SPENT = "io.dbstate.spent-by"  # its value: "pg_upgrade --link" (or --swap); BACKUP: the backup's id
 BACKUP = "io.dbstate.backup"
+EXPORTER_PORT = "io.dbstate.exporter.port"  # on an exporter: where it serves /metrics
+EXPORTER_ENGINE = "io.dbstate.exporter.engine"
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
 LEASE_MARKER_PREFIX = "dbstate-lease-"  # the names of the lease's markers (adapters/lease.py): never a cause for a pass
 LEASE = "io.dbstate.lease"  # on every lease marker
@@ -58,7 +60,7 @@ def volume_identity(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: str | None) -> dict[str, str]:
+def container_labels(resource: spec.Workload, revision: str | None) -> dict[str, str]:
     """The labels dbstate puts on a container it creates (the declaration's own labels first)."""
     labels = dict(resource.metadata.labels)
     labels.update(
@@ -72,6 +74,9 @@ def container_labels(resource: spec.DatabaseInstance | spec.Consumer, revision: 
     )
     if isinstance(resource, spec.DatabaseInstance) and resource.spec.policy.deletion_protection:
         labels[PROTECTED] = "true"
+    if isinstance(resource, spec.Exporter):  # what discovery lists (/api/targets)
+        labels[EXPORTER_PORT] = str(resource.spec.port)
+        labels[EXPORTER_ENGINE] = resource.spec.engine.value
     return labels
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.core import disruption, plan, spec
+from controller.core import disruption, monitoring, plan, spec
 from controller.core.health import ProbeResult
 
 
@@ -47,7 +47,16 @@ def build(
             "backup_schedule": inst.spec.policy.backup.schedule,
             "server_version": p.version if p is not None else None,
             "consumers": [],
+            "exporter": None,
         }
+    for exp in state.exporters:
+        if exp.spec.instance in instances:
+            instances[exp.spec.instance]["exporter"] = {
+                "container": exp.container_name,
+                "image": exp.spec.image,
+                "scrape": monitoring.target(exp),
+                "login": exp.spec.user,
+            }
     troubles = {(f.kind, f.name): f for f in the_plan.findings}
     for consumer in state.consumers:
         trouble = troubles.get((spec.Kind.CONSUMER, consumer.metadata.name))

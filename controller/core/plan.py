@@ -285,7 +285,7 @@ class Change:
     # "Kind/name" of the resources whose changes must succeed first (networks, volumes, the instances a consumer uses)
     requires: tuple[str, ...] = ()
     # The declaration the change comes from (with resolved secrets): for apply only, never printed or serialised.
-    resource: spec.DatabaseInstance | spec.Consumer | None = field(default=None, repr=False, compare=False)
+    resource: spec.Workload | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -318,6 +318,26 @@ HostName = Annotated[
 ]
 
 
+class Monitoring(Model):
+    """The exporter dbstate runs beside an instance (core/monitoring.py): on unless `monitoring: false`."""
+
+    enabled: bool = True
+    image: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None,
+        description="the exporter's image; default: the variable DBSTATE_<EXPORTER>_IMAGE (e.g. "
+        "DBSTATE_POSTGRES_EXPORTER_IMAGE, a site's mirror), else the exporter project's own pinned image",
+    )
+    user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = Field(
+        default="dbstate_monitor",
+        description="the least-privilege login dbstate makes for the exporter through the database's own client",
+    )
+    password: Secret | None = Field(
+        default=None,
+        description="its password (${VAR}); default: derived from the declared password, so that a password "
+        "change in the env file reaches the exporter",
+    )
+
+
 class DatabaseInstanceSpec(Model):
     host: HostName
     engine: Engine
@@ -340,6 +360,11 @@ class DatabaseInstanceSpec(Model):
     restart_policy: RestartPolicy = RestartPolicy.UNLESS_STOPPED
     auth: Auth
     policy: InstancePolicy = Field(default_factory=InstancePolicy)
+    monitoring: bool | Monitoring = Field(
+        default=True,
+        description="true (default): dbstate runs the engine's standard Prometheus exporter beside it, on its "
+        "network, with a monitoring login of its own; false: none (an exporter it ran is removed)",
+    )
 
 
 class NetworkSpec(Model):
@@ -437,6 +462,7 @@ class Kind(enum.StrEnum):
     VOLUME = "Volume"
     CONSUMER = "Consumer"
     HOST = "Host"
+    EXPORTER = "Exporter"  # derived from a DatabaseInstance (spec.monitoring), never written in a document
     CONTAINER = "Container"
 
     @classmethod
@@ -494,6 +520,34 @@ class Consumer(_Document):
         return f"{self.spec.compose.project}-{self.spec.compose.service}-1"
 
 
+class ExporterSpec(Model):
+    host: HostName
+    instance: ResourceName
+    engine: Engine
+    image: str
+    container_name: DockerName
+    networks: tuple[NetworkAttachment, ...]
+    env: EnvMap = Field(default_factory=dict)
+    port: int
+    user: str | None = None  # the monitoring login (None: the server asks for none)
+    password: Secret | None = None  # its password (in `env` too, for the exporter; here for the output scrubbers)
+
+
+class Exporter(_Document):
+    """The exporter beside a monitored instance: derived from it (core/monitoring.py), managed like a container of
+    its own. `instance` is where its login is made; it is not part of the exporter's spec hash."""
+
+    kind: Literal[Kind.EXPORTER]
+    metadata: Metadata
+    spec: ExporterSpec
+    instance: DatabaseInstance
+
+    @property
+    def container_name(self) -> str:
+        return self.spec.container_name
+
+
+Workload = DatabaseInstance | Consumer | Exporter  # what dbstate makes a container of
 Resource = DatabaseInstance | Network | Volume | Consumer | Host
 Document = Annotated[Resource, Field(discriminator="kind")]
 KINDS: dict[str, type[Resource]] = {
@@ -515,6 +569,7 @@ class DesiredState:
     volumes: tuple[Volume, ...] = ()
     consumers: tuple[Consumer, ...] = ()
     hosts: tuple[Host, ...] = ()
+    exporters: tuple[Exporter, ...] = ()  # derived from the instances (core/monitoring.py)
     # (kind, name) and container names claimed by documents that failed to load: never orphaned or pruned.
     held_back: frozenset[tuple[str, str]] = frozenset()
     held_back_containers: frozenset[str] = frozenset()
@@ -523,7 +578,7 @@ class DesiredState:
     unreadable_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for kind in ("instances", "networks", "volumes", "consumers", "hosts"):
+        for kind in ("instances", "networks", "volumes", "consumers", "hosts", "exporters"):
             resources: tuple[Resource, ...] = getattr(self, kind)
             object.__setattr__(self, kind, tuple(sorted(resources, key=lambda r: r.metadata.name)))
 
@@ -547,7 +602,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def spec_hash(resource: DatabaseInstance | Consumer) -> str:
+def spec_hash(resource: Workload) -> str:
     """A hash of the normalised spec with resolved values (a changed secret counts as a change) and labels.
 
     The policy and the auth block do not change the container, so they are left out: changing them never recreates.
@@ -557,6 +612,7 @@ def spec_hash(resource: DatabaseInstance | Consumer) -> str:
     spec = _plain(resource.spec)
     spec.pop("policy", None)
     spec.pop("auth", None)
+    spec.pop("monitoring", None)  # the exporter's, not the server's
     spec.pop("host", None)  # where it runs: the engine, not the container (and added after containers were made)
     body = {"spec": spec, "labels": _plain(resource.metadata.labels)}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]

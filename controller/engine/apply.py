@@ -124,6 +124,10 @@ def execute(c: plan.Change, runtime: Runtime, guard: DataGuard | None = None) ->
             guard.upgrade(c)
             return
         guard.before(c)
+    if isinstance(c.resource, spec.Exporter) and c.action in (plan.Action.CREATE, plan.Action.RECREATE):
+        if guard is None:
+            raise errors.DbstateError(f"{c.target}: its monitoring login cannot be made here: not created")
+        guard.monitoring_login(c.resource)
     if isinstance(d, plan.NetworkSpec):
         runtime.create_network(c.target, d.driver, d.internal, d.labels)
     elif isinstance(d, plan.VolumeSpec):
@@ -194,7 +198,7 @@ def _create_container(c: plan.Change, runtime: Runtime) -> None:
             (s.restart_policy.value),
         )
         read_only = {v.source for v in s.volumes if v.read_only}
-    elif isinstance(resource, spec.Consumer):
+    elif isinstance(resource, spec.Consumer | spec.Exporter):
         command, volumes, ports, restart = [], {}, [], spec.RestartPolicy.UNLESS_STOPPED.value
         read_only = set()
     else:

@@ -65,6 +65,24 @@ class Guard:
             raise errors.ExecFailed(db.after_new_image_tool, change.target, ran.code, ran.stderr)
         self.progress(f"{inst.metadata.name}: {db.after_new_image_tool} done on {change.target}")
 
+    def monitoring_login(self, exporter: spec.Exporter) -> None:
+        inst, user, password = exporter.instance, exporter.spec.user, exporter.spec.password
+        if user is None or password is None:
+            return  # the server asks for no password: the exporter logs in as anyone may
+        db = databases.of(inst.spec.engine)
+        who = db.login(inst)
+        container = inst.container_name
+        try:
+            backing.wait_ready(container, inst.spec.engine, who, self.shell, timeout=90)
+        except errors.BackupError as e:
+            raise errors.DbstateError(f"{exporter.container_name}: its login is made on {container}: {e}") from e
+        argv, stdin = db.monitor_login(who, user, password.reveal())
+        ran = self.shell.run(container, argv, who.env, who.os_user, stdin=[stdin], mutating=True)
+        refused = db.refusal(ran.stdout.decode(errors="replace"))
+        if ran.code != 0 or refused:
+            raise errors.ExecFailed(db.tool, container, ran.code, refused or ran.stderr)
+        self.progress(f"{inst.metadata.name}: monitoring login {user} ready for {exporter.container_name}")
+
     def upgrade(self, change: plan.Change) -> None:
         pg = isinstance(change.payload, plan.Upgrade) and change.payload.method == spec.UpgradePolicy.PG_UPGRADE
         (pg_upgrading if pg else upgrading).upgrade(change, self.runtime, self.shell, self.store, self.progress)

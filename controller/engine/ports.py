@@ -332,6 +332,11 @@ class DataGuard(Protocol):
 
     def upgrade(self, change: plan.Change) -> None: ...
 
+    def monitoring_login(self, exporter: spec.Exporter) -> None:
+        """The exporter's least-privileged login made, or its password set, through the database's own client in
+        its instance's container (the server is waited for); before the exporter's container is made."""
+        ...
+
 
 class Notifier(Protocol):
     """Where notifications go (adapters/notify.py: any Apprise URL); `send` raises `DbstateError` when it failed."""

@@ -111,6 +111,7 @@ def declared_keys(state: spec.DesiredState) -> list[str]:
         + [f"Volume/{v.metadata.name}" for v in state.volumes]
         + [f"DatabaseInstance/{i.metadata.name}" for i in state.instances]
         + [f"Consumer/{c.metadata.name}" for c in state.consumers]
+        + [f"Exporter/{e.metadata.name}" for e in state.exporters]
     )
 
 
@@ -478,6 +479,9 @@ class Reconciler:
         for con in state.consumers:
             if con.container_name == container:
                 return f"{con.kind}/{con.metadata.name}"
+        for exp in state.exporters:
+            if exp.container_name == container:
+                return f"{exp.kind}/{exp.metadata.name}"
         return None
 
     def probe_due_in(self) -> float | None:

@@ -22,8 +22,10 @@ Page = tuple[int, str, str]  # status, content type, body
 class Site:
     """The pages, read from the state database and the backup directory at each request."""
 
-    def __init__(self, state: Path, backup_dir: Path) -> None:
-        self.state, self.backup_dir = state, backup_dir
+    def __init__(self, state: Path, backup_dir: Path, controller: str | None = None) -> None:
+        """`controller`: where Prometheus reaches this controller's own /metrics (`dbstate run --listen`), listed
+        among the targets."""
+        self.state, self.backup_dir, self.controller = state, backup_dir, controller
 
     def _read(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -50,7 +52,7 @@ class Site:
         """The page at `path`, or None (not one of its pages)."""
         path = unquote(path.split("?", 1)[0])
         if not (
-            path in ("/", "/api/overview", "/api/status", "/api/passes")
+            path in ("/", "/api/overview", "/api/status", "/api/passes", "/api/targets")
             or path.startswith(("/instances/", "/api/instances/"))
         ):
             return None
@@ -62,6 +64,8 @@ class Site:
             newest = [ms[-1] for _name, ms in sorted(d["backups"].items())]
             last = d["passes"][0] if d["passes"] else None
             return 200, JSON, status_view.to_json(last, d["resources"], d["health"], newest, d["engines"], d["jobs"])
+        if path == "/api/targets":
+            return 200, JSON, _json(web.targets(d["overview"], self.controller))
         if path == "/api/passes":
             return 200, JSON, _json(d["passes"])
         if path in ("/", "/api/overview"):

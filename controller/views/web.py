@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from controller.core.monitoring import JOB
 from controller.core.spec import Kind
 
 STATUSES = ("in-sync", "drifted", "failing", "findings", "suspended", "invalid")
@@ -147,6 +148,22 @@ def merge_overviews(overviews: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     return merged
 
 
+def targets(overview: Mapping[str, Any] | None, controller: str | None) -> list[dict[str, Any]]:
+    """Prometheus' HTTP service discovery (`http_sd_configs`; the same list is a `file_sd_configs` file): each
+    instance's exporter, where its network reaches it, and the controller itself; labelled `instance` (the
+    DatabaseInstance), `engine` and `host` (the Host it runs on)."""
+    out = []
+    for name, info in sorted((overview or {}).get("instances", {}).items()):
+        exporter = info.get("exporter")
+        if exporter:
+            labels = {"instance": name, "engine": info["engine"], "host": info.get("host", ""), "job": JOB}
+            out.append({"targets": [exporter["scrape"]], "labels": labels})
+    if controller is not None:
+        labels = {"instance": "dbstate", "engine": "dbstate", "host": "controller", "job": "dbstate"}
+        out.append({"targets": [controller], "labels": labels})
+    return out
+
+
 def instance_model(
     name: str,
     resources: Sequence[Mapping[str, Any]],
@@ -160,6 +177,8 @@ def instance_model(
     if row is None and info is None:
         return None
     probed = next((h for h in health if h["instance"] == name), None)
+    exporter = (info or {}).get("exporter")
+    exporter_row = next((r for r in resources if r["key"] == f"{Kind.EXPORTER}/{name}"), None)
     return {
         "name": name,
         "status": row["status"] if row else "unknown",
@@ -167,6 +186,7 @@ def instance_model(
         "health": _health(probed),
         "info": info,
         "consumers": list((info or {}).get("consumers", ())),
+        "exporter": {**exporter, "status": exporter_row["status"] if exporter_row else "unknown"} if exporter else None,
         "backups": [_backup(m) for m in reversed(backups)],
         "findings": [
             f for f in (overview or {}).get("findings", ()) if f["kind"] == Kind.DATABASE_INSTANCE and f["name"] == name

@@ -66,6 +66,7 @@ class Exporter:
     package: str  # Debian's package of it (what the tests' stand-in images are built from)
     port: int  # where it serves /metrics
     up_metric: str  # 1 while it reaches the server
+    image: str  # the exporter project's own image, pinned: one whose settings are all environment variables
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,12 @@ class Database:
 
     def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
         """The environment that points its exporter at the server at `address:port` as `user`."""
+        raise NotImplementedError(f"{self.engine.value} has no exporter")
+
+    def monitor_login(self, who: Login, user: str, password: str) -> tuple[list[str], bytes]:
+        """A command run as `who` in the server's container, and what it reads on stdin (the password goes there,
+        never on a command line): makes the exporter's login `user`, least-privileged, or sets its password. Run
+        again, it changes nothing but the password."""
         raise NotImplementedError(f"{self.engine.value} has no exporter")
 
     # -- versions ---------------------------------------------------------------------------------------------------

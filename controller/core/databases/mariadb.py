@@ -129,7 +129,11 @@ class MariaDB(Database):
     image_version_env: tuple[str, ...] = ("MARIADB_VERSION", "MARIADB_MAJOR")
     tool = "mariadb"
     data_path = "/var/lib/mysql"
-    exporter = Exporter("mysqld_exporter", "prometheus-mysqld-exporter", 9104, "mysql_up")
+    # 0.14 is the last release configured by DATA_SOURCE_NAME alone (0.15 wants --mysqld.address on its command
+    # line); Debian 12 ships 0.14
+    exporter = Exporter(
+        "mysqld_exporter", "prometheus-mysqld-exporter", 9104, "mysql_up", "prom/mysqld-exporter:v0.14.0"
+    )
 
     def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
         # DATA_SOURCE_NAME for mysqld_exporter up to 0.14 (Debian 12's); MYSQLD_EXPORTER_PASSWORD from 0.15 on
@@ -137,6 +141,18 @@ class MariaDB(Database):
             "DATA_SOURCE_NAME": f"{user or 'root'}:{password}@({address}:{port})/",
             "MYSQLD_EXPORTER_PASSWORD": password,
         }
+
+    def monitor_login(self, who: Login, user: str, password: str) -> tuple[list[str], bytes]:
+        # the grants mysqld_exporter's README asks for; REPLICATION CLIENT is BINLOG MONITOR's old name, which every
+        # MariaDB and MySQL still accepts
+        name = "'" + user.replace("'", "''") + "'@'%'"
+        secret = "'" + password.replace("\\", "\\\\").replace("'", "''") + "'"
+        sql = (
+            f"CREATE USER IF NOT EXISTS {name} IDENTIFIED BY {secret} WITH MAX_USER_CONNECTIONS 3;\n"
+            f"ALTER USER {name} IDENTIFIED BY {secret} WITH MAX_USER_CONNECTIONS 3;\n"
+            f"GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO {name};\n"
+        )
+        return ["sh", "-c", MARIADB_CLIENT, "sh", "-u", who.user or "root", "-B"], sql.encode()
 
     def guess_auth(self, env: Mapping[str, str], declared_env: Mapping[str, str]) -> Guess:
         auth: dict[str, object] = {"method": "password", "user": "root"}

@@ -240,7 +240,13 @@ class Postgres(Database):
     image_version_env: tuple[str, ...] = ("PG_MAJOR", "PG_VERSION")
     tool = "psql"
     data_path = "/var/lib/postgresql/data"
-    exporter = Exporter("postgres_exporter", "prometheus-postgres-exporter", 9187, "pg_up")
+    exporter = Exporter(
+        "postgres_exporter",
+        "prometheus-postgres-exporter",
+        9187,
+        "pg_up",
+        "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
+    )
 
     def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
         return {
@@ -248,6 +254,20 @@ class Postgres(Database):
             "DATA_SOURCE_USER": user or "postgres",
             "DATA_SOURCE_PASS": password,
         }
+
+    def monitor_login(self, who: Login, user: str, password: str) -> tuple[list[str], bytes]:
+        # pg_monitor (PostgreSQL 10+) reads every statistics view and nothing of the data; a connection limit keeps
+        # a stuck exporter from taking the server's slots
+        # `user` is a plain name (spec.Monitoring.user: letters, digits, _), the password a quoted literal
+        role, secret = f'"{user}"', "'" + password.replace("'", "''") + "'"
+        sql = (
+            f"SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') "  # noqa: S608
+            "\\gexec\n"
+            f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 3 "
+            f"PASSWORD {secret};\n"
+            f"GRANT pg_monitor TO {role};\n"
+        )
+        return ["psql", "--no-password", "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], sql.encode()
 
     def checks(self, s: spec.DatabaseInstanceSpec) -> list[tuple[tuple[str | int, ...], str]]:
         if (versions.numbers(s.version) or [0])[0] < 18:

@@ -57,6 +57,13 @@ def with_args(script: str, *args: str) -> str:
     return f"set -- {quoted}\n{script}"
 
 
+MONITOR_ACL = (
+    "-@all +@connection +memory -readonly +strlen +config|get +xinfo +pfcount -quit +zcard +type +xlen -readwrite "
+    "-command +client -wait +scard +llen +hlen +get +eval +slowlog +cluster|info -hello -echo +info +latency +scan "
+    "-reset -auth -asking"
+)
+
+
 class Redis(Database):
     engine = spec.Engine.REDIS
     family = "redis"
@@ -70,7 +77,9 @@ class Redis(Database):
     image_version_env: tuple[str, ...] = ("REDIS_VERSION",)
     data_path = "/data"
     tool = "redis-cli"
-    exporter = Exporter("redis_exporter", "prometheus-redis-exporter", 9121, "redis_up")  # Valkey's too
+    exporter = Exporter(  # Valkey's too
+        "redis_exporter", "prometheus-redis-exporter", 9121, "redis_up", "oliver006/redis_exporter:v1.62.0"
+    )
     server = "redis-server"
     check_rdb = "redis-check-rdb"
     version_fields: tuple[str, ...] = ("redis_version",)  # in INFO server, the first one found
@@ -84,6 +93,13 @@ class Redis(Database):
         if user:
             env["REDIS_USER"] = user
         return env
+
+    def monitor_login(self, who: Login, user: str, password: str) -> tuple[list[str], bytes]:
+        # the ACL redis_exporter's README gives for a least-privileged user; redis-cli reads the command on stdin
+        # (quoted, so any password is one argument)
+        quoted = '"' + (">" + password).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        command = f"ACL SETUSER {user} reset on {quoted} {MONITOR_ACL}\n"
+        return self.cli_argv(), command.encode()
 
     def data_major(self, server_version: str) -> str | None:
         return None  # an RDB file is read by every later major as it is
