@@ -66,7 +66,12 @@ STAND_INS: dict[str, tuple[str, str, dict[str, str], str]] = {
     "valkey": ("dbstate-local/valkey:8.1", "valkey", {}, SECOND_SUITE),
     "app": ("dbstate-local/app:1", "app", {}, BASE_SUITE),
     # bookworm's postgres_exporter 0.11, mysqld_exporter 0.14, redis_exporter 1.45
-    "postgres-exporter": ("dbstate-local/postgres-exporter:0.11", "exporter", {"BIN": "postgres", "PORT": "9187"}, EXPORTERS),
+    "postgres-exporter": (
+        "dbstate-local/postgres-exporter:0.11",
+        "exporter",
+        {"BIN": "postgres", "PORT": "9187"},
+        EXPORTERS,
+    ),
     "mysqld-exporter": ("dbstate-local/mysqld-exporter:0.14", "exporter", {"BIN": "mysqld", "PORT": "9104"}, EXPORTERS),
     "redis-exporter": ("dbstate-local/redis-exporter:1.45", "exporter", {"BIN": "redis", "PORT": "9121"}, EXPORTERS),
 }
