@@ -80,6 +80,12 @@ class Metrics(Protocol):
     def backup_failures(self) -> Counter[str]: ...
 
     @property
+    def backup_verified(self) -> dict[str, float]: ...
+
+    @property
+    def verify_failures(self) -> Counter[str]: ...
+
+    @property
     def lease_lost(self) -> int: ...
 
     @property
@@ -154,7 +160,7 @@ class DbstateCollector(Collector):
     def _backups(self, f: _Families, m: Metrics) -> None:
         f.declare_gauge(
             "dbstate_backup_last_success_timestamp_seconds",
-            "When the instance's last scheduled backup finished.",
+            "When the instance's newest backup finished (scheduled, or taken by hand into the backup directory).",
             ("instance",),
         )
         f.declare_gauge(
@@ -166,6 +172,19 @@ class DbstateCollector(Collector):
             f.gauge("dbstate_backup_last_size_bytes", "", instance=name).add(nbytes)
         for name in sorted(set(m.backup_last) | set(m.backup_failures)):
             f.counter("dbstate_backup_failures", "", instance=name).add(m.backup_failures[name])
+        f.declare_gauge(
+            "dbstate_backup_last_verified_timestamp_seconds",
+            "When the instance's newest verified backup was restored into a throw-away server and held what it "
+            "should (policy.backup.verify, verify-backup).",
+            ("instance",),
+        )
+        f.declare_counter(
+            "dbstate_backup_verify_failures", "Scheduled verifications whose backup did not restore.", ("instance",)
+        )
+        for name, when in sorted(m.backup_verified.items()):
+            f.gauge("dbstate_backup_last_verified_timestamp_seconds", "", instance=name).add(when)
+        for name in sorted(set(m.backup_verified) | set(m.verify_failures)):
+            f.counter("dbstate_backup_verify_failures", "", instance=name).add(m.verify_failures[name])
 
     def _controller(self, f: _Families, m: Metrics) -> None:
         for name, text, value in (

@@ -861,35 +861,40 @@ def _exporters(b: _Builder, desired: spec.DesiredState, observed: live.LiveState
     While its instance cannot be made or changed (a blocking finding, a held-back declaration), neither is it."""
     blocked = {f.name for f in b.findings if f.kind == spec.Kind.DATABASE_INSTANCE and f.type.blocks}
     blocked |= {f.name for f in b.findings if f.type in (FindingType.OUT_OF_SCOPE, FindingType.VOLUME_LOST)}
+    restarting = {
+        c.name for c in b.changes if c.kind == spec.Kind.DATABASE_INSTANCE and c.action in MOUNTING | {Action.RESTART}
+    }
     for exp in desired.exporters:
-        if exp.spec.instance not in blocked:
-            _workload(
-                b,
-                exp,
-                spec.DriftPolicy.ENFORCE,
-                exp.spec.image,
-                exp.spec.networks,
-                observed,
-                revision,
-                recreate_allowed=True,
-            )
+        if exp.spec.instance in blocked:
+            continue
+        if exp.spec.instance in restarting and _login_forgotten(b, exp, observed, revision):
+            continue
+        policy = spec.DriftPolicy.ENFORCE
+        _workload(b, exp, policy, exp.spec.image, exp.spec.networks, observed, revision, recreate_allowed=True)
     monitored = {e.metadata.name for e in desired.exporters}
     declared = {i.metadata.name for i in desired.instances}
     for c in observed.containers:
-        if not c.managed or c.owner is None or c.owner[0] != spec.Kind.EXPORTER:
-            continue
-        name = c.owner[1]
+        name = c.owner[1] if c.managed and c.owner is not None and c.owner[0] == spec.Kind.EXPORTER else None
         if name in declared and name not in monitored:
-            b.changes.append(
-                Change(
-                    Action.REMOVE,
-                    spec.Kind.EXPORTER,
-                    name,
-                    c.name,
-                    "spec.monitoring is off: the exporter goes, the instance and its data stay",
-                    Remove(),
-                )
-            )
+            reason = "spec.monitoring is off: the exporter goes, the instance and its data stay"
+            b.changes.append(Change(Action.REMOVE, spec.Kind.EXPORTER, name, c.name, reason, Remove()))
+
+
+def _login_forgotten(b: _Builder, exp: spec.Exporter, observed: live.LiveState, revision: str | None) -> bool:
+    """A server about to restart that keeps its logins in memory only (Redis' ACL users without an aclfile): its
+    up-to-date exporter is recreated after it, which makes the login again. True when that change was added."""
+    c = observed.container(exp.container_name)
+    want = spec.spec_hash(exp)
+    if databases.of(exp.spec.engine).monitor_login_persists or c is None or c.owner != (exp.kind, exp.metadata.name):
+        return False
+    if c.labels.get(labels.SPEC_HASH) != want:
+        return False  # recreated anyway, for its own change
+    reason = "its server restarts and forgets the monitoring login (kept in memory only): it is made again"
+    payload = Recreate(container_spec(exp, revision), want, want, c.image, backup_first=False)
+    b.changes.append(
+        Change(Action.RECREATE, exp.kind, exp.metadata.name, c.name, reason, payload, requirements(exp), exp)
+    )
+    return True
 
 
 def _out_of_scope(b: _Builder, con: spec.Consumer, c: live.Container, scope: Scope) -> None:

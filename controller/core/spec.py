@@ -236,6 +236,11 @@ class BackupPolicy(Model):
         default=None, description="`dbstate run` backs the instance up this often, e.g. 24h (off when unset)"
     )
     keep: int = Field(default=7, ge=1, description="the newest N backups of this instance are kept, older ones removed")
+    verify: Annotated[str | None, AfterValidator(_duration)] = Field(
+        default=None,
+        description="`dbstate run` restores the newest backup into a throw-away server this often, e.g. 24h, unless "
+        "one newer was verified (dbstate_backup_last_verified_timestamp_seconds; off when unset)",
+    )
 
 
 def _cron(text: str) -> str:

@@ -485,6 +485,33 @@ def _restore_rdb(
     wait_ready(c, server.engine, who, shell)
 
 
+def verifications_due(
+    instances: Iterable[spec.DatabaseInstance], store: BackupStore, now: float
+) -> list[tuple[spec.DatabaseInstance, Manifest]]:
+    """The instances whose newest verified backup is older than policy.backup.verify, with the backup to verify:
+    their newest, unless it was verified already (then only a new backup can make the signal fresh again)."""
+    out = []
+    for inst in instances:
+        every = inst.spec.policy.backup.verify
+        taken = store.manifests(inst.metadata.name) if every is not None else []
+        if every is None or not taken or inst.spec.policy.suspended or taken[-1].verified is not None:
+            continue
+        newest = max((m.verified for m in taken if m.verified is not None), default=None)
+        if newest is None or now - newest >= spec.duration_seconds(every):
+            out.append((inst, taken[-1]))
+    return out
+
+
+def newest(instances: Iterable[spec.DatabaseInstance], store: BackupStore) -> dict[str, tuple[Manifest, float | None]]:
+    """Each instance's newest backup, and when its newest verified one was verified (None: never)."""
+    out = {}
+    for inst in instances:
+        taken = store.manifests(inst.metadata.name)
+        if taken:
+            out[inst.metadata.name] = (taken[-1], max((m.verified for m in taken if m.verified), default=None))
+    return out
+
+
 def due(
     instances: Iterable[spec.DatabaseInstance], observed: live.LiveState, store: BackupStore, now: float
 ) -> list[Server]:

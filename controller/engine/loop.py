@@ -36,6 +36,12 @@ class BacksUp(Protocol):
 
     def back_up(self, server: Any) -> Any: ...
 
+    def verifications_due(self) -> list[tuple[Any, Any]]: ...
+
+    def verify_backup(self, inst: Any, manifest: Any) -> Any: ...
+
+    def backup_facts(self) -> dict[str, tuple[Any, float | None]]: ...
+
 
 BACKUP_CHECK = 15.0  # seconds between looks at which scheduled backups are due (a schedule is 1m or more)
 
@@ -359,10 +365,13 @@ class Loop:
         self.metrics.leader = 0
 
     def _backup_timer(self) -> None:
-        """Scheduled backups (policy.backup.schedule), one at a time, only by the lease holder; a failure is logged
-        and counted and tried again at the next look."""
+        """Scheduled backups (policy.backup.schedule) and their verification (policy.backup.verify), one at a time,
+        only by the lease holder; a failure is logged and counted and tried again at the next look. The metrics
+        follow the backup directory's manifests (a `dbstate backup` or `verify-backup` run by hand counts too)."""
         assert self.backups is not None
-        while not self.stopping.wait(BACKUP_CHECK):
+        known = False
+        while not self.stopping.wait(BACKUP_CHECK if known else 1.0):
+            known = self._backup_metrics()
             if not self.may_act():
                 continue
             try:
@@ -372,20 +381,61 @@ class Loop:
             for server in servers:
                 if self.stopping.is_set() or not self.may_act():
                     break
-                try:
-                    m = self.backups.back_up(server)
-                except errors.DbstateError as e:
-                    self.metrics.backup_failed(server.name)
-                    if self.notifications is not None:
-                        self.notifications.event(
-                            f"backup/{server.name}", "failed", f"backup failed: {server.name}: {e}"
-                        )
-                    self.log(level="warning", msg="scheduled backup failed", instance=server.name, error=str(e))
-                    continue
-                self.metrics.backed_up(server.name, m.finished, m.size_bytes)
-                if self.notifications is not None and self.notifications.tracker.said.get(f"backup/{server.name}"):
-                    self.notifications.event(f"backup/{server.name}", "ok", f"backup works again: {server.name}")
-                self.log(level="info", msg="backed up", instance=server.name, backup=m.id, bytes=m.size_bytes)
+                self._scheduled_backup(server)
+            try:
+                checks = self.backups.verifications_due()
+            except errors.DbstateError:
+                continue
+            for inst, manifest in checks:
+                if self.stopping.is_set() or not self.may_act():
+                    break
+                self._scheduled_verification(inst, manifest)
+
+    def _backup_metrics(self) -> bool:
+        assert self.backups is not None
+        try:
+            facts = self.backups.backup_facts()
+        except errors.DbstateError:
+            return False
+        for name, (m, verified) in facts.items():
+            self.metrics.backed_up(name, m.finished, m.size_bytes)
+            if verified is not None:
+                self.metrics.verified(name, verified)
+        return self.last_report is not None  # before the first pass nothing is declared yet: look again soon
+
+    def _scheduled_backup(self, server: Any) -> None:
+        assert self.backups is not None
+        try:
+            m = self.backups.back_up(server)
+        except errors.DbstateError as e:
+            self.metrics.backup_failed(server.name)
+            self._tell(f"backup/{server.name}", "failed", f"backup failed: {server.name}: {e}")
+            self.log(level="warning", msg="scheduled backup failed", instance=server.name, error=str(e))
+            return
+        self.metrics.backed_up(server.name, m.finished, m.size_bytes)
+        self._tell(f"backup/{server.name}", "ok", f"backup works again: {server.name}")
+        self.log(level="info", msg="backed up", instance=server.name, backup=m.id, bytes=m.size_bytes)
+
+    def _scheduled_verification(self, inst: Any, manifest: Any) -> None:
+        assert self.backups is not None
+        name = inst.metadata.name
+        try:
+            m = self.backups.verify_backup(inst, manifest)
+        except errors.DbstateError as e:
+            self.metrics.verify_failed(name)
+            self._tell(f"verify/{name}", "failed", f"backup {manifest.id} of {name} does not restore: {e}")
+            self.log(level="warning", msg="backup verification failed", instance=name, backup=manifest.id, error=str(e))
+            return
+        self.metrics.verified(name, m.verified)
+        self._tell(f"verify/{name}", "ok", f"backups of {name} restore again")
+        self.log(level="info", msg="backup verified", instance=name, backup=m.id)
+
+    def _tell(self, key: str, outcome: str, text: str) -> None:
+        """A notification of a failure, and of the first success after one (never of each success)."""
+        if self.notifications is None:
+            return
+        if outcome == "failed" or self.notifications.tracker.said.get(key):
+            self.notifications.event(key, outcome, text)
 
     def _probe_timer(self) -> None:
         """A pass probes when its probes are due, whatever triggered it; this timer only asks for a pass when no

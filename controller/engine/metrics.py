@@ -31,6 +31,8 @@ class Metrics:
         self.leader = 0
         self.backup_last: dict[str, tuple[float, int]] = {}  # instance -> (finished, size in bytes) of the last backup
         self.backup_failures: Counter[str] = Counter()
+        self.backup_verified: dict[str, float] = {}  # instance -> when its newest verified backup was verified
+        self.verify_failures: Counter[str] = Counter()
         self.lease_lost = 0  # times the lease was lost while held
         self.state_ok = 1  # 0 when the state database could not be used (the controller runs on in memory)
 
@@ -64,6 +66,14 @@ class Metrics:
     def backed_up(self, instance: str, finished: float, size: int) -> None:
         with self.lock:
             self.backup_last[instance] = (finished, size)
+
+    def verified(self, instance: str, when: float) -> None:
+        with self.lock:
+            self.backup_verified[instance] = max(when, self.backup_verified.get(instance, 0.0))
+
+    def verify_failed(self, instance: str) -> None:
+        with self.lock:
+            self.verify_failures[instance] += 1
 
     def backup_failed(self, instance: str) -> None:
         with self.lock:

@@ -214,6 +214,25 @@ class Reconciler:
         instances = [i for i in self.last.loaded.state.instances if f"{i.kind}/{i.metadata.name}" not in self.held_out]
         return backing.due(instances, self.last.observed, self.guard.store, self.clock.time())
 
+    def verifications_due(self) -> list[tuple[spec.DatabaseInstance, Manifest]]:
+        """The backups policy.backup.verify asks to restore-verify now, as of the last pass."""
+        if self.guard is None or self.last is None:
+            return []
+        instances = [i for i in self.last.loaded.state.instances if f"{i.kind}/{i.metadata.name}" not in self.held_out]
+        return backing.verifications_due(instances, self.guard.store, self.clock.time())
+
+    def verify_backup(self, inst: spec.DatabaseInstance, manifest: Manifest) -> Manifest:
+        if self.guard is None:
+            raise errors.BackupError("no backup directory")
+        return backing.verify(manifest, inst, self.guard.shell, self.guard.store, self.guard.progress)
+
+    def backup_facts(self) -> dict[str, tuple[Manifest, float | None]]:
+        """Each declared instance's newest backup and newest verification, from the backup directory (the metrics
+        start from them, not from nothing, when the controller starts)."""
+        if self.guard is None or self.last is None:
+            return {}
+        return backing.newest(self.last.loaded.state.instances, self.guard.store)
+
     def back_up(self, server: Server) -> Manifest:
         """A scheduled backup, then the instance's retention (policy.backup.keep)."""
         if self.guard is None:

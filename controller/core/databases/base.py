@@ -127,6 +127,7 @@ class Database:
     tool: str = ""  # the client, as errors name it
     data_path: str = ""  # where the official image keeps its data
     exporter: Exporter | None = None  # its standard Prometheus exporter
+    monitor_login_persists: bool = True  # the exporter's login outlives a restart of the server (else: made again)
 
     # -- monitoring --------------------------------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class Redis(Database):
         "redis_exporter", "prometheus-redis-exporter", 9121, "redis_up", "oliver006/redis_exporter:v1.62.0"
     )
     server = "redis-server"
+    monitor_login_persists = False  # an ACL user lives in memory unless the server has an aclfile
     check_rdb = "redis-check-rdb"
     version_fields: tuple[str, ...] = ("redis_version",)  # in INFO server, the first one found
     password_flag: str | None = "--requirepass"  # noqa: S105 - the server's flag that sets its password on a command line

@@ -86,8 +86,13 @@ def test_backups_and_a_lost_lease_are_series():
     m = Metrics()
     m.backed_up("kv", 1700000000.5, 4096)
     m.backup_failed("other")
+    m.verified("kv", 1700000100.0)
+    m.verified("kv", 1600000000.0)  # an older verification never moves the signal back
+    m.verify_failed("kv")
     m.lease_lost = 2
     got = samples(render(m))
+    assert got[("dbstate_backup_last_verified_timestamp_seconds", (("instance", "kv"),))] == 1700000100.0
+    assert got[("dbstate_backup_verify_failures_total", (("instance", "kv"),))] == 1
     assert got[("dbstate_backup_last_success_timestamp_seconds", (("instance", "kv"),))] == 1700000000.5
     assert got[("dbstate_backup_last_size_bytes", (("instance", "kv"),))] == 4096
     assert got[("dbstate_backup_failures_total", (("instance", "other"),))] == 1

@@ -94,3 +94,31 @@ def test_a_schedule_is_a_duration_of_a_minute_or_more() -> None:
     for bad in ("10s", "soon", "24"):
         with pytest.raises(pydantic.ValidationError):
             inst("x", {"backup": {"schedule": bad}})
+
+
+def test_a_verification_is_due_when_the_newest_verified_backup_is_older_than_policy_backup_verify() -> None:
+    now = 100 * HOUR
+    instances = [
+        inst("fresh", {"backup": {"verify": "24h"}}),  # verified 2 h ago; a newer backup since needs no check yet
+        inst("stale", {"backup": {"verify": "24h"}}),  # verified 30 h ago, a new backup since: verify that one
+        inst("never", {"backup": {"verify": "24h"}}),  # nothing verified yet
+        inst("done", {"backup": {"verify": "24h"}}),  # its newest backup is verified already (30 h ago): none new
+        inst("off", {}),
+        inst("suspended", {"backup": {"verify": "1h"}, "suspended": True}),
+    ]
+    store = Store(
+        [
+            manifest("fresh", now - 3 * HOUR).with_verified(now - 2 * HOUR),
+            manifest("fresh", now - HOUR),
+            manifest("stale", now - 31 * HOUR).with_verified(now - 30 * HOUR),
+            manifest("stale", now - HOUR),
+            manifest("never", now - HOUR),
+            manifest("done", now - 31 * HOUR).with_verified(now - 30 * HOUR),
+            manifest("off", now - HOUR),
+            manifest("suspended", now - HOUR),
+        ]
+    )
+    due = backing.verifications_due(instances, store, now)  # type: ignore[arg-type]
+    assert [(i.metadata.name, m.finished) for i, m in due] == [("stale", now - HOUR), ("never", now - HOUR)]
+    facts = backing.newest(instances, store)  # type: ignore[arg-type]
+    assert facts["stale"][1] == now - 30 * HOUR and facts["never"][1] is None and "unknown" not in facts
