@@ -73,6 +73,7 @@ def exporter(inst: spec.DatabaseInstance, variables: Mapping[str, str]) -> spec.
             container_name=name,
             networks=(spec.NetworkAttachment(name=network.name),),
             env=env,
+            command=facts.args,
             port=facts.port,
             user=user,
             password=Secret(password) if password else None,

@@ -533,6 +533,7 @@ class ExporterSpec(Model):
     container_name: DockerName
     networks: tuple[NetworkAttachment, ...]
     env: EnvMap = Field(default_factory=dict)
+    command: tuple[str, ...] = ()  # its flags (never a secret)
     port: int
     user: str | None = None  # the monitoring login (None: the server asks for none)
     password: Secret | None = None  # its password (in `env` too, for the exporter; here for the output scrubbers)

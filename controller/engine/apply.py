@@ -199,7 +199,8 @@ def _create_container(c: plan.Change, runtime: Runtime) -> None:
         )
         read_only = {v.source for v in s.volumes if v.read_only}
     elif isinstance(resource, spec.Consumer | spec.Exporter):
-        command, volumes, ports, restart = [], {}, [], spec.RestartPolicy.UNLESS_STOPPED.value
+        command = list(resource.spec.command) if isinstance(resource, spec.Exporter) else []
+        volumes, ports, restart = {}, [], spec.RestartPolicy.UNLESS_STOPPED.value
         read_only = set()
     else:
         raise errors.DbstateError(f"{c.key}: the plan carries no declaration to create from")

@@ -19,9 +19,9 @@ import pytest
 from controller import http
 from controller.core.monitoring import JOB
 from controller.views.site import Site
-from tests.e2e.helpers import dbstate, network, volume, wait_for
-from tests.e2e.test_run import free_port
-from tests.e2e.test_web import chromium
+from tests.e2e.helpers import REPO, dbstate, network, volume, wait_for
+from tests.e2e.test_run import Controller, free_port
+from tests.e2e.test_web import ARTIFACTS, chromium
 from tests.helpers import SECRET, write_tree
 
 pytestmark = pytest.mark.engine
@@ -118,6 +118,28 @@ EXPORTERS = {
 }
 
 
+SERIES = re.compile(r"\b((?:pg|mysql|redis)_[a-z_]+)\b")
+ONLY_WITH_REPLICAS = {"pg_replication_lag_seconds", "pg_replication_lag", "mysql_slave_status_seconds_behind_master"}
+
+
+def dashboards_and_rules_name_only_what_the_exporters_return(scrapes: dict[str, str]) -> None:
+    """Every exporter series deploy/grafana's engine dashboards and deploy/prometheus's rules name is one these real
+    exporters return (dbstate's own series are checked against its /metrics in tests/unit/test_deploy.py)."""
+    returned = {name for text in scrapes.values() for name, _, _ in samples(text)}
+    deploy = REPO / "deploy"
+    exprs = [
+        t["expr"]
+        for d in ("postgres", "mariadb", "redis")
+        for p in json.loads((deploy / "grafana" / f"{d}.json").read_text())["panels"]
+        for t in p["targets"]
+    ]
+    named = {n for e in exprs for n in SERIES.findall(e)}
+    rules = (deploy / "prometheus" / "alerts.yaml").read_text()
+    named |= {n for n in SERIES.findall(rules)}
+    assert len(named) > 25
+    assert named - returned - ONLY_WITH_REPLICAS == set()
+
+
 def web_view_and_targets(state: Path, tmp_path: Path) -> None:
     """The pages `dbstate run --listen` serves, on a real HTTP server, one page in a real browser."""
     port = free_port()
@@ -161,13 +183,27 @@ def test_exporters_run_beside_each_engine_scrape_up_follow_a_password_change_and
 
     r = run("apply", "--yes", "--dir", str(root), host=engine_host, state=state, env_file=env_file)
     assert r.code == 0, r.stdout + r.stderr
+    made = docker_client.containers.get("mon-my-db").exec_run(
+        ["mariadb", "-uroot", "app", "-e", "CREATE TABLE marker (id INT PRIMARY KEY); INSERT INTO marker VALUES (1)"],
+        environment={"MYSQL_PWD": PW},
+    )
+    assert made.exit_code == 0, made.output.decode()
     scrapes = {
         n: wait_for(lambda n=n, p=p, m=m: up(docker_client, n, p, m), timeout=60) for n, (p, m) in EXPORTERS.items()
     }
     pg, my, kv = (scrapes[n] for n in EXPORTERS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for n, text in scrapes.items():  # what the dashboards and rules are checked against
+        (ARTIFACTS / f"scrape-{n.removeprefix('mon-').removesuffix('-db-exporter')}.txt").write_text(text)
     assert (value(pg, "pg_database_size_bytes", datname="app") or 0) > 0
     assert (value(my, "mysql_global_status_uptime") or 0) > 0
+    exp = docker_client.containers.get("mon-my-db-exporter")
+    assert (value(my, "mysql_info_schema_table_size", schema="app", component="data_length") or 0) > 0, (
+        exp.attrs["Config"]["Cmd"],
+        exp.logs().decode()[-1500:],
+    )
     assert value(kv, "redis_memory_used_bytes") is not None
+    dashboards_and_rules_name_only_what_the_exporters_return(scrapes)
     again = run("plan", "--dir", str(root), "--output", "json", host=engine_host, state=state, env_file=env_file)
     assert again.code == 0, again.stdout  # converged: nothing more to do
 
@@ -246,3 +282,65 @@ def test_exporters_run_beside_each_engine_scrape_up_follow_a_password_change_and
     after = containers()
     assert before - after == {"mon-pg-db-exporter"} and after <= before
     assert docker_client.containers.get("mon-pg-db").status == "running"
+
+
+def test_run_restore_verifies_the_newest_backup_on_its_own_schedule_and_exports_when(
+    tmp_path: Path, engine_host: str, docker_client: docker.DockerClient
+) -> None:
+    """policy.backup.verify: a backup taken by hand is restored into a throw-away server by `dbstate run` (no schedule
+    of backups needed), the manifest says so, and /metrics carries the signal the 26 h alert reads."""
+    policy = "  policy: {backup: {verify: 1m}}\n"
+    root = write_tree(tmp_path / "ds", {"net.yaml": network("mon-net"), "kv.yaml": KV + policy})
+    env_file = tmp_path / "site.env"
+    env_file.write_text(f"MON_PASSWORD={PW}\n")
+    state = tmp_path / "state.db"
+    off = {"DBSTATE_MONITORING": "off"}
+    r = dbstate(
+        "apply",
+        "--yes",
+        "--dir",
+        str(root),
+        "--env-file",
+        str(env_file),
+        host=engine_host,
+        state=state,
+        env=off,
+        secrets=(PW,),
+    )
+    assert r.code == 0, r.stdout + r.stderr
+    r = dbstate(
+        "backup",
+        "mon-kv",
+        "--dir",
+        str(root),
+        "--env-file",
+        str(env_file),
+        host=engine_host,
+        state=state,
+        env=off,
+        secrets=(PW,),
+    )
+    assert r.code == 0, r.stdout + r.stderr
+    c = Controller(
+        root, engine_host, state, tmp_path / "run.log", "--env-file", str(env_file), env={**off, "MON_PASSWORD": PW}
+    )
+    try:
+        wait_for(c.ready, timeout=60)
+
+        def verified() -> float | None:
+            text = c.get("/metrics")[1]
+            return value(text, "dbstate_backup_last_verified_timestamp_seconds", instance="mon-kv")
+
+        when = wait_for(verified, timeout=90, interval=1)
+        text = c.get("/metrics")[1]
+        assert (value(text, "dbstate_backup_last_success_timestamp_seconds", instance="mon-kv") or 0) > 0
+        assert value(text, "dbstate_backup_verify_failures_total", instance="mon-kv") == 0
+        assert PW not in text
+    finally:
+        code, _ = c.stop()
+    assert code == 0, c.log_path.read_text()[-2000:]
+    assert "backup verified" in c.log_path.read_text()
+    listed = dbstate("backups", "mon-kv", "--output", "json", host=engine_host, state=state, secrets=(PW,))
+    assert listed.code == 0, listed.stderr
+    (m,) = json.loads(listed.stdout)
+    assert m["verified"] == when  # the manifest of the backup taken by hand, verified by the controller

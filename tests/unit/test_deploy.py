@@ -16,6 +16,7 @@ from controller.engine.metrics import Metrics
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yaml"
 DASHBOARD = DEPLOY / "grafana" / "dbstate.json"
+DASHBOARDS = sorted((DEPLOY / "grafana").glob("*.json"))  # dbstate's own, and one per engine
 NAME = re.compile(r"\b((?:dbstate|process)_[a-z_]+)\b")
 
 
@@ -28,7 +29,7 @@ def promtool() -> str:
 def test_the_alert_rules_are_valid_and_fire_as_their_tests_say() -> None:
     checked = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 10 rules found" in checked.stdout
+    assert "SUCCESS: 25 rules found" in checked.stdout
     tested = subprocess.run(
         [promtool(), "test", "rules", "alerts_test.yaml"],
         cwd=RULES.parent,
@@ -44,6 +45,8 @@ def exposed() -> set[str]:
     m.observe_pass("ok", 0.2, [("start", "ok")], {"orphan": 1}, {"DatabaseInstance/pg": 1}, {"pg": 1},
                    {"pg": ProbeResult("pg", "10.0.0.2", True, version="15.4", rtt_ms=3.0)})  # fmt: skip
     m.backed_up("pg", 1.0, 10)
+    m.verified("pg", 2.0)
+    m.verify_failed("pg")
     names = set()
     for line in render(m).splitlines():
         if line.startswith("# TYPE ") or not line.startswith("#"):
@@ -53,20 +56,30 @@ def exposed() -> set[str]:
 
 def named_in_deploy() -> set[str]:
     """Every series the alert rules and the dashboard name."""
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    exprs = [t["expr"] for d in DASHBOARDS for p in json.loads(d.read_text())["panels"] for t in p["targets"]]
     return set(NAME.findall(RULES.read_text())) | {n for e in exprs for n in NAME.findall(e)}
 
 
 def test_every_series_the_rules_and_the_dashboard_name_is_exposed() -> None:
     named = named_in_deploy()
-    assert {"dbstate_instance_up", "dbstate_backup_last_success_timestamp_seconds", "dbstate_lease_lost_total"} <= named
+    assert {
+        "dbstate_instance_up",
+        "dbstate_backup_last_success_timestamp_seconds",
+        "dbstate_backup_last_verified_timestamp_seconds",
+        "dbstate_backup_verify_failures_total",
+        "dbstate_lease_lost_total",
+    } <= named
     missing = named - exposed()
     assert missing == set(), f"named in deploy/ but not on /metrics: {sorted(missing)}"
 
 
-def test_the_dashboard_is_importable_json_with_a_datasource_input() -> None:
-    dash = json.loads(DASHBOARD.read_text())
-    assert dash["uid"] == "dbstate" and dash["__inputs"][0]["pluginId"] == "prometheus"
-    ids = [p["id"] for p in dash["panels"]]
-    assert len(ids) == len(set(ids)) and all(p["targets"] for p in dash["panels"])
+def test_the_dashboards_are_importable_json_with_a_datasource_input() -> None:
+    uids = set()
+    for path in DASHBOARDS:
+        dash = json.loads(path.read_text())
+        assert dash["__inputs"][0]["pluginId"] == "prometheus", path.name
+        uids.add(dash["uid"])
+        ids = [p["id"] for p in dash["panels"]]
+        assert len(ids) == len(set(ids)) and all(p["targets"] for p in dash["panels"]), path.name
+    assert uids == {"dbstate", "dbstate-postgres", "dbstate-mariadb", "dbstate-redis"}
+    # the engines' series are checked against what real exporters return in tests/e2e/test_monitoring.py

@@ -67,6 +67,7 @@ class Exporter:
     port: int  # where it serves /metrics
     up_metric: str  # 1 while it reaches the server
     image: str  # the exporter project's own image, pinned: one whose settings are all environment variables
+    args: tuple[str, ...] = ()  # flags it runs with (never a secret): collectors the dashboards need
 
 
 @dataclass(frozen=True)

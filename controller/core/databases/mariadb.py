@@ -132,7 +132,12 @@ class MariaDB(Database):
     # 0.14 is the last release configured by DATA_SOURCE_NAME alone (0.15 wants --mysqld.address on its command
     # line); Debian 12 ships 0.14
     exporter = Exporter(
-        "mysqld_exporter", "prometheus-mysqld-exporter", 9104, "mysql_up", "prom/mysqld-exporter:v0.14.0"
+        "mysqld_exporter",
+        "prometheus-mysqld-exporter",
+        9104,
+        "mysql_up",
+        "prom/mysqld-exporter:v0.14.0",
+        ("--collect.info_schema.tables",),  # each schema's size (mysql_info_schema_table_size)
     )
 
     def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:
@@ -151,6 +156,8 @@ class MariaDB(Database):
             f"CREATE USER IF NOT EXISTS {name} IDENTIFIED BY {secret} WITH MAX_USER_CONNECTIONS 3;\n"
             f"ALTER USER {name} IDENTIFIED BY {secret} WITH MAX_USER_CONNECTIONS 3;\n"
             f"GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO {name};\n"
+            # MariaDB 10.5.9 moved SHOW REPLICA STATUS to a privilege of its own (an executable comment: MySQL skips it)
+            f"/*M!100509 GRANT SLAVE MONITOR ON *.* TO {name} */;\n"
         )
         return ["sh", "-c", MARIADB_CLIENT, "sh", "-u", who.user or "root", "-B"], sql.encode()
 
