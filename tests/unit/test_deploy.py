@@ -83,3 +83,15 @@ def test_the_dashboards_are_importable_json_with_a_datasource_input() -> None:
         assert len(ids) == len(set(ids)) and all(p["targets"] for p in dash["panels"]), path.name
     assert uids == {"dbstate", "dbstate-postgres", "dbstate-mariadb", "dbstate-redis"}
     # the engines' series are checked against what real exporters return in tests/e2e/test_monitoring.py
+
+
+def test_the_prometheus_example_reads_the_targets_dbstate_lists_and_the_rules() -> None:
+    checked = subprocess.run(
+        [promtool(), "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    assert "/api/targets" in text and "honor_labels: true" in text
