@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import docker
 
-from bench.common import ENV, bench_engine, realise, write_state
+from bench.common import ENV, bench_engine, dbstate, realise, write_state
 from controller.adapters import desired
 from controller.core import spec
 from controller.core.options import PassOptions, Target
@@ -51,17 +50,7 @@ def in_process(host: str, root: Path, state_db: Path, parallel: int) -> float:
 
 def whole(host: str, root: Path, state_db: Path, parallel: int) -> float:
     env = {**os.environ, **ENV, "DOCKER_HOST": host, "DBSTATE_STATE": str(state_db), "PYTHONPATH": str(REPO)}
-    t0 = time.perf_counter()
-    r = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "apply", "--dir", str(root), "--yes", "--parallel", str(parallel)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - t0
-    assert r.returncode == 0, r.stdout[-800:] + r.stderr[-800:]
-    return elapsed
+    return dbstate(env, "apply", "--dir", str(root), "--yes", "--parallel", str(parallel))
 
 
 def main() -> int:

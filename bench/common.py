@@ -119,3 +119,17 @@ def controller_env(host: str, tmp: str, text: str) -> tuple[Path, dict[str, str]
     (root / "state.yaml").write_text(text)
     repo = str(Path(__file__).resolve().parent.parent)
     return root, {**os.environ, **ENV, "DOCKER_HOST": host, "PYTHONPATH": repo, "DBSTATE_STATE": f"{tmp}/s.db"}
+
+
+def dbstate(env: dict[str, str], *args: str) -> float:
+    """`dbstate ARGS` as a whole process with `env` (the engine, the state database, this checkout on PYTHONPATH):
+    its seconds from exec to exit; a failure stops the benchmark with the end of its output."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-m", "controller", *args], env=env, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-800:]
+    return elapsed

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.core import spec
-from controller.core.plan import Note, NoteType, Plan
+from controller.core.plan import Change, Note, NoteType, Plan
+
+
+def _instance(c: Change) -> str:
+    """The instance a change is of: an exporter's is its instance's (its login is made in that server)."""
+    return f"{spec.Kind.DATABASE_INSTANCE}/{c.name}" if c.kind == spec.Kind.EXPORTER else c.key
 
 
 def suspended(state: spec.DesiredState, recorded: Mapping[str, str]) -> dict[str, str]:
@@ -27,7 +32,7 @@ def hold(plan: Plan, why: Mapping[str, str], jobs: Mapping[str, str] | None = No
     jobs = {k: v for k, v in (jobs or {}).items() if k not in why}
     if not why and not jobs:
         return plan
-    held = sorted({c.key for c in plan.changes if c.key in why or c.key in jobs})
+    held = sorted({_instance(c) for c in plan.changes if _instance(c) in why or _instance(c) in jobs})
     notes = [
         Note(
             NoteType.SUSPENDED,
@@ -36,7 +41,7 @@ def hold(plan: Plan, why: Mapping[str, str], jobs: Mapping[str, str] | None = No
             f"suspended ({reason}): observed, "
             "probed and reported; dbstate changes nothing of it until `dbstate resume`"
             + (
-                " (changes held: " + ", ".join(c.action.value for c in plan.changes if c.key == key) + ")"
+                " (changes held: " + ", ".join(c.action.value for c in plan.changes if _instance(c) == key) + ")"
                 if key in held
                 else ""
             ),
@@ -49,12 +54,12 @@ def hold(plan: Plan, why: Mapping[str, str], jobs: Mapping[str, str] | None = No
             key.split("/", 1)[1],
             f"held for {reason}: observed, probed and reported; dbstate changes nothing else of it until the job ends"
             + (
-                " (changes held: " + ", ".join(c.action.value for c in plan.changes if c.key == key) + ")"
+                " (changes held: " + ", ".join(c.action.value for c in plan.changes if _instance(c) == key) + ")"
                 if key in held
                 else ""
             ),
         )
         for key, reason in sorted(jobs.items())
     ]
-    kept = tuple(c for c in plan.changes if c.key not in why and c.key not in jobs)
+    kept = tuple(c for c in plan.changes if _instance(c) not in why and _instance(c) not in jobs)
     return Plan(kept, plan.findings, plan.notes + tuple(notes))

@@ -75,11 +75,14 @@ spec:
 """
 
 
-def run(*args: str, host: str, state: Path, env_file: Path) -> Any:
-    # DBSTATE_MONITORING=on: the real default (the suite's conftest turns it off for the other tests)
-    return dbstate(
-        *args, "--env-file", str(env_file), host=host, state=state, env={"DBSTATE_MONITORING": "on"}, secrets=(PW, PW2)
-    )
+OFF = {"DBSTATE_MONITORING": "off"}
+
+
+def run(*args: str, host: str, state: Path, env_file: Path, monitoring: str = "on") -> Any:
+    """`dbstate ARGS --env-file ENV_FILE`; monitoring "on" is the real default (the suite's conftest turns it off
+    for the other tests)."""
+    env = {"DBSTATE_MONITORING": monitoring}
+    return dbstate(*args, "--env-file", str(env_file), host=host, state=state, env=env, secrets=(PW, PW2))
 
 
 def scrape(client: docker.DockerClient, container: str, port: int) -> str:
@@ -294,36 +297,10 @@ def test_run_restore_verifies_the_newest_backup_on_its_own_schedule_and_exports_
     env_file = tmp_path / "site.env"
     env_file.write_text(f"MON_PASSWORD={PW}\n")
     state = tmp_path / "state.db"
-    off = {"DBSTATE_MONITORING": "off"}
-    r = dbstate(
-        "apply",
-        "--yes",
-        "--dir",
-        str(root),
-        "--env-file",
-        str(env_file),
-        host=engine_host,
-        state=state,
-        env=off,
-        secrets=(PW,),
-    )
-    assert r.code == 0, r.stdout + r.stderr
-    r = dbstate(
-        "backup",
-        "mon-kv",
-        "--dir",
-        str(root),
-        "--env-file",
-        str(env_file),
-        host=engine_host,
-        state=state,
-        env=off,
-        secrets=(PW,),
-    )
-    assert r.code == 0, r.stdout + r.stderr
-    c = Controller(
-        root, engine_host, state, tmp_path / "run.log", "--env-file", str(env_file), env={**off, "MON_PASSWORD": PW}
-    )
+    for args in (("apply", "--yes"), ("backup", "mon-kv")):
+        r = run(*args, "--dir", str(root), host=engine_host, state=state, env_file=env_file, monitoring="off")
+        assert r.code == 0, r.stdout + r.stderr
+    c = Controller(root, engine_host, state, tmp_path / "run.log", "--env-file", str(env_file), env=OFF)
     try:
         wait_for(c.ready, timeout=60)
 

@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 from controller.adapters import desired
-from controller.core import databases, diff, labels, live, monitoring, spec
+from controller.core import databases, diff, labels, live, monitoring, spec, suspension
 from controller.core.plan import Action, FindingType
 from controller.core.secrets import reveal
 from tests.helpers import ENV, network, redis_instance
@@ -157,3 +157,12 @@ def test_a_redis_that_restarts_gets_its_exporter_recreated_after_it_a_postgres_d
     ]
     assert "DatabaseInstance/kv-a" in p.changes[1].requires  # after the server is up again
     assert databases.of("postgres").monitor_login_persists and databases.of("mariadb").monitor_login_persists
+
+
+def test_a_suspended_instance_gets_no_exporter_login_until_resumed() -> None:
+    s = load(TEXT)
+    p = diff.diff(s, engine_with(running(s.instances[0])))
+    assert [c.kind for c in p.changes] == [spec.Kind.EXPORTER]
+    held = suspension.hold(p, {"DatabaseInstance/kv-a": "by ops: maintenance"})
+    assert held.changes == ()
+    assert "changes held: create" in held.notes[-1].message
