@@ -11,12 +11,16 @@ from controller.core.spec import Kind
 
 def declared(state: spec.DesiredState) -> dict[Kind, list[str]]:
     hosts = {Kind.HOST: [h.metadata.name for h in state.hosts]} if state.hosts else {}  # engines, when declared
-    return hosts | {
-        Kind.DATABASE_INSTANCE: [r.metadata.name for r in state.instances],
-        Kind.NETWORK: [r.metadata.name for r in state.networks],
-        Kind.VOLUME: [r.metadata.name for r in state.volumes],
-        Kind.CONSUMER: [r.metadata.name for r in state.consumers],
-    }
+    return (
+        hosts
+        | {
+            Kind.DATABASE_INSTANCE: [r.metadata.name for r in state.instances],
+            Kind.NETWORK: [r.metadata.name for r in state.networks],
+            Kind.VOLUME: [r.metadata.name for r in state.volumes],
+            Kind.CONSUMER: [r.metadata.name for r in state.consumers],
+        }
+        | ({Kind.EXPORTER: [e.metadata.name for e in state.exporters]} if state.exporters else {})
+    )  # spec.monitoring
 
 
 def to_json(directory: Path, loaded: spec.Loaded, valid: bool) -> str:
@@ -51,11 +55,15 @@ def problems_text(directory: Path, loaded: spec.Loaded) -> str:
 def summary_text(directory: Path, loaded: spec.Loaded) -> str:
     """What a valid desired state declares: for stdout."""
     resources = declared(loaded.state)
-    total = sum(len(v) for v in resources.values())
+    total = sum(len(v) for k, v in resources.items() if k != Kind.EXPORTER)  # exporters are derived, not written
     n_warn = len(loaded.warnings)
     lines = [
         f"{directory}: valid, {total} resources in {len(loaded.files)} files"
         + (f", {_count(n_warn, 'warning')}" if n_warn else "")
     ]
-    lines += [f"  {kind} ({len(names)}): {', '.join(names) if names else '-'}" for kind, names in resources.items()]
+    lines += [
+        f"  {kind} ({len(names)}{', from spec.monitoring' if kind == Kind.EXPORTER else ''}): "
+        + (", ".join(names) if names else "-")
+        for kind, names in resources.items()
+    ]
     return "\n".join(lines) + "\n"

@@ -224,6 +224,18 @@ def test_exporters_run_beside_each_engine_scrape_up_follow_a_password_change_and
         ]
     )
     assert pg_roles.output.decode().strip() == "f|f|3|t"
+    stored = docker_client.containers.get("mon-pg-db").exec_run(
+        [
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-Atc",
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'dbstate_monitor'",
+        ]
+    )
+    assert stored.output.decode().startswith("SCRAM-SHA-256$4096:")  # set as a verifier: the server never saw it
     grants = docker_client.containers.get("mon-my-db").exec_run(
         ["mariadb", "-uroot", "-N", "-e", "SHOW GRANTS FOR 'dbstate_monitor'@'%'"], environment={"MYSQL_PWD": PW}
     )
@@ -231,11 +243,17 @@ def test_exporters_run_beside_each_engine_scrape_up_follow_a_password_change_and
     assert "PROCESS" in shown and ("BINLOG MONITOR" in shown or "REPLICATION CLIENT" in shown), shown
     assert "ALL PRIVILEGES" not in shown and "SUPER" not in shown
 
-    # no password on a command line, in the exporters' logs, the targets or dbstate's output
+    # no password (the server's, or the exporter's own login's) on a command line, in the exporters' logs or their
+    # metrics, in the targets or in dbstate's output
     for name in EXPORTERS:
         c = docker_client.containers.get(name)
-        assert PW not in json.dumps(c.attrs["Args"]) + json.dumps(c.attrs["Config"]["Cmd"]) + c.attrs["Path"]
-        assert PW not in c.logs().decode(errors="replace")
+        env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+        own = env.get("DATA_SOURCE_PASS") or env.get("MYSQLD_EXPORTER_PASSWORD") or env.get("REDIS_PASSWORD")
+        assert own and len(own) >= 32 and own != PW  # its own login, derived from the declared password
+        for secret in (PW, own):
+            assert secret not in json.dumps(c.attrs["Args"]) + json.dumps(c.attrs["Config"]["Cmd"]) + c.attrs["Path"]
+            assert secret not in c.logs().decode(errors="replace")
+            assert secret not in scrapes[name]
         assert list(c.attrs["NetworkSettings"]["Networks"]) == ["mon-net"]  # the instance's network only
     status = dbstate("status", "--output", "json", host=engine_host, state=state, secrets=(PW, PW2))
     rows = {r["key"]: r["status"] for r in json.loads(status.stdout)["resources"]}

@@ -4,6 +4,9 @@ passes (`COPY` blocks) and compared after a restore; PostgreSQL 18's images keep
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 
@@ -230,6 +233,20 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def scram_verifier(password: str, salt: bytes, iterations: int = 4096) -> str:
+    """What PostgreSQL stores of a SCRAM-SHA-256 password (RFC 5802:
+    `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`), which `PASSWORD '...'` accepts as it is. A
+    password beyond ASCII would need SASLprep first: it is sent as it is, and the server makes the verifier."""
+    if not password.isascii():
+        return password
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = base64.b64encode
+    stored = b64(hashlib.sha256(client_key).digest()).decode()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${stored}:{b64(server_key).decode()}"
+
+
 class Postgres(Database):
     engine = spec.Engine.POSTGRES
     family = "postgres"
@@ -258,8 +275,11 @@ class Postgres(Database):
     def monitor_login(self, who: Login, user: str, password: str) -> tuple[list[str], bytes]:
         # pg_monitor (PostgreSQL 10+) reads every statistics view and nothing of the data; a connection limit keeps
         # a stuck exporter from taking the server's slots
-        # `user` is a plain name (spec.Monitoring.user: letters, digits, _), the password a quoted literal
-        role, secret = f'"{user}"', "'" + password.replace("'", "''") + "'"
+        # `user` is a plain name (spec.Monitoring.user: letters, digits, _), the password a quoted literal: its SCRAM
+        # verifier, so that not even the server's statement log can hold the password
+        # (its salt derived from the login: the same password gives the same verifier, set again it changes nothing)
+        salt = hmac.new(password.encode(), f"dbstate salt {user}".encode(), hashlib.sha256).digest()[:16]
+        role, secret = f'"{user}"', "'" + scram_verifier(password, salt).replace("'", "''") + "'"
         sql = (
             f"SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') "  # noqa: S608
             "\\gexec\n"

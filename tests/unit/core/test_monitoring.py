@@ -5,11 +5,16 @@ exporters: tests/e2e/test_monitoring.py."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 import json
+import re
 
 from controller.adapters import desired
 from controller.core import databases, diff, labels, live, monitoring, spec, suspension
+from controller.core.databases import postgres
 from controller.core.plan import Action, FindingType
 from controller.core.secrets import reveal
 from tests.helpers import ENV, network, redis_instance
@@ -166,3 +171,21 @@ def test_a_suspended_instance_gets_no_exporter_login_until_resumed() -> None:
     held = suspension.hold(p, {"DatabaseInstance/kv-a": "by ops: maintenance"})
     assert held.changes == ()
     assert "changes held: create" in held.notes[-1].message
+
+
+def test_the_postgres_login_is_set_as_a_scram_verifier_that_rfc_7677s_exchange_accepts() -> None:
+    # RFC 7677's SCRAM-SHA-256 example: the client's proof and the server's signature must check against the keys
+    salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+    verifier = postgres.scram_verifier("pencil", salt)
+    head, stored_b64, server_b64 = re.fullmatch(r"SCRAM-SHA-256\$(4096:[^$]+)\$([^:]+):(.+)", verifier).groups()  # type: ignore[union-attr]
+    assert head == "4096:W22ZaJ0SNY7soEsUEjb6gQ=="
+    nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    auth = f"n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r={nonce}".encode()
+    server_sig = hmac.new(base64.b64decode(server_b64), auth, hashlib.sha256).digest()
+    assert base64.b64encode(server_sig).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    stored = base64.b64decode(stored_b64)
+    proof = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+    client_key = bytes(a ^ b for a, b in zip(proof, hmac.new(stored, auth, hashlib.sha256).digest(), strict=True))
+    assert hashlib.sha256(client_key).digest() == stored
+    _, stdin = databases.of("postgres").monitor_login(databases.Login("app", {}), "dbstate_monitor", "pencil")
+    assert b"pencil" not in stdin and b"PASSWORD 'SCRAM-SHA-256$4096:" in stdin
