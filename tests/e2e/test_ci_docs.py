@@ -51,6 +51,7 @@ def base_env(host: str, tmp: Path) -> dict[str, str]:
         "DBSTATE_DIR": "desired-state",
         "HOME": str(tmp),
         "PYTHONPATH": str(REPO),
+        "DBSTATE_MONITORING": os.environ.get("DBSTATE_MONITORING", "on"),  # the suite's (tests/conftest.py)
     }
 
 

@@ -33,6 +33,18 @@ def commit(root: Path, message: str) -> str:
     return git(root, "rev-parse", "HEAD")
 
 
+def commit_file(root: Path, name: str, text: str, message: str) -> str:
+    """Commit a new file before it appears in the worktree (written from the committed blob after the commit): a
+    watching controller never reads it uncommitted, so what it makes of it carries this commit."""
+    staged = root.parent / f".{name}.staged"
+    staged.write_text(text)
+    blob = git(root, "hash-object", "-w", str(staged))
+    git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
+    git(root, "commit", "-qm", message)
+    os.replace(staged, root / name)
+    return git(root, "rev-parse", "HEAD")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -174,8 +186,7 @@ def test_commits_converge_and_an_invalid_commit_tears_nothing_down(
     controller, repo, docker_client, engine_host, tmp_path
 ):
     wait_for(lambda: running(docker_client, "kv-a-db"))
-    (repo / "kv2.yaml").write_text(redis_instance("kv-b", "kv-b-db"))
-    rev = commit(repo, "add kv-b")
+    rev = commit_file(repo, "kv2.yaml", redis_instance("kv-b", "kv-b-db"), "add kv-b")
     wait_for(lambda: running(docker_client, "kv-b-db"), timeout=15)
     containers = docker_client.containers.get("kv-b-db").labels
     assert containers["io.dbstate.revision"] == rev

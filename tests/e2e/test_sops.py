@@ -98,6 +98,7 @@ def test_a_sops_env_file_drives_a_real_apply_and_its_plaintext_is_nowhere(
         "DBSTATE_STATE": str(state / "state.db"),
         "PYTHONPATH": str(REPO),
         "HOME": str(tmp_path),
+        "DBSTATE_MONITORING": os.environ.get("DBSTATE_MONITORING", "on"),  # the suite's (tests/conftest.py)
     }
     args = ("--dir", str(root), "--env-file", str(secrets), "--backup-dir", str(state / "backups"))
     # without the key: one clear error, nothing applied
