@@ -83,7 +83,9 @@ POOLS = {
     "bench2": "10.217.0.0/16",
     "bench3": "10.218.0.0/16",
     "bench4": "10.220.0.0/16",  # 10.219 is the pool of any other name
+    "swarm": "10.221.0.0/16",
 }
+SWARM_POOL = "10.222.0.0/16"  # the overlay networks of a private swarm (Swarm's default is all of 10.0.0.0/8)
 
 
 class EngineStartError(RuntimeError):
@@ -321,6 +323,39 @@ def make_certificates(directory: Path) -> Certificates:
             config=ext,
         )
     return certs
+
+
+def swarm_init(client: docker.DockerClient, node_label: tuple[str, str] | None = None) -> str:
+    """Make the engine behind `client` a single-node swarm (its manager on 127.0.0.1 only), its node labelled
+    `node_label` (key, value); its node's ID. `swarm_leave` undoes it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client.api.init_swarm(
+        advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{port}", default_addr_pool=[SWARM_POOL], subnet_size=24
+    )
+    node = client.api.nodes()[0]
+    if node_label is not None:
+        node_spec = dict(node["Spec"], Labels={**(node["Spec"].get("Labels") or {}), node_label[0]: node_label[1]})
+        client.api.update_node(node["ID"], node["Version"]["Index"], node_spec)
+    return str(node["ID"])
+
+
+def swarm_leave(client: docker.DockerClient) -> None:
+    """Every service and secret removed, and the engine out of its swarm."""
+    with contextlib.suppress(docker.errors.APIError):
+        for svc in client.api.services():
+            client.api.remove_service(svc["ID"])
+        deadline = time.monotonic() + 30
+        while client.api.containers(filters={"label": "com.docker.swarm.service.id"}) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for secret in client.api.secrets():
+            client.api.remove_secret(secret["ID"])
+    with contextlib.suppress(docker.errors.APIError):
+        client.api.leave_swarm(force=True)
+    for c in client.api.containers(all=True, filters={"label": "com.docker.swarm.service.id"}):  # tasks left behind
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_container(c["Id"], force=True)
 
 
 def copy_images(src: docker.DockerClient, dst: docker.DockerClient, refs: list[str]) -> None:

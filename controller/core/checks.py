@@ -321,6 +321,41 @@ def _dup_attachments(out: list[Problem], me: tuple[str, str, int], atts: Sequenc
 Ref = Callable[[tuple[str, str, int], Path, str, str, Iterable[str]], None]
 
 
+SWARM_UPGRADES = frozenset({spec.UpgradePolicy.MANUAL, spec.UpgradePolicy.RECREATE})
+
+
+def _on_swarm(out: list[Problem], placed: Sequence[tuple[spec.Network | spec.DatabaseInstance, bool, int]]) -> None:
+    """What a resource on a Host with `mode: swarm` must be: an overlay network; an instance pinned to the node that
+    holds its volumes, with what a service of dbstate can carry so far (no bind mount, no published port, no
+    dump-restore or pg-upgrade cutover)."""
+    for r, on_swarm, idx in placed:
+        say: list[tuple[Path, str]] = []
+        if not on_swarm:
+            if isinstance(r, spec.DatabaseInstance) and r.spec.node is not None:
+                say.append((("spec", "node"), "a node is named only on a Host with mode: swarm"))
+            out += [Problem(str(r.kind), r.metadata.name, path, message, index=idx) for path, message in say]
+            continue
+        if isinstance(r, spec.Network):
+            if r.spec.driver != "overlay":
+                say.append((("spec", "driver"), "on a swarm Host a network spans the nodes: driver: overlay"))
+        else:
+            s = r.spec
+            if s.node is None and s.volumes:
+                say.append(
+                    (("spec", "node"), "on a swarm Host an instance with volumes names the node that holds them")
+                )
+            for i, v in enumerate(s.volumes):
+                if v.type == "bind":
+                    say.append((("spec", "volumes", i, "type"), "a bind mount is not supported on a swarm Host yet"))
+            if s.ports:
+                say.append((("spec", "ports"), "published ports are not supported on a swarm Host yet"))
+            if s.policy.upgrade not in SWARM_UPGRADES:
+                say.append(
+                    (("spec", "policy", "upgrade"), "on a swarm Host: manual or recreate (no cutover there yet)")
+                )
+        out += [Problem(str(r.kind), r.metadata.name, path, message, index=idx) for path, message in say]
+
+
 def _placement(
     out: list[Problem],
     ref: Ref,
@@ -390,6 +425,9 @@ def _placement(
                         index=idx,
                     )
                 )
+    swarm = {h.metadata.name for h in hosts if h.spec.mode == "swarm"}
+    _on_swarm(out, [(r, where.get((str(r.kind), r.metadata.name)) in swarm, i) for i, r in enumerate(networks)])
+    _on_swarm(out, [(r, where.get((str(r.kind), r.metadata.name)) in swarm, i) for i, r in enumerate(instances)])
     endpoints: dict[str, list[str]] = {}
     for h in hosts:
         endpoints.setdefault(h.spec.endpoint, []).append(h.metadata.name)

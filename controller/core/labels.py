@@ -28,6 +28,7 @@ CUTOVER = "io.dbstate.cutover-digest"
 # once that one has (`dbstate rollback` refuses it and names the backup taken first)
 SPENT = "io.dbstate.spent-by"  # its value: "pg_upgrade --link" (or --swap); BACKUP: the backup's id
 BACKUP = "io.dbstate.backup"
+NODE = "io.dbstate.node"  # on a swarm Host: the node label that pins an instance's service to its volumes' node
 EXPORTER_PORT = "io.dbstate.exporter.port"  # on an exporter: where it serves /metrics
 EXPORTER_ENGINE = "io.dbstate.exporter.engine"
 VOLUME_ID = "io.dbstate.volume-id"  # a random id the Docker adapter gives each volume it creates
@@ -74,6 +75,8 @@ def container_labels(resource: spec.Workload, revision: str | None) -> dict[str,
     )
     if isinstance(resource, spec.DatabaseInstance) and resource.spec.policy.deletion_protection:
         labels[PROTECTED] = "true"
+    if isinstance(resource, spec.DatabaseInstance) and resource.spec.node is not None:
+        labels[NODE] = resource.spec.node  # on a swarm Host: where its service is pinned (node.labels.<NODE>)
     if isinstance(resource, spec.Exporter):  # what discovery lists (/api/targets)
         labels[EXPORTER_PORT] = str(resource.spec.port)
         labels[EXPORTER_ENGINE] = resource.spec.engine.value

@@ -344,6 +344,9 @@ class Monitoring(Model):
 
 
 class DatabaseInstanceSpec(Model):
+    # added after containers were created from this model: left out of the spec hash at its default
+    HASH_OMIT_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"node"})
+
     host: HostName
     engine: Engine
     version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] = Field(
@@ -365,6 +368,11 @@ class DatabaseInstanceSpec(Model):
     restart_policy: RestartPolicy = RestartPolicy.UNLESS_STOPPED
     auth: Auth
     policy: InstancePolicy = Field(default_factory=InstancePolicy)
+    node: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] | None = Field(
+        default=None,
+        description="on a Host with mode: swarm, the node that holds its volumes: the service runs only on the node "
+        "labelled io.dbstate.node=<this> (`docker node update --label-add io.dbstate.node=<this> NODE`)",
+    )
     monitoring: bool | Monitoring = Field(
         default=True,
         description="true (default): dbstate runs the engine's standard Prometheus exporter beside it, on its "
@@ -444,6 +452,11 @@ class HostSpec(Model):
         "and the remote docker CLI)"
     )
     tls: HostTLS | None = None
+    mode: Literal["engine", "swarm"] = Field(
+        default="engine",
+        description="engine: containers on this Docker engine; swarm: the endpoint is a Swarm manager, each "
+        "DatabaseInstance a service of one replica pinned to its spec.node, networks overlay, secrets Swarm secrets",
+    )
     probe_via: Literal["direct", "exec", "auto"] | None = Field(
         default=None,
         description="how its databases are probed; default: --probe-via (auto falls back to exec when the "

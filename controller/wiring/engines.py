@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.adapters import backups, desired, facts, lease, store
-from controller.adapters.docker import DockerRuntime, TLSFiles
+from controller.adapters.docker import DockerRuntime, SwarmRuntime, TLSFiles
 from controller.adapters.shell import DockerShell
 from controller.adapters.source import DirectorySource, EngineSource, SharedSource
 from controller.core import errors, live, placement, spec
@@ -47,6 +47,7 @@ class EngineRef:
     url: str | None  # None: --docker-host, then $DOCKER_HOST, then the default socket
     tls: TLSFiles | None = None
     probe_via: str | None = None  # the Host's own spec.probeVia, over --probe-via
+    mode: str = "engine"  # swarm: its containers are services (adapters/docker/swarm.py)
 
 
 def declared(target: Target, source: SourceMode = "worktree") -> list[EngineRef]:
@@ -61,7 +62,9 @@ def declared(target: Target, source: SourceMode = "worktree") -> list[EngineRef]
         if h.spec.tls is not None:
             t = h.spec.tls
             tls = (_file(target, t.ca), _file(target, t.cert), _file(target, t.key))
-        out.append(EngineRef(h.metadata.name, h.spec.endpoint, tls, h.spec.probe_via))
+        # a swarm's tasks sit on overlay networks the controller is not on: probed through their own client
+        via = h.spec.probe_via or ("exec" if h.spec.mode == "swarm" else None)
+        out.append(EngineRef(h.metadata.name, h.spec.endpoint, tls, via, h.spec.mode))
     return out
 
 
@@ -203,7 +206,8 @@ def _limits(target: Target) -> desired.Limits:
 def _runtime(
     engine: EngineRef, db: store.Store | None, retry_budget: float, progress: Callable[[str], None] | None
 ) -> DockerRuntime:
-    return DockerRuntime(
+    kind = SwarmRuntime if engine.mode == "swarm" else DockerRuntime
+    return kind(
         engine.url,
         tls=engine.tls,
         known_aliases=db.endpoint_aliases() if db is not None else None,

@@ -6,6 +6,7 @@ every container, one API call each). One module per concern:
     observe.py     DockerEngine: the engine observed into a `live.LiveState` (the Observer port)
     containers.py  networks.py  volumes.py  markers.py  exec.py: the changes, one kind each
     runtime.py     DockerRuntime: all of them (the Runtime port); exec.py is the public exec API of adapters/shell.py
+    swarm.py       SwarmRuntime: the same ports over a Swarm manager's services (a Host with mode: swarm)
     events.py      the event stream that wakes the controller
 
 Nothing outside this package imports docker-py's client or its exceptions."""
@@ -17,6 +18,7 @@ from controller.adapters.docker.errors import API_VERSION, translate
 from controller.adapters.docker.events import EVENT_ACTIONS, follow_events, trigger_of
 from controller.adapters.docker.observe import DockerEngine
 from controller.adapters.docker.runtime import DockerRuntime
+from controller.adapters.docker.swarm import SwarmRuntime
 
 __all__ = [
     "API_VERSION",
@@ -25,6 +27,7 @@ __all__ = [
     "DockerClient",
     "DockerEngine",
     "DockerRuntime",
+    "SwarmRuntime",
     "TLSFiles",
     "follow_events",
     "resolve_host",

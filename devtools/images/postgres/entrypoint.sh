@@ -1,6 +1,11 @@
 #!/bin/sh
 # The official image's contract, in brief: initialise PGDATA on first start, then run the server as postgres.
 set -eu
+# NAME_FILE: the value from a file (a Swarm or compose secret), as the official image's file_env does
+for var in POSTGRES_PASSWORD POSTGRES_USER POSTGRES_DB; do
+  eval "file=\${${var}_FILE:-}"
+  if [ -n "$file" ]; then eval "$var=\$(cat \"\$file\")"; export "$var"; fi
+done
 if [ "${1:-}" = "postgres" ]; then shift; set -- postgres "$@"; else exec "$@"; fi
 mkdir -p "$PGDATA" /var/run/postgresql
 chown -R postgres:postgres "$PGDATA" /var/run/postgresql

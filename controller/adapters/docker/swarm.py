@@ -1,0 +1,348 @@
+"""Docker Swarm as the engine (a Host with `mode: swarm`): each container dbstate would make is a service of one
+replica instead, pinned by a node label to the node that holds its volumes, updated stop-first (never two tasks on one
+volume), its secrets Swarm secrets mounted as files (`NAME_FILE`), never env in the service's spec. Services are
+observed back as one `live.Container` each, so that the diff and apply are those of one engine. Probes and the
+databases' tools reach a service's task container on the manager's own engine (a single-node swarm; the tasks of
+other nodes are not reached yet). A task that died is Swarm's to restart: the service then shows `restarting`."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
+
+import docker.types
+
+from controller.adapters.docker.runtime import DockerRuntime
+from controller.core import errors, live, spec
+from controller.core.labels import MANAGED, NODE
+
+SERVICE = "com.docker.swarm.service.name"  # on a task's container: its service
+SECRET_OF = "io.dbstate.secret-of"  # noqa: S105 - a label's name. On a Swarm secret dbstate made: the service that mounts it
+RESTART: dict[str, Literal["none", "on-failure", "any"]] = {
+    "no": "none",
+    "on-failure": "on-failure",
+    "always": "any",
+    "unless-stopped": "any",
+}
+START_TIMEOUT = 90.0  # seconds for a service's task to run (an image pull, a first initdb)
+
+
+class SwarmRuntime(DockerRuntime):
+    """`engine.ports.Runtime` and `Observer` over a Swarm manager's services (and its own containers: consumers that
+    compose runs on it stay containers)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._updated_in_place: set[str] = set()  # a recreate's "old" names: the service was updated, not renamed
+
+    # -- observing -------------------------------------------------------------------------------------------------
+
+    def observe(self, inspect: Collection[str] = (), *, inspect_all: bool = False) -> live.LiveState:
+        base = super().observe(inspect, inspect_all=inspect_all)
+        services = self._services()
+        names = {s["Spec"]["Name"] for s in services}
+        tasks = self.call(
+            "listing tasks",
+            lambda: self.api.tasks(filters={"desired-state": "running"}),  # type: ignore[no-untyped-call]
+        )
+        nets = {n.id: n.name for n in base.networks}
+        containers = [c for c in base.containers if c.labels.get(SERVICE) not in names]
+        containers += [_as_container(s, tasks, nets) for s in services]
+        return live.LiveState(base.engine, tuple(containers), base.networks, base.volumes)
+
+    def _services(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.call(
+            "listing services",
+            lambda: self.api.services(filters={"label": f"{MANAGED}=true"}),  # type: ignore[no-untyped-call]
+        )
+        return found
+
+    def _service(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.call(
+                f"inspecting service {name}",
+                lambda: self.api.inspect_service(name),  # type: ignore[no-untyped-call]
+            )
+        except errors.EngineNotFound:
+            return None
+        except errors.EnginePermanent:
+            return None
+        return found if found.get("Spec", {}).get("Name") == name else None
+
+    def _task_container(self, service: str) -> str:
+        """The running task container of `service` on this engine (the manager's)."""
+        found = self.call(
+            f"finding the task of {service}",
+            lambda: self.api.containers(filters={"label": f"{SERVICE}={service}", "status": "running"}),
+        )
+        if not found:
+            raise errors.EngineNotFound(f"service {service} has no running task on this node")
+        return str(found[0]["Id"])
+
+    # -- services as containers ------------------------------------------------------------------------------------
+
+    def create_container(
+        self,
+        name: str,
+        image: str,
+        env: Mapping[str, str],
+        command: Sequence[str],
+        labels: Mapping[str, str],
+        networks: Mapping[str, Sequence[str]],
+        volumes: Mapping[str, str],
+        ports: Sequence[str],
+        restart_policy: str,
+        read_only: Collection[str] = (),
+    ) -> None:
+        """A service of no replica yet (`start` runs it), or the existing one's spec replaced (a recreate)."""
+        if ports:
+            raise errors.EnginePermanent(f"{name}: published ports are not supported on a swarm Host yet")
+        self.ensure_image(image)
+        refs, plain = self._secrets(name, env)
+        container = docker.types.ContainerSpec(
+            image,
+            args=list(command) or None,
+            env=[f"{k}={v}" for k, v in sorted(plain.items())],
+            mounts=[docker.types.Mount(t, s, type="volume", read_only=s in read_only) for s, t in volumes.items()],
+            secrets=refs,
+        )
+        node = labels.get(NODE)
+        template = docker.types.TaskTemplate(
+            container,
+            restart_policy=docker.types.RestartPolicy(RESTART.get(restart_policy, "any")),
+            placement=docker.types.Placement(constraints=[f"node.labels.{NODE} == {node}"]) if node else None,
+            networks=[docker.types.NetworkAttachmentConfig(n, aliases=list(a)) for n, a in networks.items()],
+        )
+        stop_first = docker.types.UpdateConfig(parallelism=1, order="stop-first", failure_action="pause")
+        found = self._service(name)
+        if found is None:
+            self.mutate(
+                f"creating service {name}",
+                lambda: self.api.create_service(  # type: ignore[no-untyped-call]
+                    template,
+                    name=name,
+                    labels=dict(labels),
+                    mode=docker.types.ServiceMode("replicated", replicas=0),
+                    update_config=stop_first,
+                ),
+                lambda e: self._service(name) is not None,
+            )
+        else:
+            self._update(found, task_template=template, labels=dict(labels), update_config=stop_first)
+        self._forget_secrets(name, keep={r["SecretName"] for r in refs})
+
+    def _secrets(self, service: str, env: Mapping[str, str]) -> tuple[list[Any], dict[str, str]]:
+        """The env's secret values as Swarm secrets (one per value: a changed value is a new secret), referenced as
+        files, and the env that names the files (`KEY_FILE`) with the plain values."""
+        refs, plain = [], {}
+        have = {s["Spec"]["Name"]: s["ID"] for s in self.call("listing secrets", self.api.secrets)}
+        for key, value in env.items():
+            if not (value and spec.is_secret_key(key)):
+                plain[key] = value
+                continue
+            digest = hashlib.sha256(f"{key}={value}".encode()).hexdigest()[:12]
+            name = f"{service[:40]}.{key.lower()[:10]}.{digest}"
+            if name not in have:
+                have[name] = self._create_secret(name, value, service)
+            refs.append(docker.types.SecretReference(have[name], name, filename=name))
+            plain[f"{key}_FILE"] = f"/run/secrets/{name}"
+        return refs, plain
+
+    def _create_secret(self, name: str, value: str, service: str) -> str:
+        marks = {MANAGED: "true", SECRET_OF: service}
+        self.mutate(
+            f"creating secret {name}",
+            lambda: self.api.create_secret(name, value.encode(), labels=marks),
+            lambda e: self._secret_id(name) is not None,
+        )
+        found = self._secret_id(name)
+        if found is None:
+            raise errors.EngineError(f"secret {name} was created but is not listed")
+        return found
+
+    def _secret_id(self, name: str) -> str | None:
+        found = [s for s in self.call("listing secrets", self.api.secrets) if s["Spec"]["Name"] == name]
+        return str(found[0]["ID"]) if found else None
+
+    def _forget_secrets(self, service: str, keep: Collection[str] = ()) -> None:
+        """The secrets dbstate made for `service` that it no longer mounts (one in use by a task stays)."""
+        for s in self.call("listing secrets", lambda: self.api.secrets(filters={"label": f"{SECRET_OF}={service}"})):
+            if s["Spec"]["Name"] not in keep:
+                # one still referenced by a task that is going away is removed by the next change
+                with contextlib.suppress(errors.EngineError):
+                    self._remove_secret(s["ID"], s["Spec"]["Name"])
+
+    def _remove_secret(self, ident: str, name: str) -> None:
+        self.mutate(f"removing secret {name}", lambda: self.api.remove_secret(ident))
+
+    def _update(self, found: dict[str, Any], **changes: Any) -> None:
+        spec_ = found["Spec"]
+        name = spec_["Name"]
+        current = {
+            "task_template": spec_.get("TaskTemplate"),
+            "labels": spec_.get("Labels"),
+            "mode": spec_.get("Mode"),
+            "update_config": spec_.get("UpdateConfig"),
+        }
+        current.update(changes)
+        self.mutate(
+            f"updating service {name}",
+            lambda: self.api.update_service(found["ID"], found["Version"]["Index"], name=name, **current),
+        )
+
+    def _scale(self, name: str, replicas: int) -> bool:
+        """Scale the service `name` (False: there is none, it is a container)."""
+        found = self._service(name)
+        if found is None:
+            return False
+        if found["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas") != replicas:
+            self._update(found, mode=docker.types.ServiceMode("replicated", replicas=replicas))
+        return True
+
+    def _tasks(self, name: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.call(
+            f"listing the tasks of {name}",
+            lambda: self.api.tasks(filters={"service": name}),  # type: ignore[no-untyped-call]
+        )
+        return found
+
+    def start(self, name: str) -> None:
+        if not self._scale(name, 1):
+            super().start(name)
+            return
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            tasks = self._tasks(name)
+            if any(t["Status"]["State"] == "running" for t in tasks):
+                return
+            stuck = [t["Status"].get("Err") for t in tasks if t["Status"].get("Err")]
+            if any("no suitable node" in e for e in stuck):
+                raise errors.EnginePermanent(f"service {name} cannot be placed: {stuck[-1]}")
+            time.sleep(0.5)
+        raise errors.EngineError(f"service {name} has no running task after {START_TIMEOUT:.0f} s")
+
+    def stop(self, name: str, timeout: int) -> None:
+        """A service scaled to no replica, and waited for until no task of it runs: its volumes are free."""
+        if not self._scale(name, 0):
+            super().stop(name, timeout)
+            return
+        deadline = time.monotonic() + timeout + 30
+        while any(t["Status"]["State"] in ("running", "starting", "preparing") for t in self._tasks(name)):
+            if time.monotonic() > deadline:
+                raise errors.EngineError(f"service {name} still has a running task")
+            time.sleep(0.3)
+
+    def rename(self, name: str, new_name: str) -> None:
+        """A service keeps its name: a recreate replaces its spec in place (after `stop`, so never two tasks), and
+        the name the old one would have had is only remembered, for its `remove_container`."""
+        if self._service(name) is None:
+            super().rename(name, new_name)
+        else:
+            self._updated_in_place.add(new_name)
+
+    def remove_container(self, name: str) -> None:
+        if name in self._updated_in_place:
+            self._updated_in_place.discard(name)
+            return
+        found = self._service(name)
+        if found is None:
+            super().remove_container(name)
+            return
+        self.mutate(f"removing service {name}", lambda: self.api.remove_service(found["ID"]))  # type: ignore[no-untyped-call]
+        self._forget_secrets(name)
+
+    def make_inert(self, name: str, labels: Mapping[str, str]) -> None:
+        if self._service(name) is not None:
+            raise errors.EnginePermanent(f"{name}: a service is never kept inert (no cutover on a swarm Host yet)")
+        super().make_inert(name, labels)
+
+    def connect(self, container: str, network: str, aliases: Sequence[str], reconnect: bool) -> None:
+        found = self._service(container)
+        if found is None:
+            super().connect(container, network, aliases, reconnect)
+            return
+        template = dict(found["Spec"]["TaskTemplate"])
+        nets = self._network_ids()
+        kept = [n for n in template.get("Networks") or () if nets.get(n["Target"], n["Target"]) != network]
+        template["Networks"] = [*kept, {"Target": network, "Aliases": list(aliases)}]
+        self._update(found, task_template=template)
+
+    def disconnect(self, container: str, network: str) -> None:
+        found = self._service(container)
+        if found is None:
+            super().disconnect(container, network)
+            return
+        template = dict(found["Spec"]["TaskTemplate"])
+        nets = self._network_ids()
+        template["Networks"] = [
+            n for n in template.get("Networks") or () if nets.get(n["Target"], n["Target"]) != network
+        ]
+        self._update(found, task_template=template)
+
+    def attachments(self, container: str) -> list[tuple[str, tuple[str, ...]]]:
+        found = self._service(container)
+        if found is None:
+            return super().attachments(container)
+        nets = self._network_ids()
+        return [
+            (nets.get(n["Target"], n["Target"]), tuple(n.get("Aliases") or ()))
+            for n in found["Spec"]["TaskTemplate"].get("Networks") or ()
+        ]
+
+    def _network_ids(self) -> dict[str, str]:
+        return {n["Id"]: n["Name"] for n in self.call("listing networks", self.api.networks)}
+
+    def create_network(self, name: str, driver: str, internal: bool, labels: Mapping[str, str]) -> None:
+        """An overlay network is attachable: a consumer that compose runs on a node can join it."""
+        if driver != "overlay":
+            super().create_network(name, driver, internal, labels)
+            return
+        self.mutate(
+            f"creating network {name}",
+            lambda: self.api.create_network(
+                name, driver="overlay", internal=internal, labels=dict(labels), attachable=True
+            ),
+            lambda e: any(n["Name"] == name for n in self.api.networks(names=[name])),
+        )
+
+    # -- the tools, in a service's task ----------------------------------------------------------------------------
+
+    def exec_create(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str, stdin: bool) -> str:
+        target = self._task_container(container) if self._service(container) is not None else container
+        return super().exec_create(target, argv, env, user, stdin)
+
+    def is_running(self, container: str) -> bool:
+        if self._service(container) is None:
+            return super().is_running(container)
+        return any(t["Status"]["State"] == "running" for t in self._tasks(container))
+
+    def logs(self, container: str, tail: int = 20) -> bytes:
+        if self._service(container) is None:
+            return super().logs(container, tail)
+        try:
+            return super().logs(self._task_container(container), tail)
+        except errors.EngineNotFound:
+            return b""
+
+
+def _as_container(s: dict[str, Any], tasks: Sequence[dict[str, Any]], nets: Mapping[str, str]) -> live.Container:
+    """A service as the diff sees a container: its spec's image, labels, networks and mounts; running while a task
+    of it runs, exited when scaled to no replica, else restarting (Swarm's to restart)."""
+    spec_ = s["Spec"]
+    template = spec_["TaskTemplate"]
+    cs = template["ContainerSpec"]
+    replicas = spec_.get("Mode", {}).get("Replicated", {}).get("Replicas", 1)
+    running = any(t.get("ServiceID") == s["ID"] and t["Status"]["State"] == "running" for t in tasks)
+    state = "running" if running else "exited" if replicas == 0 else "restarting"
+    attachments = tuple(
+        live.Attachment(nets.get(n["Target"], n["Target"]), tuple(n.get("Aliases") or ()))
+        for n in template.get("Networks") or ()
+    )
+    mounts = tuple(
+        live.Mount(m.get("Type", "volume"), m.get("Source", ""), m["Target"], not m.get("ReadOnly", False))
+        for m in cs.get("Mounts") or ()
+    )
+    return live.Container(s["ID"], spec_["Name"], cs["Image"], state, spec_.get("Labels") or {}, attachments, mounts)

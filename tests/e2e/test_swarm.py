@@ -1,0 +1,159 @@
+"""A Host with `mode: swarm` on a real single-node swarm (a private engine of its own, `docker swarm init`): a
+PostgreSQL declared there becomes a service of one replica pinned by its node label, on an attachable overlay
+network, its password a Swarm secret mounted as a file (never env in the service's spec), updated stop-first. It is
+probed through its task's own client; a killed task is Swarm's to restart and dbstate changes nothing; a recreate
+replaces the service's spec in place, its task stopped first, and the marker rows written before are all there
+after each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from devtools import engine as devengine
+from tests.e2e.helpers import dbstate, wait_for
+from tests.helpers import SECRET, write_tree
+
+pytestmark = pytest.mark.engine
+
+PW = "sw-" + SECRET
+IMAGE = "dbstate-local/postgres:15"
+
+
+@pytest.fixture(scope="module")
+def swarm(images: dict[str, str], engine_host: str) -> Iterator[tuple[str, docker.DockerClient]]:
+    started = devengine.start("swarm")
+    client = started.client(600)
+    first = docker.DockerClient(base_url=engine_host, version="auto", timeout=600)
+    try:
+        devengine.swarm_leave(client)  # a swarm an interrupted run left
+        devengine.cleanup(client)
+        devengine.copy_images(first, client, [images["postgres"]])
+        devengine.swarm_init(client, ("io.dbstate.node", "db1"))
+        yield started.host, client
+    finally:
+        first.close()
+        devengine.swarm_leave(client)
+        devengine.cleanup(client)
+        client.close()
+        started.stop()
+
+
+def documents(host: str, extra: str = "") -> dict[str, str]:
+    return {
+        "host.yaml": f"""apiVersion: dbstate.io/v1
+kind: Host
+metadata: {{name: sw}}
+spec: {{endpoint: "{host}", mode: swarm}}
+""",
+        "net.yaml": """apiVersion: dbstate.io/v1
+kind: Network
+metadata: {name: sw-net}
+spec: {driver: overlay}
+---
+apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {name: sw-pg-data}
+""",
+        "pg.yaml": f"""apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {{name: sw-pg}}
+spec:
+  engine: postgres
+  version: "15"
+  image: {IMAGE}
+  node: db1
+  networks: [{{name: sw-net, aliases: [sw-pg]}}]
+  volumes: [{{source: sw-pg-data, target: /var/lib/postgresql/data}}]
+  env: {{POSTGRES_USER: app, POSTGRES_PASSWORD: "${{SW_PASSWORD}}", POSTGRES_DB: app{extra}}}
+  auth: {{method: scram-sha-256, user: app, password: "${{SW_PASSWORD}}", database: app}}
+  monitoring: false
+  policy: {{upgrade: recreate, backup: {{beforeChange: false}}}}
+""",
+    }
+
+
+def run(*args: str, host: str, state: Path) -> Any:
+    return dbstate(*args, host=host, state=state, env={"SW_PASSWORD": PW}, secrets=(PW,))
+
+
+def psql(client: docker.DockerClient, sql: str, check: bool = True) -> str | None:
+    """`sql` in the service's task (its rows, tab-separated); with check False, None while the server cannot."""
+    tasks = client.containers.list(filters={"label": "com.docker.swarm.service.name=sw-pg"})
+    if len(tasks) != 1 and not check:
+        return None
+    code, out = tasks[0].exec_run(["psql", "-U", "app", "-d", "app", "-Atc", sql])
+    if code != 0 and not check:
+        return None
+    assert code == 0, out.decode()
+    return str(out.decode().strip())
+
+
+def running_tasks(client: docker.DockerClient) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = client.api.tasks(filters={"service": "sw-pg"})
+    return [t for t in tasks if t["Status"]["State"] == "running"]
+
+
+def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_keeps_its_rows(
+    tmp_path: Path, swarm: tuple[str, docker.DockerClient]
+) -> None:
+    host, client = swarm
+    root = write_tree(tmp_path / "ds", documents(host))
+    state = tmp_path / "state.db"
+    r = run("apply", "--yes", "--dir", str(root), host=host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+
+    svc = client.api.inspect_service("sw-pg")
+    body = json.dumps(svc)
+    assert PW not in body  # no secret value in the service's spec
+    spec = svc["Spec"]
+    cs = spec["TaskTemplate"]["ContainerSpec"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == 1
+    assert spec["UpdateConfig"]["Order"] == "stop-first"
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.labels.io.dbstate.node == db1"]
+    env = dict(e.split("=", 1) for e in cs["Env"])
+    assert "POSTGRES_PASSWORD" not in env and env["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/sw-pg.")
+    assert [s["File"]["Name"] for s in cs["Secrets"]] == [env["POSTGRES_PASSWORD_FILE"].rsplit("/", 1)[1]]
+    net = client.api.inspect_network("sw-net")
+    assert net["Driver"] == "overlay" and net["Attachable"] is True
+    wait_for(lambda: psql(client, "SELECT 1", check=False) == "1", timeout=60)
+    psql(client, "CREATE TABLE marker (id int primary key); INSERT INTO marker SELECT generate_series(1, 100)")
+
+    # converged, and probed through the task's own client (the controller is on no overlay network)
+    r = run("plan", "--dir", str(root), "--probe", "--output", "json", host=host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert r.json()["changes"] == [] and r.json()["findings"] == []
+    (probed,) = r.json()["probes"]
+    assert probed["reachable"] is True and probed["version"].startswith("15"), probed
+
+    # a killed task is Swarm's to restart: dbstate plans nothing while it does, and the rows are there after
+    (task,) = client.containers.list(filters={"label": "com.docker.swarm.service.name=sw-pg"})
+    task.kill()
+
+    def replaced() -> bool:
+        now = [t["Status"]["ContainerStatus"]["ContainerID"] for t in running_tasks(client)]
+        return len(now) == 1 and now[0] != task.id
+
+    wait_for(replaced, timeout=60)
+    wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=60)
+    r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert r.code == 0 and r.json()["changes"] == [], r.stdout
+
+    # a recreate: the same service, its spec replaced after its task stopped; never two tasks on the volume
+    service_id = svc["ID"]
+    (root / "pg.yaml").write_text(documents(host, extra=", TZ: UTC")["pg.yaml"])
+    r = run("apply", "--yes", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert [(o["action"], o["kind"]) for o in r.json()["outcomes"]] == [("recreate", "DatabaseInstance")]
+    after = client.api.inspect_service("sw-pg")
+    assert after["ID"] == service_id
+    assert "TZ=UTC" in after["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+    wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=60)
+    assert len(running_tasks(client)) == 1
+    r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert r.code == 0 and r.json()["changes"] == [], r.stdout

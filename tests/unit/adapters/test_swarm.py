@@ -1,0 +1,88 @@
+"""A Host with `mode: swarm`: what validation asks of what lives there, and a service as the diff sees a container
+(the services themselves run on a real swarm in tests/e2e/test_swarm.py)."""
+
+from __future__ import annotations
+
+from controller.adapters import desired
+from controller.adapters.docker.swarm import _as_container
+from controller.core import labels, spec
+
+HOST = """apiVersion: dbstate.io/v1
+kind: Host
+metadata: {name: sw}
+spec: {endpoint: "unix:///var/run/docker.sock", mode: swarm}
+"""
+NET = """apiVersion: dbstate.io/v1
+kind: Network
+metadata: {name: n}
+spec: {driver: DRIVER}
+---
+apiVersion: dbstate.io/v1
+kind: Volume
+metadata: {name: v}
+"""
+PG = """apiVersion: dbstate.io/v1
+kind: DatabaseInstance
+metadata: {name: pg}
+spec:
+  engine: postgres
+  version: "15"
+  image: postgres:15.4
+  containerName: pg
+  networks: [{name: n}]
+  volumes: [{source: v, target: /var/lib/postgresql/data}]
+  env: {POSTGRES_PASSWORD: "${PW}"}
+  auth: {method: scram-sha-256, user: postgres, password: "${PW}"}
+EXTRA"""
+
+
+def problems(driver: str, extra: str) -> set[tuple[str, str]]:
+    text = "---\n".join([HOST, NET.replace("DRIVER", driver), PG.replace("EXTRA", extra)])
+    loaded = desired.load_text(text, "t.yaml", {"PW": "pw-of-the-swarm-checks"})
+    return {(d.field or "", d.message.split(":")[0]) for d in loaded.errors}
+
+
+def test_on_a_swarm_host_networks_are_overlay_and_an_instance_names_its_node() -> None:
+    assert problems("overlay", "  node: db1\n") == set()
+    found = problems("bridge", "  ports: ['127.0.0.1:5432:5432']\n  policy: {upgrade: dump-restore}\n")
+    paths = {p for p, _ in found}
+    assert {"spec.driver", "spec.node", "spec.ports", "spec.policy.upgrade"} <= paths, found
+
+
+def test_node_is_left_out_of_the_spec_hash_until_it_is_set() -> None:
+    text = "---\n".join([HOST.replace("swarm", "engine"), NET.replace("DRIVER", "overlay"), PG.replace("EXTRA", "")])
+    without = desired.load_text(text, "t.yaml", {"PW": "x"}).state.instances[0]
+    on_engine = desired.load_text(text.replace("  networks:", "  node: db1\n  networks:", 1), "t.yaml", {"PW": "x"})
+    assert [d.field for d in on_engine.errors] == ["spec.node"]  # a node only means something on a swarm
+    text = text.replace("mode: engine", "mode: swarm")
+    pinned = desired.load_text(text.replace("  networks:", "  node: db1\n  networks:", 1), "t.yaml", {"PW": "x"})
+    inst = pinned.state.instances[0]
+    assert spec.spec_hash(without) != spec.spec_hash(inst)
+    assert labels.container_labels(inst, None)[labels.NODE] == "db1"
+    assert labels.NODE not in labels.container_labels(without, None)
+
+
+def test_a_service_is_seen_as_a_container_running_while_a_task_runs() -> None:
+    service = {
+        "ID": "s1",
+        "Spec": {
+            "Name": "pg",
+            "Labels": {labels.MANAGED: "true"},
+            "Mode": {"Replicated": {"Replicas": 1}},
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "postgres:15.4",
+                    "Mounts": [{"Type": "volume", "Source": "v", "Target": "/d"}],
+                },
+                "Networks": [{"Target": "net-id", "Aliases": ["pg"]}],
+            },
+        },
+    }
+    nets = {"net-id": "n"}
+    up = _as_container(service, [{"ServiceID": "s1", "Status": {"State": "running"}}], nets)
+    assert (up.name, up.state, up.managed, up.image) == ("pg", "running", True, "postgres:15.4")
+    assert up.attachment("n") is not None and up.attachment("n").aliases == ("pg",)  # type: ignore[union-attr]
+    assert [(m.source, m.destination, m.rw) for m in up.mounts] == [("v", "/d", True)]
+    assert _as_container(service, [{"ServiceID": "s1", "Status": {"State": "failed"}}], nets).state == "restarting"
+    service["Spec"]["Mode"] = {"Replicated": {"Replicas": 0}}  # type: ignore[index]
+    assert _as_container(service, [], nets).state == "exited"
