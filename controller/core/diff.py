@@ -189,6 +189,33 @@ def _instance(
         revision,
         recreate_allowed=inst.spec.policy.upgrade in RECREATING,
     )
+    c = observed.container(inst.container_name)
+    if c is not None and c.service is not None and c.owner == (inst.kind, inst.metadata.name):
+        _service(b, inst, c, c.service)
+
+
+def _service(b: _Builder, inst: spec.DatabaseInstance, c: live.Container, s: live.Service) -> None:
+    """An instance's Swarm service: its node must be able to run it (dbstate never moves data to another node), and
+    its updates must stop the old task first (start-first would run two servers on one volume for a moment)."""
+    if s.node is not None and s.node_state != "ready/active":
+        b.finding(
+            FindingType.NODE_UNAVAILABLE,
+            inst.kind,
+            inst.metadata.name,
+            f"the node labelled io.dbstate.node={s.node}, which holds its volumes, is "
+            f"{s.node_state or 'not in the swarm'}: Swarm cannot run {c.name} anywhere else, and dbstate never moves "
+            "its data: bring the node back (docker node update --availability active), or restore a backup on "
+            "another node",
+        )
+    if s.update_order != "stop-first":
+        b.finding(
+            FindingType.CONFIG_DRIFT,
+            inst.kind,
+            inst.metadata.name,
+            f"its service is {s.update_order}: a change made outside dbstate would start a second server on its "
+            f"volume before stopping the first; put it back with `docker service update --update-order stop-first "
+            f"{c.name}` (dbstate's own changes stop the old task first either way)",
+        )
 
 
 # the policies under which a new image of the same major is a recreate, and a new major an UPGRADE (but RECREATE)

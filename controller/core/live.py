@@ -40,6 +40,15 @@ class Port:
 
 
 @dataclass(frozen=True, slots=True)
+class Service:
+    """What a Swarm service adds to the container it is seen as (adapters/docker/swarm.py)."""
+
+    update_order: str  # stop-first | start-first: start-first would run a second task on the volume for a moment
+    node: str | None = None  # the io.dbstate.node it is pinned to
+    node_state: str | None = None  # "ready/active" when a node carries that label and may run tasks, else why not
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     id: str
     name: str
@@ -53,6 +62,7 @@ class Container:
     # Only for containers that were inspected (the consumers). May hold secrets: never printed, never in repr.
     env: Mapping[str, str] | None = field(default=None, repr=False)
     command: tuple[str, ...] | None = field(default=None, repr=False)  # inspected only; may hold a secret too
+    service: Service | None = None  # a Swarm service seen as a container (a Host with mode: swarm)
 
     @property
     def managed(self) -> bool:

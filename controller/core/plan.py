@@ -57,6 +57,7 @@ class FindingType(enum.StrEnum):
     DATA_MOVED = "data-moved"  # the declaration mounts other data than the container holds: no recreate
     ROLLBACK = "rollback"  # the declaration names a kept server again (a reverted upgrade): `dbstate rollback`
     INTERRUPTED = "interrupted-cutover"  # a new server still alone on a cutover's private network, never checked
+    NODE_UNAVAILABLE = "node-unavailable"  # a swarm node that holds an instance's volumes cannot run its task
     # from probes of the servers themselves (plan --probe, run, audit)
     UNHEALTHY = "unhealthy"  # the last N probes failed (not reachable, or the declared auth is refused)
     VERSION_MISMATCH = "version-mismatch"  # the server reports another major version than spec.version

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.types
 import pytest
 
 from devtools import engine as devengine
@@ -157,3 +158,29 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
     assert len(running_tasks(client)) == 1
     r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
     assert r.code == 0 and r.json()["changes"] == [], r.stdout
+
+    # the node that holds the volume drained: Swarm stops the task and has nowhere else to put it; dbstate says so and
+    # moves, creates or starts nothing; active again, the same data serves
+    availability(client, "drain")
+    wait_for(lambda: not running_tasks(client), timeout=60)
+    r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert [f["type"] for f in r.json()["findings"]] == ["node-unavailable"] and r.json()["changes"] == [], r.stdout
+    availability(client, "active")
+    wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=90)
+
+    # a service someone made start-first is a finding (dbstate's own recreate stops the old task first anyway)
+    svc = client.api.inspect_service("sw-pg")
+    client.api.update_service(
+        svc["ID"],
+        svc["Version"]["Index"],
+        fetch_current_spec=True,
+        update_config=docker.types.UpdateConfig(order="start-first"),
+    )
+    r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert [f["type"] for f in r.json()["findings"]] == ["config-drift"], r.stdout
+    assert "stop-first" in r.json()["findings"][0]["message"]
+
+
+def availability(client: docker.DockerClient, value: str) -> None:
+    node = client.api.nodes()[0]
+    client.api.update_node(node["ID"], node["Version"]["Index"], dict(node["Spec"], Availability=value))

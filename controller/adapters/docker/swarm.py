@@ -49,9 +49,21 @@ class SwarmRuntime(DockerRuntime):
             lambda: self.api.tasks(filters={"desired-state": "running"}),  # type: ignore[no-untyped-call]
         )
         nets = {n.id: n.name for n in base.networks}
+        nodes = self._nodes() if services else {}
         containers = [c for c in base.containers if c.labels.get(SERVICE) not in names]
-        containers += [_as_container(s, tasks, nets) for s in services]
+        containers += [_as_container(s, tasks, nets, nodes) for s in services]
         return live.LiveState(base.engine, tuple(containers), base.networks, base.volumes)
+
+    def _nodes(self) -> dict[str, str]:
+        """Each io.dbstate.node label's node: "ready/active" when it may run tasks, else its state/availability."""
+        found = self.call("listing nodes", self.api.nodes)
+        out: dict[str, str] = {}
+        for n in found:
+            value = ((n.get("Spec") or {}).get("Labels") or {}).get(NODE)
+            if value is not None:
+                state = f"{(n.get('Status') or {}).get('State')}/{(n.get('Spec') or {}).get('Availability')}"
+                out[value] = state if out.get(value) != "ready/active" else out[value]
+        return out
 
     def _services(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.call(
@@ -328,7 +340,9 @@ class SwarmRuntime(DockerRuntime):
             return b""
 
 
-def _as_container(s: dict[str, Any], tasks: Sequence[dict[str, Any]], nets: Mapping[str, str]) -> live.Container:
+def _as_container(
+    s: dict[str, Any], tasks: Sequence[dict[str, Any]], nets: Mapping[str, str], nodes: Mapping[str, str]
+) -> live.Container:
     """A service as the diff sees a container: its spec's image, labels, networks and mounts; running while a task
     of it runs, exited when scaled to no replica, else restarting (Swarm's to restart)."""
     spec_ = s["Spec"]
@@ -345,4 +359,7 @@ def _as_container(s: dict[str, Any], tasks: Sequence[dict[str, Any]], nets: Mapp
         live.Mount(m.get("Type", "volume"), m.get("Source", ""), m["Target"], not m.get("ReadOnly", False))
         for m in cs.get("Mounts") or ()
     )
-    return live.Container(s["ID"], spec_["Name"], cs["Image"], state, spec_.get("Labels") or {}, attachments, mounts)
+    marks = spec_.get("Labels") or {}
+    node = marks.get(NODE)
+    facts = live.Service((spec_.get("UpdateConfig") or {}).get("Order", "stop-first"), node, nodes.get(node or ""))
+    return live.Container(s["ID"], spec_["Name"], cs["Image"], state, marks, attachments, mounts, service=facts)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from controller.adapters import desired
 from controller.adapters.docker.swarm import _as_container
-from controller.core import labels, spec
+from controller.core import diff, labels, live, spec
+from controller.core.plan import FindingType
 
 HOST = """apiVersion: dbstate.io/v1
 kind: Host
@@ -78,11 +79,45 @@ def test_a_service_is_seen_as_a_container_running_while_a_task_runs() -> None:
             },
         },
     }
-    nets = {"net-id": "n"}
-    up = _as_container(service, [{"ServiceID": "s1", "Status": {"State": "running"}}], nets)
+    nets, nodes = {"net-id": "n"}, {"db1": "ready/active"}
+    up = _as_container(service, [{"ServiceID": "s1", "Status": {"State": "running"}}], nets, nodes)
     assert (up.name, up.state, up.managed, up.image) == ("pg", "running", True, "postgres:15.4")
     assert up.attachment("n") is not None and up.attachment("n").aliases == ("pg",)  # type: ignore[union-attr]
     assert [(m.source, m.destination, m.rw) for m in up.mounts] == [("v", "/d", True)]
-    assert _as_container(service, [{"ServiceID": "s1", "Status": {"State": "failed"}}], nets).state == "restarting"
+    assert up.service is not None and up.service.update_order == "stop-first"  # Swarm's default order is not
+    failed = _as_container(service, [{"ServiceID": "s1", "Status": {"State": "failed"}}], nets, nodes)
+    assert failed.state == "restarting"
     service["Spec"]["Mode"] = {"Replicated": {"Replicas": 0}}  # type: ignore[index]
-    assert _as_container(service, [], nets).state == "exited"
+    assert _as_container(service, [], nets, nodes).state == "exited"
+
+
+def test_a_drained_node_and_a_start_first_service_are_findings_never_a_move() -> None:
+    text = "---\n".join([HOST, NET.replace("DRIVER", "overlay"), PG.replace("EXTRA", "  node: db1\n")])
+    state = desired.load_text(text, "t.yaml", {"PW": "x"}).state
+    inst = state.instances[0]
+
+    def seen(order: str, node_state: str | None) -> live.LiveState:
+        c = live.Container(
+            "s1",
+            "pg",
+            inst.spec.image,
+            "restarting",
+            labels.container_labels(inst, None),
+            (live.Attachment("n"),),
+            (live.Mount("volume", "v", "/var/lib/postgresql/data"),),
+            service=live.Service(order, "db1", node_state),
+        )
+        return live.LiveState(
+            live.EngineInfo("h", "1", "1.41"),
+            (c,),
+            (live.Network("n1", "n", "overlay", False, labels.object_labels(state.networks[0])),),
+            (live.Volume("v", "local", labels.object_labels(state.volumes[0])),),
+        )
+
+    fine = diff.diff(state, seen("stop-first", "ready/active"))
+    assert fine.changes == () and fine.findings == ()
+    drained = diff.diff(state, seen("stop-first", "ready/drain"))
+    assert [(f.type, "ready/drain" in f.message) for f in drained.findings] == [(FindingType.NODE_UNAVAILABLE, True)]
+    assert drained.changes == ()  # nothing is moved, created or started elsewhere
+    racy = diff.diff(state, seen("start-first", "ready/active"))
+    assert [f.type for f in racy.findings] == [FindingType.CONFIG_DRIFT] and "stop-first" in racy.findings[0].message
