@@ -132,6 +132,12 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
     (probed,) = r.json()["probes"]
     assert probed["reachable"] is True and probed["version"].startswith("15"), probed
 
+    # a backup reaches the task's container too (the databases' own tools, through the manager's engine)
+    r = run("backup", "sw-pg", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    (taken,) = json.loads(r.stdout)
+    assert taken["counts"]["app/public.marker"] == 100
+
     # a killed task is Swarm's to restart: dbstate plans nothing while it does, and the rows are there after
     (task,) = client.containers.list(filters={"label": "com.docker.swarm.service.name=sw-pg"})
     task.kill()
@@ -158,6 +164,23 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
     assert len(running_tasks(client)) == 1
     r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
     assert r.code == 0 and r.json()["changes"] == [], r.stdout
+
+    # what Swarm does not repair, dbstate does: a service scaled to nothing by hand is started, one taken off its
+    # network is attached again with its alias
+    svc = client.api.inspect_service("sw-pg")
+    client.api.update_service(
+        svc["ID"], svc["Version"]["Index"], fetch_current_spec=True, mode=docker.types.ServiceMode("replicated", 0)
+    )
+    wait_for(lambda: not running_tasks(client), timeout=60)
+    svc = client.api.inspect_service("sw-pg")
+    template = dict(svc["Spec"]["TaskTemplate"], Networks=[])
+    client.api.update_service(svc["ID"], svc["Version"]["Index"], fetch_current_spec=True, task_template=template)
+    r = run("apply", "--yes", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert r.code == 0, r.stdout + r.stderr
+    assert sorted(o["action"] for o in r.json()["outcomes"]) == ["connect", "start"]
+    nets = client.api.inspect_service("sw-pg")["Spec"]["TaskTemplate"]["Networks"]
+    assert [n["Aliases"] for n in nets] == [["sw-pg"]]
+    wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=90)
 
     # the node that holds the volume drained: Swarm stops the task and has nowhere else to put it; dbstate says so and
     # moves, creates or starts nothing; active again, the same data serves

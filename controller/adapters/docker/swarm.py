@@ -143,7 +143,7 @@ class SwarmRuntime(DockerRuntime):
                 lambda e: self._service(name) is not None,
             )
         else:
-            self._update(found, task_template=template, labels=dict(labels), update_config=stop_first)
+            self._update(name, task_template=template, labels=dict(labels), update_config=stop_first)
         self._forget_secrets(name, keep={r["SecretName"] for r in refs})
 
     def _secrets(self, service: str, env: Mapping[str, str]) -> tuple[list[Any], dict[str, str]]:
@@ -190,20 +190,24 @@ class SwarmRuntime(DockerRuntime):
     def _remove_secret(self, ident: str, name: str) -> None:
         self.mutate(f"removing secret {name}", lambda: self.api.remove_secret(ident))
 
-    def _update(self, found: dict[str, Any], **changes: Any) -> None:
-        spec_ = found["Spec"]
-        name = spec_["Name"]
-        current = {
-            "task_template": spec_.get("TaskTemplate"),
-            "labels": spec_.get("Labels"),
-            "mode": spec_.get("Mode"),
-            "update_config": spec_.get("UpdateConfig"),
-        }
-        current.update(changes)
-        self.mutate(
-            f"updating service {name}",
-            lambda: self.api.update_service(found["ID"], found["Version"]["Index"], name=name, **current),
-        )
+    def _update(self, name: str, **changes: Any) -> None:
+        """Parts of the service's spec replaced. Each attempt reads the service's current version (Swarm refuses an
+        update of an older one: "update out of sequence", as when Swarm itself moved it on after a create), and a
+        change given as a function is made of the current spec."""
+
+        def attempt() -> Any:
+            found = self.api.inspect_service(name)  # type: ignore[no-untyped-call]
+            spec_ = found["Spec"]
+            current = {
+                "task_template": spec_.get("TaskTemplate"),
+                "labels": spec_.get("Labels"),
+                "mode": spec_.get("Mode"),
+                "update_config": spec_.get("UpdateConfig"),
+            }
+            current.update({k: v(spec_) if callable(v) else v for k, v in changes.items()})
+            return self.api.update_service(found["ID"], found["Version"]["Index"], name=name, **current)
+
+        self.mutate(f"updating service {name}", attempt)
 
     def _scale(self, name: str, replicas: int) -> bool:
         """Scale the service `name` (False: there is none, it is a container)."""
@@ -211,7 +215,7 @@ class SwarmRuntime(DockerRuntime):
         if found is None:
             return False
         if found["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas") != replicas:
-            self._update(found, mode=docker.types.ServiceMode("replicated", replicas=replicas))
+            self._update(name, mode=docker.types.ServiceMode("replicated", replicas=replicas))
         return True
 
     def _tasks(self, name: str) -> list[dict[str, Any]]:
@@ -272,27 +276,19 @@ class SwarmRuntime(DockerRuntime):
         super().make_inert(name, labels)
 
     def connect(self, container: str, network: str, aliases: Sequence[str], reconnect: bool) -> None:
-        found = self._service(container)
-        if found is None:
+        if self._service(container) is None:
             super().connect(container, network, aliases, reconnect)
             return
-        template = dict(found["Spec"]["TaskTemplate"])
         nets = self._network_ids()
-        kept = [n for n in template.get("Networks") or () if nets.get(n["Target"], n["Target"]) != network]
-        template["Networks"] = [*kept, {"Target": network, "Aliases": list(aliases)}]
-        self._update(found, task_template=template)
+        attach = {"Target": network, "Aliases": list(aliases)}
+        self._update(container, task_template=lambda spec_: _networks(spec_, nets, network, attach))
 
     def disconnect(self, container: str, network: str) -> None:
-        found = self._service(container)
-        if found is None:
+        if self._service(container) is None:
             super().disconnect(container, network)
             return
-        template = dict(found["Spec"]["TaskTemplate"])
         nets = self._network_ids()
-        template["Networks"] = [
-            n for n in template.get("Networks") or () if nets.get(n["Target"], n["Target"]) != network
-        ]
-        self._update(found, task_template=template)
+        self._update(container, task_template=lambda spec_: _networks(spec_, nets, network, None))
 
     def attachments(self, container: str) -> list[tuple[str, tuple[str, ...]]]:
         found = self._service(container)
@@ -338,6 +334,16 @@ class SwarmRuntime(DockerRuntime):
             return super().logs(self._task_container(container), tail)
         except errors.EngineNotFound:
             return b""
+
+
+def _networks(
+    spec_: Mapping[str, Any], nets: Mapping[str, str], network: str, attach: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The service's task template with `network` attached as `attach` says, or detached (None)."""
+    template = dict(spec_["TaskTemplate"])
+    kept = [n for n in template.get("Networks") or () if nets.get(n["Target"], n["Target"]) != network]
+    template["Networks"] = kept + ([dict(attach)] if attach is not None else [])
+    return template
 
 
 def _as_container(
