@@ -31,8 +31,13 @@ def fmt(xs: list[float]) -> str:
     return f"median {statistics.median(xs) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms"
 
 
-def write_state(root: Path, n: int, command: str = REDIS) -> None:
-    docs = ["apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {name: bench-net}\n"]
+def write_state(
+    root: Path, n: int, command: str = REDIS, *, head: str = "", network: str = "", extra: str = ""
+) -> None:
+    """N redis instances, each with a volume, on one network; `head`: documents before them (a Host), `network`: the
+    network's spec (`{driver: overlay}`), `extra`: lines added to each instance's spec."""
+    net_spec = f"spec: {network}\n" if network else ""
+    docs = [f"{head}apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {{name: bench-net}}\n{net_spec}"]
     for i in range(n):
         docs.append(f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: bench-vol-{i}}}\n")
         docs.append(f"""apiVersion: dbstate.io/v1
@@ -48,7 +53,7 @@ spec:
   env: {{REDIS_PASSWORD: "${{BENCH_PASSWORD}}"}}
   command: {command}
   auth: {{method: password, password: "${{BENCH_PASSWORD}}"}}
-""")
+{extra}""")
     root.mkdir(parents=True, exist_ok=True)
     (root / "bench.yaml").write_text("---\n".join(docs))
 

@@ -10,6 +10,7 @@ listing services, tasks, containers, networks and volumes; and the repair of a k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -18,9 +19,10 @@ import time
 from pathlib import Path
 
 import docker
+import docker.errors
 import docker.types
 
-from bench.common import ENV, fmt, timed
+from bench.common import ENV, fmt, timed, write_state
 from bench.common import dbstate as run_dbstate
 from controller.adapters import desired
 from controller.adapters.docker import SwarmRuntime
@@ -28,40 +30,21 @@ from controller.core import diff
 from devtools import engine as devengine
 
 REPO = Path(__file__).resolve().parent.parent
+SERVICE = "com.docker.swarm.service.name"
 REDIS = '["sh", "-c", "exec redis-server --requirepass \\"$$(cat $$REDIS_PASSWORD_FILE)\\""]'
 
 
 def write(root: Path, host: str, n: int) -> None:
-    docs = [
-        f'apiVersion: dbstate.io/v1\nkind: Host\nmetadata: {{name: sw}}\nspec: {{endpoint: "{host}", mode: swarm}}\n',
-        "apiVersion: dbstate.io/v1\nkind: Network\nmetadata: {name: bench-ov}\nspec: {driver: overlay}\n",
-    ]
-    for i in range(n):
-        docs.append(f"apiVersion: dbstate.io/v1\nkind: Volume\nmetadata: {{name: bench-vol-{i}}}\n")
-        docs.append(f"""apiVersion: dbstate.io/v1
-kind: DatabaseInstance
-metadata: {{name: kv-{i}}}
-spec:
-  engine: redis
-  version: "7"
-  image: dbstate-local/redis:7.0
-  containerName: kv-{i}
-  node: db1
-  networks: [{{name: bench-ov, aliases: [kv-{i}]}}]
-  volumes: [{{source: bench-vol-{i}, target: /data}}]
-  env: {{REDIS_PASSWORD: "${{BENCH_PASSWORD}}"}}
-  command: {REDIS}
-  auth: {{method: password, password: "${{BENCH_PASSWORD}}"}}
-  monitoring: false
-""")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "bench.yaml").write_text("---\n".join(docs))
+    head = f'apiVersion: dbstate.io/v1\nkind: Host\nmetadata: {{name: sw}}\nspec: {{endpoint: "{host}", mode: swarm}}\n'
+    head += "---\n"
+    write_state(root, n, REDIS, head=head, network="{driver: overlay}", extra="  node: db1\n  monitoring: false\n")
 
 
 def floor_create(client: docker.DockerClient, n: int) -> float:
-    """The same services with raw docker-py: one create each, then waited for until every task runs."""
+    """The same services with raw docker-py: one create each, then waited for until every task of them runs."""
     api = client.api
     t0 = time.perf_counter()
+    ids = set()
     for i in range(n):
         spec = docker.types.ContainerSpec(
             "dbstate-local/redis:7.0", args=["redis-server"], mounts=[docker.types.Mount("/data", f"floor-vol-{i}")]
@@ -69,20 +52,25 @@ def floor_create(client: docker.DockerClient, n: int) -> float:
         template = docker.types.TaskTemplate(
             spec,
             placement=docker.types.Placement(constraints=["node.labels.io.dbstate.node == db1"]),
-            networks=[docker.types.NetworkAttachmentConfig("bench-ov", aliases=[f"floor-{i}"])],
+            networks=[docker.types.NetworkAttachmentConfig("bench-net", aliases=[f"floor-{i}"])],
         )
-        api.create_service(template, name=f"floor-{i}", mode=docker.types.ServiceMode("replicated", replicas=1))
-    while sum(1 for t in api.tasks(filters={"desired-state": "running"}) if t["Status"]["State"] == "running") < n:
+        made = api.create_service(template, name=f"floor-{i}", mode=docker.types.ServiceMode("replicated", replicas=1))
+        ids.add(made["ID"])
+
+    def running() -> int:
+        tasks = api.tasks(filters={"desired-state": "running"})
+        return sum(1 for t in tasks if t["ServiceID"] in ids and t["Status"]["State"] == "running")
+
+    while running() < n:
         time.sleep(0.2)
     elapsed = time.perf_counter() - t0
     for i in range(n):
         api.remove_service(f"floor-{i}")
-    while api.containers(all=True, filters={"label": "com.docker.swarm.service.name"}, limit=-1) and any(
-        c["Labels"].get("com.docker.swarm.service.name", "").startswith("floor-") for c in api.containers(all=True)
-    ):
+    while any(c["Labels"].get(SERVICE, "").startswith("floor-") for c in api.containers(all=True)):
         time.sleep(0.2)
     for i in range(n):
-        api.remove_volume(f"floor-vol-{i}", force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_volume(f"floor-vol-{i}", force=True)
     return elapsed
 
 
@@ -158,7 +146,7 @@ def main() -> int:
             ratio = statistics.median(warm_t) / statistics.median(floor_t)
             print(f"observe+diff, warm        {fmt(warm_t)}   {ratio:4.1f}x floor")
             print(f"whole process (plan)      {fmt(whole_t)}")
-            kills = [repair(client, f"kv-{i}") for i in range(min(args.kills, args.instances))]
+            kills = [repair(client, f"kv-{i}-redis-1") for i in range(min(args.kills, args.instances))]
             print(f"\nrepair of a killed task (Swarm's): {fmt(kills)}  ({len(kills)} kills)")
     finally:
         devengine.swarm_leave(client)
