@@ -85,6 +85,7 @@ class RecordingRuntime:
         ports: Sequence[str],
         restart_policy: str,
         read_only: Collection[str] = (),
+        secrets: Collection[str] = (),
     ) -> None:
         self._call("create_container", name)
 
@@ -198,6 +199,7 @@ class FakeEngine(RecordingRuntime):
         ports: Sequence[str],
         restart_policy: str,
         read_only: Collection[str] = (),
+        secrets: Collection[str] = (),
     ) -> None:
         super().create_container(name, image, env, command, labels, networks, volumes, ports, restart_policy)
         if name in self.containers:

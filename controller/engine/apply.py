@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from controller.core import errors, plan, spec
 from controller.core.labels import OLD_SUFFIX
-from controller.core.secrets import reveal
+from controller.core.secrets import Secret, reveal
 from controller.engine.ports import DataGuard, Runtime
 
 STOP_TIMEOUT = 30  # seconds a database gets to shut down cleanly before a recreate goes on
@@ -215,4 +215,5 @@ def _create_container(c: plan.Change, runtime: Runtime) -> None:
         ports=ports,
         restart_policy=restart,
         read_only=read_only,
+        secrets={k for k, v in resource.spec.env.items() if isinstance(v, Secret)},
     )

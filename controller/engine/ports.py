@@ -60,7 +60,10 @@ class Runtime(Protocol):
         ports: Sequence[str],
         restart_policy: str,
         read_only: Collection[str] = (),
-    ) -> None: ...
+        secrets: Collection[str] = (),
+    ) -> None:
+        """`secrets`: the keys of `env` whose values are secrets (an engine that can keep them apart, Swarm, does)."""
+        ...
 
     def start(self, name: str) -> None: ...
 

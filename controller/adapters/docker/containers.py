@@ -61,6 +61,7 @@ class Containers(Networks):
         ports: Sequence[str],
         restart_policy: str,
         read_only: Collection[str] = (),
+        secrets: Collection[str] = (),
     ) -> None:
         self.ensure_image(image)
         port_bindings: dict[int | str, Any] = {}

@@ -108,12 +108,13 @@ class SwarmRuntime(DockerRuntime):
         ports: Sequence[str],
         restart_policy: str,
         read_only: Collection[str] = (),
+        secrets: Collection[str] = (),
     ) -> None:
         """A service of no replica yet (`start` runs it), or the existing one's spec replaced (a recreate)."""
         if ports:
             raise errors.EnginePermanent(f"{name}: published ports are not supported on a swarm Host yet")
         self.ensure_image(image)
-        refs, plain = self._secrets(name, env)
+        refs, plain = self._secrets(name, env, secrets)
         container = docker.types.ContainerSpec(
             image,
             args=list(command) or None,
@@ -146,13 +147,16 @@ class SwarmRuntime(DockerRuntime):
             self._update(name, task_template=template, labels=dict(labels), update_config=stop_first)
         self._forget_secrets(name, keep={r["SecretName"] for r in refs})
 
-    def _secrets(self, service: str, env: Mapping[str, str]) -> tuple[list[Any], dict[str, str]]:
-        """The env's secret values as Swarm secrets (one per value: a changed value is a new secret), referenced as
-        files, and the env that names the files (`KEY_FILE`) with the plain values."""
+    def _secrets(
+        self, service: str, env: Mapping[str, str], secret_keys: Collection[str]
+    ) -> tuple[list[Any], dict[str, str]]:
+        """The env's secret values (the declaration's, and any secret-named key's) as Swarm secrets, one per value (a
+        changed value is a new secret), referenced as files; and the env that names the files (`KEY_FILE`) with the
+        plain values."""
         refs, plain = [], {}
         have = {s["Spec"]["Name"]: s["ID"] for s in self.call("listing secrets", self.api.secrets)}
         for key, value in env.items():
-            if not (value and spec.is_secret_key(key)):
+            if not (value and (key in secret_keys or spec.is_secret_key(key))):
                 plain[key] = value
                 continue
             digest = hashlib.sha256(f"{key}={value}".encode()).hexdigest()[:12]

@@ -190,7 +190,7 @@ class RacingEngine(FakeEngine):
         self.race = False
 
     def create_container(
-        self, name, image, env, command, labels, networks, volumes, ports, restart_policy, read_only=()
+        self, name, image, env, command, labels, networks, volumes, ports, restart_policy, read_only=(), secrets=()
     ):  # type: ignore[no-untyped-def]
         if self.race:
             for v in volumes:
