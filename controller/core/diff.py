@@ -12,6 +12,11 @@ Pure and level-triggered: every call computes the whole answer from the two snap
   `host-mismatch`); with an image they are managed like instances (recreate allowed).
 - Isolated networks: a declared container attached without declaring it is disconnected; anything else attached is
   `isolation-breach`.
+- Exporters (spec.monitoring): made after their instance, recreated when their endpoint or login changes (a Redis's
+  too when its server restarts: it forgets its ACL users), removed alone when monitoring is turned off, left alone
+  while their instance is blocked or held back.
+- Swarm services (a Host with mode: swarm): the node that holds an instance's volumes unable to run it is
+  `node-unavailable`, never a move; a start-first service is `config-drift`.
 - Containers carrying dbstate's labels that nothing declares are orphans; removed only with prune, only when the
   whole desired state is valid, and never when deletion-protected. Volumes are never removed.
 """
