@@ -119,6 +119,7 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
     assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.labels.io.dbstate.node == db1"]
     env = dict(e.split("=", 1) for e in cs["Env"])
     assert "POSTGRES_PASSWORD" not in env and env["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/sw-pg.")
+    assert env["POSTGRES_PASSWORD_FILE"].endswith(spec["Labels"]["io.dbstate.spec-hash"])  # nothing of the value
     assert [s["File"]["Name"] for s in cs["Secrets"]] == [env["POSTGRES_PASSWORD_FILE"].rsplit("/", 1)[1]]
     net = client.api.inspect_network("sw-net")
     assert net["Driver"] == "overlay" and net["Attachable"] is True

@@ -8,7 +8,6 @@ other nodes are not reached yet). A task that died is Swarm's to restart: the se
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
@@ -17,7 +16,7 @@ import docker.types
 
 from controller.adapters.docker.runtime import DockerRuntime
 from controller.core import errors, live, spec
-from controller.core.labels import MANAGED, NODE
+from controller.core.labels import MANAGED, NODE, SPEC_HASH
 
 SERVICE = "com.docker.swarm.service.name"  # on a task's container: its service
 SECRET_OF = "io.dbstate.secret-of"  # noqa: S105 - a label's name. On a Swarm secret dbstate made: the service that mounts it
@@ -114,7 +113,7 @@ class SwarmRuntime(DockerRuntime):
         if ports:
             raise errors.EnginePermanent(f"{name}: published ports are not supported on a swarm Host yet")
         self.ensure_image(image)
-        refs, plain = self._secrets(name, env, secrets)
+        refs, plain = self._secrets(name, env, secrets, labels.get(SPEC_HASH) or "0")
         container = docker.types.ContainerSpec(
             image,
             args=list(command) or None,
@@ -148,19 +147,20 @@ class SwarmRuntime(DockerRuntime):
         self._forget_secrets(name, keep={r["SecretName"] for r in refs})
 
     def _secrets(
-        self, service: str, env: Mapping[str, str], secret_keys: Collection[str]
+        self, service: str, env: Mapping[str, str], secret_keys: Collection[str], version: str
     ) -> tuple[list[Any], dict[str, str]]:
-        """The env's secret values (the declaration's, and any secret-named key's) as Swarm secrets, one per value (a
-        changed value is a new secret), referenced as files; and the env that names the files (`KEY_FILE`) with the
-        plain values."""
+        """The env's secret values (the declaration's, and any secret-named key's) as Swarm secrets, referenced as
+        files, and the env that names the files (`KEY_FILE`) with the plain values. A secret's name carries the
+        declaration's spec hash (`version`, public on the service already): a changed value is a new secret, and
+        nothing derived from the value alone is ever shown."""
         refs, plain = [], {}
         have = {s["Spec"]["Name"]: s["ID"] for s in self.call("listing secrets", self.api.secrets)}
-        for key, value in env.items():
+        for i, (key, value) in enumerate(sorted(env.items())):
             if not (value and (key in secret_keys or spec.is_secret_key(key))):
                 plain[key] = value
                 continue
-            digest = hashlib.sha256(f"{key}={value}".encode()).hexdigest()[:12]
-            name = f"{service[:40]}.{key.lower()[:10]}.{digest}"
+            # at most 64 characters; the key's place keeps two keys that start alike apart
+            name = f"{service[:28]}.{i}.{key.lower()[:14]}.{version[:16]}"
             if name not in have:
                 have[name] = self._create_secret(name, value, service)
             refs.append(docker.types.SecretReference(have[name], name, filename=name))
