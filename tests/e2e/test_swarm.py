@@ -203,6 +203,19 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
     r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
     assert [f["type"] for f in r.json()["findings"]] == ["config-drift"], r.stdout
     assert "stop-first" in r.json()["findings"][0]["message"]
+    # the finding's own advice, followed: the drift is gone
+    advice = r.json()["findings"][0]["message"].split("`")[1]
+    assert advice == "docker service update --update-order stop-first sw-pg"
+    svc = client.api.inspect_service("sw-pg")
+    client.api.update_service(
+        svc["ID"],
+        svc["Version"]["Index"],
+        fetch_current_spec=True,
+        update_config=docker.types.UpdateConfig(order="stop-first"),
+    )
+    r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
+    assert r.code == 0 and r.json()["findings"] == [] and r.json()["changes"] == [], r.stdout
+    wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=60)
 
 
 def availability(client: docker.DockerClient, value: str) -> None:
