@@ -84,6 +84,8 @@ POOLS = {
     "bench3": "10.218.0.0/16",
     "bench4": "10.220.0.0/16",  # 10.219 is the pool of any other name
     "swarm": "10.221.0.0/16",
+    "node1": "10.225.0.0/16",  # the two engines of a two-node swarm, each in a network namespace of its own
+    "node2": "10.226.0.0/16",
 }
 SWARM_POOL = "10.222.0.0/16"  # the overlay networks of a private swarm (Swarm's default is all of 10.0.0.0/8)
 
@@ -181,11 +183,17 @@ def _ping(host: str) -> bool:
 
 
 def start(
-    name: str = "test", timeout: float = 60, reuse: bool = True, tls: Certificates | None = None, port: int = 0
+    name: str = "test",
+    timeout: float = 60,
+    reuse: bool = True,
+    tls: Certificates | None = None,
+    port: int = 0,
+    netns: str | None = None,
 ) -> Engine:
     """Start (or, with reuse, find already running) the private engine called `name`. With `tls`, it also listens on
     tcp://127.0.0.1:`port` and accepts only clients with a certificate of that CA (dockerd --tlsverify); its unix
-    socket stays, for the harness."""
+    socket stays, for the harness. With `netns`, it runs in that network namespace (`netns_pair`): a host of its
+    own on the network, its unix socket still reached from here."""
     if shutil.which("dockerd") is None:
         raise EngineStartError("dockerd is not installed: run `bash scripts/setup` (installs Debian's docker.io)")
     if os.geteuid() != 0:
@@ -213,6 +221,7 @@ def start(
     pool = POOLS.get(name, "10.219.0.0/16")
     log = open(run_dir / "dockerd.log", "ab")  # noqa: SIM115 - handed to the child process
     cmd = [
+        *(["nsenter", f"--net=/var/run/netns/{netns}"] if netns else []),  # not `ip netns exec`: it hides the cgroups
         "dockerd",
         f"--data-root={data_root}",
         f"--exec-root={run_dir}/exec",
@@ -325,20 +334,70 @@ def make_certificates(directory: Path) -> Certificates:
     return certs
 
 
-def swarm_init(client: docker.DockerClient, node_label: tuple[str, str] | None = None) -> str:
-    """Make the engine behind `client` a single-node swarm (its manager on 127.0.0.1 only), its node labelled
-    `node_label` (key, value); its node's ID. `swarm_leave` undoes it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    client.api.init_swarm(
-        advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{port}", default_addr_pool=[SWARM_POOL], subnet_size=24
-    )
-    node = client.api.nodes()[0]
+def swarm_init(
+    client: docker.DockerClient, node_label: tuple[str, str] | None = None, address: str | None = None
+) -> str:
+    """Make the engine behind `client` a swarm's manager, on 127.0.0.1 only (a single-node swarm) or on `address`
+    (one that other nodes reach: `netns_pair`), its node labelled `node_label` (key, value); its node's ID.
+    `swarm_leave` undoes it."""
+    if address is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        address, listen = "127.0.0.1", f"127.0.0.1:{port}"
+    else:
+        listen = f"{address}:2377"
+    client.api.init_swarm(advertise_addr=address, listen_addr=listen, default_addr_pool=[SWARM_POOL], subnet_size=24)
+    ident = str(client.info()["Swarm"]["NodeID"])
     if node_label is not None:
-        node_spec = dict(node["Spec"], Labels={**(node["Spec"].get("Labels") or {}), node_label[0]: node_label[1]})
-        client.api.update_node(node["ID"], node["Version"]["Index"], node_spec)
-    return str(node["ID"])
+        label_node(client, ident, node_label)
+    return ident
+
+
+def swarm_join(
+    worker: docker.DockerClient, manager: docker.DockerClient, address: str, node_label: tuple[str, str]
+) -> str:
+    """The engine behind `worker` (reached by the others at `address`) joined to `manager`'s swarm as a worker, its
+    node labelled `node_label`; its node's ID."""
+    swarm = manager.api.inspect_swarm()
+    where = manager.info()["Swarm"]["RemoteManagers"][0]["Addr"]
+    worker.api.join_swarm([where], swarm["JoinTokens"]["Worker"], listen_addr=f"{address}:2377", advertise_addr=address)
+    ident = str(worker.info()["Swarm"]["NodeID"])
+    label_node(manager, ident, node_label)
+    return ident
+
+
+def label_node(manager: docker.DockerClient, ident: str, label: tuple[str, str]) -> None:
+    node = manager.api.inspect_node(ident)
+    node_spec = dict(node["Spec"], Labels={**(node["Spec"].get("Labels") or {}), label[0]: label[1]})
+    manager.api.update_node(ident, node["Version"]["Index"], node_spec)
+
+
+def netns_pair(a: str, b: str, subnet: str = "10.250.0") -> tuple[str, str]:
+    """Two network namespaces joined by one veth pair (no bridge, so no firewall of this machine's in between), at
+    `subnet`.1 and `subnet`.2: two hosts on one network, for a swarm of two private engines. Made anew each time;
+    `netns_remove` undoes it. Their addresses."""
+    netns_remove(a, b)
+    for ns in (a, b):
+        _ip("netns", "add", ns)
+    _ip("link", "add", f"{a}-v", "netns", a, "type", "veth", "peer", "name", f"{b}-v", "netns", b)
+    for i, ns in enumerate((a, b), start=1):
+        _ip("-n", ns, "addr", "add", f"{subnet}.{i}/24", "dev", f"{ns}-v")
+        _ip("-n", ns, "link", "set", f"{ns}-v", "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+    return f"{subnet}.1", f"{subnet}.2"
+
+
+def netns_remove(*names: str) -> None:
+    for ns in names:
+        if Path(f"/var/run/netns/{ns}").exists():
+            _ip("netns", "del", ns)
+
+
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise EngineStartError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
 def swarm_leave(client: docker.DockerClient) -> None:

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 
 from controller.core import adoption, databases, labels, live, spec, versions
 from controller.core.hosts import host_of
-from controller.core.labels import HELPER_PREFIX, KEPT_SUFFIX, OLD_SUFFIX, container_labels, object_labels, redact_env
+from controller.core.labels import (
+    HELPER_PREFIX,
+    KEPT_SUFFIX,
+    NODE,
+    OLD_SUFFIX,
+    container_labels,
+    object_labels,
+    redact_env,
+)
 from controller.core.plan import (
     Action,
     Adopt,
@@ -136,9 +144,9 @@ def diff(
     scope = scope if scope is not None else UNBOUNDED
     b = _Builder([], [], [])
     _networks(b, desired, observed)
-    lost = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
+    lost, away = _volumes(b, desired, observed, seen_volumes, acknowledged_lost)
     for inst in desired.instances:
-        _instance(b, inst, observed, revision, scope, lost)
+        _instance(b, inst, observed, revision, scope, lost, away)
     _data_guard(b, desired, observed)
     for con in desired.consumers:
         _consumer(b, con, desired, observed, revision, scope)
@@ -162,6 +170,7 @@ def _instance(
     revision: str | None,
     scope: Scope,
     lost: set[str],
+    away: Mapping[str, str],
 ) -> None:
     outside = [v.source for v in inst.spec.volumes if v.type == "bind" and not scope.allows_bind(v.source)]
     if outside:
@@ -184,6 +193,20 @@ def _instance(
             f"empty volume with `dbstate ack volume-lost {blocked[0]}`",
         )
         return
+    c = observed.container(inst.container_name)
+    unseen = sorted({v.source for v in inst.spec.volumes if v.type == "volume"} & set(away))
+    if unseen:
+        if c is not None and c.service is not None and c.service.node_state != "ready/active":
+            _service(b, inst, c, c.service)  # the node, as Swarm reports it
+        else:
+            b.finding(
+                FindingType.NODE_UNAVAILABLE,
+                inst.kind,
+                inst.metadata.name,
+                f"its volume {unseen[0]} is on the node labelled io.dbstate.node={away[unseen[0]]}, whose engine "
+                "does not answer: nothing is created, started or moved until it does",
+            )
+        return
     _workload(
         b,
         inst,
@@ -194,7 +217,6 @@ def _instance(
         revision,
         recreate_allowed=inst.spec.policy.upgrade in RECREATING,
     )
-    c = observed.container(inst.container_name)
     if c is not None and c.service is not None and c.owner == (inst.kind, inst.metadata.name):
         _service(b, inst, c, c.service)
 
@@ -337,15 +359,34 @@ def _volumes(
     observed: live.LiveState,
     seen: Mapping[str, str | None],
     acked: frozenset[str],
-) -> set[str]:
+) -> tuple[set[str], dict[str, str]]:
     """Create what is missing, except a volume seen before: that one is lost, and is never recreated empty. A volume
     seen before that is now another one (same name, other labels: `labels.volume_identity`) is lost too: its data is
-    not there."""
+    not there. On a swarm, a missing volume of a node that is down, or whose engine does not answer, is away (by
+    node), not lost: nothing is known of it. The lost ones, and the away ones."""
     lost: set[str] = set()
+    # on a swarm, a volume lives on the node of the instances that mount it (the runtime makes it there)
+    node_of = {v.source: i.spec.node for i in desired.instances if i.spec.node for v in i.spec.volumes}
+    down = set(observed.unseen_nodes) | {
+        c.service.node
+        for c in observed.containers
+        if c.service and c.service.node and c.service.node_state != "ready/active"
+    }
+    away: dict[str, str] = {}
     for vol in desired.volumes:
         name = vol.metadata.name
         found = observed.volume(name)
         was = seen.get(name)
+        if found is None and name in node_of and node_of[name] in down:
+            away[name] = node_of[name]
+            b.finding(
+                FindingType.NODE_UNAVAILABLE,
+                vol.kind,
+                name,
+                f"is on the node labelled io.dbstate.node={node_of[name]}, which is down or does not answer: it "
+                "cannot be seen, and nothing is made in its place",
+            )
+            continue
         if found is not None and was and found.identity != was and name not in acked:
             lost.add(name)
             b.finding(
@@ -369,7 +410,8 @@ def _volumes(
             continue
         if found is None:
             reason = "declared, not on the engine" + (" (its loss was acknowledged)" if name in acked else "")
-            made = VolumeSpec(vol.spec.driver, object_labels(vol))
+            node = {NODE: node_of[name]} if name in node_of else {}
+            made = VolumeSpec(vol.spec.driver, {**object_labels(vol), **node})
             b.changes.append(Change(Action.CREATE, vol.kind, name, name, reason, made))
             continue
         _adopted(b, vol, found)
@@ -380,7 +422,7 @@ def _volumes(
                 name,
                 f"driver is {found.driver}, declared {vol.spec.driver}: a volume is never recreated",
             )
-    return lost
+    return lost, away
 
 
 def container_spec(resource: spec.Workload, revision: str | None) -> ContainerSpec:

@@ -124,6 +124,7 @@ class LiveState:
     containers: tuple[Container, ...] = ()
     networks: tuple[Network, ...] = ()
     volumes: tuple[Volume, ...] = ()
+    unseen_nodes: frozenset[str] = frozenset()  # swarm: node labels whose engines did not answer (volumes unknown)
     _by_name: Mapping[str, Container] = field(default_factory=dict, repr=False, compare=False)
     _nets: Mapping[str, Network] = field(default_factory=dict, repr=False, compare=False)
     _vols: Mapping[str, Volume] = field(default_factory=dict, repr=False, compare=False)

@@ -34,6 +34,7 @@ API_VERSION = "dbstate.io/v1"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Docker object names: volumes and networks allow underscores and dots (the seed's `postgres_data`).
 DOCKER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # a swarm node label's value (spec.node)
 VERSION_PATTERN = r"^\d+(\.\d+)*$"
 PORT_PATTERN = r"^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{1,5}:)?\d{1,5}(/(tcp|udp|sctp))?$"
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
@@ -368,7 +369,7 @@ class DatabaseInstanceSpec(Model):
     restart_policy: RestartPolicy = RestartPolicy.UNLESS_STOPPED
     auth: Auth
     policy: InstancePolicy = Field(default_factory=InstancePolicy)
-    node: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] | None = Field(
+    node: Annotated[str, StringConstraints(pattern=NODE_PATTERN)] | None = Field(
         default=None,
         description="on a Host with mode: swarm, the node that holds its volumes: the service runs only on the node "
         "labelled io.dbstate.node=<this> (`docker node update --label-add io.dbstate.node=<this> NODE`)",
@@ -446,12 +447,36 @@ class HostTLS(Model):
     key: Annotated[str, StringConstraints(min_length=1)]
 
 
+ENDPOINT = r"^(unix:///.+|tcp://[^/\s]+|ssh://[^/\s]+)$"
+
+
+class NodeEngine(Model):
+    """The engine of one node of a swarm, for what the manager's API does not do: running the databases' own tools
+    (probes, backups, restores) in a task's container on that node."""
+
+    endpoint: Annotated[str, StringConstraints(pattern=ENDPOINT)] = Field(
+        description="that node's own engine: unix://, tcp:// (with tls) or ssh://"
+    )
+    tls: HostTLS | None = None
+
+    @model_validator(mode="after")
+    def _tls_on_tcp(self) -> NodeEngine:
+        if self.tls is not None and not self.endpoint.startswith("tcp://"):
+            raise ValueError("tls goes with a tcp:// endpoint")
+        return self
+
+
 class HostSpec(Model):
-    endpoint: Annotated[str, StringConstraints(pattern=r"^(unix:///.+|tcp://[^/\s]+|ssh://[^/\s]+)$")] = Field(
+    endpoint: Annotated[str, StringConstraints(pattern=ENDPOINT)] = Field(
         description="unix:///var/run/docker.sock, tcp://HOST:2376 (with tls), or ssh://user@host (the ssh client "
         "and the remote docker CLI)"
     )
     tls: HostTLS | None = None
+    nodes: dict[Annotated[str, StringConstraints(pattern=NODE_PATTERN)], NodeEngine] = Field(
+        default_factory=dict,
+        description="mode: swarm only: each worker node's engine, by the node label (`spec.node`) of the instances "
+        "it runs; the tools of a task on a node that is neither the manager nor listed here cannot be run",
+    )
     mode: Literal["engine", "swarm"] = Field(
         default="engine",
         description="engine: containers on this Docker engine; swarm: the endpoint is a Swarm manager, each "
@@ -467,6 +492,8 @@ class HostSpec(Model):
     def _tls_on_tcp(self) -> HostSpec:
         if self.tls is not None and not self.endpoint.startswith("tcp://"):
             raise ValueError("tls goes with a tcp:// endpoint")
+        if self.nodes and self.mode != "swarm":
+            raise ValueError("nodes are named only with mode: swarm")
         return self
 
 

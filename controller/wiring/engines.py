@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controller.adapters import backups, desired, facts, lease, store
 from controller.adapters.docker import DockerRuntime, SwarmRuntime, TLSFiles
@@ -48,6 +48,7 @@ class EngineRef:
     tls: TLSFiles | None = None
     probe_via: str | None = None  # the Host's own spec.probeVia, over --probe-via
     mode: str = "engine"  # swarm: its containers are services (adapters/docker/swarm.py)
+    nodes: tuple[tuple[str, str, TLSFiles | None], ...] = ()  # swarm: (node label, its engine's endpoint, tls)
 
 
 def declared(target: Target, source: SourceMode = "worktree") -> list[EngineRef]:
@@ -58,14 +59,15 @@ def declared(target: Target, source: SourceMode = "worktree") -> list[EngineRef]
         return [EngineRef(placement.DEFAULT, target.docker_host)]
     out = []
     for h in hosts:
-        tls = None
-        if h.spec.tls is not None:
-            t = h.spec.tls
-            tls = (_file(target, t.ca), _file(target, t.cert), _file(target, t.key))
         # a swarm's tasks sit on overlay networks the controller is not on: probed through their own client
         via = h.spec.probe_via or ("exec" if h.spec.mode == "swarm" else None)
-        out.append(EngineRef(h.metadata.name, h.spec.endpoint, tls, via, h.spec.mode))
+        nodes = tuple((label, n.endpoint, _tls(target, n.tls)) for label, n in sorted(h.spec.nodes.items()))
+        out.append(EngineRef(h.metadata.name, h.spec.endpoint, _tls(target, h.spec.tls), via, h.spec.mode, nodes))
     return out
+
+
+def _tls(target: Target, t: spec.HostTLS | None) -> TLSFiles | None:
+    return None if t is None else (_file(target, t.ca), _file(target, t.cert), _file(target, t.key))
 
 
 def _whole(target: Target, source: SourceMode) -> spec.Loaded:
@@ -206,15 +208,16 @@ def _limits(target: Target) -> desired.Limits:
 def _runtime(
     engine: EngineRef, db: store.Store | None, retry_budget: float, progress: Callable[[str], None] | None
 ) -> DockerRuntime:
-    kind = SwarmRuntime if engine.mode == "swarm" else DockerRuntime
-    return kind(
-        engine.url,
-        tls=engine.tls,
-        known_aliases=db.endpoint_aliases() if db is not None else None,
-        save_aliases=db.save_endpoint_aliases if db is not None else None,
-        retry_budget=retry_budget,
-        progress=progress,
-    )
+    common: dict[str, Any] = {
+        "tls": engine.tls,
+        "known_aliases": db.endpoint_aliases() if db is not None else None,
+        "save_aliases": db.save_endpoint_aliases if db is not None else None,
+        "retry_budget": retry_budget,
+        "progress": progress,
+    }
+    if engine.mode == "swarm":
+        return SwarmRuntime(engine.url, nodes={label: (url, tls) for label, url, tls in engine.nodes}, **common)
+    return DockerRuntime(engine.url, **common)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,6 @@ class DockerEngine(DockerClient):
             if not (_name(c).startswith(MARKER_PREFIXES) and {LEASE, HELPER} & set(c.get("Labels") or {}))
         ]
         raw_networks = self.call("listing networks", self.api.networks)
-        raw_volumes = self.call("listing volumes", self.api.volumes).get("Volumes") or []
         wanted = set(inspect)
         details = self._inspect_many(
             [c for c in raw_containers if inspect_all or _name(c) in wanted], force=inspect_all
@@ -49,12 +48,16 @@ class DockerEngine(DockerClient):
             live.Network(n["Id"], n["Name"], n.get("Driver") or "", bool(n.get("Internal")), n.get("Labels") or {})
             for n in raw_networks
         )
-        volumes = tuple(
+        return live.LiveState(engine, containers, networks, self.volumes())
+
+    def volumes(self) -> tuple[live.Volume, ...]:
+        """The engine's volumes, without dbstate's marker volumes."""
+        raw = self.call("listing volumes", self.api.volumes).get("Volumes") or []
+        return tuple(
             live.Volume(v["Name"], v.get("Driver") or "", v.get("Labels") or {})
-            for v in raw_volumes
+            for v in raw
             if not (str(v["Name"]).startswith(MARKER_PREFIXES) and {SEEN, ADOPTION} & set(v.get("Labels") or {}))
         )
-        return live.LiveState(engine, containers, networks, volumes)
 
     def inspected(self, what: str, ident: str) -> dict[str, Any]:
         """The engine's own description of a container or an image (`what`), as it gives it; {} when it has none."""

@@ -1,19 +1,22 @@
 """Docker Swarm as the engine (a Host with `mode: swarm`): each container dbstate would make is a service of one
 replica instead, pinned by a node label to the node that holds its volumes, updated stop-first (never two tasks on one
 volume), its secrets Swarm secrets mounted as files (`NAME_FILE`), never env in the service's spec. Services are
-observed back as one `live.Container` each, so that the diff and apply are those of one engine. Probes and the
-databases' tools reach a service's task container on the manager's own engine (a single-node swarm; the tasks of
-other nodes are not reached yet). A task that died is Swarm's to restart: the service then shows `restarting`."""
+observed back as one `live.Container` each, so that the diff and apply are those of one engine. A service resolves
+to its task's own address (`endpoint_mode: dnsrr`): one replica gains nothing from a virtual IP, whose IPVS drops idle
+connections and is missing from some kernels. Probes and the databases' tools run in a service's task container
+through the engine of the node it runs on: the manager's own, or the one the Host's `spec.nodes` names for that node's
+label. A task that died is Swarm's to restart: the service then shows `restarting`."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import docker.types
 
+from controller.adapters.docker.client import TLSFiles
 from controller.adapters.docker.runtime import DockerRuntime
 from controller.core import errors, live, spec
 from controller.core.labels import MANAGED, NODE, SPEC_HASH
@@ -27,15 +30,23 @@ RESTART: dict[str, Literal["none", "on-failure", "any"]] = {
     "unless-stopped": "any",
 }
 START_TIMEOUT = 90.0  # seconds for a service's task to run (an image pull, a first initdb)
+NODE_RETRY_BUDGET = 5.0  # seconds of retries on a worker node's own engine
 
 
 class SwarmRuntime(DockerRuntime):
     """`engine.ports.Runtime` and `Observer` over a Swarm manager's services (and its own containers: consumers that
     compose runs on it stay containers)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, nodes: Mapping[str, tuple[str, TLSFiles | None]] | None = None, **kwargs: Any
+    ) -> None:
+        """`nodes`: a node label's value -> (endpoint, tls) of that node's engine, for the tools of its tasks."""
         super().__init__(*args, **kwargs)
         self._updated_in_place: set[str] = set()  # a recreate's "old" names: the service was updated, not renamed
+        self._node_endpoints = dict(nodes or {})
+        self._node_engines: dict[str, DockerRuntime] = {}
+        self._exec_on: dict[str, DockerRuntime] = {}  # an exec made on a node's engine -> that engine
+        self._own_node: tuple[str, str | None] | None = None  # the manager's node: its ID and node label
 
     # -- observing -------------------------------------------------------------------------------------------------
 
@@ -51,7 +62,40 @@ class SwarmRuntime(DockerRuntime):
         nodes = self._nodes() if services else {}
         containers = [c for c in base.containers if c.labels.get(SERVICE) not in names]
         containers += [_as_container(s, tasks, nets, nodes) for s in services]
-        return live.LiveState(base.engine, tuple(containers), base.networks, base.volumes)
+        volumes, unseen = self._all_volumes(base.volumes)
+        return live.LiveState(base.engine, tuple(containers), base.networks, volumes, unseen)
+
+    def _all_volumes(self, own: Sequence[live.Volume]) -> tuple[tuple[live.Volume, ...], frozenset[str]]:
+        """The volumes of each node's engine that `spec.nodes` names, then the manager's: a volume lives on the node
+        that runs its database. A node whose engine does not answer is among the unseen: its volumes are not known
+        to be missing (the diff reports the node, and creates nothing)."""
+        out: dict[str, live.Volume] = {}
+        unseen = set()
+        for label in sorted(self._node_endpoints):
+            try:
+                found = self._node_engine(label).volumes()
+            except errors.EngineError:
+                unseen.add(label)
+                continue
+            for v in found:
+                out.setdefault(v.name, v)
+        for v in own:
+            out.setdefault(v.name, v)
+        return tuple(out.values()), frozenset(unseen)
+
+    def create_volume(self, name: str, driver: str, labels: Mapping[str, str]) -> None:
+        """On the engine of the node its instances name (`io.dbstate.node`): Docker would make it there anyway, empty
+        and unlabelled, when the task first starts."""
+        engine = self._engine_for_label(labels.get(NODE), f"volume {name}")
+        (super().create_volume if engine is self else engine.create_volume)(name, driver, labels)
+
+    def volume_identity(self, name: str) -> str | None:
+        for label in sorted(self._node_endpoints):
+            with contextlib.suppress(errors.EngineError):
+                found = self._node_engine(label).volume_identity(name)
+                if found is not None:
+                    return found
+        return super().volume_identity(name)
 
     def _nodes(self) -> dict[str, str]:
         """Each io.dbstate.node label's node: "ready/active" when it may run tasks, else its state/availability."""
@@ -83,15 +127,57 @@ class SwarmRuntime(DockerRuntime):
             return None
         return found if found.get("Spec", {}).get("Name") == name else None
 
-    def _task_container(self, service: str) -> str:
-        """The running task container of `service` on this engine (the manager's)."""
-        found = self.call(
-            f"finding the task of {service}",
-            lambda: self.api.containers(filters={"label": f"{SERVICE}={service}", "status": "running"}),
-        )
-        if not found:
-            raise errors.EngineNotFound(f"service {service} has no running task on this node")
-        return str(found[0]["Id"])
+    def _task_container(self, service: str) -> tuple[DockerRuntime, str]:
+        """The engine of the node where `service`'s task runs, and the task's container there."""
+        running = [
+            t
+            for t in self.call(
+                f"finding the task of {service}",
+                lambda: self.api.tasks(filters={"service": service, "desired-state": "running"}),  # type: ignore[no-untyped-call]
+            )
+            if t["Status"]["State"] == "running" and (t["Status"].get("ContainerStatus") or {}).get("ContainerID")
+        ]
+        if not running:
+            raise errors.EngineNotFound(f"service {service} has no running task")
+        task = running[0]
+        return self._engine_of(task["NodeID"], service), str(task["Status"]["ContainerStatus"]["ContainerID"])
+
+    def _engine_of(self, node_id: str, service: str) -> DockerRuntime:
+        """This engine for a task of the manager's node, else the engine `spec.nodes` names for the node's label."""
+        if node_id == self._manager()[0]:
+            return self
+        node = self.call(f"inspecting node {node_id}", lambda: self.api.inspect_node(node_id))
+        label = ((node.get("Spec") or {}).get("Labels") or {}).get(NODE)
+        return self._engine_for_label(label, f"service {service}")
+
+    def _manager(self) -> tuple[str, str | None]:
+        """The manager's own node: its ID and its io.dbstate.node label."""
+        if self._own_node is None:
+            info = self.call("reading the engine's swarm", self.api.info)
+            ident = str((info.get("Swarm") or {}).get("NodeID") or "")
+            node = self.call("inspecting the manager's node", lambda: self.api.inspect_node(ident))
+            self._own_node = (ident, ((node.get("Spec") or {}).get("Labels") or {}).get(NODE))
+        return self._own_node
+
+    def _engine_for_label(self, label: str | None, what: str) -> DockerRuntime:
+        """The engine of the node labelled `label`: the manager's own (or no label), or one `spec.nodes` names."""
+        if label is None or label == self._manager()[1]:
+            return self
+        if label not in self._node_endpoints:
+            raise errors.EnginePermanent(
+                f"{what} is on the node labelled {NODE}={label}, not the manager: name that node's engine in the "
+                f"Host's spec.nodes.{label} (its volumes and its database's tools, probes and backups, are there)"
+            )
+        return self._node_engine(label)
+
+    def _node_engine(self, label: str) -> DockerRuntime:
+        if label not in self._node_engines:
+            endpoint, tls = self._node_endpoints[label]
+            # a node that is down must not hold up the pass that reports it: a short budget for its engine
+            self._node_engines[label] = DockerRuntime(
+                endpoint, tls=tls, retry_budget=min(self.retry_budget, NODE_RETRY_BUDGET), progress=self.progress
+            )
+        return self._node_engines[label]
 
     # -- services as containers ------------------------------------------------------------------------------------
 
@@ -129,6 +215,7 @@ class SwarmRuntime(DockerRuntime):
             networks=[docker.types.NetworkAttachmentConfig(n, aliases=list(a)) for n, a in networks.items()],
         )
         stop_first = docker.types.UpdateConfig(parallelism=1, order="stop-first", failure_action="pause")
+        by_task = docker.types.EndpointSpec(mode="dnsrr")
         found = self._service(name)
         if found is None:
             self.mutate(
@@ -139,11 +226,14 @@ class SwarmRuntime(DockerRuntime):
                     labels=dict(labels),
                     mode=docker.types.ServiceMode("replicated", replicas=0),
                     update_config=stop_first,
+                    endpoint_spec=by_task,
                 ),
                 lambda e: self._service(name) is not None,
             )
         else:
-            self._update(name, task_template=template, labels=dict(labels), update_config=stop_first)
+            self._update(
+                name, task_template=template, labels=dict(labels), update_config=stop_first, endpoint_spec=by_task
+            )
         self._forget_secrets(name, keep={r["SecretName"] for r in refs})
 
     def _secrets(
@@ -207,6 +297,7 @@ class SwarmRuntime(DockerRuntime):
                 "labels": spec_.get("Labels"),
                 "mode": spec_.get("Mode"),
                 "update_config": spec_.get("UpdateConfig"),
+                "endpoint_spec": spec_.get("EndpointSpec"),
             }
             current.update({k: v(spec_) if callable(v) else v for k, v in changes.items()})
             return self.api.update_service(found["ID"], found["Version"]["Index"], name=name, **current)
@@ -323,8 +414,35 @@ class SwarmRuntime(DockerRuntime):
     # -- the tools, in a service's task ----------------------------------------------------------------------------
 
     def exec_create(self, container: str, argv: Sequence[str], env: Mapping[str, str], user: str, stdin: bool) -> str:
-        target = self._task_container(container) if self._service(container) is not None else container
-        return super().exec_create(target, argv, env, user, stdin)
+        """In a service's task container, on the engine of its node (each later call on that exec goes there)."""
+        if self._service(container) is None:
+            return super().exec_create(container, argv, env, user, stdin)
+        engine, task = self._task_container(container)
+        if engine is self:
+            return super().exec_create(task, argv, env, user, stdin)
+        ident = engine.exec_create(task, argv, env, user, stdin)
+        self._exec_on[ident] = engine
+        return ident
+
+    def exec_detached(self, exec_id: str, doing: str) -> None:
+        engine = self._exec_on.pop(exec_id, None)
+        (engine.exec_detached if engine is not None else super().exec_detached)(exec_id, doing)
+
+    def exec_exit_code(self, exec_id: str) -> int:
+        engine = self._exec_on.pop(exec_id, None)
+        return (engine.exec_exit_code if engine is not None else super().exec_exit_code)(exec_id)
+
+    def exec_stream(self, exec_id: str, doing: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+        engine = self._exec_on.get(exec_id)
+        return (engine.exec_stream if engine is not None else super().exec_stream)(exec_id, doing)
+
+    def exec_output(self, exec_id: str, doing: str) -> tuple[bytes, bytes]:
+        engine = self._exec_on.get(exec_id)
+        return (engine.exec_output if engine is not None else super().exec_output)(exec_id, doing)
+
+    def exec_with_input(self, exec_id: str, stdin: Iterable[bytes], doing: str) -> tuple[bytes, bytes]:
+        engine = self._exec_on.get(exec_id)
+        return (engine.exec_with_input if engine is not None else super().exec_with_input)(exec_id, stdin, doing)
 
     def is_running(self, container: str) -> bool:
         if self._service(container) is None:
@@ -335,9 +453,10 @@ class SwarmRuntime(DockerRuntime):
         if self._service(container) is None:
             return super().logs(container, tail)
         try:
-            return super().logs(self._task_container(container), tail)
+            engine, task = self._task_container(container)
         except errors.EngineNotFound:
             return b""
+        return engine.logs(task, tail) if engine is not self else super().logs(task, tail)
 
 
 def _networks(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from controller.adapters import desired
 from controller.adapters.docker.swarm import _as_container
 from controller.core import diff, labels, live, spec
@@ -121,3 +123,50 @@ def test_a_drained_node_and_a_start_first_service_are_findings_never_a_move() ->
     assert drained.changes == ()  # nothing is moved, created or started elsewhere
     racy = diff.diff(state, seen("start-first", "ready/active"))
     assert [f.type for f in racy.findings] == [FindingType.CONFIG_DRIFT] and "stop-first" in racy.findings[0].message
+
+
+def test_a_volume_on_a_node_that_is_down_or_does_not_answer_is_away_never_lost_nor_made_again() -> None:
+    text = "---\n".join([HOST, NET.replace("DRIVER", "overlay"), PG.replace("EXTRA", "  node: db2\n")])
+    state = desired.load_text(text, "t.yaml", {"PW": "x"}).state
+    inst = state.instances[0]
+    service = live.Container(
+        "s1",
+        "pg",
+        inst.spec.image,
+        "restarting",
+        labels.container_labels(inst, None),
+        (live.Attachment("n"),),
+        (live.Mount("volume", "v", "/var/lib/postgresql/data"),),
+        service=live.Service("stop-first", "db2", "ready/active"),
+    )
+    net = live.Network("n1", "n", "overlay", False, labels.object_labels(state.networks[0]))
+    engine = live.EngineInfo("h", "1", "1.41")
+    seen_before = {"v": live.Volume("v", "local", labels.object_labels(state.volumes[0])).identity}
+
+    # the node's engine does not answer: its volume cannot be listed, and that is no loss
+    unseen = live.LiveState(engine, (service,), (net,), (), frozenset({"db2"}))
+    found = diff.diff(state, unseen, seen_volumes=seen_before)
+    assert {(f.type, f.kind, f.name) for f in found.findings} == {
+        (FindingType.NODE_UNAVAILABLE, "Volume", "v"),
+        (FindingType.NODE_UNAVAILABLE, "DatabaseInstance", "pg"),
+    }
+    assert found.changes == ()  # no volume made elsewhere, no service touched
+    # the same with a node Swarm says is down
+    down = dataclasses.replace(service, service=live.Service("stop-first", "db2", "down/active"))
+    found = diff.diff(state, live.LiveState(engine, (down,), (net,)), seen_volumes=seen_before)
+    assert {f.type for f in found.findings} == {FindingType.NODE_UNAVAILABLE} and found.changes == ()
+    # a volume of an answering node that is missing is still lost (seen before), and one never seen is created there
+    found = diff.diff(state, live.LiveState(engine, (service,), (net,)), seen_volumes=seen_before)
+    assert FindingType.VOLUME_LOST in {f.type for f in found.findings}
+    created = diff.diff(state, live.LiveState(engine, (), (net,)))
+    (make,) = [c for c in created.changes if c.kind == "Volume"]
+    assert make.payload.labels[labels.NODE] == "db2"  # type: ignore[union-attr]  # the runtime makes it on that node
+
+
+def test_node_engines_are_named_only_on_a_swarm_host_and_each_is_an_endpoint() -> None:
+    nodes = 'nodes: {db2: {endpoint: "tcp://10.0.0.2:2376"}}'
+    assert desired.load_text(HOST.replace("mode: swarm", f"mode: swarm, {nodes}"), "t.yaml", {}).errors == ()
+    wrong = desired.load_text(HOST.replace("mode: swarm", f"mode: engine, {nodes}"), "t.yaml", {}).errors
+    assert ["nodes are named only with mode: swarm" in d.message for d in wrong] == [True]
+    bad = desired.load_text(HOST.replace("mode: swarm", 'mode: swarm, nodes: {db2: {endpoint: "db2"}}'), "t.yaml", {})
+    assert [d.field for d in bad.errors] == ["spec.nodes.db2.endpoint"]
