@@ -221,3 +221,40 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
 def availability(client: docker.DockerClient, value: str) -> None:
     node = client.api.nodes()[0]
     client.api.update_node(node["ID"], node["Version"]["Index"], dict(node["Spec"], Availability=value))
+
+
+def test_a_service_someone_else_made_under_a_declared_name_is_a_conflict_and_never_updated(
+    tmp_path: Path, swarm: tuple[str, docker.DockerClient]
+) -> None:
+    host, client = swarm
+    theirs = client.api.create_service(
+        docker.types.TaskTemplate(docker.types.ContainerSpec(IMAGE, env=["POSTGRES_PASSWORD=theirs-pw"])),
+        name="sw-theirs",
+        labels={"team": "other"},
+    )
+    try:
+        wait_for(lambda: len(client.api.tasks(filters={"service": "sw-theirs", "desired-state": "running"})) == 1)
+        before = client.api.inspect_service(theirs["ID"])
+        docs = documents(host)
+        docs["pg.yaml"] = (
+            docs["pg.yaml"]
+            .replace("sw-pg-data", "sw-theirs-data")
+            .replace("sw-pg", "sw-theirs")
+            .replace("aliases: [sw-theirs]", "aliases: [sw-theirs-db]")
+        )
+        docs["net.yaml"] = docs["net.yaml"].replace("sw-pg-data", "sw-theirs-data")
+        root = write_tree(tmp_path / "ds", docs)
+        state = tmp_path / "state.db"
+        r = run("apply", "--yes", "--dir", str(root), "--output", "json", host=host, state=state)
+        findings = {(f["type"], f["name"]) for f in r.json()["plan"]["findings"]}
+        assert ("name-conflict", "sw-theirs") in findings, r.stdout + r.stderr
+        assert not [o for o in r.json()["outcomes"] if o["kind"] == "DatabaseInstance"], r.stdout
+        after = client.api.inspect_service(theirs["ID"])
+        assert after["Version"] == before["Version"] and after["Spec"] == before["Spec"]  # theirs, untouched
+        # its task is not taken for a container of its own (an unmanaged database named sw-theirs.1.<id>)
+        assert not [f for f in findings if f[1].startswith("sw-theirs.")], r.stdout
+    finally:
+        client.api.remove_service(theirs["ID"])
+        wait_for(lambda: not client.containers.list(filters={"label": "com.docker.swarm.service.name=sw-theirs"}))
+        for v in client.volumes.list(filters={"name": "sw-theirs-data"}):
+            v.remove()

@@ -43,6 +43,7 @@ class SwarmRuntime(DockerRuntime):
         """`nodes`: a node label's value -> (endpoint, tls) of that node's engine, for the tools of its tasks."""
         super().__init__(*args, **kwargs)
         self._updated_in_place: set[str] = set()  # a recreate's "old" names: the service was updated, not renamed
+        self._replacing: set[str] = set()  # the services a recreate replaces the spec of (adopted ones included)
         self._node_endpoints = dict(nodes or {})
         self._node_engines: dict[str, DockerRuntime] = {}
         self._exec_on: dict[str, DockerRuntime] = {}  # an exec made on a node's engine -> that engine
@@ -109,10 +110,9 @@ class SwarmRuntime(DockerRuntime):
         return out
 
     def _services(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.call(
-            "listing services",
-            lambda: self.api.services(filters={"label": f"{MANAGED}=true"}),  # type: ignore[no-untyped-call]
-        )
+        """Every service, dbstate's and others': one someone else made under a declared name is seen (a name
+        conflict, never an update of theirs), and its tasks are not taken for containers of their own."""
+        found: list[dict[str, Any]] = self.call("listing services", self.api.services)
         return found
 
     def _service(self, name: str) -> dict[str, Any] | None:
@@ -231,6 +231,9 @@ class SwarmRuntime(DockerRuntime):
                 lambda e: self._service(name) is not None,
             )
         else:
+            if (found["Spec"].get("Labels") or {}).get(MANAGED) != "true" and name not in self._replacing:
+                raise errors.EnginePermanent(f"a service {name} that dbstate did not make exists: it is not replaced")
+            self._replacing.discard(name)
             self._update(
                 name, task_template=template, labels=dict(labels), update_config=stop_first, endpoint_spec=by_task
             )
@@ -353,6 +356,7 @@ class SwarmRuntime(DockerRuntime):
             super().rename(name, new_name)
         else:
             self._updated_in_place.add(new_name)
+            self._replacing.add(name)
 
     def remove_container(self, name: str) -> None:
         if name in self._updated_in_place:
