@@ -104,11 +104,15 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     t0 = time.monotonic()
     target = _target(opts)
     print("  .. reading the engine", file=err)
-    found, observed, host = engines.inventory(target)
+    found, observed, host, swarm = engines.inventory(target)
+    if swarm:
+        print(
+            f"  .. {host} manages a swarm: its services are read too, and declared on a Host with mode: swarm", file=err
+        )
     if opts.compose:
         print(f"  .. reading {', '.join(str(f) for f in opts.compose)}", file=err)
         found = _with_compose(opts.compose, found, observed)
-    imported = importer.build(found, observed, _known(opts))
+    imported = importer.build(found, observed, _known(opts), swarm=host if swarm else None)
     if not any(d.body["kind"] == "DatabaseInstance" for d in imported.documents):
         print(f"dbstate: no database container on {host} (nor in a compose file): nothing to import", file=err)
         return common.EXIT_ERROR

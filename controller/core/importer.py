@@ -29,8 +29,18 @@ NOT_DECLARED_NETWORKS = {"host", "none"}
 
 
 @dataclass(frozen=True)
+class SwarmFacts:
+    """What import must say of a Swarm service beyond a container's facts."""
+
+    ports: tuple[str, ...] = ()  # published: not supported on a swarm Host yet, so the service is not imported
+    unlabelled: str | None = None  # the hostname of its task's node, which has no io.dbstate.node label yet
+    unread: tuple[str, ...] = ()  # KEY_FILE variables whose Swarm secret could not be read from its task
+
+
+@dataclass(frozen=True)
 class Found:
-    """A container as import needs it: the observed container (with its env) and what its image and config add."""
+    """A container as import needs it: the observed container (with its env) and what its image and config add. A
+    Swarm service (a swarm manager's engine) is one too, with its node and `swarm`."""
 
     container: live.Container
     command: tuple[str, ...] = ()
@@ -38,6 +48,8 @@ class Found:
     image_command: tuple[str, ...] = ()
     restart: str = ""
     env_vars: Mapping[str, str] = field(default_factory=dict)  # env key -> the variable its compose file names
+    node: str | None = None  # a service: the io.dbstate.node label of the node that holds its volumes
+    swarm: SwarmFacts | None = None  # a service's own facts
 
 
 @dataclass(frozen=True)
@@ -224,6 +236,11 @@ def _instance(f: Found, name: str, engine: databases.Database, secrets: _Secrets
         body_spec["restartPolicy"] = f.restart
     body_spec["auth"] = auth
     body_spec["policy"] = {"adopt": "in-place"}
+    if f.swarm is not None:  # a service: pinned to the node of its volumes, and no cutover on a swarm Host yet
+        node = f.node or f.swarm.unlabelled
+        if node:
+            body_spec["node"] = node
+        body_spec["policy"]["upgrade"] = "recreate"
     body = {"apiVersion": "dbstate.io/v1", "kind": "DatabaseInstance", "metadata": {"name": name}, "spec": body_spec}
     return Document(_file_of(c), body, tuple(comments))
 
@@ -295,12 +312,18 @@ def _consumer(f: Found, name: str, instances: Sequence[tuple[str, live.Container
     return Document(_file_of(c), body, ("image: null: compose (or a human) runs it; dbstate checks and reconnects it",))
 
 
-def build(found: Sequence[Found], observed: live.LiveState, known: Mapping[str, str] | None = None) -> Imported:
+def build(
+    found: Sequence[Found],
+    observed: live.LiveState,
+    known: Mapping[str, str] | None = None,
+    swarm: str | None = None,
+) -> Imported:
     """The documents for everything `found` on the engine `observed` (for the networks' and volumes' drivers);
-    `known`: the variables of the env files read, whose names are kept for the values they hold."""
+    `known`: the variables of the env files read, whose names are kept for the values they hold; `swarm`: the
+    endpoint of the swarm manager `observed` is, declared as a Host with mode: swarm."""
     secrets = _Secrets(known)
     names: dict[str, str] = {}
-    documents: list[Document] = []
+    documents: list[Document] = [_swarm_host(swarm)] if swarm else []
     instances: list[tuple[str, live.Container]] = []
     adopt: dict[str, str] = {}
     notes: list[str] = []
@@ -308,6 +331,8 @@ def build(found: Sequence[Found], observed: live.LiveState, known: Mapping[str, 
     for f in ordered:
         found_engine = recognised(f.container)
         if found_engine is None:
+            continue
+        if f.swarm is not None and not _service_fits(f, notes):
             continue
         name = _unique(names, f.container)
         made = _instance(f, name, found_engine, secrets)
@@ -348,7 +373,41 @@ def build(found: Sequence[Found], observed: live.LiveState, known: Mapping[str, 
     )
 
 
-_KIND_ORDER = {"Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
+_KIND_ORDER = {"Host": -1, "Network": 0, "Volume": 1, "DatabaseInstance": 2, "Consumer": 3}
+
+
+def _swarm_host(endpoint: str) -> Document:
+    body = {
+        "apiVersion": spec.API_VERSION,
+        "kind": "Host",
+        "metadata": {"name": "swarm"},
+        "spec": {"endpoint": endpoint, "mode": "swarm"},
+    }
+    say = "a swarm's manager: name each worker node's engine under spec.nodes.<its io.dbstate.node label> to reach the"
+    return Document("host.yaml", body, (say + " databases its tasks run (probes, backups) and their volumes",))
+
+
+def _service_fits(f: Found, notes: list[str]) -> bool:
+    """Whether a database's Swarm service can be declared as it is on a swarm Host; each reason it cannot, or
+    what to do before dbstate changes it, noted."""
+    c, facts = f.container, f.swarm or SwarmFacts()
+    binds = [m.source for m in c.mounts if m.type == "bind"]
+    if facts.ports or binds:
+        what = f"publishes {', '.join(facts.ports)}" if facts.ports else f"mounts the host directory {binds[0]}"
+        notes.append(f"service {c.name} {what}: not supported on a swarm Host yet, so not imported (left as it is)")
+        return False
+    if f.node is None and facts.unlabelled:
+        notes.append(
+            f"service {c.name} runs on node {facts.unlabelled}, which has no io.dbstate.node label: label it "
+            f"(`docker node update --label-add io.dbstate.node={facts.unlabelled} {facts.unlabelled}`) before "
+            "dbstate changes the service, which it pins to that label"
+        )
+    for key in facts.unread:
+        notes.append(
+            f"service {c.name}: {key}'s Swarm secret could not be read from its task (none running): the file's path "
+            "is declared, not the secret; declare the value instead before dbstate changes the service"
+        )
+    return True
 
 
 def _networks_and_volumes(documents: Sequence[Document], observed: live.LiveState) -> list[Document]:

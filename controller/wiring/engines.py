@@ -346,14 +346,20 @@ def audit(target: Target, timeout: float, engine: EngineRef) -> AuditResult:
             runtime.close()
 
 
-def inventory(target: Target) -> tuple[list[Found], live.LiveState, str]:
-    """For `dbstate import`: every container with what its image adds, the observed state, and the engine's address."""
+def inventory(target: Target) -> tuple[list[Found], live.LiveState, str, bool]:
+    """For `dbstate import`: every container (and, on a swarm manager, every service) with what its image adds, the
+    observed state, the engine's address, and whether it is a swarm's manager."""
     from controller.adapters.inventory import inventory as read
 
-    runtime = _runtime(pick(declared(target), target.host), None, 10.0, None)
+    ref = pick(declared(target), target.host)
+    runtime = _runtime(ref, None, 10.0, None)
+    if ref.mode != "swarm" and runtime.is_swarm_manager():
+        runtime.close()
+        ref = dataclasses.replace(ref, mode="swarm", probe_via=ref.probe_via or "exec")
+        runtime = _runtime(ref, None, 10.0, None)
     try:
         found, observed = read(runtime)
-        return found, observed, runtime.host
+        return found, observed, runtime.host, ref.mode == "swarm"
     finally:
         runtime.close()
 

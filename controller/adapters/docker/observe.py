@@ -50,6 +50,12 @@ class DockerEngine(DockerClient):
         )
         return live.LiveState(engine, containers, networks, self.volumes())
 
+    def is_swarm_manager(self) -> bool:
+        """Whether this engine manages a swarm (its services are what runs, not only its containers)."""
+        found = self.call("reading the engine's swarm", self.api.info)
+        swarm = found.get("Swarm") or {}
+        return bool(swarm.get("ControlAvailable")) and swarm.get("LocalNodeState") == "active"
+
     def volumes(self) -> tuple[live.Volume, ...]:
         """The engine's volumes, without dbstate's marker volumes."""
         raw = self.call("listing volumes", self.api.volumes).get("Volumes") or []

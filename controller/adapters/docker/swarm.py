@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import docker.types
@@ -31,6 +32,19 @@ RESTART: dict[str, Literal["none", "on-failure", "any"]] = {
 }
 START_TIMEOUT = 90.0  # seconds for a service's task to run (an image pull, a first initdb)
 NODE_RETRY_BUDGET = 5.0  # seconds of retries on a worker node's own engine
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """A service as `dbstate import` reads it (`SwarmRuntime.described`)."""
+
+    env: dict[str, str]  # with the secrets it reads as files read back: values, for the env file only
+    args: tuple[str, ...]
+    restart: str  # Swarm's condition: none, on-failure, any
+    ports: tuple[str, ...]  # published (not supported on a swarm Host yet)
+    node: str | None  # the io.dbstate.node label of the node that holds its volumes
+    unlabelled: str | None  # else: the hostname of its task's node, which has no such label
+    unread: tuple[str, ...]  # KEY_FILE variables whose secret could not be read from its task
 
 
 class SwarmRuntime(DockerRuntime):
@@ -414,6 +428,60 @@ class SwarmRuntime(DockerRuntime):
             ),
             lambda e: any(n["Name"] == name for n in self.api.networks(names=[name])),
         )
+
+    # -- import ------------------------------------------------------------------------------------------------------
+
+    def described(self, name: str) -> ServiceFacts | None:
+        """What `dbstate import` needs of the service `name` beyond its observed container: its env with each Swarm
+        secret it reads as a file (`KEY_FILE=/run/secrets/...`) read back from its task as `KEY` (Swarm's API never
+        returns a secret's value; the env file gets it, the YAML a `${VAR}`), its args, restart condition, published
+        ports, and its node: the label its placement pins, else the label (or hostname) of its task's node."""
+        found = self._service(name)
+        if found is None:
+            return None
+        spec_ = found["Spec"]
+        cs = spec_["TaskTemplate"]["ContainerSpec"]
+        env = dict(e.split("=", 1) for e in cs.get("Env") or () if "=" in e)
+        files = {f"/run/secrets/{r['File']['Name']}" for r in cs.get("Secrets") or () if r.get("File")}
+        unread = []
+        for key, path in sorted(env.items()):
+            if key.endswith("_FILE") and path in files:
+                value = self._read_file(name, path)
+                if value is None:
+                    unread.append(key)
+                else:
+                    del env[key]
+                    env[key.removesuffix("_FILE")] = value
+        constraints = (spec_["TaskTemplate"].get("Placement") or {}).get("Constraints") or ()
+        pinned = [
+            c.split("==", 1)[1].strip() for c in constraints if c.replace(" ", "").startswith(f"node.labels.{NODE}==")
+        ]
+        node, unlabelled = (pinned[0], None) if pinned else self._task_node(name)
+        ports = [
+            f"{p.get('PublishedPort')}:{p.get('TargetPort')}" for p in (found.get("Endpoint") or {}).get("Ports") or ()
+        ]
+        restart = ((spec_["TaskTemplate"].get("RestartPolicy") or {}).get("Condition")) or "any"
+        return ServiceFacts(env, tuple(cs.get("Args") or ()), restart, tuple(ports), node, unlabelled, tuple(unread))
+
+    def _read_file(self, service: str, path: str) -> str | None:
+        """A secret file's content, read in the service's task (None when it has none running, or cannot)."""
+        try:
+            ident = self.exec_create(service, ["cat", path], {}, "", stdin=False)
+            out, _err = self.exec_output(ident, f"reading {path} in {service}")
+            code = self.exec_exit_code(ident)
+        except errors.EngineError:
+            return None
+        return out.decode(errors="replace").rstrip("\n") if code == 0 else None
+
+    def _task_node(self, service: str) -> tuple[str | None, str | None]:
+        """(its node's io.dbstate.node label, None), or (None, the hostname of a node that has no such label)."""
+        for t in self._tasks(service):
+            if t.get("DesiredState") == "running" and t.get("NodeID"):
+                ident = t["NodeID"]
+                node = self.call("inspecting a node", lambda: self.api.inspect_node(ident))  # noqa: B023 - called at once
+                label = ((node.get("Spec") or {}).get("Labels") or {}).get(NODE)
+                return (str(label), None) if label else (None, str((node.get("Description") or {}).get("Hostname")))
+        return None, None
 
     # -- the tools, in a service's task ----------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ and matching the containers it came from (so that they can be adopted as they ar
 
 from __future__ import annotations
 
+import dataclasses
+
 from controller.adapters import desired
 from controller.adapters.yamlwrite import render
 from controller.core import adoption, importer, live
@@ -95,3 +97,43 @@ def test_the_result_loads_without_errors_and_matches_the_containers_it_came_from
 
 def test_the_same_engine_gives_the_same_files():
     assert files(importer.build(FOUND, OBSERVED)) == files(importer.build(list(reversed(FOUND)), OBSERVED))
+
+
+def test_on_a_swarm_manager_services_become_instances_pinned_to_their_node_on_a_swarm_host() -> None:
+    service = live.Container(
+        "s" * 25,
+        "legacy-pg",
+        "postgres:16-alpine",
+        "running",
+        networks=(live.Attachment("mesh", ("legacy-db",)),),
+        mounts=(live.Mount("volume", "legacy_data", "/var/lib/postgresql/data"),),
+        env={"POSTGRES_USER": "app", "POSTGRES_PASSWORD": PG_PW},
+        service=live.Service("stop-first"),
+    )
+    published = dataclasses.replace(service, id="p" * 25, name="public-pg", mounts=())
+    unlabelled = dataclasses.replace(service, id="u" * 25, name="other-pg", mounts=())
+    found = [
+        importer.Found(service, (), IMAGE_ENV, ("postgres",), node="db2", swarm=importer.SwarmFacts()),
+        importer.Found(published, (), IMAGE_ENV, ("postgres",), swarm=importer.SwarmFacts(ports=("5432:5432",))),
+        importer.Found(unlabelled, (), IMAGE_ENV, ("postgres",), swarm=importer.SwarmFacts(unlabelled="node-7")),
+    ]
+    observed = live.LiveState(
+        ENGINE,
+        (service, published, unlabelled),
+        (live.Network("m", "mesh", "overlay", False, {}),),
+        (live.Volume("legacy_data", "local", {}),),
+    )
+    result = importer.build(found, observed, swarm="unix:///run/manager.sock")
+    kinds = {(d.body["kind"], d.body["metadata"]["name"]): d.body for d in result.documents}
+    assert kinds[("Host", "swarm")]["spec"] == {"endpoint": "unix:///run/manager.sock", "mode": "swarm"}
+    pg = kinds[("DatabaseInstance", "legacy-pg")]["spec"]
+    assert (pg["node"], pg["policy"]["upgrade"], pg["containerName"]) == ("db2", "recreate", "legacy-pg")
+    assert kinds[("Network", "mesh")]["spec"]["driver"] == "overlay"
+    assert ("DatabaseInstance", "public-pg") not in kinds  # published ports: not on a swarm Host yet, not imported
+    assert any("public-pg publishes 5432:5432" in n for n in result.notes)
+    assert kinds[("DatabaseInstance", "other-pg")]["spec"]["node"] == "node-7"
+    assert any("--label-add io.dbstate.node=node-7" in n for n in result.notes)
+    text = "\n---\n".join(files(result).values())
+    assert PG_PW not in text
+    loaded = desired.load_text(text, "t.yaml", result.env)
+    assert loaded.errors == (), loaded.errors
