@@ -417,6 +417,55 @@ def swarm_leave(client: docker.DockerClient) -> None:
             client.api.remove_container(c["Id"], force=True)
 
 
+class TwoNodeSwarm:
+    """A real two-node swarm on this machine: two private engines (`node1`, the manager, labelled io.dbstate.node=db1;
+    `node2`, a worker, db2), each in a network namespace of its own joined by a veth pair, with `images` copied in
+    from `source`. `close` removes it all."""
+
+    NETNS = ("dbs-node1", "dbs-node2")
+
+    def __init__(self, source: docker.DockerClient, images: list[str]) -> None:
+        self.addresses = netns_pair(*self.NETNS)
+        self.engines = [start(f"node{i}", netns=ns, reuse=False) for i, ns in enumerate(self.NETNS, 1)]
+        self.clients = [e.client(600) for e in self.engines]
+        for c in self.clients:
+            swarm_leave(c)  # a swarm an interrupted run left
+            cleanup(c)
+            copy_images(source, c, images)
+        swarm_init(self.clients[0], ("io.dbstate.node", "db1"), address=self.addresses[0])
+        swarm_join(self.clients[1], self.clients[0], self.addresses[1], ("io.dbstate.node", "db2"))
+
+    @property
+    def manager(self) -> docker.DockerClient:
+        return self.clients[0]
+
+    @property
+    def worker(self) -> docker.DockerClient:
+        return self.clients[1]
+
+    def stop_worker(self) -> None:
+        """The worker's engine shut down (its tasks stop with it): a node that goes away."""
+        self.engines[1].stop()
+
+    def restart_worker(self) -> None:
+        self.worker.close()
+        self.engines[1] = start("node2", netns=self.NETNS[1], reuse=False)
+        self.clients[1] = self.engines[1].client(600)
+
+    def partition_worker(self, cut: bool) -> None:
+        """The worker's link to the manager cut (`cut`) or mended: its engine and tasks run on, out of reach."""
+        _ip("-n", self.NETNS[1], "link", "set", f"{self.NETNS[1]}-v", "down" if cut else "up")
+
+    def close(self) -> None:
+        for c in reversed(self.clients):
+            swarm_leave(c)
+            cleanup(c)
+            c.close()
+        for e in self.engines:
+            e.stop()
+        netns_remove(*self.NETNS)
+
+
 def copy_images(src: docker.DockerClient, dst: docker.DockerClient, refs: list[str]) -> None:
     """Images from one private engine into another (docker save | docker load), unless it has them with the same
     recipe: a second engine needs no second mmdebstrap."""

@@ -24,53 +24,17 @@ pytestmark = pytest.mark.engine
 PW = "sn-" + SECRET
 IMAGE = "dbstate-local/postgres:15"
 NODE = "io.dbstate.node"
-NETNS = ("dbs-node1", "dbs-node2")
-
-
-class TwoNodes:
-    def __init__(self, images: dict[str, str], engine_host: str) -> None:
-        self.first = docker.DockerClient(base_url=engine_host, version="auto", timeout=600)
-        self.addresses = devengine.netns_pair(*NETNS)
-        self.engines = [devengine.start(f"node{i}", netns=ns, reuse=False) for i, ns in enumerate(NETNS, 1)]
-        self.clients = [e.client(600) for e in self.engines]
-        for c in self.clients:
-            devengine.swarm_leave(c)  # a swarm an interrupted run left
-            devengine.cleanup(c)
-            devengine.copy_images(self.first, c, [images["postgres"]])
-        devengine.swarm_init(self.clients[0], (NODE, "db1"), address=self.addresses[0])
-        devengine.swarm_join(self.clients[1], self.clients[0], self.addresses[1], (NODE, "db2"))
-
-    @property
-    def manager(self) -> docker.DockerClient:
-        return self.clients[0]
-
-    @property
-    def worker(self) -> docker.DockerClient:
-        return self.clients[1]
-
-    def restart_worker(self) -> None:
-        self.worker.close()
-        self.engines[1] = devengine.start("node2", netns=NETNS[1], reuse=False)
-        self.clients[1] = self.engines[1].client(600)
-
-    def close(self) -> None:
-        for c in reversed(self.clients):
-            devengine.swarm_leave(c)
-            devengine.cleanup(c)
-            c.close()
-        for e in self.engines:
-            e.stop()
-        devengine.netns_remove(*NETNS)
-        self.first.close()
 
 
 @pytest.fixture(scope="module")
-def nodes(images: dict[str, str], engine_host: str) -> Iterator[TwoNodes]:
-    two = TwoNodes(images, engine_host)
+def nodes(images: dict[str, str], engine_host: str) -> Iterator[devengine.TwoNodeSwarm]:
+    first = docker.DockerClient(base_url=engine_host, version="auto", timeout=600)
+    two = devengine.TwoNodeSwarm(first, [images["postgres"]])
     try:
         yield two
     finally:
         two.close()
+        first.close()
 
 
 def documents(manager: str, worker: str) -> dict[str, str]:
@@ -129,7 +93,7 @@ def node_state(manager: docker.DockerClient, label: str) -> str:
 
 
 def test_an_instance_on_a_worker_node_lives_probes_and_backs_up_there_and_survives_the_node_going_away(
-    tmp_path: Path, nodes: TwoNodes
+    tmp_path: Path, nodes: devengine.TwoNodeSwarm
 ) -> None:
     manager, worker = nodes.engines[0].host, nodes.engines[1].host
     root = write_tree(tmp_path / "ds", documents(manager, worker))
@@ -170,7 +134,7 @@ def test_an_instance_on_a_worker_node_lives_probes_and_backs_up_there_and_surviv
     assert json.loads(r.stdout)[0]["counts"]["app/public.marker"] == 100
 
     # the worker's engine goes away: the node is reported, nothing is moved or made on the manager
-    nodes.engines[1].stop()
+    nodes.stop_worker()
     wait_for(lambda: node_state(nodes.manager, "db2") == "down", timeout=90)
     r = run("plan", "--dir", str(root), "--output", "json", host=manager, state=state)
     found = {(f["type"], f["name"]) for f in r.json()["findings"]}
