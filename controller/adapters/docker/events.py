@@ -17,6 +17,10 @@ EVENT_ACTIONS = {
     "container": {"die", "stop", "kill", "oom", "destroy", "pause"},
     "network": {"connect", "disconnect", "destroy"},
     "volume": {"destroy"},
+    # a swarm manager's: a service scaled, changed or removed by hand; a node drained, down or back (the tasks of
+    # other nodes are not containers of this engine, so their deaths reach it only through these)
+    "service": {"update", "remove"},
+    "node": {"update", "remove"},
 }
 
 

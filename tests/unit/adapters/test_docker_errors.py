@@ -79,3 +79,13 @@ def test_which_engine_events_trigger_a_pass():
     assert trigger_of(event("volume", "destroy", marker)) is None
     disconnect = event("network", "disconnect", {"ID": "n1", "Attributes": {"name": "edge\x1b[2J", "container": "c9"}})
     assert trigger_of(disconnect) == ("network", "disconnect", "edge?[2J", "c9")  # and the container it concerns
+    # on a swarm manager: a service changed by hand, a node that went down
+    scaled = event("service", "update", {"ID": "s1", "Attributes": {"name": "sw-pg", "replicas.new": "0"}})
+    assert trigger_of(scaled) == ("service", "update", "sw-pg", "")
+    assert trigger_of(event("node", "update", {"ID": "n1", "Attributes": {"name": "db2", "state.new": "down"}})) == (
+        "node",
+        "update",
+        "db2",
+        "",
+    )
+    assert trigger_of(event("service", "create", {"ID": "s2", "Attributes": {"name": "sw-pg"}})) is None
