@@ -93,25 +93,29 @@ def test_a_service_is_seen_as_a_container_running_while_a_task_runs() -> None:
     assert _as_container(service, [], nets, nodes).state == "exited"
 
 
+def pinned(inst: spec.DatabaseInstance, service: live.Service) -> live.Container:
+    """The service dbstate made for `inst`, as observed, with `service`'s facts."""
+    return live.Container(
+        "s1",
+        "pg",
+        inst.spec.image,
+        "restarting",
+        labels.container_labels(inst, None),
+        (live.Attachment("n"),),
+        (live.Mount("volume", "v", "/var/lib/postgresql/data"),),
+        service=service,
+    )
+
+
 def test_a_drained_node_and_a_start_first_service_are_findings_never_a_move() -> None:
     text = "---\n".join([HOST, NET.replace("DRIVER", "overlay"), PG.replace("EXTRA", "  node: db1\n")])
     state = desired.load_text(text, "t.yaml", {"PW": "x"}).state
     inst = state.instances[0]
 
     def seen(order: str, node_state: str | None) -> live.LiveState:
-        c = live.Container(
-            "s1",
-            "pg",
-            inst.spec.image,
-            "restarting",
-            labels.container_labels(inst, None),
-            (live.Attachment("n"),),
-            (live.Mount("volume", "v", "/var/lib/postgresql/data"),),
-            service=live.Service(order, "db1", node_state),
-        )
         return live.LiveState(
             live.EngineInfo("h", "1", "1.41"),
-            (c,),
+            (pinned(inst, live.Service(order, "db1", node_state)),),
             (live.Network("n1", "n", "overlay", False, labels.object_labels(state.networks[0])),),
             (live.Volume("v", "local", labels.object_labels(state.volumes[0])),),
         )
@@ -129,16 +133,7 @@ def test_a_volume_on_a_node_that_is_down_or_does_not_answer_is_away_never_lost_n
     text = "---\n".join([HOST, NET.replace("DRIVER", "overlay"), PG.replace("EXTRA", "  node: db2\n")])
     state = desired.load_text(text, "t.yaml", {"PW": "x"}).state
     inst = state.instances[0]
-    service = live.Container(
-        "s1",
-        "pg",
-        inst.spec.image,
-        "restarting",
-        labels.container_labels(inst, None),
-        (live.Attachment("n"),),
-        (live.Mount("volume", "v", "/var/lib/postgresql/data"),),
-        service=live.Service("stop-first", "db2", "ready/active"),
-    )
+    service = pinned(inst, live.Service("stop-first", "db2", "ready/active"))
     net = live.Network("n1", "n", "overlay", False, labels.object_labels(state.networks[0]))
     engine = live.EngineInfo("h", "1", "1.41")
     seen_before = {"v": live.Volume("v", "local", labels.object_labels(state.volumes[0])).identity}
