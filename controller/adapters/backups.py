@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from controller.core import errors
-from controller.core.dumps import Manifest
+from controller.core.dumps import Manifest, plain_name
 
 LEVEL = 3  # gzip level: most of level 6's ratio on SQL text at several times its speed (bench/backup.py)
 CHUNK = 1 << 20
@@ -79,6 +79,7 @@ class BackupDir:
     def __init__(self, root: Path, key: Path | None = None) -> None:
         self.root = root
         self.key_path = key if key is not None else root.parent / "backup.key"
+        self._unreadable: list[Path] = []
 
     def _key(self, create: bool) -> bytes:
         """The signing key (32 random bytes, hex, mode 0600), made the first time a backup is written."""
@@ -180,15 +181,28 @@ class BackupDir:
         return manifest
 
     def manifests(self, instance: str | None = None) -> list[Manifest]:
+        """The backups of `instance` (or all), oldest first. A manifest that is not one of ours (unreadable, a field
+        of the wrong type, a path for a name, another instance's name) is never listed: `unreadable` names it."""
         dirs = [self.root / instance] if instance else sorted(p for p in self.root.glob("*") if p.is_dir())
         out = []
+        unreadable = []
         for d in dirs:
-            for path in d.glob("*.json"):
+            for path in sorted(d.glob("*.json")):
                 try:
-                    out.append(Manifest.from_json(json.loads(path.read_text())))
-                except (OSError, ValueError, TypeError):
-                    continue  # not one of ours, or half-written by hand: never listed as a backup
+                    m = Manifest.from_json(json.loads(path.read_text()))
+                except (OSError, ValueError, TypeError, RecursionError):
+                    unreadable.append(path)
+                    continue
+                if m.instance != d.name:
+                    unreadable.append(path)
+                    continue
+                out.append(m)
+        self._unreadable = unreadable
         return sorted(out, key=lambda m: (m.started, m.id))
+
+    def unreadable(self) -> list[Path]:
+        """The manifests the last `manifests` call did not list, and why not is theirs: not one of ours."""
+        return list(self._unreadable)
 
     def get(self, ident: str) -> Manifest:
         for m in self.manifests():
@@ -197,7 +211,14 @@ class BackupDir:
         raise errors.BackupError(f"no backup {ident} in {self.root} (dbstate backups lists them)")
 
     def path(self, manifest: Manifest) -> Path:
-        return self.root / manifest.instance / manifest.file
+        """The backup's file: always inside its instance's directory (a manifest is data, its names are checked)."""
+        inside = (self.root / manifest.instance).resolve()
+        path = (inside / manifest.file).resolve()
+        if not (plain_name(manifest.instance) and plain_name(manifest.file) and path.parent == inside):
+            raise errors.BackupError(
+                f"backup {manifest.id}: its file {manifest.file!r} is outside the backup directory: refused"
+            )
+        return path
 
     def check(self, manifest: Manifest) -> None:
         """The manifest is signed by this directory's key, and the file is there with the size and sha256 it says."""
@@ -233,8 +254,10 @@ class BackupDir:
             raise errors.BackupError(f"backup {manifest.id}: the compressed file ends early")
 
     def prune(self, instance: str, keep: int) -> list[str]:
-        """Remove all but the newest `keep` backups of `instance` (files first, then manifests)."""
-        mine = self.manifests(instance)
+        """Remove all but the newest `keep` backups of `instance` (files first, then manifests). Only the backups
+        this key signed count and go: a manifest written by anyone else is left where it is, and never pushes a real
+        backup out."""
+        mine = [m for m in self.manifests(instance) if self._authentic(m)]
         gone = mine[: max(0, len(mine) - keep)]
         for m in gone:
             with contextlib.suppress(FileNotFoundError):
@@ -242,3 +265,10 @@ class BackupDir:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / instance / f"{m.id}.json").unlink()
         return [m.id for m in gone]
+
+    def _authentic(self, manifest: Manifest) -> bool:
+        try:
+            self.authenticate(manifest)
+        except errors.BackupError:
+            return False
+        return True

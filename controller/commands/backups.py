@@ -36,7 +36,13 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     from controller.views import backups as view
     from controller.wiring import local
 
-    found = local.backups_in(opts.directory).manifests(opts.name)
+    store = local.backups_in(opts.directory)
+    found = store.manifests(opts.name)
+    for path in store.unreadable():
+        print(
+            f"dbstate: {path}: not a manifest of dbstate's (unreadable, or a field of the wrong type): not listed",
+            file=err,
+        )
     if opts.output == "json":
         out.write(view.manifests_json(found))
     else:

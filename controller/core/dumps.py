@@ -11,7 +11,7 @@ from typing import Any
 
 from controller.core.databases.base import parse_rows
 
-__all__ = ["MANIFEST_VERSION", "Manifest", "compare_counts", "digest_of", "parse_rows"]
+__all__ = ["MANIFEST_VERSION", "Manifest", "compare_counts", "digest_of", "parse_rows", "plain_name"]
 
 MANIFEST_VERSION = 1
 
@@ -60,11 +60,67 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Manifest:
+        """A manifest as read from a file someone may have written by hand: ValueError for a field of the wrong type,
+        or an id, instance or file that is not a plain name (a path would lead out of the backup directory)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a manifest is a JSON object")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        body = {k: v for k, v in data.items() if k in known}
+        for key, value in body.items():
+            if not _FIELD_CHECKS[key](value):
+                raise ValueError(f"manifest field {key}: {type(value).__name__} is not what it holds")
+        for key in ("id", "instance", "file"):
+            if not plain_name(body.get(key)):
+                raise ValueError(f"manifest field {key}: not a plain file name")
+        return cls(**body)
 
     def with_verified(self, when: float, counts: Mapping[str, int] | None = None) -> Manifest:
         return replace(self, verified=when, counts=dict(counts) if counts is not None else self.counts)
+
+
+def plain_name(text: object) -> bool:
+    """A name that stays in its directory: no separator, not `.` or `..`, not hidden."""
+    return (
+        isinstance(text, str)
+        and bool(text)
+        and not text.startswith(".")
+        and not any(c in text for c in ("/", "\\", "\0"))
+    )
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _text(v: object) -> bool:
+    return isinstance(v, str)
+
+
+_FIELD_CHECKS: dict[str, Any] = {
+    "id": _text,
+    "instance": _text,
+    "engine": _text,
+    "image": _text,
+    "server_version": _text,
+    "revision": lambda v: v is None or isinstance(v, str),
+    "file": _text,
+    "format": _text,
+    "size_bytes": _count,
+    "raw_bytes": _count,
+    "sha256": _text,
+    "started": _number,
+    "finished": _number,
+    "counts": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _count(n) for k, n in v.items()),
+    "databases": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "reason": _text,
+    "verified": lambda v: v is None or _number(v),
+    "version": _count,
+    "signature": lambda v: v is None or isinstance(v, str),
+}
 
 
 def compare_counts(want: Mapping[str, int], got: Mapping[str, int]) -> list[str]:
