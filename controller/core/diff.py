@@ -216,6 +216,7 @@ def _instance(
         observed,
         revision,
         recreate_allowed=inst.spec.policy.upgrade in RECREATING,
+        scope=scope,
     )
     if c is not None and c.service is not None and c.owner == (inst.kind, inst.metadata.name):
         _service(b, inst, c, c.service)
@@ -453,8 +454,10 @@ def _workload(
     revision: str | None,
     *,
     recreate_allowed: bool,
+    scope: Scope = UNBOUNDED,
 ) -> None:
-    """A container dbstate creates and owns: an instance, a consumer with an image, an exporter."""
+    """A container dbstate creates and owns: an instance, a consumer with an image, an exporter. `scope`: what it
+    may take over that someone else made (policy.adopt: in-place)."""
     kind, name, cname = resource.kind, resource.metadata.name, resource.container_name
     needs = requirements(resource)
     for other in observed.owned_by(kind, name):
@@ -489,7 +492,7 @@ def _workload(
         b.change(policy, Change(Action.CREATE, kind, name, cname, "declared, no container", made, needs, resource))
         return
     if c.owner != (kind, name):
-        verdict = _adopt(b, resource, policy, c, needs)
+        verdict = _adopt(b, resource, policy, c, needs, scope)
         if verdict is None:
             who = f"{c.owner[0]}/{c.owner[1]}" if c.owner else adoption.creator(c)
             hint = "" if c.owner else ", or take it over as it is with policy.adopt: in-place (`dbstate import`)"
@@ -582,14 +585,26 @@ def _adopt(
     policy: spec.DriftPolicy,
     c: live.Container,
     needs: tuple[str, ...],
+    scope: Scope,
 ) -> str | None:
     """policy.adopt: in-place and a container nobody else claims: "adopted" when it matches, "blocked" (with a
-    finding saying what differs) when not; None when it is not a candidate (a name-conflict)."""
+    finding saying what differs, or that the container is outside the controller's scope) when not; None when it is
+    not a candidate (a name-conflict)."""
     if not isinstance(resource, spec.DatabaseInstance) or c.owner is not None:
         return None
     if resource.spec.policy.adopt is not spec.AdoptPolicy.IN_PLACE:
         return None
     kind, name = resource.kind, resource.metadata.name
+    if not scope.allows(c):  # taking it over would start, connect and later recreate a container it may not touch
+        b.finding(
+            FindingType.OUT_OF_SCOPE,
+            kind,
+            name,
+            f"container {c.name} was created by {adoption.creator(c)} and is outside the scope this controller may "
+            f"change ({scope.describe()}): not adopted; allow it with --allow-compose-project or --allow-label, or "
+            "take it over with `dbstate import` (which records what it adopts)",
+        )
+        return "blocked"
     differs = adoption.differences(resource, c)
     if differs:
         b.finding(

@@ -113,12 +113,29 @@ def test_a_bind_mount_is_declared_only_under_an_allowed_root_and_then_adopted_wh
     assert [f.type for f in p.findings] == [FindingType.OUT_OF_SCOPE]
     assert [c for c in p.changes if c.kind == "DatabaseInstance"] == []
     p = diff.diff(s, observed, scope=Scope(bind_roots=frozenset({"/srv/kv"})))
+    assert [f.type for f in p.findings] == [FindingType.OUT_OF_SCOPE]  # its compose project is not allowed either
+    assert "not adopted" in p.findings[0].message
+    allowed = Scope(compose_projects=frozenset({c.labels[adoption.COMPOSE_PROJECT]}), bind_roots=frozenset({"/srv/kv"}))
+    p = diff.diff(s, observed, scope=allowed)
     assert [c.action for c in p.changes if c.kind == "DatabaseInstance"] == [Action.ADOPT]
     for bad, message in (("data", "absolute host path"), ("/", "not / itself"), ("/srv/../etc", "no `..`")):
         loaded = desired.load_text(BIND.replace("/srv/kv/data", bad), "t.yaml", ENV)
         assert any(message in str(e) and "spec.volumes[0].source" in str(e) for e in loaded.errors), [
             str(e) for e in loaded.errors
         ]
+
+
+def test_adoption_in_place_obeys_the_scope_a_foreign_container_is_never_taken_over_started_or_connected():
+    from controller.core.scope import Scope
+
+    s = state(TEXT.replace("  auth:", f"  {ADOPTING}  auth:"))
+    foreign = composed(labels={"team": "billing"}, state="exited", networks=())
+    observed = live.LiveState(world().engine, (foreign,), (net("net-a"),), ())
+    p = diff.diff(s, observed, scope=Scope(compose_projects=frozenset({"kv"})))
+    assert [f.type for f in p.findings] == [FindingType.OUT_OF_SCOPE]
+    assert [c for c in p.changes if c.kind == "DatabaseInstance"] == []  # no adopt, no start, no connect
+    p = diff.diff(s, observed, scope=Scope(labels=frozenset({("team", "billing")})))  # allowed: taken over
+    assert {c.action for c in p.changes if c.kind == "DatabaseInstance"} == {Action.ADOPT, Action.START, Action.CONNECT}
 
 
 def test_the_spec_hash_of_an_existing_declaration_never_moves():
