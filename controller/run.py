@@ -116,7 +116,9 @@ def run(opts: RunOptions) -> int:
             directory=str(directory),
             source=opts.source,
             resync=opts.resync,
-            engine=", ".join(f"{w.engine.name}={w.runtime.host}" if len(every) > 1 else w.runtime.host for w in every),
+            engine=", ".join(
+                f"{w.engine.name}={w.runtime.shown}" if len(every) > 1 else w.runtime.shown for w in every
+            ),
         )
         # one thread per engine: a pass that waits on a slow or dead engine holds up no other engine's repairs
         running = [

@@ -138,7 +138,7 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progre
     codes, docs = [], []
     for w in every:
         if opts.output != "json":
-            out.write(views.host_heading(w.engine.name, w.runtime.host))
+            out.write(views.host_heading(w.engine.name, w.runtime.shown))
         assert w.lease is not None
         try:
             with w.lease.holding(progress):
@@ -148,7 +148,7 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO, progre
             code, doc = common.EXIT_ERROR, json.dumps({"error": str(e)})
         codes.append(code)
         if doc is not None:
-            docs.append(views.host_part(w.engine.name, w.runtime.host, json.loads(doc)))
+            docs.append(views.host_part(w.engine.name, w.runtime.shown, json.loads(doc)))
         if opts.output != "json":
             out.write("\n")
     if opts.output == "json":

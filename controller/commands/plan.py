@@ -164,7 +164,7 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO) -> int
         hosts = [
             views.host_part(
                 w.engine.name,
-                w.runtime.host,
+                w.runtime.shown,
                 {"error": r}
                 if isinstance(r, str)
                 else {"error": None, **json.loads(render(r, "json", "never", probed, directory, out, err))},
@@ -180,7 +180,7 @@ def _several(opts: Options, every: list[Wired], out: TextIO, err: TextIO) -> int
         out.write(views.scrub(views.several(summary, hosts), secrets))
     else:
         for w, r in zip(every, results, strict=True):
-            out.write(views.host_heading(w.engine.name, w.runtime.host))
+            out.write(views.host_heading(w.engine.name, w.runtime.shown))
             if isinstance(r, str):
                 out.write(views.scrub(f"error: {r}\n\n", secrets))
                 continue

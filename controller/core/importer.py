@@ -19,6 +19,7 @@ from typing import Any
 from controller.core import adoption, databases, live, spec, versions
 from controller.core.hosts import every_interface, host_of
 from controller.core.recognise import recognised
+from controller.core.secrets import CREDENTIAL_KEY, credentials_in
 
 RESTART = {p.value for p in spec.RestartPolicy}
 NOT_RUNNING = "missing"  # the state of a service read from a compose file that no container runs
@@ -93,8 +94,13 @@ class _Secrets:
             self.known_by_value.setdefault(value, var)
         self.by_value: dict[str, str] = {}
 
-    def ref(self, owner: str, key: str, value: str, named: str | None = None) -> str:
+    def ref(self, owner: str, key: str, value: str, named: str | None = None, *, secret_name: bool = False) -> str:
+        """`secret_name`: the reference must itself name a secret (`*PASSWORD*`...), for a value found by its shape
+        under a key that does not: loading it back then makes it a secret that a plan shows as ***."""
         var = self.by_value.get(value)
+        if var is not None and secret_name and not spec.is_secret_key(var):
+            var = None  # known under a plain name (an env file's): referenced under a secret one as well
+            named = None
         if var is None:
             taken = set(self.by_value.values())
             if named and named not in taken and self.known.get(named) == value:
@@ -105,6 +111,10 @@ class _Secrets:
                 var = named
             else:
                 var = _var(owner, key)
+                while var in taken or var in self.known:
+                    var += "_2"
+            if secret_name and not spec.is_secret_key(var):
+                var = _var(owner, f"{key}_PASSWORD")
                 while var in taken or var in self.known:
                     var += "_2"
             self.by_value[value] = var
@@ -186,19 +196,24 @@ def _instance(f: Found, name: str, engine: databases.Database, secrets: _Secrets
     comments = []
     declared_env: dict[str, str] = {}
     for key in sorted(env):
-        value = env[key]
-        secret = spec.is_secret_key(key) and value
-        declared_env[key] = secrets.ref(name, key, value, f.env_vars.get(key)) if secret else value
+        declared_env[key] = _env_value(name, key, env[key], f.env_vars.get(key), secrets)
     command = list(f.command) if f.command and tuple(f.command) != tuple(f.image_command) else []
-    flag, via = engine.password_flag, engine.password_env[0] if engine.password_env else ""
-    if flag and flag in command[:-1] and not any(k in env for k in engine.password_env):
-        command = _password_through_env(command, flag, via, name, declared_env, secrets)
+    via = engine.password_env[0] if engine.password_env else ""
+    moved = [
+        (flag, var)
+        for flag, var in ((engine.password_flag, via), *engine.credential_flags)
+        if flag and var and flag in command[:-1] and var not in env
+    ]
+    if moved:
+        command = _password_through_env(command, moved, name, declared_env, secrets)
+        flags, names = ", ".join(f"`{f}`" for f, _ in moved), ", ".join(v for _, v in moved)
         comments.append(
-            f"its command line passes the password (`{flag}`, visible in the process list); declared through "
-            f"env {via} instead: the same server, without the secret in `ps` once dbstate recreates it"
+            f"its command line passes secrets ({flags}, visible in the process list); declared through env "
+            f"{names} instead: the same server, without a secret in `ps` once dbstate recreates it"
         )
+    refs = {k for k, v in declared_env.items() if v != env.get(k)}  # made references (the others are values)
     for key, value in declared_env.items():
-        if not value.startswith("${") or not spec.is_secret_key(key):
+        if key not in refs:
             declared_env[key] = secrets.scrub(value)
     guess = engine.guess_auth(c.env or {}, declared_env)  # the image's own env counts too
     auth = guess.auth
@@ -245,15 +260,31 @@ def _instance(f: Found, name: str, engine: databases.Database, secrets: _Secrets
     return Document(_file_of(c), body, tuple(comments))
 
 
+def _env_value(owner: str, key: str, value: str, named: str | None, secrets: _Secrets) -> str:
+    """An env value as declared: a `${VAR}` for a secret key's value, or for a key that holds a credential though the
+    format's rule does not name it a secret (PGPASS, MYSQL_PWD, *_AUTH); else the value, with each credential found
+    in it by its shape (a URL's password, `password=...`) registered, so that `scrub` puts a reference in its place."""
+    if not value:
+        return value
+    if spec.is_secret_key(key):
+        return secrets.ref(owner, key, value, named)
+    if CREDENTIAL_KEY.search(key):
+        return secrets.ref(owner, key, value, named, secret_name=True)
+    for part in credentials_in(value):
+        secrets.ref(owner, key, part, secret_name=True)
+    return value
+
+
 def _password_through_env(
-    command: list[str], flag: str, var: str, name: str, declared_env: dict[str, str], secrets: _Secrets
+    command: list[str], moved: Sequence[tuple[str, str]], name: str, declared_env: dict[str, str], secrets: _Secrets
 ) -> list[str]:
     """`redis-server ... --requirepass VALUE ...` -> `sh -c 'exec redis-server ... --requirepass "$REDIS_PASSWORD"'`
-    with REDIS_PASSWORD (`var`) declared (a reference) in env."""
-    i = command.index(flag)
-    declared_env[var] = secrets.ref(name, var, command[i + 1])
+    with REDIS_PASSWORD declared (a reference) in env: each (flag, variable) of `moved`."""
     parts = [shlex.quote(a) for a in command]
-    parts[i + 1] = f'"${var}"'
+    for flag, var in moved:
+        i = command.index(flag)
+        declared_env[var] = secrets.ref(name, var, command[i + 1], secret_name=True)
+        parts[i + 1] = f'"${var}"'
     return ["sh", "-c", "exec " + " ".join(parts)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import re
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -106,3 +107,28 @@ def scrub(text: str, values: set[str], min_length: int = 4) -> str:
         if len(v) >= min_length:
             text = text.replace(v, REDACTED)
     return text
+
+
+# What holds a credential by the shape of its value, whatever its key is called (import, endpoints in output):
+# a URL's password (scheme://user:PASSWORD@host), a libpq/ODBC `password=...` pair, a secret in a query string.
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:(?P<pw>[^@/?#\s]+)@")
+_PAIR_PASSWORD = re.compile(r"(?i)(?:^|[\s;])(?:password|passwd|pwd)\s*=\s*(?P<q>['\"]?)(?P<pw>[^'\"\s;]+)(?P=q)")
+_QUERY_SECRET = re.compile(
+    r"(?i)[?&](?:password|passwd|pwd|pass|token|access_token|secret|api_key|apikey|auth|sslpassword)=(?P<pw>[^&#\s]+)"
+)
+# keys that hold a credential though the format's secret rule (PASSWORD, SECRET, TOKEN, KEY) does not name them
+CREDENTIAL_KEY = re.compile(r"(?i)PASS|PWD|AUTH|CREDENTIAL")
+
+
+def credentials_in(value: str) -> list[str]:
+    """The credentials inside `value` by its shape, longest first (none: nothing that looks like one)."""
+    found = {m.group("pw") for rx in (_URL_PASSWORD, _PAIR_PASSWORD, _QUERY_SECRET) for m in rx.finditer(value)}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact_endpoint(url: str) -> str:
+    """An engine's address as it may be printed: a password or token in it (`tcp://u:pw@host`, `?token=`) is `***`."""
+    out = url
+    for secret in credentials_in(url):
+        out = out.replace(secret, REDACTED)
+    return out

@@ -359,7 +359,7 @@ def inventory(target: Target) -> tuple[list[Found], live.LiveState, str, bool]:
         runtime = _runtime(ref, None, 10.0, None)
     try:
         found, observed = read(runtime)
-        return found, observed, runtime.host, ref.mode == "swarm"
+        return found, observed, runtime.shown, ref.mode == "swarm"
     finally:
         runtime.close()
 

@@ -21,6 +21,7 @@ import requests.exceptions
 from controller.adapters import retry
 from controller.adapters.docker.errors import API_VERSION, translate
 from controller.core import errors, live
+from controller.core.secrets import redact_endpoint
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 T = TypeVar("T")
@@ -109,6 +110,7 @@ class DockerClient:
         state database); it is saved after an observation that changed it. `tls`: the client's (ca, cert, key) files
         for a tcp:// engine that verifies clients; an ssh:// engine is reached through the `ssh` client."""
         self.host = resolve_host(host)
+        self.shown = redact_endpoint(self.host)  # as printed: never a password or token the address holds
         self.tls = tls
         if self.host.startswith("ssh://"):
             _quiet_ssh_close()
@@ -124,7 +126,7 @@ class DockerClient:
                 use_ssh_client=self.host.startswith("ssh://"),
             )
         except docker.errors.DockerException as e:
-            raise translate(e, "connecting", self.host) from e
+            raise translate(e, "connecting", self.shown) from e
         if tls is not None:
             # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own CA (psf/requests#3829): the
             # engine's CA must be the one that decides, whatever the environment says
@@ -155,7 +157,7 @@ class DockerClient:
         except errors.DbstateError:
             raise
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
-            raise translate(e, doing, self.host) from e
+            raise translate(e, doing, self.shown) from e
 
     def call(self, doing: str, fn: Callable[[], T]) -> T:
         with self.calling(doing):
@@ -175,12 +177,12 @@ class DockerClient:
             try:
                 probe.connect(path)
             except OSError as e:
-                raise translate(ConnectionError(e.strerror or str(e)), "connecting", self.host) from e
+                raise translate(ConnectionError(e.strerror or str(e)), "connecting", self.shown) from e
 
     def info(self) -> live.EngineInfo:
         self.preflight()
         v = self.call("asking the engine's version", self.api.version)
-        return live.EngineInfo(self.host, str(v.get("Version", "?")), str(v.get("ApiVersion", "?")))
+        return live.EngineInfo(self.shown, str(v.get("Version", "?")), str(v.get("ApiVersion", "?")))
 
     def mutate(
         self, doing: str, fn: Callable[[], Any], already: Callable[[BaseException], bool] = lambda e: False
@@ -198,7 +200,7 @@ class DockerClient:
                 _fenced.active = False  # `already` may ask the engine: not a change
                 if already(e):
                     return None
-                raise translate(e, doing, self.host) from e
+                raise translate(e, doing, self.shown) from e
             finally:
                 _fenced.active = False
 

@@ -125,6 +125,8 @@ class Database:
     # full, `*_MAJOR`: the major only), in the order `import` reads them
     greets_with_version = False  # its wire protocol announces the server's version before any login
     password_flag: str | None = None  # the server's flag that sets its password on a command line (import moves it)
+    # the server's other flags that take a secret on a command line, with the env variable import moves each to
+    credential_flags: tuple[tuple[str, str], ...] = ()
     tool: str = ""  # the client, as errors name it
     data_path: str = ""  # where the official image keeps its data
     exporter: Exporter | None = None  # its standard Prometheus exporter

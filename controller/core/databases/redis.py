@@ -85,6 +85,7 @@ class Redis(Database):
     check_rdb = "redis-check-rdb"
     version_fields: tuple[str, ...] = ("redis_version",)  # in INFO server, the first one found
     password_flag: str | None = "--requirepass"  # noqa: S105 - the server's flag that sets its password on a command line
+    credential_flags: tuple[tuple[str, str], ...] = (("--masterauth", "REDIS_MASTERAUTH"),)  # a replica's login
     cli_auth_env: tuple[str, ...] = ("REDISCLI_AUTH",)  # where the client reads the password from
 
     def exporter_env(self, address: str, port: int, user: str | None, password: str) -> dict[str, str]:

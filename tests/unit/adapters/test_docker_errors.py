@@ -89,3 +89,22 @@ def test_which_engine_events_trigger_a_pass():
         "",
     )
     assert trigger_of(event("service", "create", {"ID": "s2", "Attributes": {"name": "sw-pg"}})) is None
+
+
+def test_an_engine_address_with_a_password_or_token_is_never_printed_with_it():
+    import pytest
+
+    from controller.adapters.docker import DockerClient
+    from controller.core import errors
+    from controller.core.secrets import redact_endpoint
+
+    assert redact_endpoint("tcp://admin:Hunter2-pw@10.0.0.5:2376") == "tcp://admin:***@10.0.0.5:2376"
+    assert redact_endpoint("tcp://10.0.0.5:2376/?token=Tok-998877&x=1") == "tcp://10.0.0.5:2376/?token=***&x=1"
+    assert redact_endpoint("unix:///var/run/docker.sock") == "unix:///var/run/docker.sock"
+    for url, secret in (
+        ("tcp://admin:Hunter2-pw@127.0.0.1:9", "Hunter2-pw"),
+        ("tcp://127.0.0.1:9/?token=T0k-99", "T0k-99"),
+    ):
+        with pytest.raises(errors.EngineError) as info:  # refused as it is made, or when it connects
+            DockerClient(url, timeout=1, retry_budget=0.2).info()
+        assert secret not in str(info.value) and "***" in str(info.value), str(info.value)

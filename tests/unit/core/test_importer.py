@@ -137,3 +137,42 @@ def test_on_a_swarm_manager_services_become_instances_pinned_to_their_node_on_a_
     assert PG_PW not in text
     loaded = desired.load_text(text, "t.yaml", result.env)
     assert loaded.errors == (), loaded.errors
+
+
+def test_credentials_are_found_by_the_shape_of_the_value_not_only_by_the_key_name() -> None:
+    """A red team found these written into the YAML: a URL's password, PGPASS, MYSQL_PWD, a `password=` pair, and
+    Redis' --masterauth on the command line."""
+    url_pw, pgpass, mysql_pwd, dsn_pw, master = "Url-pw-91x", "Pgpass-77q", "MyPwd-55z", "Dsn-pw-33k", "Master-21m"
+    pg = dataclasses.replace(
+        PG,
+        env={
+            **(PG.env or {}),
+            "REPLICA_URL": f"postgresql://rep:{url_pw}@primary:5432/app?sslmode=require",
+            "PGPASS": pgpass,
+            "MYSQL_PWD": mysql_pwd,
+            "PRIMARY_CONNINFO": f"host=primary user=rep password={dsn_pw} sslmode=prefer",
+        },
+    )
+    redis = dataclasses.replace(REDIS, command=("redis-server", "--masterauth", master, "--requirepass", REDIS_PW))
+    found = [
+        importer.Found(pg, pg.command or (), IMAGE_ENV, ("postgres",), "unless-stopped"),
+        importer.Found(redis, redis.command or (), {"PATH": "/usr/bin"}, ("redis-server",), "always"),
+    ]
+    result = importer.build(found, OBSERVED)
+    text = "\n---\n".join(files(result).values())
+    for value in (url_pw, pgpass, mysql_pwd, dsn_pw, master, PG_PW, REDIS_PW):
+        assert value not in text, value
+        assert value in result.env.values(), value
+    assert "postgresql://rep:${" in text and "@primary:5432/app?sslmode=require" in text  # only the password moved
+    # what it writes loads, with each of them a secret (a plan shows ***), and the same values behind the references
+    loaded = desired.load_text(text, "t.yaml", result.env)
+    assert loaded.errors == (), loaded.errors
+    [inst] = [i for i in loaded.state.instances if i.metadata.name == "postgres"]
+    from controller.core.secrets import Secret, reveal
+
+    for key in ("REPLICA_URL", "PGPASS", "MYSQL_PWD", "PRIMARY_CONNINFO"):
+        assert isinstance(inst.spec.env[key], Secret), key
+    assert reveal(inst.spec.env["REPLICA_URL"]) == pg.env["REPLICA_URL"]  # type: ignore[index]
+    [kv] = [i for i in loaded.state.instances if i.metadata.name == "redis"]
+    assert master not in " ".join(kv.spec.command) and reveal(kv.spec.env["REDIS_MASTERAUTH"]) == master
+    assert adoption.differences(kv, redis) == []  # still the same server: adopted as it is
