@@ -181,6 +181,7 @@ class Loop:
                 error = self._lease_error
                 if error is not None:  # the engine is unreachable: a pass that cannot run, reported and backed off
                     self._pass_failed(trigger, time.time(), f"cannot hold the engine lease: {error}")
+                    last_pass = time.monotonic()  # it counts as one: the resync is not due again at once
                 else:
                     self.queue.add(WHOLE, delay=1.0)
                 continue

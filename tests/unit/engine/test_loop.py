@@ -191,6 +191,24 @@ def test_an_engine_that_cannot_hold_its_lease_fails_its_passes_reported_and_back
         t.join(5)
 
 
+def test_an_unreachable_engine_is_retried_at_its_backoff_not_in_a_tight_loop():
+    """A red team saw ~60,000 "pass failed" lines a second while each said retry_in=...: a pass that could not run
+    never counted as one, so the resync was always due."""
+    engine, lease = FakeEngine(), UnreachableLease()
+    r = Reconciler(TextSource(STATE, {"PG_PASSWORD": SECRET}), engine, engine, MemoryHistory(), PassOptions("run"))
+    logs = Logs()
+    queue = WorkQueue(base=0.2, cap=0.4)
+    loop = Loop(r, resync=60.0, queue=queue, metrics=Metrics(), log=logs, lease=lease, lease_ttl=0.4)
+    t = start_loop(loop)
+    try:
+        time.sleep(1.5)
+        failed = len(logs.messages("pass failed"))
+        assert 2 <= failed <= 10, failed  # backoff of 0.2 s growing to 0.4 s: a handful in 1.5 s, not thousands
+    finally:
+        loop.stop()
+        t.join(5)
+
+
 def test_a_desired_state_error_is_logged_once_not_once_per_pass():
     broken = instance_yaml("kv", "kv-db", volume=None).replace("engine: postgres", "engine: nosuchdb")
     engine = FakeEngine()
