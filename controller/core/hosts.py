@@ -33,3 +33,26 @@ def every_interface(host_ip: str | None) -> bool:
     if host_ip is None:
         return False
     return host_ip.strip("[]") in EVERY_INTERFACE
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """What is wrong with a Docker engine's address (`unix:///path`, `tcp://HOST[:PORT]`, `ssh://[USER@]HOST[:PORT]`),
+    said without its value (it may hold a password); None when it is well formed."""
+    from urllib.parse import urlsplit
+
+    if endpoint.startswith("unix://"):
+        return None if endpoint.startswith("unix:///") and len(endpoint) > len("unix:///") else "unix:///PATH"
+    if not endpoint.startswith(("tcp://", "ssh://")):
+        return "unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]"
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError:
+        return "its host or port cannot be read (a port is a number from 1 to 65535; an IPv6 host is in [brackets])"
+    if not parts.hostname:
+        return "it names no host"
+    if port is not None and not 1 <= port <= 65535:
+        return "a port is a number from 1 to 65535"
+    if port is None and parts.netloc.rsplit("]", 1)[-1].endswith(":"):
+        return "a port is a number from 1 to 65535"
+    return None

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from controller.core.hosts import every_interface
+from controller.core.hosts import endpoint_problem, every_interface
 
 if TYPE_CHECKING:
     from controller.core.diagnostics import Diagnostic
@@ -450,6 +450,13 @@ class HostTLS(Model):
 ENDPOINT = r"^(unix:///.+|tcp://[^/\s]+|ssh://[^/\s]+)$"
 
 
+def _endpoint_ok(value: str) -> str:
+    problem = endpoint_problem(value)
+    if problem is not None:
+        raise ValueError(f"not a Docker engine's address: {problem}")
+    return value
+
+
 class NodeEngine(Model):
     """The engine of one node of a swarm, for what the manager's API does not do: running the databases' own tools
     (probes, backups, restores) in a task's container on that node."""
@@ -458,6 +465,11 @@ class NodeEngine(Model):
         description="that node's own engine: unix://, tcp:// (with tls) or ssh://"
     )
     tls: HostTLS | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _endpoint_ok(value)
 
     @model_validator(mode="after")
     def _tls_on_tcp(self) -> NodeEngine:
@@ -487,6 +499,11 @@ class HostSpec(Model):
         description="how its databases are probed; default: --probe-via (auto falls back to exec when the "
         "controller has no route to the container)",
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _endpoint_ok(value)
 
     @model_validator(mode="after")
     def _tls_on_tcp(self) -> HostSpec:

@@ -21,6 +21,7 @@ import requests.exceptions
 from controller.adapters import retry
 from controller.adapters.docker.errors import API_VERSION, translate
 from controller.core import errors, live
+from controller.core.hosts import endpoint_problem
 from controller.core.secrets import redact_endpoint
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -117,6 +118,9 @@ class DockerClient:
         self.save_aliases = save_aliases
         self.retry_budget = retry_budget
         self.progress = progress or (lambda _msg: None)
+        problem = endpoint_problem(self.host)
+        if problem is not None:
+            raise errors.EnginePermanent(f"{self.shown} is not a Docker engine's address: {problem}")
         try:
             self.api = docker.APIClient(
                 base_url=self.host,

@@ -165,3 +165,24 @@ def test_node_engines_are_named_only_on_a_swarm_host_and_each_is_an_endpoint() -
     assert ["nodes are named only with mode: swarm" in d.message for d in wrong] == [True]
     bad = desired.load_text(HOST.replace("mode: swarm", 'mode: swarm, nodes: {db2: {endpoint: "db2"}}'), "t.yaml", {})
     assert [d.field for d in bad.errors] == ["spec.nodes.db2.endpoint"]
+
+
+def test_an_endpoint_with_a_bad_port_or_address_is_an_error_of_its_field_never_an_internal_error() -> None:
+    import io
+    import tempfile
+
+    from controller.cli import main
+
+    for endpoint in ("tcp://h:abc", "tcp://h:99999", "tcp://[::1", "ssh://u@h:0x1", "tcp://:2376", "tcp://h:0"):
+        text = HOST.replace('"unix:///var/run/docker.sock", mode: swarm', f'"{endpoint}"')
+        errors = desired.load_text(text, "t.yaml", {}).errors
+        assert [d.field for d in errors] == ["spec.endpoint"], (endpoint, errors)
+    nodes = HOST.replace("mode: swarm", 'mode: swarm, nodes: {db2: {endpoint: "tcp://db2:70000"}}')
+    assert [d.field for d in desired.load_text(nodes, "t.yaml", {}).errors] == ["spec.nodes.db2.endpoint"]
+    for fine in ("tcp://10.0.0.5:2376", "tcp://[::1]:2376", "ssh://deploy@db1:2222", "ssh://db1", "tcp://h"):
+        text = HOST.replace('"unix:///var/run/docker.sock", mode: swarm', f'"{fine}"')
+        assert desired.load_text(text, "t.yaml", {}).errors == (), fine
+    with tempfile.TemporaryDirectory() as empty:  # --docker-host is checked the same way
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["plan", "--dir", empty, "--docker-host", "tcp://h:abc"], out, err) == 1
+        assert "internal error" not in err.getvalue() and "a port is a number" in err.getvalue(), err.getvalue()
