@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from controller.core.errors import DbstateError
+
 
 class _IPv6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
@@ -74,7 +76,11 @@ def serve(
             return
 
     server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
-    server = server_class((host, port), Handler)
+    try:
+        server = server_class((host, port), Handler)
+    except OSError as e:  # not an address of this machine, a port in use, a name that does not resolve
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise DbstateError(f"cannot listen on {where}: {e.strerror or e} (--listen HOST:PORT)") from e
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="dbstate-http", daemon=True).start()
     return server

@@ -38,21 +38,27 @@ def every_interface(host_ip: str | None) -> bool:
 def endpoint_problem(endpoint: str) -> str | None:
     """What is wrong with a Docker engine's address (`unix:///path`, `tcp://HOST[:PORT]`, `ssh://[USER@]HOST[:PORT]`),
     said without its value (it may hold a password); None when it is well formed."""
-    from urllib.parse import urlsplit
-
     if endpoint.startswith("unix://"):
         return None if endpoint.startswith("unix:///") and len(endpoint) > len("unix:///") else "unix:///PATH"
-    if not endpoint.startswith(("tcp://", "ssh://")):
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in ("tcp", "ssh"):
         return "unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]"
-    try:
-        parts = urlsplit(endpoint)
-        port = parts.port
-    except ValueError:
-        return "its host or port cannot be read (a port is a number from 1 to 65535; an IPv6 host is in [brackets])"
-    if not parts.hostname:
+    where = re.split(r"[/?#]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    if where.startswith("["):
+        end = where.find("]")
+        if end < 0:
+            return "an IPv6 host is written in [brackets]"
+        host, after = where[1:end], where[end + 1 :]
+        if after and not after.startswith(":"):
+            return "its host or port cannot be read"
+        port = after[1:] if after else None
+    else:
+        host, colon, port_text = where.partition(":")
+        if ":" in port_text:
+            return "an IPv6 host is written in [brackets]"
+        port = port_text if colon else None
+    if not host:
         return "it names no host"
-    if port is not None and not 1 <= port <= 65535:
-        return "a port is a number from 1 to 65535"
-    if port is None and parts.netloc.rsplit("]", 1)[-1].endswith(":"):
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
         return "a port is a number from 1 to 65535"
     return None

@@ -154,3 +154,21 @@ def test_every_allow_flag_splits_on_commas_like_its_variable(monkeypatch):
     assert s.compose_projects == frozenset({"a", "b", "c", "d"})
     assert s.labels == frozenset({("x", "1"), ("y", "2")})
     assert s.bind_roots == frozenset({"/srv/a", "/srv/b"})
+
+
+def test_an_address_that_cannot_be_listened_on_is_a_clear_error_not_an_internal_one():
+    import socket
+
+    import pytest
+
+    from controller import http
+    from controller.core.errors import DbstateError
+
+    with pytest.raises(DbstateError, match=r"cannot listen on 203\.0\.113\.9:9464: .*--listen"):
+        http.serve(("203.0.113.9", 9464), None, lambda: True)  # not an address of this machine
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DbstateError, match=f"cannot listen on 127.0.0.1:{port}"):
+            http.serve(("127.0.0.1", port), None, lambda: True)  # in use
