@@ -54,6 +54,19 @@ def _quoted(text: str, start: int, quote: str) -> tuple[str, int]:
     raise _Unterminated
 
 
+# what str.splitlines ends a line at: a single-quoted value cannot hold one
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def line(key: str, value: str) -> str:
+    """`KEY=VALUE` as `parse` reads it back exactly: single-quoted when that is literal, else double-quoted with
+    `\\ \" \n \r` escaped (never `$`: nothing is interpolated here)."""
+    if "'" not in value and "\\" not in value and not _LINE_BREAKS.intersection(value):
+        return f"{key}='{value}'\n"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'{key}="{escaped}"\n'
+
+
 def parse(text: str, file: str) -> tuple[dict[str, str], list[Diagnostic]]:
     """Variables and located problems; a problem names the line, never its value."""
     out: dict[str, str] = {}

@@ -282,14 +282,12 @@ def _merged_env(path: Path, new: dict[str, str]) -> dict[str, str]:
 
 
 def _write_private(path: Path, env: dict[str, str]) -> None:
+    from controller.wiring.local import env_line
+
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("# secrets written by `dbstate import`: keep this file out of git\n")
         for k, v in sorted(env.items()):
-            f.write(f"{k}='{v}'\n" if "'" not in v else f'{k}="{_double_quoted(v)}"\n')
-
-
-def _double_quoted(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+            f.write(env_line(k, v))

@@ -90,6 +90,13 @@ def read_env(path: Path) -> tuple[dict[str, str], list[Diagnostic]]:
     return envfile.read(path)
 
 
+def env_line(key: str, value: str) -> str:
+    """One `KEY=VALUE` line that `read_env` reads back as exactly this value (import's env file)."""
+    from controller.adapters import envfile
+
+    return envfile.line(key, value)
+
+
 def read_compose(files: Sequence[Path]) -> list[Found]:
     """The services of compose files, as `import` finds containers (with the names of their env's variables)."""
     from controller.adapters import compose

@@ -74,3 +74,22 @@ def test_only_a_regular_file_of_bounded_size(tmp_path: Path):
     with pytest.raises(DesiredStateError, match="more than the 64 an env file may have"):
         envfile.read(big, limit=64)
     assert envfile.read(big)[0] == {"A": "1"}
+
+
+def test_a_line_import_writes_is_read_back_as_the_same_value_whatever_it_holds():
+    """A red team had import write values its own reader rejected: a newline, a trailing backslash."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from controller.adapters import envfile
+
+    tricky = ["ends\\", "two\nlines", "cr\r\n", "tab\there", "it's", 'say "hi"', "$HOME ${X} $$", "a #b", " pad ", ""]
+    for value in tricky:
+        assert envfile.parse(envfile.line("K", value), "f") == ({"K": value}, []), repr(value)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+    def roundtrip(value: str) -> None:
+        assert envfile.parse(envfile.line("K", value), "f") == ({"K": value}, []), repr(value)
+
+    roundtrip()
