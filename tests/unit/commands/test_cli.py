@@ -124,13 +124,22 @@ def test_a_garbage_state_database_is_one_clear_line(tmp_path: Path, command: tup
 def test_suspend_and_resume_are_recorded_with_who_and_why(tmp_path):
     from controller.adapters import store
 
+    env = {"PG_PASSWORD": SECRET}
     state = tmp_path / "state.db"
-    r = run("suspend", "pg", "--why", "manual  upgrade to 17", "--state", str(state))
+    ds = str(write_tree(tmp_path / "ds", {"pg.yaml": instance_yaml()}))
+    r = run("suspend", "pg", "--why", "manual  upgrade to 17", "--state", str(state), "--dir", ds, env=env)
     assert r.returncode == 0 and "suspended DatabaseInstance/pg" in r.stdout, r.stderr
     with store.Store(state) as db:
         [(key, why)] = db.suspensions().items()
     assert key == "DatabaseInstance/pg" and why.startswith("by ") and why.endswith(": manual upgrade to 17")
-    assert run("suspend", "pg", "--why", " ", "--state", str(state)).returncode == 1  # a reason is required
+    assert run("suspend", "pg", "--why", " ", "--state", str(state), "--dir", ds).returncode == 1  # a reason
+    # a name nothing declares is refused (it would be recorded, shown, and protect nothing), and so is no directory
+    r = run("suspend", "pq", "--why", "typo", "--state", str(state), "--dir", ds, env=env)
+    assert r.returncode == 1 and "no DatabaseInstance 'pq' is declared" in r.stderr and "declared: pg" in r.stderr
+    r = run("suspend", "pg", "--why", "x", "--state", str(state), "--dir", str(tmp_path / "none"))
+    assert r.returncode == 1 and "does not exist (use --dir)" in r.stderr
+    with store.Store(state) as db:
+        assert list(db.suspensions()) == ["DatabaseInstance/pg"]
     assert run("resume", "pg", "--state", str(state)).returncode == 0
     r = run("resume", "pg", "--state", str(state))
     assert r.returncode == 1 and "was not suspended" in r.stderr
