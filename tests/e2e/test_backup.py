@@ -179,9 +179,10 @@ def test_a_backup_is_code_so_only_a_signed_one_without_meta_commands_is_replayed
 ) -> None:
     """A pg_dumpall file rewritten with `\\! touch /tmp/x` before its first line, its manifest's sha256 and sizes
     recomputed: restore used to run the command in the database's container and say "restored". Now: without the key
-    it is not authentic; signed with the key it is still refused for its meta-command before anything changes; and
-    one hidden mid-line is refused by psql's restricted mode during the replay. The marker rows stay, /tmp/x never
-    appears, and the backup key is outside the backup directory, mode 0600."""
+    it is not authentic; signed with the key it is still refused for its meta-command before anything changes, and
+    so is one hidden mid-line (psql's restricted mode would refuse it during the replay too), by restore and by
+    verify-backup alike. The marker rows stay, /tmp/x never appears, and the backup key is outside the backup
+    directory, mode 0600."""
     state = tmp_path / "state.db"
     root = tree(tmp_path, {"pg.yaml": pg()})
     converge(root, engine_host, state)
@@ -216,8 +217,14 @@ def test_a_backup_is_code_so_only_a_signed_one_without_meta_commands_is_replayed
     hidden = body.replace(b"\nCREATE ROLE", b"\nSELECT 1; \\! touch /tmp/y\nCREATE ROLE", 1)
     assert hidden != body
     forge(where, taken, "pg-hidden", hidden, key=key)
-    r = restore("pg-hidden")
-    assert r.code == 1 and "backslash commands are restricted" in r.stderr, r.stderr
+    for cmd in ("restore", "verify-backup"):  # mid-line: refused by the scan too, before anything changes
+        r = (
+            restore("pg-hidden")
+            if cmd == "restore"
+            else run("verify-backup", "pg-hidden", "--dir", str(root), host=engine_host, state=state)
+        )
+        assert r.code == 1 and "holds meta-commands that pg_dumpall never writes" in r.stderr, r.stderr
+        assert "\\!" in r.stderr.split("never writes", 1)[1], r.stderr
     assert not touched("/tmp/x") and not touched("/tmp/y")
     assert sql(docker_client, "pgbk-db", "SELECT count(*) FROM marker") == "10"
     r = restore(taken["id"])  # the genuine one still restores

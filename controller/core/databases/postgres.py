@@ -61,6 +61,7 @@ class PgReplay:
         self._copy = False
         self._rest = b""
         self._line_no = 0
+        self._lexer = PsqlLexer()
 
     def start(self) -> bytes:
         return b"\\restrict " + self.key + b"\n" if self.key else b""
@@ -98,19 +99,102 @@ class PgReplay:
 
     def _line(self, line: bytes) -> bytes:
         self._line_no += 1
-        if line.startswith(b"\\"):
+        if self._lexer.state is None and line.startswith(b"\\"):
             if self.RESTRICT.match(line):
                 return b""
             if self.CONNECT.match(line):
                 if self.key is None:
                     return line + b"\n"
                 return b"\\unrestrict " + self.key + b"\n" + line + b"\n\\restrict " + self.key + b"\n"
-            name = line.split(maxsplit=1)[0][:20].decode(errors="replace")
-            self.refused.append(f"line {self._line_no}: {name}")
+            self._refuse(line)
             return line + b"\n"
-        if self.COPY.match(line):
+        at = self._lexer.meta_command(line)
+        if at is not None:  # psql runs one wherever it stands outside quoted text: the restricted psql refuses it too
+            self._refuse(line[at:])
+        elif self._lexer.state is None and self.COPY.match(line):
             self._copy = True
         return line + b"\n"
+
+    def _refuse(self, command: bytes) -> None:
+        name = command.split(maxsplit=1)[0][:20].decode(errors="replace")
+        self.refused.append(f"line {self._line_no}: {name}")
+
+
+class PsqlLexer:
+    """Where psql would see a meta-command (a backslash outside quoted text) in SQL text fed to it line by line, as
+    psql's own lexer does: '...' (standard_conforming_strings, as pg_dump sets it), E'...' with backslash escapes,
+    "identifiers", $tag$ bodies, -- and nested /* */ comments. The state carries over lines."""
+
+    SPECIAL = re.compile(rb"[\\'\"$]|--|/\*")
+    COMMENT = re.compile(rb"/\*|\*/")
+    QUOTE, IDENT, E_STOPS = re.compile(rb"'"), re.compile(rb'"'), re.compile(rb"[\\']")
+    DOLLAR = re.compile(rb"\$([A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
+
+    def __init__(self) -> None:
+        self.state: tuple[str, bytes] | None = None  # ("'", b""), ("E", b""), ('"', b""), ("$", tag), ("*", depth)
+
+    def meta_command(self, line: bytes) -> int | None:
+        """The index of the first meta-command in `line` outside quoted text, or None."""
+        i, n = 0, len(line)
+        while i < n:
+            if self.state is None:
+                m = self.SPECIAL.search(line, i)
+                if m is None:
+                    return None
+                token, start, i = m.group(), m.start(), m.end()
+                if token == b"\\":
+                    return start
+                if token == b"--":
+                    return None
+                if token == b"/*":
+                    self.state = ("*", b"1")
+                elif token == b'"':
+                    self.state = ('"', b"")
+                elif token == b"'":
+                    e_string = (
+                        start > 0 and line[start - 1 : start] in (b"E", b"e") and not _word_before(line, start - 1)
+                    )
+                    self.state = ("E" if e_string else "'", b"")
+                else:  # $: a dollar quote opens only where an identifier does not go on
+                    d = self.DOLLAR.match(line, start)
+                    if d is not None and not _word_before(line, start):
+                        self.state, i = ("$", d.group()), d.end()
+            else:
+                i = self._inside(line, i)
+        return None
+
+    def _inside(self, line: bytes, i: int) -> int:
+        """Past the quoted text or comment that is open at `i` (to the end of the line when it goes on)."""
+        kind, data = self.state or ("", b"")
+        if kind == "$":
+            end = line.find(data, i)
+            if end < 0:
+                return len(line)
+            self.state = None
+            return end + len(data)
+        if kind == "*":
+            m = self.COMMENT.search(line, i)
+            if m is None:
+                return len(line)
+            depth = int(data) + (1 if m.group() == b"/*" else -1)
+            self.state = ("*", str(depth).encode()) if depth else None
+            return m.end()
+        quote = b'"' if kind == '"' else b"'"
+        stops = self.E_STOPS if kind == "E" else (self.QUOTE if kind == "'" else self.IDENT)
+        j = i
+        while (m := stops.search(line, j)) is not None:
+            j = m.end()
+            if m.group() == b"\\" or line[j : j + 1] == quote:  # E'..': escaped; or doubled: the quote itself
+                j += 1
+            else:
+                self.state = None
+                return j
+        return len(line)
+
+
+def _word_before(line: bytes, at: int) -> bool:
+    """Whether an identifier's character stands just before `at` (E'..' and $tag$ begin only after a non-word)."""
+    return at > 0 and (line[at - 1 : at].isalnum() or line[at - 1 : at] in (b"_", b"$") or line[at - 1] >= 0x80)
 
 
 # The restore of a pg_dumpall into a fresh server meets the roles and the database the image made at its first start:
