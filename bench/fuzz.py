@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 code = dbstate(["validate", "--dir", str(ds), "--env-file", str(env)], out, err)
+                for output in ("text", "json"):  # the case's backup manifests, as `dbstate backups` lists them
+                    listed = dbstate(["backups", "--backup-dir", f"{tmp}/backups", "--output", output], out, err)
+                    counts["exit"] += listed != 0
             except Hang:
                 counts["hang (>10 s)"] += 1
                 print(f"seed {seed}: hang", file=sys.stderr)

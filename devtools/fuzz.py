@@ -91,12 +91,59 @@ FRAGMENTS = [
 ]
 
 
+# engine addresses as a Host declares them: well formed, malformed, and holding a credential (the secret is added)
+ENDPOINTS = [
+    "unix:///var/run/docker.sock",
+    "tcp://10.0.0.5:2376",
+    "tcp://[::1]:2376",
+    "ssh://deploy@db1:2222",
+    "tcp://h:abc",
+    "tcp://h:99999",
+    "tcp://[::1",
+    "tcp://:2376",
+    "ssh://u@h:0x1",
+    "unix://",
+    "tcp://",
+    "http://h:2375",
+    "tcp://admin:{secret}@h:2376",
+    "tcp://h:2376/?token={secret}",
+]
+
+# a backup's manifest as dbstate writes it; the fuzz mutates its fields' types and values, and its paths
+MANIFEST = {
+    "id": "pg-20261204T000000Z",
+    "instance": "pg",
+    "engine": "postgres",
+    "image": "postgres:16-alpine",
+    "server_version": "16.4",
+    "revision": None,
+    "file": "pg-20261204T000000Z.sql.gz",
+    "format": "sql.gz",
+    "size_bytes": 10,
+    "raw_bytes": 10,
+    "sha256": "0" * 64,
+    "started": 1764806400.0,
+    "finished": 1764806401.0,
+    "counts": {"app/public.t": 1},
+    "databases": ["app"],
+    "reason": "manual",
+    "verified": None,
+    "version": 1,
+    "signature": None,
+}
+ODD_VALUES: list[object] = [
+    None, True, -1, 2**70, 1e308, float("nan"), "", "x", "../../outside", "/etc/passwd", "a/b", "..", [], [1, "a"],
+    {}, {"a": "b"}, {"a": [1]}, "\x1b[2J", "é" * 50,
+]  # fmt: skip
+
+
 @dataclass
 class Case:
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> content
     specials: dict[str, str] = field(default_factory=dict)  # relative path -> fifo | zero | outside
     env: bytes = b""
     secrets: tuple[str, ...] = ()
+    manifests: dict[str, bytes] = field(default_factory=dict)  # path under the backup directory -> content
 
     def write(self, root: Path) -> tuple[Path, Path]:
         ds = root / "desired"
@@ -118,6 +165,10 @@ class Case:
                 p.symlink_to(outside)
         env = root / "case.env"
         env.write_bytes(self.env)
+        for rel, data in self.manifests.items():
+            p = root / "backups" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
         return ds, env
 
 
@@ -172,4 +223,29 @@ def case(seed: int) -> Case:
             c.files[name] = rng.randbytes(rng.randint(0, 300))
     if rng.random() < 0.1:
         c.specials[f"special{seed % 3}.yaml"] = rng.choice(["fifo", "zero", "outside"])
+    if rng.random() < 0.4:
+        endpoint_form = rng.choice(ENDPOINTS)
+        endpoint = endpoint_form.replace("{secret}", secrets[0])
+        host = f"apiVersion: dbstate.io/v1\nkind: Host\nmetadata: {{name: h{seed % 5}}}\n"
+        host += f'spec: {{endpoint: "{endpoint}"}}\n'
+        # one holding a credential is left whole: a mutation could cut it to no longer look like one
+        made = host if "{secret}" in endpoint_form else _mutate(host, rng)
+        c.files[f"host{seed % 2}.yaml"] = made.encode("utf-8", "surrogatepass")
+    for i in range(rng.randint(0, 3)):
+        c.manifests[f"{rng.choice(['pg', 'kv', '..', 'x y'])}/m{i}.json"] = _manifest(rng)
     return c
+
+
+def _manifest(rng: random.Random) -> bytes:
+    """A manifest with some fields changed in type or value, dropped, or added; or not JSON at all."""
+    import json
+
+    body: dict[str, object] = dict(MANIFEST)
+    for _ in range(rng.randint(0, 4)):
+        key = rng.choice([*MANIFEST, "extra"])
+        if rng.random() < 0.2:
+            body.pop(key, None)
+        else:
+            body[key] = rng.choice(ODD_VALUES)
+    text = json.dumps(body)
+    return _mutate(text, rng).encode() if rng.random() < 0.2 else text.encode()

@@ -50,7 +50,7 @@ def options(ns: argparse.Namespace) -> Options:
 
 
 def run(opts: Options, out: TextIO, err: TextIO) -> int:
-    from controller.core.secrets import redact_endpoint
+    from controller.core.secrets import redact_credentials
     from controller.views import audit as view
     from controller.views import common as views
     from controller.wiring import engines
@@ -61,7 +61,7 @@ def run(opts: Options, out: TextIO, err: TextIO) -> int:
     codes, docs = [], []
     for engine in refs:
         if len(refs) > 1 and opts.output != "json":
-            out.write(views.host_heading(engine.name, redact_endpoint(str(engine.url))))
+            out.write(views.host_heading(engine.name, redact_credentials(str(engine.url))))
         try:
             result = engines.audit(opts.target, opts.probe_timeout, engine)
         except EngineError as e:  # one engine down: the others are audited all the same

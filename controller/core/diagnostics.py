@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller.core.secrets import redact_credentials
+
 Severity = Literal["error", "warning"]
 
 
@@ -38,7 +40,7 @@ class Diagnostic:
             out += f"{self.kind}/{self.name or '?'}: "
         if self.field:
             out += f"{self.field}: "
-        return out + self.message
+        return redact_credentials(out + self.message)  # a key or value quoted back may hold a credential
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,7 +49,7 @@ class Diagnostic:
             "column": self.column,
             "kind": self.kind,
             "name": self.name,
-            "field": self.field,
-            "message": self.message,
+            "field": redact_credentials(self.field) if self.field else self.field,
+            "message": redact_credentials(self.message),
             "severity": self.severity,
         }

@@ -5,6 +5,7 @@ and counters are its module's (core/databases)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -89,11 +90,12 @@ def plain_name(text: object) -> bool:
 
 
 def _number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A time: a finite number of seconds since 1970, before the year 10000 (what a clock and `gmtime` take)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 253402300800
 
 
 def _count(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
 
 
 def _text(v: object) -> bool:

@@ -126,9 +126,10 @@ def credentials_in(value: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def redact_endpoint(url: str) -> str:
-    """An engine's address as it may be printed: a password or token in it (`tcp://u:pw@host`, `?token=`) is `***`."""
-    out = url
-    for secret in credentials_in(url):
+def redact_credentials(text: str) -> str:
+    """`text` as it may be printed: a credential found in it by its shape (an engine's `tcp://u:pw@host`,
+    `?token=`, a `password=` pair) is `***`."""
+    out = text
+    for secret in credentials_in(text):
         out = out.replace(secret, REDACTED)
     return out

@@ -22,7 +22,7 @@ from controller.adapters import retry
 from controller.adapters.docker.errors import API_VERSION, translate
 from controller.core import errors, live
 from controller.core.hosts import endpoint_problem
-from controller.core.secrets import redact_endpoint
+from controller.core.secrets import redact_credentials
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 T = TypeVar("T")
@@ -111,7 +111,7 @@ class DockerClient:
         state database); it is saved after an observation that changed it. `tls`: the client's (ca, cert, key) files
         for a tcp:// engine that verifies clients; an ssh:// engine is reached through the `ssh` client."""
         self.host = resolve_host(host)
-        self.shown = redact_endpoint(self.host)  # as printed: never a password or token the address holds
+        self.shown = redact_credentials(self.host)  # as printed: never a password or token the address holds
         self.tls = tls
         if self.host.startswith("ssh://"):
             _quiet_ssh_close()

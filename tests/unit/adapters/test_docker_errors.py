@@ -96,11 +96,11 @@ def test_an_engine_address_with_a_password_or_token_is_never_printed_with_it():
 
     from controller.adapters.docker import DockerClient
     from controller.core import errors
-    from controller.core.secrets import redact_endpoint
+    from controller.core.secrets import redact_credentials
 
-    assert redact_endpoint("tcp://admin:Hunter2-pw@10.0.0.5:2376") == "tcp://admin:***@10.0.0.5:2376"
-    assert redact_endpoint("tcp://10.0.0.5:2376/?token=Tok-998877&x=1") == "tcp://10.0.0.5:2376/?token=***&x=1"
-    assert redact_endpoint("unix:///var/run/docker.sock") == "unix:///var/run/docker.sock"
+    assert redact_credentials("tcp://admin:Hunter2-pw@10.0.0.5:2376") == "tcp://admin:***@10.0.0.5:2376"
+    assert redact_credentials("tcp://10.0.0.5:2376/?token=Tok-998877&x=1") == "tcp://10.0.0.5:2376/?token=***&x=1"
+    assert redact_credentials("unix:///var/run/docker.sock") == "unix:///var/run/docker.sock"
     for url, secret in (
         ("tcp://admin:Hunter2-pw@127.0.0.1:9", "Hunter2-pw"),
         ("tcp://127.0.0.1:9/?token=T0k-99", "T0k-99"),

@@ -34,6 +34,11 @@ def check(case: fuzz.Case, root: Path) -> tuple[int, float, int]:
     for s in case.secrets:
         assert s not in text, f"secret echoed: {text}"
     assert seconds < 2.0 and peak < 200 * 2**20, (seconds, peak)
+    for output in ("text", "json"):  # the backup directory's manifests, as `dbstate backups` lists them
+        out, err = io.StringIO(), io.StringIO()
+        listed = main(["backups", "--backup-dir", str(root / "backups"), "--output", output], out, err)
+        text = out.getvalue() + err.getvalue()
+        assert listed == 0 and "internal error" not in text and "Traceback" not in text, text
     return code, seconds, peak
 
 
@@ -46,9 +51,11 @@ def test_generated_trees_through_validate(tmp_path_factory, seed: int):
 def test_the_generator_reaches_what_it_means_to(tmp_path: Path):
     """Not vacuous: over many seeds the cases include valid trees, errors, special files and env files with secrets
     in every quoting form."""
-    codes, specials = set(), set()
+    codes, specials, hosts, manifests = set(), set(), 0, 0
     for seed in range(60):
         c = fuzz.case(seed)
         specials |= set(c.specials.values())
+        hosts += any(name.startswith("host") for name in c.files)
+        manifests += len(c.manifests)
         codes.add(check(c, tmp_path / str(seed))[0])
-    assert codes == {0, 1} and specials
+    assert codes == {0, 1} and specials and hosts >= 10 and manifests >= 20
