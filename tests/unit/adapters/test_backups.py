@@ -119,3 +119,18 @@ def test_dbstate_backups_lists_the_good_ones_and_names_a_bad_manifest_without_a_
         assert code == 0, err.getvalue()
         assert "pg-1" in out.getvalue() and "pg-bad" not in out.getvalue()
         assert "pg-bad.json: not a manifest of dbstate's" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+@pytest.mark.parametrize("field, value", [("size_bytes", "abc"), ("started", 1e308), ("counts", {"t": [1]})])
+def test_the_web_view_serves_its_pages_beside_a_bad_manifest(
+    tmp_path: Path, backups: BackupDir, field: str, value: object
+) -> None:
+    from controller.views.site import Site
+
+    taken(backups, "pg-1", 1000.0)
+    planted(backups, "pg-bad.json", {**manifest("pg-bad", 2000.0).to_json(), field: value})
+    site = Site(tmp_path / "no-state.db", backups.root)
+    for path in ("/", "/api/overview", "/api/status", "/api/instances/pg", "/instances/pg"):
+        page = site.handle(path)
+        assert page is not None and page[0] in (200, 404), (path, page)
+        assert "pg-bad" not in page[2]
