@@ -63,6 +63,13 @@ class SwarmRuntime(DockerRuntime):
         self._exec_on: dict[str, DockerRuntime] = {}  # an exec made on a node's engine -> that engine
         self._own_node: tuple[str, str | None] | None = None  # the manager's node: its ID and node label
 
+    def close(self) -> None:
+        """With the clients of the node engines it opened."""
+        for engine in self._node_engines.values():
+            engine.close()
+        self._node_engines.clear()
+        super().close()
+
     # -- observing -------------------------------------------------------------------------------------------------
 
     def observe(self, inspect: Collection[str] = (), *, inspect_all: bool = False) -> live.LiveState:
