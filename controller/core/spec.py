@@ -457,29 +457,30 @@ def _endpoint_ok(value: str) -> str:
     return value
 
 
+def _tls_needs_tcp(endpoint: str, tls: HostTLS | None) -> None:
+    if tls is not None and not endpoint.startswith("tcp://"):
+        raise ValueError("tls goes with a tcp:// endpoint")
+
+
+# a Docker engine's address (a Host's, a swarm node's)
+Endpoint = Annotated[str, StringConstraints(pattern=ENDPOINT), AfterValidator(_endpoint_ok)]
+
+
 class NodeEngine(Model):
     """The engine of one node of a swarm, for what the manager's API does not do: running the databases' own tools
     (probes, backups, restores) in a task's container on that node."""
 
-    endpoint: Annotated[str, StringConstraints(pattern=ENDPOINT)] = Field(
-        description="that node's own engine: unix://, tcp:// (with tls) or ssh://"
-    )
+    endpoint: Endpoint = Field(description="that node's own engine: unix://, tcp:// (with tls) or ssh://")
     tls: HostTLS | None = None
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        return _endpoint_ok(value)
 
     @model_validator(mode="after")
     def _tls_on_tcp(self) -> NodeEngine:
-        if self.tls is not None and not self.endpoint.startswith("tcp://"):
-            raise ValueError("tls goes with a tcp:// endpoint")
+        _tls_needs_tcp(self.endpoint, self.tls)
         return self
 
 
 class HostSpec(Model):
-    endpoint: Annotated[str, StringConstraints(pattern=ENDPOINT)] = Field(
+    endpoint: Endpoint = Field(
         description="unix:///var/run/docker.sock, tcp://HOST:2376 (with tls), or ssh://user@host (the ssh client "
         "and the remote docker CLI)"
     )
@@ -500,15 +501,9 @@ class HostSpec(Model):
         "controller has no route to the container)",
     )
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        return _endpoint_ok(value)
-
     @model_validator(mode="after")
     def _tls_on_tcp(self) -> HostSpec:
-        if self.tls is not None and not self.endpoint.startswith("tcp://"):
-            raise ValueError("tls goes with a tcp:// endpoint")
+        _tls_needs_tcp(self.endpoint, self.tls)
         if self.nodes and self.mode != "swarm":
             raise ValueError("nodes are named only with mode: swarm")
         return self
