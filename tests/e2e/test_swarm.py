@@ -168,14 +168,9 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
 
     # what Swarm does not repair, dbstate does: a service scaled to nothing by hand is started, one taken off its
     # network is attached again with its alias
-    svc = client.api.inspect_service("sw-pg")
-    client.api.update_service(
-        svc["ID"], svc["Version"]["Index"], fetch_current_spec=True, mode=docker.types.ServiceMode("replicated", 0)
-    )
+    update(client, mode=docker.types.ServiceMode("replicated", 0))
     wait_for(lambda: not running_tasks(client), timeout=60)
-    svc = client.api.inspect_service("sw-pg")
-    template = dict(svc["Spec"]["TaskTemplate"], Networks=[])
-    client.api.update_service(svc["ID"], svc["Version"]["Index"], fetch_current_spec=True, task_template=template)
+    update(client, task_template=dict(client.api.inspect_service("sw-pg")["Spec"]["TaskTemplate"], Networks=[]))
     r = run("apply", "--yes", "--dir", str(root), "--output", "json", host=host, state=state)
     assert r.code == 0, r.stdout + r.stderr
     assert sorted(o["action"] for o in r.json()["outcomes"]) == ["connect", "start"]
@@ -193,29 +188,23 @@ def test_a_postgres_on_swarm_is_a_pinned_service_with_its_secret_as_a_file_and_k
     wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=90)
 
     # a service someone made start-first is a finding (dbstate's own recreate stops the old task first anyway)
-    svc = client.api.inspect_service("sw-pg")
-    client.api.update_service(
-        svc["ID"],
-        svc["Version"]["Index"],
-        fetch_current_spec=True,
-        update_config=docker.types.UpdateConfig(order="start-first"),
-    )
+    update(client, update_config=docker.types.UpdateConfig(order="start-first"))
     r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
     assert [f["type"] for f in r.json()["findings"]] == ["config-drift"], r.stdout
     assert "stop-first" in r.json()["findings"][0]["message"]
     # the finding's own advice, followed: the drift is gone
     advice = r.json()["findings"][0]["message"].split("`")[1]
     assert advice == "docker service update --update-order stop-first sw-pg"
-    svc = client.api.inspect_service("sw-pg")
-    client.api.update_service(
-        svc["ID"],
-        svc["Version"]["Index"],
-        fetch_current_spec=True,
-        update_config=docker.types.UpdateConfig(order="stop-first"),
-    )
+    update(client, update_config=docker.types.UpdateConfig(order="stop-first"))
     r = run("plan", "--dir", str(root), "--output", "json", host=host, state=state)
     assert r.code == 0 and r.json()["findings"] == [] and r.json()["changes"] == [], r.stdout
     wait_for(lambda: psql(client, "SELECT count(*) FROM marker", check=False) == "100", timeout=60)
+
+
+def update(client: docker.DockerClient, **changes: Any) -> None:
+    """sw-pg's service changed by hand, as `docker service update` would (the rest of its spec kept)."""
+    svc = client.api.inspect_service("sw-pg")
+    client.api.update_service(svc["ID"], svc["Version"]["Index"], fetch_current_spec=True, **changes)
 
 
 def availability(client: docker.DockerClient, value: str) -> None:
