@@ -5,7 +5,7 @@ many committed writes are missing afterwards (there must be none). The floor for
 directory (`cp -a` from volume to volume in a helper, measured on the same data); for --link, the issue's 5 s. After
 --copy, the way back: `dbstate rollback` (the declaration reverted), its whole time and the client's longest gap.
 
-    .venv/bin/python -m bench.upgrade [--mib 1024] [--methods dump-restore copy link]
+    .venv/bin/python -m bench.upgrade [--mib 1024] [--methods dump-restore copy link] [--repeat 3] [--trace]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def timed_apply(root: Path, env: dict[str, str], trace: bool) -> float:
     with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:
-            print(f"  {time.perf_counter() - t0:6.1f}  {line.rstrip()}")
+            print(f"  {time.perf_counter() - t0:7.2f}  {line.rstrip()}")
     if proc.returncode != 0:
         raise RuntimeError(f"apply exited {proc.returncode}")
     return time.perf_counter() - t0
@@ -102,9 +102,13 @@ def clean(client: docker.DockerClient, method: str) -> None:
     for c in client.containers.list(all=True):
         if c.name.startswith("pgb-db"):
             c.remove(force=True)
-    for v in (f"pgu-{method}-15", f"pgu-{method}-17"):
+    ours = (f"pgu-{method}-15", f"pgu-{method}-17")
+    for v in ours:
         with contextlib.suppress(docker.errors.NotFound):
             client.volumes.get(v).remove(force=True)
+    for marker in client.volumes.list(filters={"label": "io.dbstate.seen"}):  # a next run starts on new volumes
+        if marker.attrs["Labels"].get("io.dbstate.seen") in ours:
+            marker.remove(force=True)
 
 
 def one(
@@ -160,16 +164,25 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=1024, help="about how large the pgbench database is (default 1024)")
     ap.add_argument("--methods", nargs="+", choices=sorted(POLICIES), default=["dump-restore", "copy", "link"])
     ap.add_argument("--trace", action="store_true", help="print each upgrade's steps with their time")
+    ap.add_argument("--repeat", type=int, default=1, help="upgrades per method, each on fresh data (default 1)")
     args = ap.parse_args()
     scale = max(1, round(args.mib / 15))  # pgbench: about 15 MiB a scale unit
     rows: list[tuple[str, float | None, str]] = []
     with bench_engine() as (eng, client):
         for method in args.methods:
-            clean(client, method)
-            try:
-                rows += one(client, eng.host, method, scale, args.trace)
-            finally:
+            gaps = []
+            for run in range(1, args.repeat + 1):
                 clean(client, method)
+                try:
+                    these = one(client, eng.host, method, scale, args.trace)
+                finally:
+                    clean(client, method)
+                gaps += [s for label, s, _ in these if label == f"{method}: longest gap a writing client saw"]
+                rows += [(f"{label} (run {run})" if args.repeat > 1 else label, s, n) for label, s, n in these]
+            if args.repeat > 1:
+                gaps.sort()
+                rows.append((f"{method}: longest gap, median of {len(gaps)} runs", gaps[len(gaps) // 2], ""))
+                rows.append((f"{method}: longest gap, worst of {len(gaps)} runs", gaps[-1], ""))
     print(f"\n{'PostgreSQL 15 -> 17, ' + str(args.mib) + ' MiB':<66} {'seconds':>8}")
     for label, seconds, note in rows:
         value = f"{seconds:8.1f}" if seconds is not None and "committed" not in label else f"{seconds:8.0f}"

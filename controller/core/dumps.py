@@ -125,13 +125,13 @@ _FIELD_CHECKS: dict[str, Any] = {
 }
 
 
-def compare_counts(want: Mapping[str, int], got: Mapping[str, int]) -> list[str]:
-    """The differences, as lines a human reads (empty: equal)."""
+def compare_counts(
+    want: Mapping[str, int], got: Mapping[str, int], before: str = "in the backup", after: str = "restored"
+) -> list[str]:
+    """The differences, as lines a human reads (empty: equal): `want` is what was `before`, `got` what is `after`."""
     out = []
     for key in sorted(set(want) | set(got)):
         a, b = want.get(key), got.get(key)
         if a != b:
-            out.append(
-                f"{key}: {'missing' if a is None else a} in the backup, {'missing' if b is None else b} restored"
-            )
+            out.append(f"{key}: {'missing' if a is None else a} {before}, {'missing' if b is None else b} {after}")
     return out

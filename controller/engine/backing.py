@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from controller.core import databases, dumps, errors, live, spec
 from controller.core.databases import Database, Login, Query
+from controller.core.databases.postgres import Postgres
 from controller.core.databases.redis import Redis, keys_read, keyspace
 from controller.core.dumps import Manifest
 from controller.engine.ports import BackupStore, Clock, Runtime, Shell, SystemClock
@@ -231,6 +232,14 @@ def counts(container: str, engine: spec.Engine, who: Login, shell: Shell) -> dic
     return db.counts(who, _query(container, db, who, shell))
 
 
+def file_sizes(container: str, who: Login, shell: Shell) -> dict[str, int]:
+    """PostgreSQL: each table's and index's files in bytes, read from the catalog (no row read, any size)."""
+    db = databases.of(spec.Engine.POSTGRES)
+    if not isinstance(db, Postgres):  # the registry's PostgreSQL module
+        raise errors.BackupError("no PostgreSQL module to read the files' sizes")
+    return db.file_sizes(who, _query(container, db, who, shell))
+
+
 def extensions(container: str, engine: spec.Engine, who: Login, shell: Shell) -> set[str]:
     """The extensions the server's databases use."""
     db = databases.of(engine)
@@ -267,7 +276,7 @@ def wait_ready(container: str, engine: spec.Engine, who: Login, shell: Shell, ti
             return
         if time.monotonic() > deadline:
             raise errors.BackupError(f"{container} did not become ready within {timeout:.0f} s")
-        time.sleep(0.2)  # each poll is an exec (~0.1 s): a cutover's downtime waits on this
+        time.sleep(0.1)  # each poll is an exec (~0.1 s): a cutover's downtime waits on this
 
 
 def load(

@@ -8,10 +8,12 @@ old cluster's facts are read (bootstrap superuser, encoding, locale, checksums),
 and --swap, after which the old cluster cannot start again), the old major's userland is copied out of the old image
 (core/databases/postgres.py: PG_TRANSPLANT), and a helper of the new image proves the old binaries run there and makes
 the new cluster, with the old one's locale, in the new volume. Then the downtime: the consumers paused, the old server
-taken off its networks and its sessions ended (no client anywhere can write to it any more), its rows counted, the
-old server stopped, pg_upgrade (its consistency checks first, the same as `--check`) in a helper of the new image
-without a network, the new server started alone on the new volume and checked (its major, every table's rows against
-the count), joined to its networks, the consumers resumed; the planner's statistics are rebuilt in the background. A
+taken off its networks and its sessions ended (no client anywhere can write to it any more), what it holds measured
+(--copy: every table's rows; --link, --clone, --swap, which carry the old files as they are: every table's and index's
+file sizes, so that the downtime stays seconds at any size), the old server stopped, pg_upgrade (its consistency
+checks first, the same as `--check`) in a helper of the new image without a network, the new cluster moved into place,
+the new server started alone on the new volume and checked (its major, then the same rows or files),
+joined to its networks, the consumers resumed; the planner's statistics are rebuilt in the background. A
 failure before the new server starts rolls back to the old server on its volume, unchanged (--link's renamed
 pg_control renamed back).
 
@@ -26,7 +28,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from controller.core import databases, errors, labels, plan, spec
+from controller.core import databases, dumps, errors, labels, plan, spec
 from controller.core.databases import postgres
 from controller.core.databases.base import env_plain
 from controller.core.dumps import Manifest
@@ -125,6 +127,32 @@ class _PgUpgrade(Cutover):
         if code != 0:
             raise errors.BackupError(f"{self.step} exited {code}: {out.strip()[-300:]}")
 
+    def measure(self) -> dict[str, int]:
+        """What the old server holds, once no client can write to it, for `check` on the new server: every table's
+        rows (--copy: the downtime is a copy of the data anyway) or, when pg_upgrade carries the old files as they are
+        (--link, --clone, --swap), every table's and index's files in bytes: read from the catalog, no row read, so
+        that the downtime does not grow with the data."""
+        who = databases.of(self.inst.spec.engine).login(self.inst)
+        if self.transfer in SHARED:
+            self.step = "reading the old server's file sizes"
+            return backing.file_sizes(self.c, who, self.shell)
+        self.step = "counting the rows of the old server"
+        return backing.counts(self.c, self.inst.spec.engine, who, self.shell)
+
+    def check(self, before: dict[str, int]) -> str:
+        """The new server against `measure`'s: the same rows, or the same files (a relation pg_upgrade lost or cut
+        short has another size); what was checked, said."""
+        if self.transfer not in SHARED:
+            dbs = {k.split("/", 1)[0] for k in before}
+            self.check_rows(before, dbs, "the old server", fingerprint=False, words=("before", "after"))
+            return f"{sum(before.values())} rows in {len(before)} tables checked"
+        self.step = "comparing every table's and index's files with the old server's"
+        who = databases.of(self.inst.spec.engine).login(self.inst)
+        wrong = dumps.compare_counts(before, backing.file_sizes(self.c, who, self.shell), "bytes before", "after")
+        if wrong:
+            raise errors.BackupError("files differ from the old server's: " + "; ".join(wrong[:5]))
+        return f"{len(before)} tables' and indexes' files ({sum(before.values()) >> 20} MiB) checked"
+
     def check_empty(self) -> None:
         """The new volume empty, or holding only PG_STAGE: an upgrade an interrupted attempt never installed (so
         nothing ever started on it), cleared here; --link's renamed pg_control in the old cluster named back."""
@@ -210,7 +238,9 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
             tools, said = stack.enter_context(shell.toolbox(old_image, postgres.PG_TOOLS, postgres.PG_TRANSPLANT, env))
             progress(f"{name}: {said}")
             progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'prepare')}")
+            job.make_private()
         except errors.DbstateError as e:
+            job.leave_private()
             if job.written:  # the new cluster made in PG_STAGE: nothing else is in that volume
                 with contextlib.suppress(errors.DbstateError):
                     job.clear()
@@ -223,8 +253,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
             job.step = "ending the old server's client sessions"
             who = databases.of(inst.spec.engine).login(inst)
             backing.answer(change.target, inst.spec.engine, who, shell, postgres.fence_sql(was))
-            job.step = "counting the rows of the old server"
-            rows = backing.counts(change.target, inst.spec.engine, who, shell)
+            before = job.measure()
             job.stop()
             progress(f"{name}: pg_upgrade --{transfer.value} into {new_volume} (its consistency checks first)")
             progress(f"{name}: {job.run_helper(f'{tools}:ro', env, 'upgrade')}")
@@ -232,7 +261,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
             job.switch()
             backing.wait_ready(job.c, inst.spec.engine, who, shell)
             job.check_major(new)
-            job.check_rows(rows, {k.split("/", 1)[0] for k in rows}, "the old server", fingerprint=False)
+            checked = job.check(before)
             job.go_live()
         except Exception as e:
             raise job.failed(what, e, old_image) from e
@@ -250,10 +279,7 @@ def upgrade(change: plan.Change, runtime: Runtime, shell: Shell, store: BackupSt
         if transfer not in SPENDS
         else f"{old_volume} now belongs to the new cluster; the way back is backup {backup}"
     )
-    progress(
-        f"{name}: upgraded {was} -> {new} by pg_upgrade --{transfer.value}: {sum(rows.values())} rows in "
-        f"{len(rows)} tables checked; {back}"
-    )
+    progress(f"{name}: upgraded {was} -> {new} by pg_upgrade --{transfer.value}: {checked}; {back}")
 
 
 def _before_downtime(

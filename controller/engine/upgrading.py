@@ -115,9 +115,7 @@ class Cutover:
         self.step = f"renaming {self.c} to {self.kept}"
         self.runtime.rename(self.c, self.kept)
         self.renamed = True
-        self.private = f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}"
-        self.step = f"creating the private network {self.private}"
-        self.runtime.create_network(self.private, "bridge", True, {HELPER: "true"})
+        self.make_private()
         self.step = f"starting {self.inst.spec.image} on {', '.join(self.new_volumes)}, reachable by nothing yet"
         self.progress(f"{self.inst.metadata.name}: {self.step}")
         self.created = True
@@ -130,14 +128,22 @@ class Cutover:
         )
         applying.execute(_create(alone, self.made, "moved"), self.runtime)
 
+    def make_private(self) -> None:
+        """The internal network the new server starts on, alone; made ahead of a downtime by whoever can."""
+        if self.private is not None:
+            return
+        self.private = f"{HELPER_PREFIX}{uuid.uuid4().hex[:12]}"
+        self.step = f"creating the private network {self.private}"
+        self.runtime.create_network(self.private, "bridge", True, {HELPER: "true"})
+
     def go_live(self) -> None:
         """The new server, its data checked, joins its declared networks with its aliases; the consumers resume."""
         for att in self.inst.spec.networks:
             self.step = f"connecting {self.c} to {att.name}"
             self.runtime.connect(self.c, att.name, att.aliases, reconnect=False)
-        self._leave_private()
-        self.progress(f"{self.inst.metadata.name}: {self.c} serves on {self.inst.spec.image}")
         self.resume()
+        self.progress(f"{self.inst.metadata.name}: {self.c} serves on {self.inst.spec.image}")
+        self.leave_private()
         self._rebuild_statistics()
 
     def _rebuild_statistics(self) -> None:
@@ -155,7 +161,8 @@ class Cutover:
             return
         self.progress(f"{self.inst.metadata.name}: {' '.join(argv)} runs in the background")
 
-    def _leave_private(self) -> None:
+    def leave_private(self) -> None:
+        """Off the private network, and the network removed (the server, if any, is on its declared ones)."""
         if self.private is None:
             return
         if self.created:
@@ -204,7 +211,12 @@ class Cutover:
             raise errors.BackupError(f"the new server reports {got}, not {major}")
 
     def check_rows(
-        self, want: Mapping[str, int], databases_: Collection[str], source: str, fingerprint: bool = True
+        self,
+        want: Mapping[str, int],
+        databases_: Collection[str],
+        source: str,
+        fingerprint: bool = True,
+        words: tuple[str, str] = ("in the backup", "restored"),
     ) -> None:
         """The new server's rows against `want` (of `databases_`), then (`fingerprint`) the cutover's fingerprint:
         what it holds before any consumer can reach it (`dbstate rollback` tells the writes made since by it)."""
@@ -213,7 +225,7 @@ class Cutover:
         who = databases.of(engine).login(self.inst)
         rows = backing.counts(self.c, engine, who, self.shell)
         rows = {k: v for k, v in rows.items() if k.split("/", 1)[0] in databases_}
-        wrong = dumps.compare_counts(want, rows)
+        wrong = dumps.compare_counts(want, rows, *words)
         if wrong:
             raise errors.BackupError(f"rows differ from {source}'s: " + "; ".join(wrong[:5]))
         if not fingerprint:
@@ -246,7 +258,7 @@ class Cutover:
             self.created = False
             for volume in self.new_volumes:
                 self.shell.run_once(self.inst.spec.image, [(volume, "/v", False)], "find /v -mindepth 1 -delete")
-        self._leave_private()
+        self.leave_private()
         if self.renamed:
             self.runtime.rename(self.kept, self.c)
         while self.detached:

@@ -139,6 +139,8 @@ def test_pg_upgrade_link_is_backed_up_first_rolls_back_a_failed_check_and_refuse
     out = r.stdout + r.stderr
     assert r.code == 0, out
     assert "pg_upgrade --link done" in out and "now belongs to the new cluster" in out, out
+    # --link is checked by every table's and index's files (the marker table and its primary key), no row read
+    assert "2 tables' and indexes' files" in out, out
     assert sql(docker_client, "pgbk-db", "SHOW server_version_num").startswith("17")
     assert sql(docker_client, "pgbk-db", "SELECT count(*), sum(id) FROM marker") == "5000|12502500"
     # link leaves no way back but a backup: taken first by each attempt, even with beforeChange: false

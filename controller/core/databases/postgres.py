@@ -204,12 +204,31 @@ PSQL_ERROR = re.compile(r": error: |^backslash commands are restricted")
 
 
 PG_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+# $2 in each database of $1's, its rows prefixed with the database's name: one exec for all of them (a cutover's
+# checks run in its downtime, where each exec is a tenth of a second)
+PG_EACH_DATABASE = r"""set -ef
+dbs=$(psql --no-password -X -q -A -t -d postgres -c "$1")
+tab=$(printf '\t')
+IFS='
+'
+for db in $dbs; do
+  rows=$(psql --no-password -X -q -A -t -F "$tab" -d "$db" -c "$2")
+  for row in $rows; do printf '%s\t%s\n' "$db" "$row"; done
+done"""
 PG_COUNTS = (
     "SELECT table_schema || '.' || table_name, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c "
     "FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text FROM information_schema.tables "
     "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 )
 PG_EXTENSIONS = "SELECT extname, extversion FROM pg_extension"
+# each table's and index's files, in bytes (a table's with its TOAST table's): what pg_upgrade --link, --clone or --swap
+# carries over as it is, read from the catalog and a stat of each file (no row is read: the same at any size)
+PG_FILE_SIZES = (
+    "SELECT n.nspname || '.' || c.relname, pg_relation_size(c.oid) + coalesce(pg_relation_size(nullif(c.reltoastrelid, "
+    "0)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'i') AND "
+    "c.relpersistence <> 't' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE "
+    "'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' ORDER BY 1"
+)
 # each table's rows as a count and an order-free sum of 64-bit row hashes: one pass, no sort (a digest of sorted md5s
 # took most of a cutover's time at 256 MiB); what `dbstate rollback` compares to tell a write made since the cutover
 PG_DIGESTS = (
@@ -425,11 +444,11 @@ class Postgres(Database):
 
     def _each_database(self, who: Login, query: Query, sql: str) -> dict[str, str]:
         out: dict[str, str] = {}
-        for db in filter(None, (d.strip() for d in query(self.sql_argv(who, PG_DATABASES)).split("\n"))):
-            for line in query(self.sql_argv(who, sql, db)).splitlines():
-                key, _, value = line.rpartition("\t")
-                if key:
-                    out[f"{db}/{key}"] = value
+        for line in query(["sh", "-c", PG_EACH_DATABASE, "sh", PG_DATABASES, sql]).splitlines():
+            db, _, row = line.partition("\t")
+            key, _, value = row.rpartition("\t")
+            if key:
+                out[f"{db}/{key}"] = value
         return out
 
     def counts(self, who: Login, query: Query) -> dict[str, int]:
@@ -437,6 +456,10 @@ class Postgres(Database):
 
     def digests(self, who: Login, query: Query) -> dict[str, str]:
         return self._each_database(who, query, PG_DIGESTS)
+
+    def file_sizes(self, who: Login, query: Query) -> dict[str, int]:
+        """Each relation's files in bytes (`DATABASE/schema.name`): PG_FILE_SIZES."""
+        return {k: int(v) for k, v in self._each_database(who, query, PG_FILE_SIZES).items() if v.strip().isdigit()}
 
     def extensions(self, who: Login, query: Query) -> set[str]:
         return {key.split("/", 1)[1] for key in self._each_database(who, query, PG_EXTENSIONS)}
@@ -566,7 +589,9 @@ echo "copied $(du -sm "$r" | cut -f1) MiB of $OLD_IMAGE: $("$w/usr/lib/postgresq
 # stopped: pg_upgrade with $TRANSFER (its consistency checks first, as `--check` runs them: exit 5 when one fails,
 # nothing changed), then the old cluster's pg_hba.conf, pg_ident.conf and postgresql.auto.conf carried over, and the
 # new cluster handed to the new image's postgres user. A volume that holds only PG_STAGE holds an upgrade that was
-# never installed (PG_INSTALL), which nothing ever started: a later attempt clears it and starts over.
+# never installed (PG_INSTALL), which nothing ever started: a later attempt clears it and starts over. The install is a
+# helper of its own, started by dbstate only: a helper left at work by a killed dbstate finishes pg_upgrade, never the
+# install, so what it leaves is cleared by the next attempt rather than taken for a cluster that may have served.
 PG_STAGE = ".dbstate-upgrading"
 PG_UPGRADE = r"""set -e
 old="/x/wrap/usr/lib/postgresql/$OLD_MAJOR/bin" new="/usr/lib/postgresql/$NEW_MAJOR/bin" stage="$NEW_ROOT/$STAGE"
@@ -594,7 +619,7 @@ if [ "$STEP" = prepare ]; then
   exit 0
 fi
 if ! as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$stage" -U "$SUPERUSER" "--$TRANSFER" \
-    > /tmp/pg_upgrade.log 2>&1; then
+    --jobs "$(nproc)" > /tmp/pg_upgrade.log 2>&1; then
   tail -n 25 /tmp/pg_upgrade.log >&2
   for f in "$stage"/pg_upgrade_output.d/*/*.txt; do [ -f "$f" ] && head -n 20 "$f" >&2; done
   grep -q "^Performing Upgrade" /tmp/pg_upgrade.log || { say "pg_upgrade's consistency checks failed"; exit 5; }

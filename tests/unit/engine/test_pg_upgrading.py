@@ -1,0 +1,83 @@
+"""What a pg_upgrade cutover measures on the old server and checks on the new one, with a stand-in for the servers'
+answers (the upgrades themselves run against real servers in tests/e2e/test_pg_upgrade.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.core import errors, spec
+from controller.core.databases import Ran
+from controller.core.databases.postgres import PG_COUNTS, PG_DATABASES, PG_EACH_DATABASE, PG_FILE_SIZES
+from controller.engine.pg_upgrading import _PgUpgrade
+
+
+class Answers:
+    """A server as psql answers it, in its one database `app`: the two queries a check asks of every database."""
+
+    def __init__(self, files: dict[str, int], rows: dict[str, int]) -> None:
+        self.files, self.rows = files, rows
+        self.asked: list[str] = []
+
+    def run(self, container: str, argv: list[str], env: Any = None, user: Any = None, **_: Any) -> Ran:
+        assert argv[:3] == ["sh", "-c", PG_EACH_DATABASE] and argv[4] == PG_DATABASES
+        self.asked.append(argv[5])
+        table = {PG_FILE_SIZES: self.files, PG_COUNTS: self.rows}[argv[5]]
+        return Ran(0, "".join(f"app\t{k}\t{v}\n" for k, v in table.items()).encode())
+
+
+def job(transfer: spec.UpgradeTransfer, shell: Answers) -> _PgUpgrade:
+    inst = spec.DatabaseInstance.model_validate(
+        {
+            "apiVersion": "dbstate.io/v1",
+            "kind": "DatabaseInstance",
+            "metadata": {"name": "pg"},
+            "spec": {
+                "engine": "postgres",
+                "version": "17",
+                "image": "postgres:17",
+                "containerName": "pg-db",
+                "networks": [{"name": "n"}],
+                "auth": {"method": "none"},
+            },
+        }
+    )
+    return _PgUpgrade(inst, None, "pg-db.kept", ["v17"], None, shell, None, print, transfer=transfer)  # type: ignore[arg-type]
+
+
+FILES = {"public.t": 8192 * 1000, "public.t_pkey": 8192 * 300}
+
+
+@pytest.mark.parametrize("transfer", [spec.UpgradeTransfer.LINK, spec.UpgradeTransfer.CLONE, spec.UpgradeTransfer.SWAP])
+def test_a_transfer_that_carries_the_files_is_checked_by_their_sizes_and_reads_no_row(transfer) -> None:
+    old = Answers(FILES, {})
+    before = job(transfer, old).measure()
+    assert before == {"app/public.t": 8192000, "app/public.t_pkey": 2457600}
+    new = Answers(dict(FILES), {})
+    said = job(transfer, new).check(before)
+    assert said == "2 tables' and indexes' files (10 MiB) checked"
+    assert PG_COUNTS not in old.asked + new.asked  # no count(*): the downtime does not grow with the data
+
+
+def test_a_file_cut_short_or_lost_fails_the_check_naming_it() -> None:
+    before = job(spec.UpgradeTransfer.LINK, Answers(FILES, {})).measure()
+    short = Answers({"public.t": 8192 * 999}, {})
+    with pytest.raises(errors.BackupError) as e:
+        job(spec.UpgradeTransfer.LINK, short).check(before)
+    assert str(e.value) == (
+        "files differ from the old server's: app/public.t: 8192000 bytes before, 8183808 after; "
+        "app/public.t_pkey: 2457600 bytes before, missing after"
+    )
+
+
+def test_copy_is_checked_by_every_tables_rows() -> None:
+    old = Answers({}, {"public.t": 1000})
+    before = job(spec.UpgradeTransfer.COPY, old).measure()
+    assert before == {"app/public.t": 1000} and PG_FILE_SIZES not in old.asked
+    assert job(spec.UpgradeTransfer.COPY, Answers({}, {"public.t": 1000})).check(before) == (
+        "1000 rows in 1 tables checked"
+    )
+    with pytest.raises(errors.BackupError) as e:
+        job(spec.UpgradeTransfer.COPY, Answers({}, {"public.t": 999})).check(before)
+    assert str(e.value) == "rows differ from the old server's: app/public.t: 1000 before, 999 after"
