@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,9 +181,8 @@ def main() -> int:
                 gaps += [s for label, s, _ in these if label == f"{method}: longest gap a writing client saw"]
                 rows += [(f"{label} (run {run})" if args.repeat > 1 else label, s, n) for label, s, n in these]
             if args.repeat > 1:
-                gaps.sort()
-                rows.append((f"{method}: longest gap, median of {len(gaps)} runs", gaps[len(gaps) // 2], ""))
-                rows.append((f"{method}: longest gap, worst of {len(gaps)} runs", gaps[-1], ""))
+                rows.append((f"{method}: longest gap, median of {len(gaps)} runs", statistics.median(gaps), ""))
+                rows.append((f"{method}: longest gap, worst of {len(gaps)} runs", max(gaps), ""))
     print(f"\n{'PostgreSQL 15 -> 17, ' + str(args.mib) + ' MiB':<66} {'seconds':>8}")
     for label, seconds, note in rows:
         value = f"{seconds:8.1f}" if seconds is not None and "committed" not in label else f"{seconds:8.0f}"
