@@ -636,6 +636,20 @@ def moved_mounts(inst: spec.DatabaseInstance, c: live.Container) -> list[tuple[l
     return out
 
 
+def _with_new_target(
+    inst: spec.DatabaseInstance, c: live.Container, moves: list[tuple[live.Mount, spec.VolumeMount | None]]
+) -> list[tuple[live.Mount, spec.VolumeMount | None]]:
+    """An upgrade's data mount that the declaration drops, paired with the one new volume it mounts elsewhere: the
+    new major's image may want its data at another place (PostgreSQL 18's images: the volume at /var/lib/postgresql,
+    the cluster in 18/docker below it, where 17's was mounted at /var/lib/postgresql/data)."""
+    dropped = [m for m, want in moves if want is None and m.type == "volume"]
+    held = {m.destination for m in c.mounts}
+    added = [v for v in inst.spec.volumes if v.type == "volume" and v.target not in held]
+    if len(dropped) != 1 or len(added) != 1:
+        return moves
+    return [(m, added[0] if m is dropped[0] else want) for m, want in moves]
+
+
 def _data_moved(b: _Builder, inst: spec.DatabaseInstance, c: live.Container) -> bool:
     moved = [
         f"{m.destination} holds {m.type} {m.source}, "
@@ -766,7 +780,7 @@ def _dump_restore(
     on the new volume the declaration names; the old container and volume are kept (engine/upgrading.py)."""
     was, new = jump
     method = inst.spec.policy.upgrade
-    moves = moved_mounts(inst, c)
+    moves = _with_new_target(inst, c, moved_mounts(inst, c))
     bad = [m for m, want in moves if want is None or want.type != "volume"]
     if not moves or bad:
         suggestion = f"{inst.metadata.name}-data-v{new}"

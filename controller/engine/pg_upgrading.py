@@ -114,7 +114,7 @@ class _PgUpgrade(Cutover):
         )
         if code != 0:
             self.step = HELPER_STEPS.get(code, self.step)
-            last = " / ".join(line for line in out.strip().splitlines()[-6:] if line.strip())
+            last = " / ".join(line for line in out.strip().splitlines()[-12:] if line.strip())
             raise errors.BackupError(f"{self.step} exited {code}: {last}")
         return out.strip().splitlines()[-1] if out.strip() else ""
 
@@ -281,8 +281,9 @@ def _before_downtime(
     server started again if it was left stopped."""
     inst, shell, name, c = job.inst, job.shell, job.inst.metadata.name, change.target
     pgdata = {"PGDATA": p} if (p := env_plain(inst, "PGDATA")) else {}
+    new_target = next((v.target for v in inst.spec.volumes if v.source == job.new_volumes[0]), target)
     try:
-        job.sub = (postgres.data_dir(was, pgdata, target), postgres.data_dir(new, pgdata, target))
+        job.sub = (_old_sub(was, pgdata, target), postgres.data_dir(new, pgdata, new_target))
     except ValueError as e:
         raise errors.BackupError(str(e)) from e
     _leftovers(job)
@@ -319,6 +320,16 @@ def _before_downtime(
         )
         job.store.prune(name, inst.spec.policy.backup.keep)
     return env
+
+
+def _old_sub(was: str, pgdata: dict[str, str], target: str) -> str:
+    """Where the old cluster lies in its volume (mounted at `target` in the old container): at the declared PGDATA,
+    unless the new major's image wants its data elsewhere (18's 18/docker below /var/lib/postgresql), then where the
+    old major's images keep it. A wrong guess fails the helper's first step (no cluster there), before any downtime."""
+    try:
+        return postgres.data_dir(was, pgdata, target)
+    except ValueError:
+        return postgres.data_dir(was, {}, target)
 
 
 def _fingerprint_old(job: _PgUpgrade, old_image: str, old_volume: str, target: str) -> None:

@@ -306,6 +306,35 @@ def test_pg_upgrade_is_an_upgrade_into_the_new_volume_that_says_its_way_back(pol
     assert [f.type for f in p.findings] == [FindingType.MAJOR_UPGRADE] and "pg-upgrade" in p.findings[0].message
 
 
+def test_an_upgrade_into_18s_layout_pairs_the_old_data_mount_with_the_new_volume_mounted_elsewhere():
+    """PostgreSQL 18's images want their volume at /var/lib/postgresql (the cluster in 18/docker below it), 17's was
+    at /var/lib/postgresql/data: the one dropped data mount and the one new volume are the move (before: a
+    major-upgrade finding asking for a new volume that was declared)."""
+    from controller.core.plan import Upgrade
+    from tests.helpers import NETWORK, VOLUME, instance_yaml
+
+    was = state("---\n".join([NETWORK, VOLUME, instance_yaml(version="17", image="postgres:17")]))
+    running = managed(was, "pg", mounts=(live.Mount("volume", "pg_data", "/var/lib/postgresql/data"),))
+    upgraded = instance_yaml(
+        version="18", image="postgres:18", volume="pg_data_v18", extra="  policy: {upgrade: pg-upgrade}\n"
+    ).replace("target: /var/lib/postgresql/data", "target: /var/lib/postgresql")
+    now = state("---\n".join([NETWORK, VOLUME, VOLUME.replace("pg_data", "pg_data_v18"), upgraded]))
+    p = diff.diff(now, world(running, networks=(net("edge"),)))
+    [change] = [c for c in p.changes if c.action is Action.UPGRADE]
+    assert isinstance(change.payload, Upgrade) and p.findings == ()
+    assert change.payload.moves == {"/var/lib/postgresql/data": ("pg_data", "pg_data_v18")}
+    # two new volumes for one dropped mount: which holds the data is not guessed
+    two = upgraded.replace(
+        "    - source: pg_data_v18\n      target: /var/lib/postgresql\n",
+        "    - source: pg_data_v18\n      target: /var/lib/postgresql\n    - source: pg_wal\n      target: /wal\n",
+    )
+    assert two != upgraded
+    vols = [VOLUME, VOLUME.replace("pg_data", "pg_data_v18"), VOLUME.replace("pg_data", "pg_wal")]
+    p = diff.diff(state("---\n".join([NETWORK, *vols, two])), world(running, networks=(net("edge"),)))
+    assert [c for c in p.changes if c.action is Action.UPGRADE] == []
+    assert [f.type for f in p.findings] == [FindingType.MAJOR_UPGRADE]
+
+
 def test_a_server_alone_on_a_cutover_network_is_an_interrupted_cutover_and_is_not_connected():
     """Killed after the new server started and before its data was checked: connecting it (a plain repair) would let
     clients onto data nobody checked."""

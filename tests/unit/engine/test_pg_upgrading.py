@@ -10,7 +10,7 @@ import pytest
 from controller.core import errors, spec
 from controller.core.databases import Ran
 from controller.core.databases.postgres import PG_COUNTS, PG_DATABASES, PG_EACH_DATABASE, PG_FILE_SIZES
-from controller.engine.pg_upgrading import _PgUpgrade
+from controller.engine.pg_upgrading import _old_sub, _PgUpgrade
 
 
 class Answers:
@@ -69,3 +69,10 @@ def test_a_file_cut_short_or_lost_fails_the_check_naming_it() -> None:
         "files differ from the old server's: app/public.t: 8192000 bytes before, 8183808 after; "
         "app/public.t_pkey: 2457600 bytes before, missing after"
     )
+
+
+def test_the_old_cluster_is_found_at_the_declared_pgdata_or_where_the_old_major_keeps_it() -> None:
+    # the declared PGDATA, when it lies in the old mount (a custom subdirectory)
+    assert _old_sub("15", {"PGDATA": "/var/lib/postgresql/data/pgdata"}, "/var/lib/postgresql/data") == "pgdata"
+    # 18's PGDATA is not in 17's mount: 17's images kept the cluster at the mount itself
+    assert _old_sub("17", {"PGDATA": "/var/lib/postgresql/18/docker"}, "/var/lib/postgresql/data") == ""
