@@ -211,12 +211,7 @@ class Cutover:
             raise errors.BackupError(f"the new server reports {got}, not {major}")
 
     def check_rows(
-        self,
-        want: Mapping[str, int],
-        databases_: Collection[str],
-        source: str,
-        fingerprint: bool = True,
-        words: tuple[str, str] = ("in the backup", "restored"),
+        self, want: Mapping[str, int], databases_: Collection[str], source: str, fingerprint: bool = True
     ) -> None:
         """The new server's rows against `want` (of `databases_`), then (`fingerprint`) the cutover's fingerprint:
         what it holds before any consumer can reach it (`dbstate rollback` tells the writes made since by it)."""
@@ -225,7 +220,7 @@ class Cutover:
         who = databases.of(engine).login(self.inst)
         rows = backing.counts(self.c, engine, who, self.shell)
         rows = {k: v for k, v in rows.items() if k.split("/", 1)[0] in databases_}
-        wrong = dumps.compare_counts(want, rows, *words)
+        wrong = dumps.compare_counts(want, rows)
         if wrong:
             raise errors.BackupError(f"rows differ from {source}'s: " + "; ".join(wrong[:5]))
         if not fingerprint:
