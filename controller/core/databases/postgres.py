@@ -622,10 +622,12 @@ if ! as "$new/pg_upgrade" -b "$old" -B "$new" -d "$OLD_DATA" -D "$stage" -U "$SU
     > /tmp/pg_upgrade.log 2>&1; then
   tail -n 25 /tmp/pg_upgrade.log >&2
   for f in "$stage"/pg_upgrade_output.d/*/*.txt; do [ -f "$f" ] && head -n 20 "$f" >&2; done
+  # the statement that failed, from the log pg_upgrade names (a role's password hash in it masked)
   log=$(sed -n 's/.*Consult the last few lines of "\(.*\)" for.*/\1/p' /tmp/pg_upgrade.log | tail -n 1)
   if [ -n "$log" ] && [ -f "$log" ]; then
     say "in $(basename "$log"):"
-    grep -m 3 -A 2 -E "error|ERROR|FATAL" "$log" >&2 || tail -n 8 "$log" >&2
+    { grep -m 3 -A 2 -E "error|ERROR|FATAL" "$log" || tail -n 8 "$log"; } |
+      sed "s/PASSWORD '[^']*'/PASSWORD '***'/g" >&2
   fi
   grep -q "^Performing Upgrade" /tmp/pg_upgrade.log || { say "pg_upgrade's consistency checks failed"; exit 5; }
   say "pg_upgrade failed"
